@@ -1,0 +1,36 @@
+/**
+ * @module
+ * Hashes for the two things a key is bound to: the caller's credential and the request.
+ */
+
+const encoder = new TextEncoder();
+
+function hex(buffer: ArrayBuffer): string {
+  return Array.from(new Uint8Array(buffer), (byte) => byte.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * SHA-256 of the whole `Authorization` value, hex. This is the only form of the credential that is
+ * stored or used in a name: the token itself is never written anywhere.
+ */
+export async function hashCredential(authorization: string): Promise<string> {
+  return hex(await crypto.subtle.digest('SHA-256', encoder.encode(authorization)));
+}
+
+/**
+ * The request fingerprint: SHA-256 over method, path with query, and the exact body bytes, hex.
+ * A newline separates the parts; neither method nor path can contain one, so the encoding is unambiguous.
+ * The body is streamed into the digest rather than concatenated, so a 10 MiB body is not copied.
+ *
+ * @param method - the request method, upper case
+ * @param pathAndQuery - `pathname + search` of the request URL
+ * @param body - the body bytes (empty for none)
+ */
+export async function fingerprintRequest(method: string, pathAndQuery: string, body: ArrayBuffer): Promise<string> {
+  const digest = new crypto.DigestStream('SHA-256');
+  const writer = digest.getWriter();
+  void writer.write(encoder.encode(`${method}\n${pathAndQuery}\n`));
+  if (body.byteLength > 0) void writer.write(new Uint8Array(body));
+  void writer.close();
+  return hex(await digest.digest);
+}

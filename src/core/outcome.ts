@@ -1,0 +1,72 @@
+/**
+ * @module
+ * What the Durable Object answers, and how that becomes an HTTP response.
+ *
+ * The object never builds HTTP responses itself: it returns an {@link Outcome} (plain data that
+ * crosses RPC), and {@link outcomeResponse} is the one place that turns it into what the client sees.
+ */
+import { type HeaderList, toHeaders } from './headers';
+import { problem } from './problem';
+
+/** A response as stored: status, end-to-end headers and the exact body bytes. */
+export interface StoredResponse {
+  readonly status: number;
+  readonly headers: HeaderList;
+  readonly body: ArrayBuffer;
+}
+
+/** The result of one keyed request, as decided by the Durable Object. */
+export type Outcome =
+  /** The origin's answer. `replayed` is false only for the request that ran the attempt. */
+  | { readonly kind: 'response'; readonly replayed: boolean; readonly response: StoredResponse }
+  /** The key is bound to a different fingerprint. */
+  | { readonly kind: 'conflict' }
+  /** An attempt with this key is still running (or died and its lease has not ended yet). */
+  | { readonly kind: 'in_progress'; readonly retryAfterMs: number }
+  /** The origin did not answer within the client's wait; the attempt goes on and will be stored. */
+  | { readonly kind: 'origin_timeout' }
+  /** The origin could not be reached or broke the connection; nothing was stored. */
+  | { readonly kind: 'origin_unreachable' }
+  /** The origin ran the request but its response body is larger than `MAX_BODY_BYTES`. */
+  | { readonly kind: 'response_too_large'; readonly status: number };
+
+/** The response header that marks a replayed answer. */
+export const REPLAY_HEADER = 'Idempotent-Replay';
+
+/** Statuses whose responses cannot carry a body (Fetch standard "null body status"). */
+const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
+
+/** Turns an {@link Outcome} into the client's response. */
+export function outcomeResponse(outcome: Outcome): Response {
+  switch (outcome.kind) {
+    case 'response': {
+      const { status, headers, body } = outcome.response;
+      const result = new Response(NULL_BODY_STATUS.has(status) ? null : body, { status, headers: toHeaders(headers) });
+      if (outcome.replayed) result.headers.set(REPLAY_HEADER, 'true');
+      return result;
+    }
+    case 'conflict':
+      return problem(
+        'idempotency_key_reused',
+        'This Idempotency-Key was already used with a different request (method, path, query or body). Use a new key for a new request.',
+      );
+    case 'in_progress':
+      return problem(
+        'idempotency_key_in_progress',
+        'The first request with this Idempotency-Key has not finished yet. Retry the same request after the Retry-After delay.',
+        outcome.retryAfterMs / 1000,
+      );
+    case 'origin_timeout':
+      return problem(
+        'origin_timeout',
+        'The origin did not answer in time. The attempt continues; retry with the same Idempotency-Key to get its result.',
+      );
+    case 'origin_unreachable':
+      return problem('origin_unreachable', 'The origin could not be reached or failed mid-response. Nothing was stored; retrying is safe.');
+    case 'response_too_large':
+      return problem(
+        'response_too_large',
+        `The origin ran the request and answered with status ${outcome.status}, but the body exceeds MAX_BODY_BYTES, so it was not stored. The request will not run again under this Idempotency-Key.`,
+      );
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * @module
+ * A real HTTP origin for the tests: a Node server on 127.0.0.1 that counts every call it receives and
+ * behaves as the request path asks. It is not a mock of anything under test: it stands for the API
+ * behind the proxy.
+ *
+ * Paths (any method; the rest of the path is free, so tests use unique paths):
+ * - `/echo/...`           200 JSON echo of method, path, headers and body (sha-256 + length)
+ * - `/slow/<ms>/...`      like echo, after `<ms>` milliseconds
+ * - `/status/<code>/...`  answers `<code>` with a small JSON body
+ * - `/fail-first/<n>/...` answers 503 to the first `<n>` calls for the same Idempotency-Key, then echo
+ * - `/bytes/<n>/...`      200 with `<n>` deterministic binary bytes (`application/octet-stream`)
+ * - `/cookies/...`        200 with three Set-Cookie headers and a hop-by-hop `Connection` header
+ * - `/gzip/...`           200 with a gzip-encoded JSON body
+ * - `/reset/...`          sends headers and part of the body, then destroys the connection
+ * - `/redirect/...`       302 to `/echo/redirected`
+ *
+ * Control (not counted): `GET /__calls?key=K` → `{ "count": n }` for Idempotency-Key K, `GET /__calls`
+ * → `{ "total": n }`, `GET /__last?key=K` → the last request seen with that key.
+ */
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { gzipSync } from 'node:zlib';
+
+export interface SeenRequest {
+  method: string;
+  url: string;
+  headers: IncomingMessage['headers'];
+  bodySha256: string;
+  bodyLength: number;
+}
+
+/** Deterministic bytes for `/bytes/<n>`: byte i is (i * 31 + 7) mod 256. */
+export function patternBytes(length: number): Buffer {
+  const bytes = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) bytes[i] = (i * 31 + 7) & 0xff;
+  return bytes;
+}
+
+export interface TestOrigin {
+  readonly server: Server;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** Starts the origin on 127.0.0.1 and a free port. */
+export async function startTestOrigin(port = 0): Promise<TestOrigin> {
+  const calls = new Map<string, number>();
+  const last = new Map<string, SeenRequest>();
+  let total = 0;
+
+  const server = createServer(async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://origin');
+    if (url.pathname === '/__calls') {
+      const key = url.searchParams.get('key');
+      return json(res, 200, key === null ? { total } : { count: calls.get(key) ?? 0 });
+    }
+    if (url.pathname === '/__last') return json(res, 200, last.get(url.searchParams.get('key') ?? '') ?? null);
+
+    const chunks: Buffer[] = [];
+    try {
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+    } catch {
+      return;
+    }
+    const body = Buffer.concat(chunks);
+    const key = String(req.headers['idempotency-key'] ?? '');
+    total++;
+    const count = (calls.get(key) ?? 0) + 1;
+    calls.set(key, count);
+    const seen: SeenRequest = {
+      method: req.method ?? '',
+      url: req.url ?? '',
+      headers: req.headers,
+      bodySha256: createHash('sha256').update(body).digest('hex'),
+      bodyLength: body.length,
+    };
+    last.set(key, seen);
+
+    const [, kind = '', arg = ''] = url.pathname.split('/');
+    switch (kind) {
+      case 'slow':
+        await new Promise((resolve) => setTimeout(resolve, Number(arg)));
+        return json(res, 200, { ...seen, call: count });
+      case 'status':
+        return json(res, Number(arg), { status: Number(arg), call: count });
+      case 'fail-first':
+        return count <= Number(arg) ? json(res, 503, { error: 'unavailable', call: count }) : json(res, 200, { ...seen, call: count });
+      case 'bytes': {
+        const bytes = patternBytes(Number(arg));
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'x-call': String(count) });
+        return res.end(bytes);
+      }
+      case 'cookies':
+        res.setHeader('set-cookie', ['a=1; Path=/; HttpOnly', 'b=2; Expires=Wed, 21 Oct 2037 07:28:00 GMT', 'c=3']);
+        res.setHeader('connection', 'keep-alive, x-hop');
+        res.setHeader('x-hop', 'must not pass');
+        return json(res, 201, { call: count });
+      case 'gzip': {
+        const payload = gzipSync(JSON.stringify({ compressed: true, call: count, pad: 'x'.repeat(2000) }));
+        res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': payload.length });
+        return res.end(payload);
+      }
+      case 'reset':
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '1000' });
+        res.write('partial');
+        setTimeout(() => res.destroy(), 20);
+        return;
+      case 'redirect':
+        res.writeHead(302, { location: '/echo/redirected' });
+        return res.end();
+      default:
+        return json(res, 200, { ...seen, call: count });
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('origin has no port');
+  return {
+    server,
+    url: `http://127.0.0.1:${address.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function json(res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(body);
+}

@@ -1,0 +1,60 @@
+/** Helpers shared by the workerd tests: send through the proxy, ask the real origin what it saw. */
+import { env, exports } from 'cloudflare:workers';
+import { inject } from 'vitest';
+import { hashCredential } from '../../src/core/fingerprint';
+import { recordName } from '../../src/app';
+
+export const originUrl = inject('originUrl');
+
+export interface SendOptions {
+  method?: string;
+  key?: string | null;
+  auth?: string | null;
+  body?: BodyInit | null;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+/** A fresh, unique key. */
+export const newKey = (): string => crypto.randomUUID();
+
+/** Sends a request through the proxy Worker (the real `fetch` handler, as `SELF.fetch`). */
+export function send(path: string, { method = 'POST', key, auth = 'Bearer test-token', body, headers = {}, signal }: SendOptions = {}): Promise<Response> {
+  const init: RequestInit = { method, headers: { ...headers } };
+  const h = init.headers as Record<string, string>;
+  if (key != null) h['idempotency-key'] = key;
+  if (auth != null) h['authorization'] = auth;
+  if (body !== undefined) init.body = body;
+  if (signal) init.signal = signal;
+  return exports.default.fetch(`https://proxy.test${path}`, init);
+}
+
+/** How many times the origin was called with this Idempotency-Key. */
+export async function originCalls(key: string): Promise<number> {
+  const res = await fetch(`${originUrl}/__calls?key=${encodeURIComponent(key)}`);
+  return ((await res.json()) as { count: number }).count;
+}
+
+/** Total calls the origin has received (all keys). */
+export async function originTotal(): Promise<number> {
+  const res = await fetch(`${originUrl}/__calls`);
+  return ((await res.json()) as { total: number }).total;
+}
+
+/** The stub of the Durable Object that holds `(auth, key)`. */
+export async function recordStub(key: string, auth = 'Bearer test-token') {
+  return env.IDEMPOTENCY.get(env.IDEMPOTENCY.idFromName(recordName(await hashCredential(auth), key)));
+}
+
+export interface ProblemBody {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+}
+
+/** Asserts nothing and returns the parsed problem body (content type checked by the caller). */
+export async function problemOf(res: Response): Promise<ProblemBody> {
+  return (await res.json()) as ProblemBody;
+}

@@ -30,10 +30,10 @@ export const recordName = (credentialHash: string, key: string): string => `${cr
  * through the URL setter, so `//host`, `..` or an absolute-form request target can never change
  * the origin's scheme, host or port.
  */
-export function originTarget(origin: URL, requestUrl: string): URL {
+export function originTarget(origin: URL, basePath: string, requestUrl: string): URL {
   const incoming = new URL(requestUrl);
   const target = new URL(origin.href);
-  target.pathname = origin.pathname + incoming.pathname;
+  target.pathname = basePath + incoming.pathname;
   target.search = incoming.search;
   // Unreachable by construction; kept so that a future change cannot silently proxy elsewhere.
   if (target.origin !== origin.origin) throw new Error('request target escaped the origin');
@@ -76,7 +76,7 @@ export function createApp(): Hono<AppEnv> {
   app.all('*', async (c) => {
     const config = c.var.config;
     const request = c.req.raw;
-    const target = originTarget(config.originUrl, request.url);
+    const target = originTarget(config.originUrl, config.originBasePath, request.url);
     if (!IDEMPOTENT_METHODS.has(request.method)) return passThrough(request, target, config);
 
     const rawKey = request.headers.get('idempotency-key');

@@ -9,8 +9,10 @@
 
 /** The resolved configuration. Durations are in milliseconds, sizes in bytes. */
 export interface ProxyConfig {
-  /** Origin base URL, without a trailing slash; the request's path and query are appended. */
+  /** Origin base URL; the request's path and query are appended to {@link originBasePath}. */
   readonly originUrl: URL;
+  /** The path of `ORIGIN_URL` without its trailing slash (`""` for a bare host). */
+  readonly originBasePath: string;
   readonly ttlMs: number;
   readonly originTimeoutMs: number;
   readonly leaseMs: number;
@@ -84,7 +86,6 @@ function originUrl(vars: ConfigVars): URL {
   if (url.search || url.hash || url.username || url.password) {
     throw new InvalidConfig({ variable: 'ORIGIN_URL', message: 'must not carry a query, fragment or credentials' });
   }
-  url.pathname = url.pathname.replace(/\/+$/, '');
   return url;
 }
 
@@ -109,8 +110,10 @@ export function parseConfig(vars: ConfigVars): ProxyConfig | ConfigError {
     if (leaseMs >= ttlMs) {
       throw new InvalidConfig({ variable: 'ORIGIN_LEASE_MS', message: `must be shorter than IDEMPOTENCY_TTL_SECONDS (${ttlMs / 1000} s)` });
     }
+    const origin = originUrl(vars);
     return {
-      originUrl: originUrl(vars),
+      originUrl: origin,
+      originBasePath: origin.pathname.replace(/\/+$/, ''),
       ttlMs,
       originTimeoutMs,
       leaseMs,

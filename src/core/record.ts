@@ -75,13 +75,26 @@ interface RecordRow extends Record<string, SqlStorageValue> {
 
 /** The Durable Object class; one instance per `(credential hash, key)`. */
 export class IdempotencyRecord extends DurableObject<Env> {
-  readonly #sql: SqlStorage;
+  readonly #storage: SqlStorage;
+  /** Whether the schema is known to exist; `deleteAll()` in the alarm removes it again. */
+  #migrated = false;
   #attempt: Attempt | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.#sql = ctx.storage.sql;
-    void ctx.blockConcurrencyWhile(async () => this.#migrate());
+    this.#storage = ctx.storage.sql;
+  }
+
+  /**
+   * The SQL handle, with the schema in place. Migration is synchronous (SQLite calls are), so doing it
+   * lazily here needs no `blockConcurrencyWhile` and also covers the object emptied by the alarm.
+   */
+  get #sql(): SqlStorage {
+    if (!this.#migrated) {
+      this.#migrate();
+      this.#migrated = true;
+    }
+    return this.#storage;
   }
 
   /**
@@ -119,13 +132,14 @@ export class IdempotencyRecord extends DurableObject<Env> {
     }
     // Also removes the schema and (compatibility date >= 2026-02-24) any alarm: nothing is left.
     await this.ctx.storage.deleteAll();
+    this.#migrated = false;
   }
 
   #migrate(): void {
-    this.#sql.exec(`CREATE TABLE IF NOT EXISTS _schema (version INTEGER NOT NULL)`);
-    const version = this.#sql.exec<{ version: number }>(`SELECT max(version) AS version FROM _schema`).one().version ?? 0;
+    this.#storage.exec(`CREATE TABLE IF NOT EXISTS _schema (version INTEGER NOT NULL)`);
+    const version = this.#storage.exec<{ version: number | null }>(`SELECT max(version) AS version FROM _schema`).one().version ?? 0;
     if (version >= SCHEMA_VERSION) return;
-    this.#sql.exec(`
+    this.#storage.exec(`
       CREATE TABLE IF NOT EXISTS record (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         fingerprint TEXT NOT NULL,

@@ -5,12 +5,6 @@
 import type { TestProject } from 'vitest/node';
 import { startTestOrigin } from './server';
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    originUrl: string;
-  }
-}
-
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const origin = await startTestOrigin();
   project.provide('originUrl', origin.url);

@@ -15,7 +15,8 @@
  * - `/reset/...`          sends headers and part of the body, then destroys the connection
  * - `/redirect/...`       302 to `/echo/redirected`
  *
- * Control (not counted): `GET /__calls?key=K` → `{ "count": n }` for Idempotency-Key K, `GET /__calls`
+ * Control (not counted): `GET /__calls?key=K` → `{ "count": n }` for Idempotency-Key K, `?path=P` for a
+ * path, `GET /__calls`
  * → `{ "total": n }`, `GET /__last?key=K` → the last request seen with that key.
  */
 import { createHash } from 'node:crypto';
@@ -53,6 +54,8 @@ export async function startTestOrigin(port = 0): Promise<TestOrigin> {
     const url = new URL(req.url ?? '/', 'http://origin');
     if (url.pathname === '/__calls') {
       const key = url.searchParams.get('key');
+      const path = url.searchParams.get('path');
+      if (path !== null) return json(res, 200, { count: calls.get(`path:${path}`) ?? 0 });
       return json(res, 200, key === null ? { total } : { count: calls.get(key) ?? 0 });
     }
     if (url.pathname === '/__last') return json(res, 200, last.get(url.searchParams.get('key') ?? '') ?? null);
@@ -68,6 +71,7 @@ export async function startTestOrigin(port = 0): Promise<TestOrigin> {
     total++;
     const count = (calls.get(key) ?? 0) + 1;
     calls.set(key, count);
+    calls.set(`path:${url.pathname}`, (calls.get(`path:${url.pathname}`) ?? 0) + 1);
     const seen: SeenRequest = {
       method: req.method ?? '',
       url: req.url ?? '',

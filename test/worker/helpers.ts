@@ -2,7 +2,7 @@
 import { env, exports } from 'cloudflare:workers';
 import { inject } from 'vitest';
 import { hashCredential } from '../../src/core/fingerprint';
-import { recordName } from '../../src/app';
+import { createApp, recordName } from '../../src/app';
 
 export const originUrl = inject('originUrl');
 
@@ -18,20 +18,38 @@ export interface SendOptions {
 /** A fresh, unique key. */
 export const newKey = (): string => crypto.randomUUID();
 
-/** Sends a request through the proxy Worker (the real `fetch` handler, as `SELF.fetch`). */
-export function send(path: string, { method = 'POST', key, auth = 'Bearer test-token', body, headers = {}, signal }: SendOptions = {}): Promise<Response> {
-  const init: RequestInit = { method, headers: { ...headers } };
+function requestInit({ method = 'POST', key, auth = 'Bearer test-token', body, headers = {}, signal }: SendOptions): RequestInit {
+  const init: RequestInit = { method, headers: { ...headers }, redirect: 'manual' };
   const h = init.headers as Record<string, string>;
   if (key != null) h['idempotency-key'] = key;
   if (auth != null) h['authorization'] = auth;
   if (body !== undefined) init.body = body;
   if (signal) init.signal = signal;
-  return exports.default.fetch(`https://proxy.test${path}`, init);
+  return init;
+}
+
+/** Sends a request through the proxy Worker (the real `fetch` handler, as `SELF.fetch`). */
+export function send(path: string, options: SendOptions = {}): Promise<Response> {
+  return exports.default.fetch(`https://proxy.test${path}`, requestInit(options));
+}
+
+/**
+ * Sends a request to a fresh proxy app with some variables overridden (same bindings otherwise).
+ * Also used where the service-binding transport of `exports.default` would drop an empty header.
+ */
+export function sendWith(vars: Partial<Record<keyof Env, string>>, path: string, options: SendOptions = {}): Promise<Response> {
+  return Promise.resolve(createApp().request(`https://proxy.test${path}`, requestInit(options), { ...env, ...vars }));
 }
 
 /** How many times the origin was called with this Idempotency-Key. */
 export async function originCalls(key: string): Promise<number> {
   const res = await fetch(`${originUrl}/__calls?key=${encodeURIComponent(key)}`);
+  return ((await res.json()) as { count: number }).count;
+}
+
+/** How many times the origin was called on this exact path. */
+export async function originPathCalls(path: string): Promise<number> {
+  const res = await fetch(`${originUrl}/__calls?path=${encodeURIComponent(path)}`);
   return ((await res.json()) as { count: number }).count;
 }
 

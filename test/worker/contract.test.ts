@@ -1,0 +1,350 @@
+/**
+ * The contract of issue #2, point by point, through the real Worker entry point (`exports.default`)
+ * in front of the real test origin. Each test names the point it proves.
+ */
+import { env } from 'cloudflare:workers';
+import { listDurableObjectIds, runInDurableObject } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { MAX_KEY_LENGTH } from '../../src/core/key';
+import { newKey, originCalls, originPathCalls, originUrl, problemOf, recordStub, send, sendWith } from './helpers';
+
+const json = { 'content-type': 'application/json' };
+
+async function expectProblem(res: Response, status: number, code: string): Promise<void> {
+  expect(res.status).toBe(status);
+  expect(res.headers.get('content-type')).toBe('application/problem+json');
+  const body = await problemOf(res);
+  expect(body).toMatchObject({ status, code, type: `tag:idempotency-proxy,2026:${code}` });
+  expect(body.title.length).toBeGreaterThan(0);
+  expect(body.detail.length).toBeGreaterThan(0);
+}
+
+describe('1. which requests are idempotent', () => {
+  it.each(['POST', 'PUT', 'PATCH', 'DELETE'])('handles %s with a key idempotently', async (method) => {
+    const key = newKey();
+    const a = await send('/echo/m', { method, key, body: 'x' });
+    const b = await send('/echo/m', { method, key, body: 'x' });
+    expect([a.status, b.status]).toEqual([200, 200]);
+    expect(b.headers.get('idempotent-replay')).toBe('true');
+    expect(await originCalls(key)).toBe(1);
+  });
+
+  it.each(['GET', 'HEAD', 'OPTIONS'])('passes %s through and ignores the key', async (method) => {
+    const key = newKey();
+    const a = await send('/echo/read', { method, key });
+    const b = await send('/echo/read', { method, key });
+    expect([a.status, b.status]).toEqual([200, 200]);
+    expect(b.headers.get('idempotent-replay')).toBeNull();
+    expect(await originCalls(key)).toBe(2);
+  });
+
+  it('passes a write without a key through (REQUIRE_IDEMPOTENCY_KEY off)', async () => {
+    const before = (await listDurableObjectIds(env.IDEMPOTENCY)).length;
+    const marker = newKey();
+    const res = await send('/echo/nokey', { body: 'x', headers: { 'x-marker': marker } });
+    expect(res.status).toBe(200);
+    const seen = (await res.json()) as { headers: Record<string, string> };
+    expect(seen.headers['x-marker']).toBe(marker);
+    expect((await listDurableObjectIds(env.IDEMPOTENCY)).length).toBe(before);
+  });
+
+  it('passes a keyed write without Authorization through, twice, storing nothing', async () => {
+    const key = newKey();
+    const before = (await listDurableObjectIds(env.IDEMPOTENCY)).length;
+    const a = await send('/echo/anon', { key, auth: null, body: 'x' });
+    const b = await send('/echo/anon', { key, auth: null, body: 'x' });
+    expect([a.status, b.status]).toEqual([200, 200]);
+    expect(b.headers.get('idempotent-replay')).toBeNull();
+    expect(await originCalls(key)).toBe(2);
+    expect((await listDurableObjectIds(env.IDEMPOTENCY)).length).toBe(before);
+  });
+
+  it('rejects an empty Authorization with 400 authorization_invalid', async () => {
+    const key = newKey();
+    // exports.default's transport drops empty headers, so this goes through app.request().
+    await expectProblem(await sendWith({}, '/echo/x', { key, auth: '', body: 'x' }), 400, 'authorization_invalid');
+    await expectProblem(await sendWith({}, '/echo/x', { key, auth: '   ', body: 'x' }), 400, 'authorization_invalid');
+    expect(await originCalls(key)).toBe(0);
+  });
+});
+
+describe('2. key syntax', () => {
+  const cases: [string, string][] = [
+    ['an empty key', ''],
+    ['a key one character too long', 'k'.repeat(MAX_KEY_LENGTH + 1)],
+    ['a 10,000 character key', 'k'.repeat(10_000)],
+    ['a key with a space', 'a b'],
+    ['a key with a tab', 'a\tb'],
+    ['a key with a control character', 'a\x01b'],
+    ['a key with non-ASCII bytes', 'caf\xe9'],
+    ['a malformed quoted key', '"abc'],
+    ['a quoted key with parameters', '"abc";p=1'],
+    ['a quoted key containing a space', '"a b"'],
+  ];
+  it.each(cases)('rejects %s with 400 idempotency_key_invalid, without calling the origin', async (_, key) => {
+    const before = (await listDurableObjectIds(env.IDEMPOTENCY)).length;
+    const path = `/echo/${newKey()}`;
+    await expectProblem(await sendWith({}, path, { key, body: 'x' }), 400, 'idempotency_key_invalid');
+    expect(await originPathCalls(path)).toBe(0);
+    expect((await listDurableObjectIds(env.IDEMPOTENCY)).length).toBe(before);
+  });
+
+  it('rejects several Idempotency-Key headers', async () => {
+    const headers = new Headers({ authorization: 'Bearer t' });
+    headers.append('idempotency-key', 'one');
+    headers.append('idempotency-key', 'two');
+    const { exports } = await import('cloudflare:workers');
+    await expectProblem(await exports.default.fetch('https://proxy.test/echo/multi', { method: 'POST', headers, body: 'x' }), 400, 'idempotency_key_invalid');
+  });
+
+  it('accepts a 128 character key', async () => {
+    const key = newKey().replaceAll('-', '').repeat(4); // 128 characters
+    expect(key.length).toBe(MAX_KEY_LENGTH);
+    expect((await send('/echo/long', { key, body: 'x' })).status).toBe(200);
+    expect((await send('/echo/long', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
+  });
+
+  it('treats the RFC 8941 quoted form as the same key, and forwards the bare key', async () => {
+    const key = newKey();
+    const a = await send('/echo/quoted', { key: `"${key}"`, body: 'x' });
+    const b = await send('/echo/quoted', { key, body: 'x' });
+    expect(((await a.json()) as { headers: Record<string, string> }).headers['idempotency-key']).toBe(key);
+    expect(b.headers.get('idempotent-replay')).toBe('true');
+    expect(await originCalls(key)).toBe(1);
+  });
+});
+
+describe('3. scope is (credential, key); the credential is never stored', () => {
+  it('keeps two credentials with the same key apart', async () => {
+    const key = newKey();
+    const a = await send('/echo/scope', { key, auth: 'Bearer alice', body: 'same' });
+    const b = await send('/echo/scope', { key, auth: 'Bearer bob', body: 'same' });
+    expect(b.headers.get('idempotent-replay')).toBeNull();
+    const aBody = (await a.json()) as { headers: Record<string, string> };
+    const bBody = (await b.json()) as { headers: Record<string, string> };
+    expect(aBody.headers.authorization).toBe('Bearer alice');
+    expect(bBody.headers.authorization).toBe('Bearer bob');
+    const replayB = (await (await send('/echo/scope', { key, auth: 'Bearer bob', body: 'same' })).json()) as { headers: Record<string, string> };
+    expect(replayB.headers.authorization).toBe('Bearer bob');
+    expect(await originCalls(key)).toBe(2);
+  });
+
+  it('stores no trace of the token in the object', async () => {
+    const key = newKey();
+    const token = `Bearer secret-${newKey()}`;
+    // /status answers do not echo the request, so any trace would be the proxy's own doing.
+    expect((await send('/status/201/secret', { key, auth: token, body: 'x' })).status).toBe(201);
+    const dump = await runInDurableObject(await recordStub(key, token), (_, state) => {
+      const tables = state.storage.sql.exec<{ name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%'`).toArray();
+      return tables.map(({ name }) => JSON.stringify(state.storage.sql.exec(`SELECT * FROM "${name}"`).toArray(), (_, v: unknown) => (v instanceof ArrayBuffer ? new TextDecoder().decode(v) : v))).join('\n');
+    });
+    expect(dump).toContain('complete');
+    expect(dump).not.toContain('secret-');
+  });
+});
+
+describe('4 and 7. fingerprint and conflicts', () => {
+  it.each([
+    ['a different body', { path: '/echo/fp', body: '{"delta":501}', method: 'POST' }],
+    ['a different path', { path: '/echo/fp2', body: '{"delta":500}', method: 'POST' }],
+    ['a different query', { path: '/echo/fp?x=1', body: '{"delta":500}', method: 'POST' }],
+    ['a different method', { path: '/echo/fp', body: '{"delta":500}', method: 'PUT' }],
+  ])('answers 409 idempotency_key_reused for %s', async (_, second) => {
+    const key = newKey();
+    expect((await send('/echo/fp', { key, body: '{"delta":500}', headers: json })).status).toBe(200);
+    await expectProblem(await send(second.path, { key, method: second.method, body: second.body, headers: json }), 409, 'idempotency_key_reused');
+    expect(await originCalls(key)).toBe(1);
+  });
+
+  it('ignores headers other than the key and credential in the fingerprint', async () => {
+    const key = newKey();
+    await send('/echo/hdr', { key, body: 'b', headers: { 'x-trace': '1' } });
+    const res = await send('/echo/hdr', { key, body: 'b', headers: { 'x-trace': '2' } });
+    expect(res.headers.get('idempotent-replay')).toBe('true');
+  });
+
+  it('answers 409 idempotency_key_reused while the first request is still in flight', async () => {
+    const key = newKey();
+    const first = send('/slow/600/inflight', { key, body: 'one' });
+    await new Promise((r) => setTimeout(r, 150));
+    await expectProblem(await send('/slow/600/inflight', { key, body: 'two' }), 409, 'idempotency_key_reused');
+    expect((await first).status).toBe(200);
+    expect(await originCalls(key)).toBe(1);
+  });
+});
+
+describe('5 and 6. what is stored and replayed', () => {
+  it('stores and replays status, every Set-Cookie and end-to-end headers, dropping hop-by-hop ones', async () => {
+    const key = newKey();
+    for (const replay of [false, true]) {
+      const res = await send('/cookies/c', { key, body: 'x' });
+      expect(res.status).toBe(201);
+      expect(res.headers.getSetCookie()).toEqual(['a=1; Path=/; HttpOnly', 'b=2; Expires=Wed, 21 Oct 2037 07:28:00 GMT', 'c=3']);
+      expect(res.headers.get('x-hop')).toBeNull();
+      expect(res.headers.get('connection')).toBeNull();
+      expect(res.headers.get('content-type')).toBe('application/json');
+      expect(res.headers.get('idempotent-replay')).toBe(replay ? 'true' : null);
+      await res.arrayBuffer();
+    }
+    expect(await originCalls(key)).toBe(1);
+  });
+
+  it('stores 4xx answers (a validation error replays identically)', async () => {
+    const key = newKey();
+    expect((await send('/status/422/v', { key, body: 'x' })).status).toBe(422);
+    const replay = await send('/status/422/v', { key, body: 'x' });
+    expect(replay.status).toBe(422);
+    expect(replay.headers.get('idempotent-replay')).toBe('true');
+    expect(await originCalls(key)).toBe(1);
+  });
+
+  it('stores a redirect as it is, without following it', async () => {
+    const key = newKey();
+    const res = await send('/redirect/r', { key, body: 'x' });
+    expect(res.status).toBe(302);
+    expect(res.headers.get('location')).toBe('/echo/redirected');
+    expect((await send('/redirect/r', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
+  });
+
+  it('stores the decoded body of a gzip answer and replays it without Content-Encoding', async () => {
+    const key = newKey();
+    const first = await send('/gzip/g', { key, body: 'x' });
+    const firstBody = (await first.json()) as { compressed: boolean };
+    const replay = await send('/gzip/g', { key, body: 'x' });
+    expect(replay.headers.get('content-encoding')).toBeNull();
+    expect(await replay.json()).toEqual(firstBody);
+    expect(firstBody.compressed).toBe(true);
+  });
+
+  it('replays a multi-megabyte binary body byte for byte, stored in rows under the SQLite row limit', async () => {
+    const key = newKey();
+    const size = 5 * 1024 * 1024 + 3;
+    const expected = new Uint8Array(size).map((_, i) => (i * 31 + 7) & 0xff);
+    const digest = async (b: ArrayBuffer | Uint8Array) => new Uint8Array(await crypto.subtle.digest('SHA-256', b)).join();
+    const first = new Uint8Array(await (await send(`/bytes/${size}/big`, { key, body: 'x' })).arrayBuffer());
+    const replayRes = await send(`/bytes/${size}/big`, { key, body: 'x' });
+    expect(replayRes.headers.get('idempotent-replay')).toBe('true');
+    const replay = new Uint8Array(await replayRes.arrayBuffer());
+    expect(first.byteLength).toBe(size);
+    expect(await digest(first)).toBe(await digest(expected));
+    expect(await digest(replay)).toBe(await digest(expected));
+    const rows = await runInDurableObject(await recordStub(key), (_, state) =>
+      state.storage.sql.exec<{ n: number; biggest: number }>(`SELECT count(*) AS n, max(length(data)) AS biggest FROM body_chunk`).one(),
+    );
+    expect(rows.n).toBe(6);
+    expect(rows.biggest).toBeLessThanOrEqual(1024 * 1024);
+    expect(await originCalls(key)).toBe(1);
+  });
+
+  it('answers 502 response_too_large for a body over MAX_BODY_BYTES, and never runs the key again', async () => {
+    const key = newKey();
+    const size = 10 * 1024 * 1024 + 1;
+    await expectProblem(await send(`/bytes/${size}/huge`, { key, body: 'x' }), 502, 'response_too_large');
+    await expectProblem(await send(`/bytes/${size}/huge`, { key, body: 'x' }), 502, 'response_too_large');
+    expect(await originCalls(key)).toBe(1);
+    const chunks = await runInDurableObject(await recordStub(key), (_, state) => state.storage.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM body_chunk`).one().n);
+    expect(chunks).toBe(0);
+  });
+});
+
+describe('8. concurrent duplicates', () => {
+  it('makes exactly one origin call for a burst of 50 identical requests; all get the same answer', async () => {
+    const key = newKey();
+    const responses = await Promise.all(Array.from({ length: 50 }, () => send('/slow/300/burst', { key, body: 'same', headers: json })));
+    const bodies = await Promise.all(responses.map((r) => r.text()));
+    expect(responses.every((r) => r.status === 200)).toBe(true);
+    expect(new Set(bodies).size).toBe(1);
+    expect(responses.filter((r) => r.headers.get('idempotent-replay') === null)).toHaveLength(1);
+    expect(await originCalls(key)).toBe(1);
+  });
+
+  it('gives one origin call and 409s for a burst with the same key and different bodies', async () => {
+    const key = newKey();
+    const responses = await Promise.all(Array.from({ length: 20 }, (_, i) => send('/slow/200/mixed', { key, body: `body-${i}` })));
+    const statuses = responses.map((r) => r.status);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(1);
+    expect(statuses.filter((s) => s === 409)).toHaveLength(19);
+    expect(await originCalls(key)).toBe(1);
+  });
+
+  it('answers a duplicate that waits longer than ORIGIN_TIMEOUT_MS with 409 idempotency_key_in_progress and Retry-After', async () => {
+    const key = newKey();
+    const first = send('/slow/2500/long', { key, body: 'x' });
+    await new Promise((r) => setTimeout(r, 200));
+    const dup = await send('/slow/2500/long', { key, body: 'x' });
+    expect(dup.headers.get('retry-after')).toMatch(/^\d+$/);
+    await expectProblem(dup, 409, 'idempotency_key_in_progress');
+    await (await first).arrayBuffer();
+  });
+});
+
+describe('9. origin failures', () => {
+  it('does not store 5xx answers: the next request runs again', async () => {
+    const key = newKey();
+    expect((await send('/status/500/e', { key, body: 'x' })).status).toBe(500);
+    const again = await send('/status/500/e', { key, body: 'x' });
+    expect(again.status).toBe(500);
+    expect(again.headers.get('idempotent-replay')).toBeNull();
+    expect(await originCalls(key)).toBe(2);
+  });
+
+  it('runs again after a 503 and then replays the success', async () => {
+    const key = newKey();
+    expect((await send('/fail-first/1/f', { key, body: 'x' })).status).toBe(503);
+    expect((await send('/fail-first/1/f', { key, body: 'x' })).status).toBe(200);
+    expect((await send('/fail-first/1/f', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
+    expect(await originCalls(key)).toBe(2);
+  });
+
+  it('answers 502 origin_unreachable when the connection breaks mid-body, and stores nothing', async () => {
+    const key = newKey();
+    await expectProblem(await send('/reset/r', { key, body: 'x' }), 502, 'origin_unreachable');
+    await expectProblem(await send('/reset/r', { key, body: 'x' }), 502, 'origin_unreachable');
+    expect(await originCalls(key)).toBe(2);
+  });
+
+  it('answers 504 origin_timeout to a slow first call, stores the late answer and replays it without a second call', async () => {
+    const key = newKey();
+    await expectProblem(await send('/slow/2200/late', { key, body: 'x' }), 504, 'origin_timeout');
+    await new Promise((r) => setTimeout(r, 1200));
+    const replay = await send('/slow/2200/late', { key, body: 'x' });
+    expect(replay.status).toBe(200);
+    expect(replay.headers.get('idempotent-replay')).toBe('true');
+    expect(await originCalls(key)).toBe(1);
+  });
+});
+
+describe('10. client disconnects', () => {
+  it('completes and stores the attempt when the client goes away; the retry gets it', async () => {
+    const key = newKey();
+    const controller = new AbortController();
+    const first = send('/slow/700/gone', { key, body: 'x', signal: controller.signal });
+    await new Promise((r) => setTimeout(r, 150));
+    controller.abort();
+    await expect(first).rejects.toThrow();
+    await new Promise((r) => setTimeout(r, 900));
+    const retry = await send('/slow/700/gone', { key, body: 'x' });
+    expect(retry.status).toBe(200);
+    expect(retry.headers.get('idempotent-replay')).toBe('true');
+    expect(await originCalls(key)).toBe(1);
+  });
+});
+
+describe('15. errors are problem+json and bad input reaches nothing', () => {
+  it('forwards nothing for a body over MAX_BODY_BYTES (413 request_too_large)', async () => {
+    const key = newKey();
+    const before = (await listDurableObjectIds(env.IDEMPOTENCY)).length;
+    await expectProblem(await send('/echo/big', { key, body: new Uint8Array(10 * 1024 * 1024 + 1) }), 413, 'request_too_large');
+    expect(await originCalls(key)).toBe(0);
+    expect((await listDurableObjectIds(env.IDEMPOTENCY)).length).toBe(before);
+  });
+
+  it('never lets the path choose another host', async () => {
+    for (const path of ['//evil.example/x', '/..//evil.example/x', '/%2e%2e/%2e%2e/x', '/\\\\evil.example/x']) {
+      const res = await send(path, { method: 'GET' });
+      expect(res.status).toBe(200);
+      const seen = (await res.json()) as { url: string; headers: Record<string, string> };
+      expect(seen.headers.host).toBe(new URL(originUrl).host);
+    }
+  });
+});

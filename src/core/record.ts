@@ -256,22 +256,23 @@ export class IdempotencyRecord extends DurableObject<Env> {
   }
 }
 
-/** Calls the origin once and reads the whole answer; never throws. */
+/**
+ * Calls the origin once and reads the whole answer; never throws. The call is abandoned when the lease
+ * ends. The lease timer is cleared as soon as the answer is read: a pending timer would keep the object
+ * from hibernating (and billed) for the rest of the lease.
+ */
 async function callOrigin(spec: AttemptSpec): Promise<Settled> {
-  let response: Response;
+  const lease = new AbortController();
+  const timer = setTimeout(() => lease.abort(new DOMException('origin lease ended', 'TimeoutError')), spec.leaseMs);
   try {
     // hono/proxy drops hop-by-hop headers both ways, and content-encoding/-length once the body is decoded.
-    response = await proxy(spec.url, {
+    const response = await proxy(spec.url, {
       method: spec.method,
       headers: spec.headers,
       body: spec.body,
       redirect: 'manual',
-      signal: AbortSignal.timeout(spec.leaseMs),
+      signal: lease.signal,
     });
-  } catch (error) {
-    return failure(error);
-  }
-  try {
     const body = await readLimited(response, spec.maxBodyBytes);
     const headers = storableHeaders(response.headers);
     if (body === undefined || JSON.stringify(headers).length > MAX_HEADERS_BYTES) {
@@ -279,12 +280,10 @@ async function callOrigin(spec: AttemptSpec): Promise<Settled> {
     }
     return { kind: 'response', response: { status: response.status, headers, body } };
   } catch (error) {
-    return failure(error);
+    return lease.signal.aborted ? { kind: 'origin_timeout' } : { kind: 'origin_unreachable' };
+  } finally {
+    clearTimeout(timer);
   }
-}
-
-function failure(error: unknown): Settled {
-  return error instanceof Error && error.name === 'TimeoutError' ? { kind: 'origin_timeout' } : { kind: 'origin_unreachable' };
 }
 
 /** The whole body, or `undefined` as soon as it is known to exceed `max` bytes. */

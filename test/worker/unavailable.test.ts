@@ -1,0 +1,76 @@
+/**
+ * 14. When the Durable Object cannot be reached or fails, keyed writes fail closed (503
+ * idempotency_unavailable with Retry-After) and never fall through to the origin. Stub calls are
+ * retried only when the platform marks the error retryable and not overloaded.
+ *
+ * The failing namespace below stands in for the platform (overload, unreachable object), not for the
+ * code under test: the Worker's routing, retry and error mapping are real.
+ */
+import { describe, expect, it } from 'vitest';
+import { isRetryable } from '../../src/core/retry';
+import { newKey, originCalls, problemOf, sendWith } from './helpers';
+
+function failingNamespace(error: unknown) {
+  const calls = { get: 0, execute: 0 };
+  const namespace = {
+    idFromName: (name: string) => ({ name }),
+    get: () => {
+      calls.get++;
+      return {
+        execute: async () => {
+          calls.execute++;
+          throw error;
+        },
+      };
+    },
+  };
+  return { namespace, calls };
+}
+
+const platformError = (message: string, flags: { retryable?: boolean; overloaded?: boolean }) => Object.assign(new Error(message), flags);
+
+describe('14. idempotency_unavailable', () => {
+  it.each([
+    ['a retryable error, retried with a fresh stub each time', { retryable: true }, 3],
+    ['an overloaded object, not retried', { retryable: true, overloaded: true }, 1],
+    ['a non-retryable error, not retried', {}, 1],
+  ])('answers 503 with Retry-After for %s, without calling the origin', async (_, flags, tries) => {
+    const key = newKey();
+    const { namespace, calls } = failingNamespace(platformError('Durable Object is overloaded.', flags));
+    const res = await sendWith({ IDEMPOTENCY: namespace }, '/echo/unavailable', { key, body: 'x' });
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('1');
+    expect(res.headers.get('content-type')).toBe('application/problem+json');
+    expect((await problemOf(res)).code).toBe('idempotency_unavailable');
+    expect(calls).toEqual({ get: tries, execute: tries });
+    expect(await originCalls(key)).toBe(0);
+  });
+
+  it('recovers when a retryable error clears up', async () => {
+    const key = newKey();
+    let failures = 1;
+    const real = (await import('cloudflare:workers')).env.IDEMPOTENCY;
+    const flaky = {
+      idFromName: (name: string) => real.idFromName(name),
+      get: (id: DurableObjectId) => {
+        const stub = real.get(id);
+        return {
+          execute: (spec: Parameters<typeof stub.execute>[0]) => {
+            if (failures-- > 0) return Promise.reject(platformError('Network connection lost.', { retryable: true }));
+            return stub.execute(spec);
+          },
+        };
+      },
+    };
+    const res = await sendWith({ IDEMPOTENCY: flaky }, '/echo/flaky-do', { key, body: 'x' });
+    expect(res.status).toBe(200);
+    expect(await originCalls(key)).toBe(1);
+  });
+
+  it('classifies platform errors', () => {
+    expect(isRetryable(platformError('x', { retryable: true }))).toBe(true);
+    expect(isRetryable(platformError('x', { retryable: true, overloaded: true }))).toBe(false);
+    expect(isRetryable(platformError('x', {}))).toBe(false);
+    expect(isRetryable('not an error')).toBe(false);
+  });
+});

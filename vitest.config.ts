@@ -27,6 +27,18 @@ export default defineConfig({
           testTimeout: 30_000,
         },
       },
+      {
+        // End-to-end tests in Node: the proxy under `wrangler dev` as users run it, a real origin,
+        // real processes (crashes, restarts). One file at a time: the machine has 2 cores.
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/**/*.test.ts'],
+          environment: 'node',
+          fileParallelism: false,
+          testTimeout: 120_000,
+          hookTimeout: 90_000,
+        },
+      },
     ],
   },
 });

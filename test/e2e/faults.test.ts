@@ -1,0 +1,214 @@
+/**
+ * Issue #3: client, origin and runtime faults against the real `wrangler dev` process.
+ * ORIGIN_TIMEOUT_MS is 1 s and ORIGIN_LEASE_MS 3 s here, so the timing windows are short.
+ */
+import { randomUUID } from 'node:crypto';
+import { DatabaseSync } from 'node:sqlite';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestOrigin, type TestOrigin } from '../origin/server';
+import { filesUnder, freePort, newStateDir, originCount, removeDir, type RunningProxy, send, startProxy } from './harness';
+
+const VARS = { ORIGIN_TIMEOUT_MS: '1000', ORIGIN_LEASE_MS: '3000' };
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+let origin: TestOrigin;
+let proxy: RunningProxy;
+let stateDir: string;
+
+beforeAll(async () => {
+  origin = await startTestOrigin();
+  stateDir = newStateDir();
+  proxy = await startProxy({ originUrl: origin.url, stateDir, vars: VARS });
+});
+afterAll(async () => {
+  await proxy?.stop();
+  await origin?.close();
+  removeDir(stateDir);
+});
+
+async function code(res: Response): Promise<string> {
+  return res.headers.get('content-type') === 'application/problem+json' ? ((await res.json()) as { code: string }).code : String(res.status);
+}
+
+describe('client faults', () => {
+  it('a client that disconnects mid-flight and retries gets the original outcome, with no second origin call', async () => {
+    const key = randomUUID();
+    const gone = send(proxy.url, '/slow/800/disconnect', { key, body: 'x', signal: AbortSignal.timeout(200) });
+    await expect(gone).rejects.toThrow();
+    await sleep(900);
+    const retry = await send(proxy.url, '/slow/800/disconnect', { key, body: 'x' });
+    expect(retry.status).toBe(200);
+    expect(retry.headers.get('idempotent-replay')).toBe('true');
+    expect(await originCount(origin.url, { key })).toBe(1);
+  });
+
+  it('a retry after the client gave up, while the origin still works, joins that attempt', async () => {
+    const key = randomUUID();
+    const gone = send(proxy.url, '/slow/900/join', { key, body: 'x', signal: AbortSignal.timeout(150) });
+    await expect(gone).rejects.toThrow();
+    const joined = await send(proxy.url, '/slow/900/join', { key, body: 'x' });
+    expect(joined.status).toBe(200);
+    expect(joined.headers.get('idempotent-replay')).toBe('true');
+    expect(await originCount(origin.url, { key })).toBe(1);
+  });
+});
+
+describe('origin faults', () => {
+  it('origin down: 502 origin_unreachable, nothing stored, and the key works once the origin is back', async () => {
+    const port = await freePort();
+    const downDir = newStateDir();
+    const downProxy = await startProxy({ originUrl: `http://127.0.0.1:${port}`, stateDir: downDir, vars: VARS });
+    try {
+      const key = randomUUID();
+      expect(await code(await send(downProxy.url, '/echo/down', { key, body: 'x' }))).toBe('origin_unreachable');
+      expect(await code(await send(downProxy.url, '/echo/down', { key, body: 'x' }))).toBe('origin_unreachable');
+      const back = await startTestOrigin(port);
+      try {
+        const res = await send(downProxy.url, '/echo/down', { key, body: 'x' });
+        expect(res.status).toBe(200);
+        expect(res.headers.get('idempotent-replay')).toBeNull();
+        expect((await send(downProxy.url, '/echo/down', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
+        expect(await originCount(back.url, { key })).toBe(1);
+      } finally {
+        await back.close();
+      }
+    } finally {
+      await downProxy.stop();
+      removeDir(downDir);
+    }
+  });
+
+  it('origin slower than ORIGIN_TIMEOUT_MS: 504 origin_timeout, then the late answer is replayed', async () => {
+    const key = randomUUID();
+    expect(await code(await send(proxy.url, '/slow/1800/late', { key, body: 'x' }))).toBe('origin_timeout');
+    await sleep(1200);
+    const replay = await send(proxy.url, '/slow/1800/late', { key, body: 'x' });
+    expect(replay.status).toBe(200);
+    expect(replay.headers.get('idempotent-replay')).toBe('true');
+    expect(await originCount(origin.url, { key })).toBe(1);
+  });
+
+  it('5xx then success: the 5xx is not stored, the success is', async () => {
+    const key = randomUUID();
+    expect((await send(proxy.url, '/fail-first/2/flap', { key, body: 'x' })).status).toBe(503);
+    expect((await send(proxy.url, '/fail-first/2/flap', { key, body: 'x' })).status).toBe(503);
+    expect((await send(proxy.url, '/fail-first/2/flap', { key, body: 'x' })).status).toBe(200);
+    expect((await send(proxy.url, '/fail-first/2/flap', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
+    expect(await originCount(origin.url, { key })).toBe(3);
+  });
+
+  it('a connection reset mid-body: 502 origin_unreachable, nothing stored, the retry runs again', async () => {
+    const key = randomUUID();
+    expect(await code(await send(proxy.url, '/reset/mid-body', { key, body: 'x' }))).toBe('origin_unreachable');
+    expect(await code(await send(proxy.url, '/reset/mid-body', { key, body: 'x' }))).toBe('origin_unreachable');
+    expect(await originCount(origin.url, { key })).toBe(2);
+  });
+
+  it('large, binary and multi-cookie answers replay byte for byte', async () => {
+    const key = randomUUID();
+    const size = 3 * 1024 * 1024 + 17;
+    const first = Buffer.from(await (await send(proxy.url, `/bytes/${size}/big`, { key, body: 'x' })).arrayBuffer());
+    const replayRes = await send(proxy.url, `/bytes/${size}/big`, { key, body: 'x' });
+    expect(replayRes.headers.get('idempotent-replay')).toBe('true');
+    const replay = Buffer.from(await replayRes.arrayBuffer());
+    expect(first.length).toBe(size);
+    expect(replay.equals(first)).toBe(true);
+
+    const cookieKey = randomUUID();
+    await send(proxy.url, '/cookies/e2e', { key: cookieKey, body: 'x' });
+    const cookies = await send(proxy.url, '/cookies/e2e', { key: cookieKey, body: 'x' });
+    expect(cookies.headers.getSetCookie()).toEqual(['a=1; Path=/; HttpOnly', 'b=2; Expires=Wed, 21 Oct 2037 07:28:00 GMT', 'c=3']);
+  });
+});
+
+describe('runtime faults', () => {
+  it('SIGKILL mid-flight, restart on the same state: 409 in_progress until the lease ends, then one more origin call with the same key', async () => {
+    const dir = newStateDir();
+    // A lease long enough to outlast the restart, so the window in which the key is held is observed.
+    const LEASE = 8000;
+    const vars = { ORIGIN_TIMEOUT_MS: '1000', ORIGIN_LEASE_MS: String(LEASE) };
+    let crashing = await startProxy({ originUrl: origin.url, stateDir: dir, vars });
+    try {
+      const stored = randomUUID();
+      expect((await send(crashing.url, '/status/201/before-crash', { key: stored, body: 'x' })).status).toBe(201);
+
+      const key = randomUUID();
+      const inflight = send(crashing.url, '/slow/800/crash', { key, body: 'x' }).catch((error: unknown) => error);
+      await sleep(300);
+      const started = Date.now() - 300;
+      await crashing.kill();
+      expect(await inflight).toBeInstanceOf(Error);
+
+      crashing = await startProxy({ originUrl: origin.url, stateDir: dir, vars, port: crashing.port });
+      // Nothing stored before the crash is lost or corrupted.
+      const replay = await send(crashing.url, '/status/201/before-crash', { key: stored, body: 'x' });
+      expect(replay.status).toBe(201);
+      expect(replay.headers.get('idempotent-replay')).toBe('true');
+
+      // Within the lease the key is held: the first attempt may have reached the origin.
+      expect(Date.now()).toBeLessThan(started + LEASE - 1000);
+      const held = await send(crashing.url, '/slow/800/crash', { key, body: 'x' });
+      expect(held.status).toBe(409);
+      const retryAfter = Number(held.headers.get('retry-after'));
+      expect(retryAfter).toBeGreaterThanOrEqual(1);
+      expect(retryAfter * 1000).toBeLessThanOrEqual(started + LEASE + 1000 - Date.now());
+      expect(await code(held)).toBe('idempotency_key_in_progress');
+      // After the lease the key runs again, exactly once more, and is then stored.
+      await sleep(Math.max(0, started + LEASE + 200 - Date.now()));
+      const again = await send(crashing.url, '/slow/800/crash', { key, body: 'x' });
+      expect(again.status).toBe(200);
+      expect((await send(crashing.url, '/slow/800/crash', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
+      expect(await originCount(origin.url, { key })).toBe(2);
+    } finally {
+      await crashing.stop();
+      removeDir(dir);
+    }
+  });
+
+  it('state survives a clean restart', async () => {
+    const dir = newStateDir();
+    let running = await startProxy({ originUrl: origin.url, stateDir: dir, vars: VARS });
+    try {
+      const key = randomUUID();
+      const first = await (await send(running.url, '/echo/restart', { key, body: 'x' })).text();
+      await running.stop();
+      running = await startProxy({ originUrl: origin.url, stateDir: dir, vars: VARS });
+      const replay = await send(running.url, '/echo/restart', { key, body: 'x' });
+      expect(replay.headers.get('idempotent-replay')).toBe('true');
+      expect(await replay.text()).toBe(first);
+      expect(await originCount(origin.url, { key })).toBe(1);
+    } finally {
+      await running.stop();
+      removeDir(dir);
+    }
+  });
+
+  it("the expiry alarm deletes the object's storage (the SQLite file holds no table and no alarm)", async () => {
+    const dir = newStateDir();
+    const running = await startProxy({ originUrl: origin.url, stateDir: dir, vars: { IDEMPOTENCY_TTL_SECONDS: '2', ORIGIN_TIMEOUT_MS: '1000', ORIGIN_LEASE_MS: '1500' } });
+    const objectFiles = () => filesUnder(dir).filter((f) => /IdempotencyRecord\/[0-9a-f]{64}\.sqlite$/.test(f));
+    const tables = (file: string) => {
+      const db = new DatabaseSync(file, { readOnly: true });
+      try {
+        return db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%' AND name NOT LIKE '__miniflare%'`).all().map((row) => row['name']);
+      } finally {
+        db.close();
+      }
+    };
+    try {
+      const key = randomUUID();
+      expect((await send(running.url, '/status/201/expire', { key, body: 'x' })).status).toBe(201);
+      const [file] = objectFiles();
+      expect(file).toBeDefined();
+      expect(tables(file!)).toEqual(['_schema', 'record', 'body_chunk']);
+      for (let i = 0; i < 50 && tables(file!).length > 0; i++) await sleep(200);
+      expect(tables(file!)).toEqual([]);
+      // The key runs again after expiry.
+      expect((await send(running.url, '/status/201/expire', { key, body: 'x' })).headers.get('idempotent-replay')).toBeNull();
+      expect(await originCount(origin.url, { key })).toBe(2);
+    } finally {
+      await running.stop();
+      removeDir(dir);
+    }
+  });
+});

@@ -20,6 +20,12 @@ import { callDurableObject } from './core/retry';
 /** Methods whose requests are made idempotent; every other method passes through. */
 export const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
+/**
+ * A credential the proxy will scope keys by: visible ASCII, spaces and tabs (RFC 9110 §11.4 credentials
+ * are token68 or auth-params), with at least one visible character.
+ */
+const WELL_FORMED_CREDENTIALS = /^[\t\x20-\x7e]*[\x21-\x7e][\t\x20-\x7e]*$/;
+
 type AppEnv = { Bindings: Env; Variables: { config: ProxyConfig } };
 
 /** The Durable Object name for a key: only the credential's hash goes into it. */
@@ -93,7 +99,9 @@ export function createApp(): Hono<AppEnv> {
     // anonymous scope), so the request is forwarded as it is.
     const authorization = request.headers.get('authorization');
     if (authorization === null) return passThrough(request, target, config);
-    if (authorization.trim() === '') return problem('authorization_invalid', 'The Authorization header is empty.');
+    if (!WELL_FORMED_CREDENTIALS.test(authorization)) {
+      return problem('authorization_invalid', 'The Authorization header is empty or contains control characters or non-ASCII bytes.');
+    }
 
     let body: ArrayBuffer;
     try {

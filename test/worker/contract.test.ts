@@ -59,11 +59,13 @@ describe('1. which requests are idempotent', () => {
     expect((await listDurableObjectIds(env.IDEMPOTENCY)).length).toBe(before);
   });
 
-  it('rejects an empty Authorization with 400 authorization_invalid', async () => {
+  it('rejects an empty or malformed Authorization with 400 authorization_invalid', async () => {
     const key = newKey();
     // exports.default's transport drops empty headers, so this goes through app.request().
     await expectProblem(await sendWith({}, '/echo/x', { key, auth: '', body: 'x' }), 400, 'authorization_invalid');
     await expectProblem(await sendWith({}, '/echo/x', { key, auth: '   ', body: 'x' }), 400, 'authorization_invalid');
+    await expectProblem(await sendWith({}, '/echo/x', { key, auth: 'Bearer a\x01b', body: 'x' }), 400, 'authorization_invalid');
+    await expectProblem(await sendWith({}, '/echo/x', { key, auth: 'Bearer caf\xe9', body: 'x' }), 400, 'authorization_invalid');
     expect(await originCalls(key)).toBe(0);
   });
 });

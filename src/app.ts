@@ -127,14 +127,16 @@ export function createApp(): Hono<AppEnv> {
         async (stub) =>
           (await stub.execute({
             fingerprint,
-            method: request.method,
-            url: target.href,
-            headers,
-            body: request.body === null ? null : body,
             timeoutMs: config.originTimeoutMs,
             leaseMs: config.leaseMs,
             ttlMs: config.ttlMs,
-            maxBodyBytes: config.maxBodyBytes,
+            origin: {
+              method: request.method,
+              url: target.href,
+              headers,
+              body: request.body === null ? null : body,
+              maxBodyBytes: config.maxBodyBytes,
+            },
           })) as Outcome,
       );
       return outcomeResponse(outcome);

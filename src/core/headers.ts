@@ -8,17 +8,21 @@
 export type HeaderList = [name: string, value: string][];
 
 /**
- * Headers never stored or replayed. Hop-by-hop headers are already removed by `hono/proxy`;
- * `content-length` is set again by the runtime for the bytes actually sent, and `content-encoding`
- * never survives because the stored body is the decoded one.
+ * Headers never stored or replayed: hop-by-hop headers (RFC 9110 §7.6.1; `hono/proxy` already removes
+ * them from origin answers, a handler's answer may still carry them) and `content-length`, which the
+ * runtime sets again for the bytes actually sent.
  */
-const NOT_STORED = new Set(['content-length', 'content-encoding', 'transfer-encoding', 'connection', 'keep-alive']);
+const NOT_STORED = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade']);
 
-/** The end-to-end headers of a response, as pairs, each `Set-Cookie` kept separate. */
-export function storableHeaders(headers: Headers): HeaderList {
+/**
+ * The end-to-end headers of a response, as pairs, each `Set-Cookie` kept separate.
+ *
+ * @param decoded - the body will be stored decoded, so `content-encoding` no longer applies
+ */
+export function storableHeaders(headers: Headers, decoded: boolean): HeaderList {
   const list: HeaderList = [];
   for (const [name, value] of headers) {
-    if (name === 'set-cookie' || NOT_STORED.has(name)) continue;
+    if (name === 'set-cookie' || NOT_STORED.has(name) || (decoded && name === 'content-encoding')) continue;
     list.push([name, value]);
   }
   for (const cookie of headers.getSetCookie()) list.push(['set-cookie', cookie]);

@@ -15,6 +15,13 @@ export interface StoredResponse {
   readonly body: ArrayBuffer;
 }
 
+/** How an attempt ended (the origin call in proxy mode, the app's handler in handler mode). */
+export type Settled =
+  | { readonly kind: 'response'; readonly response: StoredResponse }
+  | { readonly kind: 'origin_timeout' }
+  | { readonly kind: 'origin_unreachable' }
+  | { readonly kind: 'response_too_large'; readonly status: number };
+
 /** The result of one keyed request, as decided by the Durable Object. */
 export type Outcome =
   /** The origin's answer. `replayed` is false only for the request that ran the attempt. */
@@ -41,7 +48,10 @@ export function outcomeResponse(outcome: Outcome): Response {
   switch (outcome.kind) {
     case 'response': {
       const { status, headers, body } = outcome.response;
-      const result = new Response(NULL_BODY_STATUS.has(status) ? null : body, { status, headers: toHeaders(headers) });
+      const init: ResponseInit = { status, headers: toHeaders(headers) };
+      // A body stored with its content-encoding (handler mode) is served as it is, not encoded again.
+      if (headers.some(([name]) => name === 'content-encoding')) init.encodeBody = 'manual';
+      const result = new Response(NULL_BODY_STATUS.has(status) ? null : body, init);
       if (outcome.replayed) result.headers.set(REPLAY_HEADER, 'true');
       return result;
     }

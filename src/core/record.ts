@@ -17,50 +17,58 @@
  * may see the request again after the lease ends. The forwarded `Idempotency-Key` lets it deduplicate.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { proxy } from 'hono/proxy';
-import { type HeaderList, storableHeaders } from './headers';
-import type { Outcome, StoredResponse } from './outcome';
+import { callOrigin, withinLease } from './capture';
+import type { HeaderList } from './headers';
+import type { Outcome, Settled, StoredResponse } from './outcome';
 
-/** What the Worker sends for a keyed request. */
-export interface AttemptSpec {
-  /** SHA-256 over method, path, query and body (see `fingerprintRequest`). */
+/** The limits every attempt runs under; sent with every call to the object. */
+export interface AttemptLimits {
+  /** SHA-256 over method, path, query and body (see `fingerprintRequest`), or a custom fingerprint. */
   readonly fingerprint: string;
-  readonly method: string;
-  /** The full origin URL to call. */
-  readonly url: string;
-  /** Request headers to forward, including `Authorization` and `Idempotency-Key`. */
-  readonly headers: HeaderList;
-  readonly body: ArrayBuffer | null;
   /** How long this caller waits for the attempt before it gets 504 (first) or 409 (duplicate). */
   readonly timeoutMs: number;
   /** How long an attempt may run before it is abandoned and the key freed. */
   readonly leaseMs: number;
   /** How long the record lives, counted from the first request. */
   readonly ttlMs: number;
+}
+
+/** The origin request an object runs itself (proxy mode). */
+export interface OriginRequest {
+  readonly method: string;
+  /** The full origin URL to call. */
+  readonly url: string;
+  /** Request headers to forward, including `Authorization` and `Idempotency-Key`. */
+  readonly headers: HeaderList;
+  readonly body: ArrayBuffer | null;
   /** Largest response body stored. */
   readonly maxBodyBytes: number;
 }
+
+/** What the Worker sends for a keyed request in proxy mode. */
+export interface AttemptSpec extends AttemptLimits {
+  readonly origin: OriginRequest;
+}
+
+/** Answer of {@link IdempotencyRecord.begin}: run the handler yourself, or what the client gets. */
+export type BeginResult = { readonly kind: 'acquired'; readonly attempt: string } | Outcome;
 
 /** SQLite-backed Durable Objects refuse rows, strings and BLOBs over 2 MB in production (not locally). */
 export const MAX_SQL_ROW_BYTES = 2_000_000;
 /** Bodies are stored in chunks of this size, each in its own row, well under {@link MAX_SQL_ROW_BYTES}. */
 export const BODY_CHUNK_BYTES = 1024 * 1024;
-/** Stored header lists larger than this are refused like an oversized body. */
-const MAX_HEADERS_BYTES = 256 * 1024;
 
 const SCHEMA_VERSION = 1;
-
-/** How an attempt ended. */
-type Settled =
-  | { readonly kind: 'response'; readonly response: StoredResponse }
-  | { readonly kind: 'origin_timeout' }
-  | { readonly kind: 'origin_unreachable' }
-  | { readonly kind: 'response_too_large'; readonly status: number };
 
 interface Attempt {
   readonly id: string;
   readonly done: Promise<Settled>;
+  /** Settles a handler-mode attempt (see {@link IdempotencyRecord.complete}). */
+  readonly settle?: (settled: Settled) => void;
 }
+
+/** What a request finds: an attempt to start or join, or an answer from storage. */
+type Decision = { readonly start: number } | { readonly join: Attempt } | { readonly outcome: Outcome };
 
 interface RecordRow extends Record<string, SqlStorageValue> {
   fingerprint: string;
@@ -98,29 +106,54 @@ export class IdempotencyRecord extends DurableObject<Env> {
   }
 
   /**
-   * Runs or joins the attempt for this key, or answers from storage.
+   * Proxy mode: runs (or joins) the attempt for this key, the origin call included, or answers from
+   * storage. The origin call runs in this object, so it outlives the caller.
    *
    * @param spec - the request and the limits that apply to it
    * @returns what the client should see; never throws for origin failures
    */
   async execute(spec: AttemptSpec): Promise<Outcome> {
-    const now = Date.now();
-    const record = this.#current(now);
-    if (record === undefined) return this.#await(this.#start(spec, now, now + spec.ttlMs), spec.timeoutMs, true);
-    if (record.fingerprint !== spec.fingerprint) return { kind: 'conflict' };
-    switch (record.state) {
-      case 'complete':
-        return { kind: 'response', replayed: true, response: this.#storedResponse(record) };
-      case 'too_large':
-        return { kind: 'response_too_large', status: record.status ?? 0 };
-      case 'in_flight': {
-        const attempt = this.#attempt;
-        if (attempt?.id === record.attempt) return this.#await(attempt, spec.timeoutMs, false);
-        // The row outlived its attempt: this instance was reset while the origin was being called.
-        if (now < record.lease_until) return { kind: 'in_progress', retryAfterMs: record.lease_until - now };
-        return this.#await(this.#start(spec, now, record.expires_at), spec.timeoutMs, true);
-      }
+    const decision = this.#decide(spec);
+    if ('outcome' in decision) return decision.outcome;
+    if ('join' in decision) return this.#await(decision.join, spec.timeoutMs, false);
+    const attempt = this.#start(spec, decision.start, () => callOrigin(spec.origin, spec.leaseMs));
+    return this.#await(attempt, spec.timeoutMs, true);
+  }
+
+  /**
+   * Handler mode: acquires the key for the caller, who runs the request itself and then reports the
+   * result with {@link complete}. Duplicates wait here for that result, exactly as in proxy mode. If
+   * `complete` does not arrive within the lease, the attempt is abandoned and the key freed.
+   *
+   * @param spec - the fingerprint and limits
+   * @returns `{ kind: 'acquired', attempt }` for the caller that must run the request, else the outcome
+   */
+  async begin(spec: AttemptLimits): Promise<BeginResult> {
+    const decision = this.#decide(spec);
+    if ('outcome' in decision) return decision.outcome;
+    if ('join' in decision) return this.#await(decision.join, spec.timeoutMs, false);
+    let settle!: (settled: Settled) => void;
+    const reported = new Promise<Settled>((resolve) => (settle = resolve));
+    const attempt = this.#start(spec, decision.start, () => withinLease(reported, spec.leaseMs), settle);
+    return { kind: 'acquired', attempt: attempt.id };
+  }
+
+  /**
+   * Handler mode: reports the result of an attempt acquired with {@link begin}. Answers below 500 are
+   * stored; others free the key. Also works after this object was reset in between, as long as the
+   * in-flight row still names `attempt`.
+   *
+   * @param attempt - the id `begin` returned
+   * @param settled - the response (or failure) to record
+   */
+  async complete(attempt: string, settled: Settled): Promise<void> {
+    const live = this.#attempt;
+    if (live?.id === attempt && live.settle) {
+      live.settle(settled);
+      await live.done;
+      return;
     }
+    this.#store(attempt, settled);
   }
 
   /** Garbage collection: deletes everything once the record has expired (or is gone). Idempotent. */
@@ -172,25 +205,49 @@ export class IdempotencyRecord extends DurableObject<Env> {
     this.#sql.exec(`DELETE FROM record; DELETE FROM body_chunk`);
   }
 
-  /** Writes the in-flight row and starts the origin call, synchronously after the caller's check. */
-  #start(spec: AttemptSpec, now: number, expiresAt: number): Attempt {
+  /** Decides synchronously (no await) what this request does, so that no other request interleaves. */
+  #decide(spec: AttemptLimits): Decision {
+    const now = Date.now();
+    const record = this.#current(now);
+    if (record === undefined) return { start: now + spec.ttlMs };
+    if (record.fingerprint !== spec.fingerprint) return { outcome: { kind: 'conflict' } };
+    switch (record.state) {
+      case 'complete':
+        return { outcome: { kind: 'response', replayed: true, response: this.#storedResponse(record) } };
+      case 'too_large':
+        return { outcome: { kind: 'response_too_large', status: record.status ?? 0 } };
+      case 'in_flight': {
+        const attempt = this.#attempt;
+        if (attempt?.id === record.attempt) return { join: attempt };
+        // The row outlived its attempt: this instance was reset while the attempt was running.
+        if (now < record.lease_until) return { outcome: { kind: 'in_progress', retryAfterMs: record.lease_until - now } };
+        return { start: record.expires_at };
+      }
+    }
+  }
+
+  /**
+   * Writes the in-flight row, then starts `run`, synchronously after {@link #decide}. The row is written
+   * first, so the output gate holds any fetch `run` makes until the row is durable.
+   */
+  #start(spec: AttemptLimits, expiresAt: number, run: () => Promise<Settled>, settle?: (settled: Settled) => void): Attempt {
     const id = crypto.randomUUID();
-    this.#clear();
     this.#sql.exec(
-      `INSERT INTO record (id, fingerprint, state, attempt, lease_until, expires_at) VALUES (1, ?, 'in_flight', ?, ?, ?)`,
+      `INSERT OR REPLACE INTO record (id, fingerprint, state, attempt, lease_until, expires_at) VALUES (1, ?, 'in_flight', ?, ?, ?)`,
       spec.fingerprint,
       id,
-      now + spec.leaseMs,
+      Date.now() + spec.leaseMs,
       expiresAt,
     );
     void this.ctx.storage.setAlarm(expiresAt);
-    const attempt: Attempt = { id, done: this.#run(spec, id) };
+    const done = this.#finish(id, run());
+    const attempt: Attempt = settle ? { id, done, settle } : { id, done };
     this.#attempt = attempt;
     return attempt;
   }
 
-  async #run(spec: AttemptSpec, id: string): Promise<Settled> {
-    const settled = await callOrigin(spec);
+  async #finish(id: string, work: Promise<Settled>): Promise<Settled> {
+    const settled = await work;
     if (this.#attempt?.id === id) this.#attempt = undefined;
     try {
       this.#store(id, settled);
@@ -254,58 +311,4 @@ export class IdempotencyRecord extends DurableObject<Env> {
     if (settled === undefined) return first ? { kind: 'origin_timeout' } : { kind: 'in_progress', retryAfterMs: 1000 };
     return settled.kind === 'response' ? { kind: 'response', replayed: !first, response: settled.response } : settled;
   }
-}
-
-/**
- * Calls the origin once and reads the whole answer; never throws. The call is abandoned when the lease
- * ends. The lease timer is cleared as soon as the answer is read: a pending timer would keep the object
- * from hibernating (and billed) for the rest of the lease.
- */
-async function callOrigin(spec: AttemptSpec): Promise<Settled> {
-  const lease = new AbortController();
-  const timer = setTimeout(() => lease.abort(new DOMException('origin lease ended', 'TimeoutError')), spec.leaseMs);
-  try {
-    // hono/proxy drops hop-by-hop headers both ways, and content-encoding/-length once the body is decoded.
-    const response = await proxy(spec.url, {
-      method: spec.method,
-      headers: spec.headers,
-      body: spec.body,
-      redirect: 'manual',
-      signal: lease.signal,
-    });
-    const body = await readLimited(response, spec.maxBodyBytes);
-    const headers = storableHeaders(response.headers);
-    if (body === undefined || JSON.stringify(headers).length > MAX_HEADERS_BYTES) {
-      return { kind: 'response_too_large', status: response.status };
-    }
-    return { kind: 'response', response: { status: response.status, headers, body } };
-  } catch (error) {
-    return lease.signal.aborted ? { kind: 'origin_timeout' } : { kind: 'origin_unreachable' };
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** The whole body, or `undefined` as soon as it is known to exceed `max` bytes. */
-async function readLimited(response: Response, max: number): Promise<ArrayBuffer | undefined> {
-  if (response.body === null) return new ArrayBuffer(0);
-  const declared = Number(response.headers.get('content-length') ?? Number.NaN);
-  if (declared > max) {
-    await response.body.cancel();
-    return undefined;
-  }
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  for await (const part of response.body) {
-    size += part.byteLength;
-    if (size > max) return undefined; // leaving the loop cancels the stream
-    parts.push(part);
-  }
-  const body = new Uint8Array(size);
-  let offset = 0;
-  for (const part of parts) {
-    body.set(part, offset);
-    offset += part.byteLength;
-  }
-  return body.buffer;
 }

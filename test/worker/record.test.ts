@@ -4,26 +4,29 @@
  */
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import type { AttemptSpec } from '../../src/core/record';
+import type { AttemptLimits, AttemptSpec } from '../../src/core/record';
 import { newKey, originCalls, originUrl, recordStub, send } from './helpers';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function spec(key: string, path: string, overrides: Partial<AttemptSpec> = {}): AttemptSpec {
+function spec(key: string, path: string, overrides: Partial<AttemptLimits> & { maxBodyBytes?: number } = {}): AttemptSpec {
+  const { maxBodyBytes = 1024 * 1024, ...limits } = overrides;
   return {
     fingerprint: `fp:${path}`,
-    method: 'POST',
-    url: `${originUrl}${path}`,
-    headers: [
-      ['idempotency-key', key],
-      ['authorization', 'Bearer test-token'],
-    ],
-    body: new TextEncoder().encode('body').buffer as ArrayBuffer,
     timeoutMs: 3000,
     leaseMs: 4000,
     ttlMs: 60_000,
-    maxBodyBytes: 1024 * 1024,
-    ...overrides,
+    ...limits,
+    origin: {
+      method: 'POST',
+      url: `${originUrl}${path}`,
+      headers: [
+        ['idempotency-key', key],
+        ['authorization', 'Bearer test-token'],
+      ],
+      body: new TextEncoder().encode('body').buffer as ArrayBuffer,
+      maxBodyBytes,
+    },
   };
 }
 

@@ -1,0 +1,92 @@
+/**
+ * @module
+ * Turning an answer (from the origin, or from the app's own handler) into a {@link Settled} result:
+ * the whole body read up to a limit, end-to-end headers kept as pairs.
+ */
+import { proxy } from 'hono/proxy';
+import { storableHeaders } from './headers';
+import type { OriginRequest } from './record';
+import type { Settled } from './outcome';
+
+/** Stored header lists larger than this are refused like an oversized body. */
+const MAX_HEADERS_BYTES = 256 * 1024;
+
+/**
+ * Reads a response completely (at most `maxBodyBytes`) into a storable result.
+ *
+ * @param response - the answer to capture; its body is consumed
+ * @param maxBodyBytes - larger bodies give `response_too_large`
+ * @param decoded - whether the body bytes are already decoded (true for `fetch()` answers, where
+ *   `content-encoding` is then dropped); false keeps `content-encoding` for bytes served as they are
+ * @throws when the body stream fails (e.g. the connection breaks mid-body)
+ */
+export async function captureResponse(response: Response, maxBodyBytes: number, decoded: boolean): Promise<Settled> {
+  const body = await readLimited(response, maxBodyBytes);
+  const headers = storableHeaders(response.headers, decoded);
+  if (body === undefined || JSON.stringify(headers).length > MAX_HEADERS_BYTES) {
+    return { kind: 'response_too_large', status: response.status };
+  }
+  return { kind: 'response', response: { status: response.status, headers, body } };
+}
+
+/**
+ * Calls the origin once and reads the whole answer; never throws. The call is abandoned when the lease
+ * ends. The lease timer is cleared as soon as the answer is read: a pending timer would keep the object
+ * from hibernating (and billed) for the rest of the lease.
+ */
+export async function callOrigin(origin: OriginRequest, leaseMs: number): Promise<Settled> {
+  const lease = new AbortController();
+  const timer = setTimeout(() => lease.abort(new DOMException('origin lease ended', 'TimeoutError')), leaseMs);
+  try {
+    // hono/proxy drops hop-by-hop headers both ways, and content-encoding/-length once the body is decoded.
+    const response = await proxy(origin.url, {
+      method: origin.method,
+      headers: origin.headers,
+      body: origin.body,
+      redirect: 'manual',
+      signal: lease.signal,
+    });
+    return await captureResponse(response, origin.maxBodyBytes, true);
+  } catch {
+    return lease.signal.aborted ? { kind: 'origin_timeout' } : { kind: 'origin_unreachable' };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** `result`, or `origin_timeout` if it has not settled when the lease ends (the timer is cleared). */
+export async function withinLease(result: Promise<Settled>, leaseMs: number): Promise<Settled> {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const expired = new Promise<Settled>((resolve) => {
+    timer = setTimeout(() => resolve({ kind: 'origin_timeout' }), leaseMs);
+  });
+  try {
+    return await Promise.race([result, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The whole body, or `undefined` as soon as it is known to exceed `max` bytes. */
+async function readLimited(response: Response, max: number): Promise<ArrayBuffer | undefined> {
+  if (response.body === null) return new ArrayBuffer(0);
+  const declared = Number(response.headers.get('content-length') ?? Number.NaN);
+  if (declared > max) {
+    await response.body.cancel();
+    return undefined;
+  }
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for await (const part of response.body) {
+    size += part.byteLength;
+    if (size > max) return undefined; // leaving the loop cancels the stream
+    parts.push(part);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const part of parts) {
+    body.set(part, offset);
+    offset += part.byteLength;
+  }
+  return body.buffer;
+}

@@ -22,6 +22,8 @@ export default defineConfig({
         ],
         test: {
           name: 'worker',
+          // The Worker logs one JSON line per request; show console output only for failing tests.
+          silent: 'passed-only',
           include: ['test/worker/**/*.test.ts'],
           globalSetup: ['test/origin/global-setup.ts'],
           testTimeout: 30_000,

@@ -10,12 +10,15 @@ function hex(buffer: ArrayBuffer): string {
 }
 
 /**
- * SHA-256 of the whole `Authorization` value, hex. This is the only form of the credential that is
- * stored or used in a name: the token itself is never written anywhere.
+ * SHA-256 of a string, hex. Credentials (the whole `Authorization` value) only ever appear in this
+ * form: the token itself is never stored, logged or used in a name.
  */
-export async function hashCredential(authorization: string): Promise<string> {
-  return hex(await crypto.subtle.digest('SHA-256', encoder.encode(authorization)));
+export async function sha256Hex(text: string): Promise<string> {
+  return hex(await crypto.subtle.digest('SHA-256', encoder.encode(text)));
 }
+
+/** The Durable Object name for a key: the scope's hash and the key. */
+export const recordName = (scopeHash: string, key: string): string => `${scopeHash}:${key}`;
 
 /**
  * The request fingerprint: SHA-256 over method, path with query, and the exact body bytes, hex.

@@ -6,7 +6,7 @@
  * crosses RPC), and {@link outcomeResponse} is the one place that turns it into what the client sees.
  */
 import { type HeaderList, toHeaders } from './headers';
-import { problem } from './problem';
+import { type ProblemCode, problem } from './problem';
 
 /** A response as stored: status, end-to-end headers and the exact body bytes. */
 export interface StoredResponse {
@@ -43,40 +43,58 @@ export const REPLAY_HEADER = 'Idempotent-Replay';
 /** Statuses whose responses cannot carry a body (Fetch standard "null body status"). */
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 
+/** An error answer: the code (which fixes status and title), a sentence for the client, Retry-After. */
+export interface ProblemSpec {
+  readonly code: ProblemCode;
+  readonly detail: string;
+  readonly retryAfterSeconds?: number;
+}
+
+/** The problem an {@link Outcome} is answered with, or `undefined` when it carries a response. */
+export function outcomeProblem(outcome: Outcome): ProblemSpec | undefined {
+  switch (outcome.kind) {
+    case 'response':
+      return undefined;
+    case 'conflict':
+      return {
+        code: 'idempotency_key_reused',
+        detail: 'This Idempotency-Key was already used with a different request (method, path, query or body). Use a new key for a new request.',
+      };
+    case 'in_progress':
+      return {
+        code: 'idempotency_key_in_progress',
+        detail: 'The first request with this Idempotency-Key has not finished yet. Retry the same request after the Retry-After delay.',
+        retryAfterSeconds: outcome.retryAfterMs / 1000,
+      };
+    case 'origin_timeout':
+      return {
+        code: 'origin_timeout',
+        detail: 'The origin did not answer in time. The attempt continues; retry with the same Idempotency-Key to get its result.',
+      };
+    case 'origin_unreachable':
+      return { code: 'origin_unreachable', detail: 'The origin could not be reached or failed mid-response. Nothing was stored; retrying is safe.' };
+    case 'response_too_large':
+      return {
+        code: 'response_too_large',
+        detail: `The origin ran the request and answered with status ${outcome.status}, but the body exceeds MAX_BODY_BYTES, so it was not stored. The request will not run again under this Idempotency-Key.`,
+      };
+  }
+}
+
+/** The stored (or just captured) response of an outcome that carries one, as sent to the client. */
+export function storedResponse(outcome: Extract<Outcome, { kind: 'response' }>): Response {
+  const { status, headers, body } = outcome.response;
+  const init: ResponseInit = { status, headers: toHeaders(headers) };
+  // A body stored with its content-encoding (handler mode) is served as it is, not encoded again.
+  if (headers.some(([name]) => name === 'content-encoding')) init.encodeBody = 'manual';
+  const result = new Response(NULL_BODY_STATUS.has(status) ? null : body, init);
+  if (outcome.replayed) result.headers.set(REPLAY_HEADER, 'true');
+  return result;
+}
+
 /** Turns an {@link Outcome} into the client's response. */
 export function outcomeResponse(outcome: Outcome): Response {
-  switch (outcome.kind) {
-    case 'response': {
-      const { status, headers, body } = outcome.response;
-      const init: ResponseInit = { status, headers: toHeaders(headers) };
-      // A body stored with its content-encoding (handler mode) is served as it is, not encoded again.
-      if (headers.some(([name]) => name === 'content-encoding')) init.encodeBody = 'manual';
-      const result = new Response(NULL_BODY_STATUS.has(status) ? null : body, init);
-      if (outcome.replayed) result.headers.set(REPLAY_HEADER, 'true');
-      return result;
-    }
-    case 'conflict':
-      return problem(
-        'idempotency_key_reused',
-        'This Idempotency-Key was already used with a different request (method, path, query or body). Use a new key for a new request.',
-      );
-    case 'in_progress':
-      return problem(
-        'idempotency_key_in_progress',
-        'The first request with this Idempotency-Key has not finished yet. Retry the same request after the Retry-After delay.',
-        outcome.retryAfterMs / 1000,
-      );
-    case 'origin_timeout':
-      return problem(
-        'origin_timeout',
-        'The origin did not answer in time. The attempt continues; retry with the same Idempotency-Key to get its result.',
-      );
-    case 'origin_unreachable':
-      return problem('origin_unreachable', 'The origin could not be reached or failed mid-response. Nothing was stored; retrying is safe.');
-    case 'response_too_large':
-      return problem(
-        'response_too_large',
-        `The origin ran the request and answered with status ${outcome.status}, but the body exceeds MAX_BODY_BYTES, so it was not stored. The request will not run again under this Idempotency-Key.`,
-      );
-  }
+  if (outcome.kind === 'response') return storedResponse(outcome);
+  const spec = outcomeProblem(outcome)!;
+  return problem(spec.code, spec.detail, spec.retryAfterSeconds);
 }

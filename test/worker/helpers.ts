@@ -1,8 +1,8 @@
 /** Helpers shared by the workerd tests: send through the proxy, ask the real origin what it saw. */
 import { env, exports } from 'cloudflare:workers';
 import { inject } from 'vitest';
-import { hashCredential } from '../../src/core/fingerprint';
-import { createApp, recordName } from '../../src/app';
+import { recordName, sha256Hex } from '../../src/core/fingerprint';
+import { createApp } from '../../src/app';
 
 export const originUrl = inject('originUrl');
 
@@ -61,7 +61,7 @@ export async function originTotal(): Promise<number> {
 
 /** The stub of the Durable Object that holds `(auth, key)`. */
 export async function recordStub(key: string, auth = 'Bearer test-token') {
-  return env.IDEMPOTENCY.get(env.IDEMPOTENCY.idFromName(recordName(await hashCredential(auth), key)));
+  return env.IDEMPOTENCY.get(env.IDEMPOTENCY.idFromName(recordName(await sha256Hex(auth), key)));
 }
 
 export interface ProblemBody {

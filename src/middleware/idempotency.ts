@@ -225,11 +225,11 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
       }
       const key = (parsed as { key: string }).key;
       c.set('idempotencyKey', key);
-      let response: Response | undefined;
-      await limit(ctx, async () => {
-        response = await attempt(c, key, scope, next, log);
+      const limited = await limit(ctx, async () => {
+        // Assigned, not just returned: after the handler ran, Hono ignores a middleware's return value.
+        c.res = await attempt(c, key, scope, next, log);
       });
-      return response;
+      return limited ?? c.res;
     } catch (error) {
       if (!(error instanceof Rejection)) throw error;
       log({ outcome: 'rejected', status: error.problem.status, code: error.problem.code });

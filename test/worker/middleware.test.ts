@@ -1,0 +1,202 @@
+/**
+ * `idempotency()` in handler mode, inside a Hono app of its own (as a user would write it), backed by
+ * the real `IdempotencyRecord` class: the contract (bursts, replay, conflict, expiry), the weaker
+ * in-process guarantee, options validation, and the log lines.
+ */
+import { env } from 'cloudflare:workers';
+import { Hono } from 'hono';
+import { describe, expect, it } from 'vitest';
+import type { RequestLog } from '../../src/core/log';
+import { fingerprintRequest, recordName, sha256Hex } from '../../src/core/fingerprint';
+import { idempotency, type IdempotencyOptions } from '../../src/middleware';
+import { newKey } from './helpers';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A ledger app whose handler counts its executions. */
+function ledgerApp(options: IdempotencyOptions = {}) {
+  const runs = new Map<string, number>();
+  const logs: RequestLog[] = [];
+  let balance = 0;
+  const app = new Hono();
+  app.use('/api/*', idempotency({ reporter: { report: (entry) => logs.push(entry) }, ...options }));
+  app.post('/api/adjust', async (c) => {
+    const { delta, slow } = await c.req.json<{ delta: number; slow?: number }>();
+    const key = c.req.header('idempotency-key') ?? '';
+    runs.set(key, (runs.get(key) ?? 0) + 1);
+    if (slow) await sleep(slow);
+    balance += delta;
+    c.header('set-cookie', 'seen=1');
+    c.header('set-cookie', 'again=2', { append: true });
+    return c.json({ balance, id: crypto.randomUUID() }, 201);
+  });
+  app.post('/api/fail', () => {
+    throw new Error('handler failed');
+  });
+  app.get('/api/balance', (c) => c.json({ balance }));
+  const request = (path: string, init: { key?: string; auth?: string | null; body?: unknown; method?: string; headers?: Record<string, string> } = {}) => {
+    const headers: Record<string, string> = { 'content-type': 'application/json', ...init.headers };
+    if (init.key !== undefined) headers['idempotency-key'] = init.key;
+    if (init.auth !== null) headers['authorization'] = init.auth ?? 'Bearer app-user';
+    const body = init.body === undefined ? null : JSON.stringify(init.body);
+    return Promise.resolve(app.request(path, { method: init.method ?? 'POST', headers, body }, env));
+  };
+  return { app, runs, logs, request, balance: () => balance };
+}
+
+describe('idempotency() in a Hono app (handler mode)', () => {
+  it('runs the handler once and replays its answer, cookies included', async () => {
+    const { request, runs, balance } = ledgerApp();
+    const key = newKey();
+    const first = await request('/api/adjust', { key, body: { delta: 500 } });
+    expect(first.status).toBe(201);
+    expect(first.headers.get('idempotent-replay')).toBeNull();
+    const firstBody = await first.text();
+    const replay = await request('/api/adjust', { key, body: { delta: 500 } });
+    expect(replay.headers.get('idempotent-replay')).toBe('true');
+    expect(replay.headers.getSetCookie()).toEqual(['seen=1', 'again=2']);
+    expect(await replay.text()).toBe(firstBody);
+    expect(runs.get(key)).toBe(1);
+    expect(balance()).toBe(500);
+  });
+
+  it('answers 409 idempotency_key_reused to the same key with another body', async () => {
+    const { request, runs } = ledgerApp();
+    const key = newKey();
+    await request('/api/adjust', { key, body: { delta: 1 } });
+    const res = await request('/api/adjust', { key, body: { delta: 2 } });
+    expect(res.status).toBe(409);
+    expect(((await res.json()) as { code: string }).code).toBe('idempotency_key_reused');
+    expect(runs.get(key)).toBe(1);
+  });
+
+  it('runs the handler once for a burst of 30 concurrent duplicates; the others wait in the object', async () => {
+    const { request, runs, balance } = ledgerApp();
+    const key = newKey();
+    const responses = await Promise.all(Array.from({ length: 30 }, () => request('/api/adjust', { key, body: { delta: 10, slow: 300 } })));
+    const bodies = await Promise.all(responses.map((r) => r.text()));
+    expect(responses.every((r) => r.status === 201)).toBe(true);
+    expect(new Set(bodies).size).toBe(1);
+    expect(responses.filter((r) => r.headers.get('idempotent-replay') === null)).toHaveLength(1);
+    expect(runs.get(key)).toBe(1);
+    expect(balance()).toBe(10);
+  });
+
+  it('lets the key run again after the TTL', async () => {
+    const { request, runs } = ledgerApp({ ttlSeconds: 1, leaseMs: 500, timeoutMs: 500 });
+    const key = newKey();
+    await request('/api/adjust', { key, body: { delta: 1 } });
+    expect((await request('/api/adjust', { key, body: { delta: 1 } })).headers.get('idempotent-replay')).toBe('true');
+    await sleep(1100);
+    expect((await request('/api/adjust', { key, body: { delta: 1 } })).headers.get('idempotent-replay')).toBeNull();
+    expect(runs.get(key)).toBe(2);
+  });
+
+  it('does not store a handler that throws (500): the next request runs again', async () => {
+    const { app, request } = ledgerApp();
+    app.onError(() => new Response('boom', { status: 500 }));
+    const key = newKey();
+    expect((await request('/api/fail', { key, body: {} })).status).toBe(500);
+    expect((await request('/api/fail', { key, body: {} })).headers.get('idempotent-replay')).toBeNull();
+  });
+
+  it('passes through requests without a key or credential, and reads', async () => {
+    const { request, runs } = ledgerApp();
+    await request('/api/adjust', { body: { delta: 1 } });
+    await request('/api/adjust', { body: { delta: 1 } });
+    expect(runs.get('')).toBe(2);
+    const key = newKey();
+    await request('/api/adjust', { key, auth: null, body: { delta: 1 } });
+    await request('/api/adjust', { key, auth: null, body: { delta: 1 } });
+    expect(runs.get(key)).toBe(2);
+    expect((await request('/api/balance', { method: 'GET', key })).status).toBe(200);
+  });
+
+  it('uses a custom scope and fingerprint', async () => {
+    const { request, runs } = ledgerApp({ scope: (c) => c.req.header('x-tenant'), fingerprint: (_, body) => `length:${body.byteLength}` });
+    const key = newKey();
+    const tenant = (name: string | undefined, delta: number) => request('/api/adjust', { key, auth: null, body: { delta }, headers: name ? { 'x-tenant': name } : {} });
+    expect((await tenant('t1', 1)).headers.get('idempotent-replay')).toBeNull();
+    // Same length, so the same custom fingerprint: a replay.
+    expect((await tenant('t1', 2)).headers.get('idempotent-replay')).toBe('true');
+    expect((await tenant('t2', 1)).headers.get('idempotent-replay')).toBeNull();
+    // No scope: passed through unprotected.
+    await tenant(undefined, 1);
+    expect(runs.get(key)).toBe(3);
+  });
+
+  it('answers replays from the object after the Worker that ran the handler is gone (shared storage)', async () => {
+    const first = ledgerApp();
+    const key = newKey();
+    await first.request('/api/adjust', { key, body: { delta: 7 } });
+    const second = ledgerApp(); // a different isolate-level app instance, same object
+    const replay = await second.request('/api/adjust', { key, body: { delta: 7 } });
+    expect(replay.headers.get('idempotent-replay')).toBe('true');
+    expect(second.runs.get(key)).toBeUndefined();
+  });
+});
+
+describe('idempotency(): the weaker in-process guarantee', () => {
+  it('holds a key whose handler never reported back (Worker cut off) until the lease ends, then runs it again', async () => {
+    const { request, runs } = ledgerApp({ leaseMs: 800, timeoutMs: 300 });
+    const key = newKey();
+    const body = { delta: 3 };
+    // Simulate a Worker cut off mid-handler: acquire the key exactly as the middleware does, never complete.
+    const scopeHash = await sha256Hex('Bearer app-user');
+    const stub = env.IDEMPOTENCY.get(env.IDEMPOTENCY.idFromName(recordName(scopeHash, key)));
+    const fp = await fingerprintRequest('POST', '/api/adjust', new TextEncoder().encode(JSON.stringify(body)).buffer as ArrayBuffer);
+    const begun = await stub.begin({ fingerprint: fp, timeoutMs: 300, leaseMs: 800, ttlMs: 86_400_000 });
+    expect(begun.kind).toBe('acquired');
+
+    const during = await request('/api/adjust', { key, body });
+    expect(during.status).toBe(409);
+    expect(((await during.json()) as { code: string }).code).toBe('idempotency_key_in_progress');
+    expect(runs.get(key)).toBeUndefined();
+
+    await sleep(900);
+    const after = await request('/api/adjust', { key, body });
+    expect(after.status).toBe(201);
+    expect(after.headers.get('idempotent-replay')).toBeNull();
+    expect(runs.get(key)).toBe(1);
+  });
+});
+
+describe('idempotency() options', () => {
+  it.each([
+    [{ timeoutMs: 0 }, /timeoutMs/],
+    [{ timeoutMs: 5000, leaseMs: 1000 }, /leaseMs/],
+    [{ ttlSeconds: 60 }, /leaseMs/],
+    [{ maxBodyBytes: 100 * 1024 * 1024 }, /maxBodyBytes/],
+    [{ methods: [] }, /methods/],
+    [{ headerName: 'Bad Header' }, /headerName/],
+  ] as [IdempotencyOptions, RegExp][])('rejects %j at construction with a TypeError', (options, message) => {
+    expect(() => idempotency(options)).toThrow(TypeError);
+    expect(() => idempotency(options)).toThrow(message);
+  });
+
+  it('lets onError replace problem responses', async () => {
+    const { request } = ledgerApp({ onError: (p) => new Response(`custom ${p.code}`, { status: p.status }) });
+    const res = await request('/api/adjust', { key: 'bad key', body: { delta: 1 } });
+    expect(res.status).toBe(400);
+    expect(await res.text()).toBe('custom idempotency_key_invalid');
+  });
+});
+
+describe('idempotency() logs', () => {
+  it('logs one line per request with the outcome, and never the key or credential in plaintext', async () => {
+    const { request, logs } = ledgerApp();
+    const key = `plain-key-${newKey()}`;
+    await request('/api/adjust', { key, body: { delta: 1 } });
+    await request('/api/adjust', { key, body: { delta: 1 } });
+    await request('/api/adjust', { key, body: { delta: 2 } });
+    await request('/api/adjust', { key: 'bad key', body: { delta: 1 } });
+    await request('/api/balance', { method: 'GET' });
+    expect(logs.map((l) => l.outcome)).toEqual(['executed', 'replayed', 'conflict', 'rejected', 'passthrough']);
+    expect(logs.map((l) => l.status)).toEqual([201, 201, 409, 400, 200]);
+    expect(logs[0]!.key_hash).toMatch(/^[0-9a-f]{16}$/);
+    expect(logs[0]!.key_hash).toBe(logs[1]!.key_hash);
+    const text = JSON.stringify(logs);
+    expect(text).not.toContain(key);
+    expect(text).not.toContain('app-user');
+  });
+});

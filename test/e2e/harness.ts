@@ -30,7 +30,10 @@ export async function freePort(): Promise<number> {
 export const newStateDir = (): string => mkdtempSync(join(tmpdir(), 'idem-e2e-'));
 
 export interface ProxyOptions {
-  originUrl: string;
+  /** ORIGIN_URL, or `null` for a Worker that has none (the consumer example). */
+  originUrl: string | null;
+  /** The wrangler config to run. @default the proxy's wrangler.toml */
+  config?: string;
   stateDir: string;
   vars?: Record<string, string>;
   port?: number;
@@ -49,10 +52,11 @@ export interface RunningProxy {
 }
 
 /** Starts `wrangler dev` and waits until it answers HTTP. */
-export async function startProxy({ originUrl, stateDir, vars = {}, port }: ProxyOptions): Promise<RunningProxy> {
+export async function startProxy({ originUrl, config, stateDir, vars = {}, port }: ProxyOptions): Promise<RunningProxy> {
   const listen = port ?? (await freePort());
   const args = ['dev', '--ip', '127.0.0.1', '--port', String(listen), '--persist-to', stateDir, '--inspector-port', String(await freePort())];
-  for (const [name, value] of Object.entries({ ORIGIN_URL: originUrl, ...vars })) args.push('--var', `${name}:${value}`);
+  if (config) args.push('--config', config);
+  for (const [name, value] of Object.entries({ ...(originUrl === null ? {} : { ORIGIN_URL: originUrl }), ...vars })) args.push('--var', `${name}:${value}`);
   const child = spawn(WRANGLER, args, {
     cwd: ROOT,
     detached: true,

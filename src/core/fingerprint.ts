@@ -23,17 +23,15 @@ export const recordName = (scopeHash: string, key: string): string => `${scopeHa
 /**
  * The request fingerprint: SHA-256 over method, path with query, and the exact body bytes, hex.
  * A newline separates the parts; neither method nor path can contain one, so the encoding is unambiguous.
- * The body is streamed into the digest rather than concatenated, so a 10 MiB body is not copied.
  *
  * @param method - the request method, upper case
  * @param pathAndQuery - `pathname + search` of the request URL
  * @param body - the body bytes (empty for none)
  */
 export async function fingerprintRequest(method: string, pathAndQuery: string, body: ArrayBuffer): Promise<string> {
-  const digest = new crypto.DigestStream('SHA-256');
-  const writer = digest.getWriter();
-  void writer.write(encoder.encode(`${method}\n${pathAndQuery}\n`));
-  if (body.byteLength > 0) void writer.write(new Uint8Array(body));
-  void writer.close();
-  return hex(await digest.digest);
+  const head = encoder.encode(`${method}\n${pathAndQuery}\n`);
+  const bytes = new Uint8Array(head.byteLength + body.byteLength);
+  bytes.set(head);
+  bytes.set(new Uint8Array(body), head.byteLength);
+  return hex(await crypto.subtle.digest('SHA-256', bytes));
 }

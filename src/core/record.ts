@@ -82,13 +82,13 @@ interface RecordRow extends Record<string, SqlStorageValue> {
 }
 
 /** The Durable Object class; one instance per `(credential hash, key)`. */
-export class IdempotencyRecord extends DurableObject<Env> {
+export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   readonly #storage: SqlStorage;
   /** Whether the schema is known to exist; `deleteAll()` in the alarm removes it again. */
   #migrated = false;
   #attempt: Attempt | undefined;
 
-  constructor(ctx: DurableObjectState, env: Env) {
+  constructor(ctx: DurableObjectState, env: Record<string, unknown>) {
     super(ctx, env);
     this.#storage = ctx.storage.sql;
   }

@@ -209,5 +209,9 @@ describe('isolation and secrecy', () => {
     await send(proxy.url, '/status/200/secret', { method: 'GET', auth: token });
     expect(filesUnder(stateDir).length).toBeGreaterThan(0);
     expect(filesContaining(stateDir, token.slice('Bearer '.length))).toEqual([]);
+    // Nor does anything the Worker logged (wrangler dev prints the Worker's console output).
+    expect(proxy.output()).toContain('"event":"idempotency"');
+    expect(proxy.output()).not.toContain(token.slice('Bearer '.length));
+    expect(proxy.output()).not.toContain('secret-0');
   });
 });

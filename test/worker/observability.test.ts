@@ -1,0 +1,45 @@
+/**
+ * Issue #5, operations: the proxy logs one JSON line per request and, when an Analytics Engine dataset
+ * is bound as METRICS, writes the same outcome as a data point. Neither contains a key or a token.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { newKey, sendWith } from './helpers';
+
+afterEach(() => vi.restoreAllMocks());
+
+describe('proxy observability', () => {
+  it('logs and counts every request with its outcome, never the key or the token', async () => {
+    const lines: string[] = [];
+    vi.spyOn(console, 'log').mockImplementation((line: unknown) => void lines.push(String(line)));
+    const points: AnalyticsEngineDataPoint[] = [];
+    const METRICS = { writeDataPoint: (point: AnalyticsEngineDataPoint) => void points.push(point) };
+    const key = `visible-key-${newKey()}`;
+    const auth = `Bearer visible-token-${newKey()}`;
+    const vars = { METRICS };
+
+    await sendWith(vars, '/echo/obs', { key, auth, body: 'a' });
+    await sendWith(vars, '/echo/obs', { key, auth, body: 'a' });
+    await sendWith(vars, '/echo/obs', { key, auth, body: 'b' });
+    await sendWith(vars, '/echo/obs', { key: 'bad key', auth, body: 'a' });
+    await sendWith(vars, '/echo/obs', { method: 'GET', auth });
+    await sendWith(vars, '/echo/obs', { auth, body: 'no key' });
+
+    const logs = lines.map((line) => JSON.parse(line) as { event: string; outcome: string; status: number; key_hash?: string; latency_ms: number });
+    expect(logs.map((l) => [l.outcome, l.status])).toEqual([
+      ['executed', 200],
+      ['replayed', 200],
+      ['conflict', 409],
+      ['rejected', 400],
+      ['passthrough', 200],
+      ['passthrough', 200],
+    ]);
+    expect(logs.every((l) => l.event === 'idempotency' && l.latency_ms >= 0)).toBe(true);
+    expect(logs[0]!.key_hash).toMatch(/^[0-9a-f]{16}$/);
+    expect(points.map((p) => p.blobs?.[0])).toEqual(['executed', 'replayed', 'conflict', 'rejected', 'passthrough', 'passthrough']);
+    expect(points[2]!.blobs?.[2]).toBe('idempotency_key_reused');
+    expect(points[0]!.doubles?.[0]).toBe(200);
+    const everything = JSON.stringify([lines, points]);
+    expect(everything).not.toContain('visible-key');
+    expect(everything).not.toContain('visible-token');
+  });
+});

@@ -254,7 +254,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     } catch (error) {
       // Storage refused the write (or the instance is going away). The in-flight row stays, so the key
       // is held until its lease ends rather than silently re-run.
-      console.error({ event: 'store_failed', error: String(error) });
+      console.error(JSON.stringify({ event: 'store_failed', error: String(error) }));
     }
     return settled;
   }

@@ -1,0 +1,72 @@
+// The benchmark origin: a fast Node HTTP server on 127.0.0.1. Every request gets a ~100-byte JSON body
+// (201 for POST/PUT/PATCH/DELETE, 200 otherwise), after an optional fixed delay. It counts calls in total
+// and per Idempotency-Key header.
+//
+// Control (never counted):
+//   GET /__calls                -> {"total":n,"distinctKeys":n,"duplicatedKeys":n}
+//   GET /__calls?key=K          -> {"total":n,"count":n}            calls that carried Idempotency-Key K
+//   GET /__calls?prefix=P       -> {"total":n,"keys":{"P...":n,...}} every key starting with P
+//
+// Run on its own:  node bench/origin.mjs [--port 0] [--delay-ms 0]
+// It prints one JSON line {"port":n} to stdout once it listens.
+import { createServer } from 'node:http';
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({ options: { port: { type: 'string', default: '0' }, 'delay-ms': { type: 'string', default: '0' } } });
+const delayMs = Number(values['delay-ms']);
+const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+let total = 0;
+const perKey = new Map();
+
+/** ~100 bytes of JSON; `n` is the running call number, padded so every body has the same length. */
+const answer = (method, n) =>
+  JSON.stringify({ ok: true, method, call: String(n).padStart(10, '0'), note: 'bench origin answer of a fixed size, ~100 B' });
+
+function control(url, res) {
+  const key = url.searchParams.get('key');
+  const prefix = url.searchParams.get('prefix');
+  let body;
+  if (key !== null) body = { total, count: perKey.get(key) ?? 0 };
+  else if (prefix !== null) {
+    const keys = {};
+    for (const [k, n] of perKey) if (k.startsWith(prefix)) keys[k] = n;
+    body = { total, keys };
+  } else {
+    let duplicatedKeys = 0;
+    for (const n of perKey.values()) if (n > 1) duplicatedKeys++;
+    body = { total, distinctKeys: perKey.size, duplicatedKeys };
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+const server = createServer((req, res) => {
+  if (req.url.startsWith('/__calls')) return control(new URL(req.url, 'http://origin'), res);
+  req.on('data', () => {});
+  req.on('end', () => {
+    total++;
+    const key = req.headers['idempotency-key'];
+    if (key !== undefined) perKey.set(key, (perKey.get(key) ?? 0) + 1);
+    const text = answer(req.method, total);
+    const send = () => {
+      res.writeHead(WRITES.has(req.method) ? 201 : 200, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(text),
+      });
+      res.end(text);
+    };
+    if (delayMs > 0) setTimeout(send, delayMs);
+    else send();
+  });
+});
+server.keepAliveTimeout = 120_000;
+server.headersTimeout = 125_000;
+server.requestTimeout = 0;
+server.listen(Number(values.port), '127.0.0.1', () => {
+  process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`);
+});
+const stop = () => server.close(() => process.exit(0)) && server.closeAllConnections();
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);

@@ -46,6 +46,7 @@ function layersFor(config: ProxyConfig) {
         leaseMs: config.leaseMs,
         maxBodyBytes: config.maxBodyBytes,
         required: config.requireKey,
+        ...(config.logRequests ? {} : { reporter: false as const }),
         run: { mode: 'origin', target: (c) => originTarget(config.originUrl, config.originBasePath, c.req.url) },
       }),
     };
@@ -68,13 +69,16 @@ const withConfig = createMiddleware<AppEnv>(async (c, next) => {
   });
 });
 
-/** Forwards the request as it is; failures become problem responses. */
-async function passThrough(request: Request, target: URL, config: ProxyConfig): Promise<Response> {
+/**
+ * Forwards the request as it is, like a plain reverse proxy (no timeout of its own: the client decides
+ * how long to wait for a read); an unreachable origin becomes a problem response.
+ */
+async function passThrough(request: Request, target: URL): Promise<Response> {
   try {
-    return await proxy(target, { raw: request, redirect: 'manual', signal: AbortSignal.timeout(config.originTimeoutMs) });
+    return await proxy(target, { raw: request, redirect: 'manual' });
   } catch (error) {
     if (error instanceof HTTPException) throw error;
-    return outcomeResponse(error instanceof Error && error.name === 'TimeoutError' ? { kind: 'origin_timeout' } : { kind: 'origin_unreachable' });
+    return outcomeResponse({ kind: 'origin_unreachable' });
   }
 }
 
@@ -84,7 +88,7 @@ export function createApp(): Hono<AppEnv> {
   app.use(withConfig);
   app.all('*', (c) => {
     const config = c.var.config;
-    return passThrough(c.req.raw, originTarget(config.originUrl, config.originBasePath, c.req.url), config);
+    return passThrough(c.req.raw, originTarget(config.originUrl, config.originBasePath, c.req.url));
   });
   app.onError((error, c) => {
     if (error instanceof HTTPException) return error.getResponse();

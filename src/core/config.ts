@@ -18,6 +18,8 @@ export interface ProxyConfig {
   readonly leaseMs: number;
   readonly maxBodyBytes: number;
   readonly requireKey: boolean;
+  /** Whether every request writes its JSON log line (and data point). */
+  readonly logRequests: boolean;
 }
 
 /** Why a configuration is invalid: the variable and what is wrong with it. */
@@ -41,6 +43,7 @@ export interface ConfigVars {
   ORIGIN_LEASE_MS?: string;
   MAX_BODY_BYTES?: string;
   REQUIRE_IDEMPOTENCY_KEY?: string;
+  LOG_REQUESTS?: string;
 }
 
 class InvalidConfig extends Error {
@@ -119,6 +122,7 @@ export function parseConfig(vars: ConfigVars): ProxyConfig | ConfigError {
       leaseMs,
       maxBodyBytes: integer(vars, 'MAX_BODY_BYTES', 10 * 1024 * 1024, 1, MAX_BODY_BYTES_LIMIT),
       requireKey: boolean(vars, 'REQUIRE_IDEMPOTENCY_KEY', false),
+      logRequests: boolean(vars, 'LOG_REQUESTS', true),
     };
   } catch (error) {
     if (error instanceof InvalidConfig) return error.detail;

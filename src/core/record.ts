@@ -58,7 +58,8 @@ export const MAX_SQL_ROW_BYTES = 2_000_000;
 /** Bodies are stored in chunks of this size, each in its own row, well under {@link MAX_SQL_ROW_BYTES}. */
 export const BODY_CHUNK_BYTES = 1024 * 1024;
 
-const SCHEMA_VERSION = 1;
+/** Format of a stored record row (its `format` column); rows of older formats are migrated on read. */
+const RECORD_FORMAT = 1;
 
 interface Attempt {
   readonly id: string;
@@ -71,6 +72,7 @@ interface Attempt {
 type Decision = { readonly start: number } | { readonly join: Attempt } | { readonly outcome: Outcome };
 
 interface RecordRow extends Record<string, SqlStorageValue> {
+  format: number;
   fingerprint: string;
   state: 'in_flight' | 'complete' | 'too_large';
   attempt: string;
@@ -78,13 +80,15 @@ interface RecordRow extends Record<string, SqlStorageValue> {
   expires_at: number;
   status: number | null;
   headers: string | null;
+  /** The body when it fits in one row, else null and the body is in `body_chunk`. */
+  body: ArrayBuffer | null;
   chunks: number;
 }
 
 /** The Durable Object class; one instance per `(credential hash, key)`. */
 export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   readonly #storage: SqlStorage;
-  /** Whether the schema is known to exist; `deleteAll()` in the alarm removes it again. */
+  /** Whether the `record` table is known to exist; `deleteAll()` in the alarm removes it again. */
   #migrated = false;
   #attempt: Attempt | undefined;
 
@@ -94,12 +98,26 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   }
 
   /**
-   * The SQL handle, with the schema in place. Migration is synchronous (SQLite calls are), so doing it
-   * lazily here needs no `blockConcurrencyWhile` and also covers the object emptied by the alarm.
+   * The SQL handle, with the table in place. Creating it is one synchronous statement (a no-op once it
+   * exists), so doing it lazily here needs no `blockConcurrencyWhile`, costs a new object no extra
+   * statements, and also covers the object emptied by the alarm.
    */
   get #sql(): SqlStorage {
     if (!this.#migrated) {
-      this.#migrate();
+      this.#storage.exec(`
+        CREATE TABLE IF NOT EXISTS record (
+          id INTEGER PRIMARY KEY CHECK (id = 1),
+          format INTEGER NOT NULL,
+          fingerprint TEXT NOT NULL,
+          state TEXT NOT NULL CHECK (state IN ('in_flight', 'complete', 'too_large')),
+          attempt TEXT NOT NULL,
+          lease_until INTEGER NOT NULL,
+          expires_at INTEGER NOT NULL,
+          status INTEGER,
+          headers TEXT,
+          body BLOB,
+          chunks INTEGER NOT NULL DEFAULT 0
+        )`);
       this.#migrated = true;
     }
     return this.#storage;
@@ -168,27 +186,6 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     this.#migrated = false;
   }
 
-  #migrate(): void {
-    this.#storage.exec(`CREATE TABLE IF NOT EXISTS _schema (version INTEGER NOT NULL)`);
-    const version = this.#storage.exec<{ version: number | null }>(`SELECT max(version) AS version FROM _schema`).one().version ?? 0;
-    if (version >= SCHEMA_VERSION) return;
-    this.#storage.exec(`
-      CREATE TABLE IF NOT EXISTS record (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        fingerprint TEXT NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('in_flight', 'complete', 'too_large')),
-        attempt TEXT NOT NULL,
-        lease_until INTEGER NOT NULL,
-        expires_at INTEGER NOT NULL,
-        status INTEGER,
-        headers TEXT,
-        chunks INTEGER NOT NULL DEFAULT 0
-      );
-      CREATE TABLE IF NOT EXISTS body_chunk (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);
-      INSERT INTO _schema (version) VALUES (${SCHEMA_VERSION});
-    `);
-  }
-
   #read(): RecordRow | undefined {
     return this.#sql.exec<RecordRow>(`SELECT * FROM record WHERE id = 1`).toArray()[0];
   }
@@ -197,12 +194,9 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   #current(now: number): RecordRow | undefined {
     const record = this.#read();
     if (record === undefined || record.expires_at > now) return record;
-    this.#clear();
+    this.#sql.exec(`DELETE FROM record`);
+    if (record.chunks > 0) this.#sql.exec(`DELETE FROM body_chunk`);
     return undefined;
-  }
-
-  #clear(): void {
-    this.#sql.exec(`DELETE FROM record; DELETE FROM body_chunk`);
   }
 
   /** Decides synchronously (no await) what this request does, so that no other request interleaves. */
@@ -233,7 +227,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   #start(spec: AttemptLimits, expiresAt: number, run: () => Promise<Settled>, settle?: (settled: Settled) => void): Attempt {
     const id = crypto.randomUUID();
     this.#sql.exec(
-      `INSERT OR REPLACE INTO record (id, fingerprint, state, attempt, lease_until, expires_at) VALUES (1, ?, 'in_flight', ?, ?, ?)`,
+      `INSERT OR REPLACE INTO record (id, format, fingerprint, state, attempt, lease_until, expires_at) VALUES (1, ?, ?, 'in_flight', ?, ?, ?)`,
+      RECORD_FORMAT,
       spec.fingerprint,
       id,
       Date.now() + spec.leaseMs,
@@ -259,19 +254,24 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     return settled;
   }
 
+  /**
+   * Records how attempt `id` ended, if the row still belongs to it (every statement is guarded by
+   * `attempt = ?`). A body up to {@link BODY_CHUNK_BYTES} goes in the record row; a larger one in
+   * `body_chunk` rows, written in the same transaction.
+   */
   #store(id: string, settled: Settled): void {
-    const record = this.#read();
-    if (record?.attempt !== id) return;
     if (settled.kind === 'response' && settled.response.status < 500) {
       const { status, headers, body } = settled.response;
+      const inline = body.byteLength <= BODY_CHUNK_BYTES;
+      const update = `UPDATE record SET state = 'complete', status = ?, headers = ?, body = ?, chunks = ? WHERE id = 1 AND attempt = ?`;
+      if (inline) {
+        this.#sql.exec(update, status, JSON.stringify(headers), body, 0, id);
+        return;
+      }
       const chunks = Math.ceil(body.byteLength / BODY_CHUNK_BYTES);
       this.ctx.storage.transactionSync(() => {
-        this.#sql.exec(
-          `UPDATE record SET state = 'complete', status = ?, headers = ?, chunks = ? WHERE id = 1`,
-          status,
-          JSON.stringify(headers),
-          chunks,
-        );
+        if (this.#sql.exec(update, status, JSON.stringify(headers), null, chunks, id).rowsWritten === 0) return;
+        this.#sql.exec(`CREATE TABLE IF NOT EXISTS body_chunk (seq INTEGER PRIMARY KEY, data BLOB NOT NULL)`);
         for (let seq = 0; seq < chunks; seq++) {
           const data = body.slice(seq * BODY_CHUNK_BYTES, (seq + 1) * BODY_CHUNK_BYTES);
           if (data.byteLength > MAX_SQL_ROW_BYTES) throw new RangeError('body chunk exceeds the SQLite row limit');
@@ -279,25 +279,25 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
         }
       });
     } else if (settled.kind === 'response_too_large') {
-      this.#sql.exec(`UPDATE record SET state = 'too_large', status = ? WHERE id = 1`, settled.status);
-    } else {
+      this.#sql.exec(`UPDATE record SET state = 'too_large', status = ? WHERE id = 1 AND attempt = ?`, settled.status, id);
+    } else if (this.#sql.exec(`DELETE FROM record WHERE id = 1 AND attempt = ?`, id).rowsWritten > 0) {
       // 5xx answers and failures are not stored: the key is free for the next request, and the alarm
       // removes what is left of the object.
-      this.#clear();
       void this.ctx.storage.setAlarm(Date.now());
     }
   }
 
   #storedResponse(record: RecordRow): StoredResponse {
-    const body = new Uint8Array(
-      this.#sql.exec<{ size: number }>(`SELECT coalesce(sum(length(data)), 0) AS size FROM body_chunk`).one().size,
-    );
+    const headers = JSON.parse(record.headers ?? '[]') as HeaderList;
+    if (record.chunks === 0) return { status: record.status ?? 0, headers, body: record.body ?? new ArrayBuffer(0) };
+    const parts = this.#sql.exec<{ data: ArrayBuffer }>(`SELECT data FROM body_chunk ORDER BY seq`).toArray();
+    const body = new Uint8Array(parts.reduce((size, { data }) => size + data.byteLength, 0));
     let offset = 0;
-    for (const { data } of this.#sql.exec<{ data: ArrayBuffer }>(`SELECT data FROM body_chunk ORDER BY seq`)) {
+    for (const { data } of parts) {
       body.set(new Uint8Array(data), offset);
       offset += data.byteLength;
     }
-    return { status: record.status ?? 0, headers: JSON.parse(record.headers ?? '[]') as HeaderList, body: body.buffer };
+    return { status: record.status ?? 0, headers, body: body.buffer };
   }
 
   /** Waits for an attempt, at most `timeoutMs`; the attempt itself goes on regardless. */

@@ -205,7 +205,9 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
   return createMiddleware<IdempotencyEnv>(async function idempotency(c, next) {
     const started = Date.now();
     const reporter = options.reporter === false ? undefined : (options.reporter ?? consoleReporter(c.env['METRICS'] as AnalyticsEngineDataset | undefined));
-    const log: Log = (entry) => reporter?.report({ method: c.req.method, latency_ms: Date.now() - started, ...entry });
+    const log: Log = Object.assign((entry: Parameters<Log>[0]) => reporter?.report({ method: c.req.method, latency_ms: Date.now() - started, ...entry }), {
+      enabled: reporter !== undefined,
+    });
     const ctx = c as unknown as Context;
     if (!methods.has(c.req.method)) {
       await next();
@@ -253,7 +255,8 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
       options.fingerprint ? options.fingerprint(ctx, body) : fingerprintRequest(c.req.method, url.pathname + url.search, body),
     ]);
     const name = recordName(scopeHash, key);
-    const ids = { key_hash: (await sha256Hex(name)).slice(0, 16), scope_hash: scopeHash.slice(0, 16) };
+    // Hashes for the log line only; not computed when nothing is logged.
+    const ids = log.enabled ? { key_hash: (await sha256Hex(name)).slice(0, 16), scope_hash: scopeHash.slice(0, 16) } : {};
     const namespace = c.env[binding] as DurableObjectNamespace<IdempotencyRecord> | undefined;
     if (namespace === undefined) return reject('configuration_invalid', `The Durable Object binding ${binding} is missing.`);
     const id = namespace.idFromName(name);
@@ -292,7 +295,7 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
     attemptId: string,
     next: () => Promise<void>,
     call: <R>(fn: (stub: DurableObjectStub<IdempotencyRecord>) => Promise<R>) => Promise<R>,
-    keyHash: string,
+    keyHash: string | undefined,
   ): Promise<Outcome> {
     await next();
     let settled: Settled;
@@ -312,4 +315,4 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
   }
 }
 
-type Log = (entry: Omit<RequestLog, 'method' | 'latency_ms'>) => void;
+type Log = ((entry: Omit<RequestLog, 'method' | 'latency_ms'>) => void) & { readonly enabled: boolean };

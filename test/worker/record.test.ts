@@ -180,6 +180,17 @@ describe('IdempotencyRecord: origin timeout', () => {
 });
 
 describe('IdempotencyRecord: storage never holds a half-written response', () => {
+  it('keeps a body up to 1 MiB in the record row', async () => {
+    const key = newKey();
+    const stub = await recordStub(key);
+    await stub.execute(spec(key, `/bytes/${1024 * 1024}/inline`, { maxBodyBytes: 4 * 1024 * 1024 }));
+    const row = await runInDurableObject(stub, (_, state) => ({
+      record: state.storage.sql.exec<{ size: number; chunks: number }>(`SELECT length(body) AS size, chunks FROM record`).one(),
+      chunkTable: state.storage.sql.exec(`SELECT name FROM sqlite_master WHERE name = 'body_chunk'`).toArray().length,
+    }));
+    expect(row).toEqual({ record: { size: 1024 * 1024, chunks: 0 }, chunkTable: 0 });
+  });
+
   it('writes the record and its chunks in one transaction', async () => {
     const key = newKey();
     const stub = await recordStub(key);

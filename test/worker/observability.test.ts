@@ -42,4 +42,17 @@ describe('proxy observability', () => {
     expect(everything).not.toContain('visible-key');
     expect(everything).not.toContain('visible-token');
   });
+
+  it('LOG_REQUESTS=false writes no log line and no data point', async () => {
+    const lines: unknown[] = [];
+    vi.spyOn(console, 'log').mockImplementation((line: unknown) => void lines.push(line));
+    const points: unknown[] = [];
+    const vars = { LOG_REQUESTS: 'false', METRICS: { writeDataPoint: (point: unknown) => void points.push(point) } };
+    const key = newKey();
+    expect((await sendWith(vars, '/echo/quiet', { key, body: 'a' })).status).toBe(200);
+    expect((await sendWith(vars, '/echo/quiet', { key, body: 'a' })).headers.get('idempotent-replay')).toBe('true');
+    await sendWith(vars, '/echo/quiet', { method: 'GET' });
+    expect(lines).toEqual([]);
+    expect(points).toEqual([]);
+  });
 });

@@ -24,8 +24,11 @@ export type Settled =
 
 /** The result of one keyed request, as decided by the Durable Object. */
 export type Outcome =
-  /** The origin's answer. `replayed` is false only for the request that ran the attempt. */
-  | { readonly kind: 'response'; readonly replayed: boolean; readonly response: StoredResponse }
+  /**
+   * The origin's answer. `replayed` is false only for the request that ran the attempt. `expiresAt` is
+   * set when the answer was read back from storage: the record stays exactly this until then.
+   */
+  | { readonly kind: 'response'; readonly replayed: boolean; readonly response: StoredResponse; readonly expiresAt?: number }
   /** The key is bound to a different fingerprint. */
   | { readonly kind: 'conflict' }
   /** An attempt with this key is still running (or died and its lease has not ended yet). */

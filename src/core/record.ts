@@ -207,7 +207,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     if (record.fingerprint !== spec.fingerprint) return { outcome: { kind: 'conflict' } };
     switch (record.state) {
       case 'complete':
-        return { outcome: { kind: 'response', replayed: true, response: this.#storedResponse(record) } };
+        return { outcome: { kind: 'response', replayed: true, response: this.#storedResponse(record), expiresAt: record.expires_at } };
       case 'too_large':
         return { outcome: { kind: 'response_too_large', status: record.status ?? 0 } };
       case 'in_flight': {

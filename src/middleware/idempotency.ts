@@ -23,6 +23,7 @@ import { type Reporter, type RequestLog, consoleReporter } from '../core/log';
 import { type Outcome, REPLAY_HEADER, type Settled, outcomeProblem, storedResponse } from '../core/outcome';
 import { PROBLEMS, type ProblemCode, problem } from '../core/problem';
 import type { BeginResult, IdempotencyRecord } from '../core/record';
+import { ReplayCache } from '../core/replay-cache';
 import { type RetryOptions, callDurableObject } from '../core/retry';
 
 /** Where an attempt runs. */
@@ -196,6 +197,7 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
   const limits = { timeoutMs, leaseMs, ttlMs };
   const tooLarge = `The request body exceeds ${maxBodyBytes} bytes.`;
   const limit = bodyLimit({ maxSize: maxBodyBytes, onError: () => reject('request_too_large', tooLarge) });
+  const replays = new ReplayCache();
 
   /** Sends a problem, unless `onError` replaces it. */
   async function answer(c: Context, spec: IdempotencyProblem, retryAfterSeconds?: number): Promise<Response> {
@@ -267,7 +269,10 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
 
     const waitStarted = Date.now();
     let outcome: Outcome;
-    if (run.mode === 'origin') {
+    const cached = replays.get(name, waitStarted);
+    if (cached !== undefined) {
+      outcome = cached.fingerprint === fingerprint ? { kind: 'response', replayed: true, response: cached.response } : { kind: 'conflict' };
+    } else if (run.mode === 'origin') {
       const headers = forwardableHeaders(c.req.raw.headers);
       for (const pair of headers) if (pair[0] === headerName.toLowerCase()) pair[1] = key;
       const origin = { method: c.req.method, url: run.target(ctx).href, headers, body: c.req.raw.body === null ? null : body, maxBodyBytes };
@@ -277,6 +282,7 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
       outcome = begun.kind === 'acquired' ? await runHandler(c, begun.attempt, next, call, ids.key_hash) : begun;
     }
     const originMs = Date.now() - waitStarted;
+    if (outcome.kind === 'response' && outcome.expiresAt !== undefined) replays.set(name, fingerprint, outcome.response, outcome.expiresAt);
 
     const failure = outcomeProblem(outcome);
     if (failure !== undefined) {

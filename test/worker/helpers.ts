@@ -38,7 +38,22 @@ export function send(path: string, options: SendOptions = {}): Promise<Response>
  * Also used where the service-binding transport of `exports.default` would drop an empty header.
  */
 export function sendWith(vars: Partial<Record<keyof Env, unknown>> & Record<string, unknown>, path: string, options: SendOptions = {}): Promise<Response> {
-  return Promise.resolve(createApp().request(`https://proxy.test${path}`, requestInit(options), { ...env, ...vars }));
+  return Promise.resolve(createApp().request(`https://proxy.test${path}`, requestInit(options), envWith(vars)));
+}
+
+const merged = new WeakMap<object, object>();
+
+/**
+ * The bindings with `vars` on top, the same object for the same `vars` object: like workerd's `env`,
+ * so configuration (and the layers built from it) is resolved once per `vars`.
+ */
+function envWith(vars: object): object {
+  let result = merged.get(vars);
+  if (result === undefined) {
+    result = { ...env, ...vars };
+    merged.set(vars, result);
+  }
+  return result;
 }
 
 /** How many times the origin was called with this Idempotency-Key. */

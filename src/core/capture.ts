@@ -3,7 +3,6 @@
  * Turning an answer (from the origin, or from the app's own handler) into a {@link Settled} result:
  * the whole body read up to a limit, end-to-end headers kept as pairs.
  */
-import { proxy } from 'hono/proxy';
 import { storableHeaders } from './headers';
 import type { OriginRequest } from './record';
 import type { Settled } from './outcome';
@@ -38,8 +37,9 @@ export async function callOrigin(origin: OriginRequest, leaseMs: number): Promis
   const lease = new AbortController();
   const timer = setTimeout(() => lease.abort(new DOMException('origin lease ended', 'TimeoutError')), leaseMs);
   try {
-    // hono/proxy drops hop-by-hop headers both ways, and content-encoding/-length once the body is decoded.
-    const response = await proxy(origin.url, {
+    // The header list is already end-to-end only (forwardableHeaders); storableHeaders drops the
+    // response's hop-by-hop headers, and content-encoding since reading the body decodes it.
+    const response = await fetch(origin.url, {
       method: origin.method,
       headers: origin.headers,
       body: origin.body,

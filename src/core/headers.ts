@@ -7,12 +7,18 @@
 /** Headers as an ordered list of pairs. */
 export type HeaderList = [name: string, value: string][];
 
-/**
- * Headers never stored or replayed: hop-by-hop headers (RFC 9110 §7.6.1; `hono/proxy` already removes
- * them from origin answers, a handler's answer may still carry them) and `content-length`, which the
- * runtime sets again for the bytes actually sent.
- */
-const NOT_STORED = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade']);
+/** Hop-by-hop headers (RFC 9110 §7.6.1), plus those any `Connection` header names; never forwarded. */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+
+/** The hop-by-hop names of a message: the fixed list and what its `Connection` header names. */
+function hopByHop(headers: Headers, extra: readonly string[]): Set<string> {
+  const names = new Set([...HOP_BY_HOP, ...extra]);
+  for (const token of headers.get('connection')?.split(',') ?? []) names.add(token.trim().toLowerCase());
+  return names;
+}
+
+/** Response headers never stored or replayed; `content-length` is set again for the bytes sent. */
+const NOT_STORED = ['content-length'];
 
 /**
  * The end-to-end headers of a response, as pairs, each `Set-Cookie` kept separate.
@@ -20,9 +26,10 @@ const NOT_STORED = new Set(['content-length', 'transfer-encoding', 'connection',
  * @param decoded - the body will be stored decoded, so `content-encoding` no longer applies
  */
 export function storableHeaders(headers: Headers, decoded: boolean): HeaderList {
+  const skip = hopByHop(headers, NOT_STORED);
   const list: HeaderList = [];
   for (const [name, value] of headers) {
-    if (name === 'set-cookie' || NOT_STORED.has(name) || (decoded && name === 'content-encoding')) continue;
+    if (name === 'set-cookie' || skip.has(name) || (decoded && name === 'content-encoding')) continue;
     list.push([name, value]);
   }
   for (const cookie of headers.getSetCookie()) list.push(['set-cookie', cookie]);
@@ -36,12 +43,16 @@ export function toHeaders(list: HeaderList): Headers {
   return headers;
 }
 
-/** Request headers that must not be forwarded to the origin as they came (the runtime sets them). */
-const NOT_FORWARDED = new Set(['host', 'content-length']);
+/**
+ * Request headers not forwarded as they came: the runtime sets `host` and `content-length` itself, and
+ * without the client's `accept-encoding` it negotiates an encoding it can decode (as `hono/proxy` does).
+ */
+const NOT_FORWARDED = ['host', 'content-length', 'accept-encoding'];
 
-/** The client's request headers to forward to the origin, as pairs. */
+/** The client's end-to-end request headers to forward to the origin, as pairs. */
 export function forwardableHeaders(headers: Headers): HeaderList {
+  const skip = hopByHop(headers, NOT_FORWARDED);
   const list: HeaderList = [];
-  for (const [name, value] of headers) if (!NOT_FORWARDED.has(name)) list.push([name, value]);
+  for (const [name, value] of headers) if (!skip.has(name)) list.push([name, value]);
   return list;
 }

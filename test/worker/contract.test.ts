@@ -191,6 +191,20 @@ describe('5 and 6. what is stored and replayed', () => {
     expect(await originCalls(key)).toBe(1);
   });
 
+  it('forwards end-to-end request headers only: hop-by-hop ones and those named by Connection are dropped', async () => {
+    const key = newKey();
+    const res = await sendWith({}, '/echo/hop', {
+      key,
+      body: 'x',
+      headers: { connection: 'x-drop-me', 'x-drop-me': '1', 'proxy-authorization': 'Basic Zm9v', te: 'trailers', 'x-keep-me': '1' },
+    });
+    const seen = ((await res.json()) as { headers: Record<string, string> }).headers;
+    expect(seen['x-keep-me']).toBe('1');
+    expect(seen['idempotency-key']).toBe(key);
+    expect(seen['authorization']).toBe('Bearer test-token');
+    for (const name of ['x-drop-me', 'proxy-authorization', 'te']) expect(seen[name]).toBeUndefined();
+  });
+
   it('stores 4xx answers (a validation error replays identically)', async () => {
     const key = newKey();
     expect((await send('/status/422/v', { key, body: 'x' })).status).toBe(422);

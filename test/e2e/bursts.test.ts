@@ -1,51 +1,37 @@
 /** Issue #3: bursts against the real `wrangler dev` process and a real origin that counts its calls. */
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestOrigin, type TestOrigin } from '../origin/server';
-import { newStateDir, originCount, pool, removeDir, type RunningProxy, send, startProxy } from './harness';
+import { describe, expect, it } from 'vitest';
+import { originCount, pool, proxyForFile, send } from './harness';
 
-let origin: TestOrigin;
-let proxy: RunningProxy;
-let stateDir: string;
-
-beforeAll(async () => {
-  origin = await startTestOrigin();
-  stateDir = newStateDir();
-  proxy = await startProxy({ originUrl: origin.url, stateDir });
-});
-afterAll(async () => {
-  await proxy?.stop();
-  await origin?.close();
-  removeDir(stateDir);
-});
+const shared = proxyForFile();
 
 describe('bursts', () => {
   it('200 concurrent identical requests: one origin call, 200 identical answers', async () => {
     const key = randomUUID();
-    const responses = await Promise.all(Array.from({ length: 200 }, () => send(proxy.url, '/slow/500/burst', { key, body: '{"delta":500}' })));
+    const responses = await Promise.all(Array.from({ length: 200 }, () => send(shared.proxy.url, '/slow/500/burst', { key, body: '{"delta":500}' })));
     const bodies = await Promise.all(responses.map((r) => r.text()));
     expect(responses.map((r) => r.status)).toEqual(Array(200).fill(200));
     expect(new Set(bodies).size).toBe(1);
     expect(responses.filter((r) => r.headers.get('idempotent-replay') !== 'true')).toHaveLength(1);
-    expect(await originCount(origin.url, { key })).toBe(1);
+    expect(await originCount(shared.origin.url, { key })).toBe(1);
   });
 
   it('200 concurrent requests, same key, different bodies: one origin call, 409 idempotency_key_reused for the rest', async () => {
     const key = randomUUID();
-    const responses = await Promise.all(Array.from({ length: 200 }, (_, i) => send(proxy.url, '/slow/300/mixed', { key, body: `{"delta":${i}}` })));
+    const responses = await Promise.all(Array.from({ length: 200 }, (_, i) => send(shared.proxy.url, '/slow/300/mixed', { key, body: `{"delta":${i}}` })));
     const codes = await Promise.all(responses.map(async (r) => (r.status === 409 ? ((await r.json()) as { code: string }).code : String(r.status))));
     expect(codes.filter((c) => c === '200')).toHaveLength(1);
     expect(codes.filter((c) => c === 'idempotency_key_reused')).toHaveLength(199);
-    expect(await originCount(origin.url, { key })).toBe(1);
+    expect(await originCount(shared.origin.url, { key })).toBe(1);
   });
 
   it('1,000 distinct keys in parallel: each runs exactly once, and a second round replays them all', async () => {
     const keys = Array.from({ length: 1000 }, () => randomUUID());
-    const first = await pool(200, keys.map((key) => () => send(proxy.url, '/status/201/many', { key, body: key }).then(async (r) => [r.status, await r.text()] as const)));
+    const first = await pool(200, keys.map((key) => () => send(shared.proxy.url, '/status/201/many', { key, body: key }).then(async (r) => [r.status, await r.text()] as const)));
     expect(first.every(([status]) => status === 201)).toBe(true);
-    const second = await pool(200, keys.map((key) => () => send(proxy.url, '/status/201/many', { key, body: key }).then((r) => r.headers.get('idempotent-replay'))));
+    const second = await pool(200, keys.map((key) => () => send(shared.proxy.url, '/status/201/many', { key, body: key }).then((r) => r.headers.get('idempotent-replay'))));
     expect(second.every((h) => h === 'true')).toBe(true);
-    const counts = await pool(50, keys.map((key) => () => originCount(origin.url, { key })));
+    const counts = await pool(50, keys.map((key) => () => originCount(shared.origin.url, { key })));
     expect(counts.every((c) => c === 1)).toBe(true);
   });
 });

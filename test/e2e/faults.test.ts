@@ -4,27 +4,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import { DatabaseSync } from 'node:sqlite';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestOrigin, type TestOrigin } from '../origin/server';
-import { filesUnder, freePort, newStateDir, originCount, removeDir, type RunningProxy, send, startProxy } from './harness';
+import { describe, expect, it } from 'vitest';
+import { startTestOrigin } from '../origin/server';
+import { filesUnder, freePort, newStateDir, originCount, proxyForFile, removeDir, send, startProxy } from './harness';
 
 const VARS = { ORIGIN_TIMEOUT_MS: '1000', ORIGIN_LEASE_MS: '3000' };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-let origin: TestOrigin;
-let proxy: RunningProxy;
-let stateDir: string;
-
-beforeAll(async () => {
-  origin = await startTestOrigin();
-  stateDir = newStateDir();
-  proxy = await startProxy({ originUrl: origin.url, stateDir, vars: VARS });
-});
-afterAll(async () => {
-  await proxy?.stop();
-  await origin?.close();
-  removeDir(stateDir);
-});
+const shared = proxyForFile(VARS);
 
 async function code(res: Response): Promise<string> {
   return res.headers.get('content-type') === 'application/problem+json' ? ((await res.json()) as { code: string }).code : String(res.status);
@@ -33,23 +20,23 @@ async function code(res: Response): Promise<string> {
 describe('client faults', () => {
   it('a client that disconnects mid-flight and retries gets the original outcome, with no second origin call', async () => {
     const key = randomUUID();
-    const gone = send(proxy.url, '/slow/800/disconnect', { key, body: 'x', signal: AbortSignal.timeout(200) });
+    const gone = send(shared.proxy.url, '/slow/800/disconnect', { key, body: 'x', signal: AbortSignal.timeout(200) });
     await expect(gone).rejects.toThrow();
     await sleep(900);
-    const retry = await send(proxy.url, '/slow/800/disconnect', { key, body: 'x' });
+    const retry = await send(shared.proxy.url, '/slow/800/disconnect', { key, body: 'x' });
     expect(retry.status).toBe(200);
     expect(retry.headers.get('idempotent-replay')).toBe('true');
-    expect(await originCount(origin.url, { key })).toBe(1);
+    expect(await originCount(shared.origin.url, { key })).toBe(1);
   });
 
   it('a retry after the client gave up, while the origin still works, joins that attempt', async () => {
     const key = randomUUID();
-    const gone = send(proxy.url, '/slow/900/join', { key, body: 'x', signal: AbortSignal.timeout(150) });
+    const gone = send(shared.proxy.url, '/slow/900/join', { key, body: 'x', signal: AbortSignal.timeout(150) });
     await expect(gone).rejects.toThrow();
-    const joined = await send(proxy.url, '/slow/900/join', { key, body: 'x' });
+    const joined = await send(shared.proxy.url, '/slow/900/join', { key, body: 'x' });
     expect(joined.status).toBe(200);
     expect(joined.headers.get('idempotent-replay')).toBe('true');
-    expect(await originCount(origin.url, { key })).toBe(1);
+    expect(await originCount(shared.origin.url, { key })).toBe(1);
   });
 });
 
@@ -80,43 +67,43 @@ describe('origin faults', () => {
 
   it('origin slower than ORIGIN_TIMEOUT_MS: 504 origin_timeout, then the late answer is replayed', async () => {
     const key = randomUUID();
-    expect(await code(await send(proxy.url, '/slow/1800/late', { key, body: 'x' }))).toBe('origin_timeout');
+    expect(await code(await send(shared.proxy.url, '/slow/1800/late', { key, body: 'x' }))).toBe('origin_timeout');
     await sleep(1200);
-    const replay = await send(proxy.url, '/slow/1800/late', { key, body: 'x' });
+    const replay = await send(shared.proxy.url, '/slow/1800/late', { key, body: 'x' });
     expect(replay.status).toBe(200);
     expect(replay.headers.get('idempotent-replay')).toBe('true');
-    expect(await originCount(origin.url, { key })).toBe(1);
+    expect(await originCount(shared.origin.url, { key })).toBe(1);
   });
 
   it('5xx then success: the 5xx is not stored, the success is', async () => {
     const key = randomUUID();
-    expect((await send(proxy.url, '/fail-first/2/flap', { key, body: 'x' })).status).toBe(503);
-    expect((await send(proxy.url, '/fail-first/2/flap', { key, body: 'x' })).status).toBe(503);
-    expect((await send(proxy.url, '/fail-first/2/flap', { key, body: 'x' })).status).toBe(200);
-    expect((await send(proxy.url, '/fail-first/2/flap', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
-    expect(await originCount(origin.url, { key })).toBe(3);
+    expect((await send(shared.proxy.url, '/fail-first/2/flap', { key, body: 'x' })).status).toBe(503);
+    expect((await send(shared.proxy.url, '/fail-first/2/flap', { key, body: 'x' })).status).toBe(503);
+    expect((await send(shared.proxy.url, '/fail-first/2/flap', { key, body: 'x' })).status).toBe(200);
+    expect((await send(shared.proxy.url, '/fail-first/2/flap', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
+    expect(await originCount(shared.origin.url, { key })).toBe(3);
   });
 
   it('a connection reset mid-body: 502 origin_unreachable, nothing stored, the retry runs again', async () => {
     const key = randomUUID();
-    expect(await code(await send(proxy.url, '/reset/mid-body', { key, body: 'x' }))).toBe('origin_unreachable');
-    expect(await code(await send(proxy.url, '/reset/mid-body', { key, body: 'x' }))).toBe('origin_unreachable');
-    expect(await originCount(origin.url, { key })).toBe(2);
+    expect(await code(await send(shared.proxy.url, '/reset/mid-body', { key, body: 'x' }))).toBe('origin_unreachable');
+    expect(await code(await send(shared.proxy.url, '/reset/mid-body', { key, body: 'x' }))).toBe('origin_unreachable');
+    expect(await originCount(shared.origin.url, { key })).toBe(2);
   });
 
   it('large, binary and multi-cookie answers replay byte for byte', async () => {
     const key = randomUUID();
     const size = 3 * 1024 * 1024 + 17;
-    const first = Buffer.from(await (await send(proxy.url, `/bytes/${size}/big`, { key, body: 'x' })).arrayBuffer());
-    const replayRes = await send(proxy.url, `/bytes/${size}/big`, { key, body: 'x' });
+    const first = Buffer.from(await (await send(shared.proxy.url, `/bytes/${size}/big`, { key, body: 'x' })).arrayBuffer());
+    const replayRes = await send(shared.proxy.url, `/bytes/${size}/big`, { key, body: 'x' });
     expect(replayRes.headers.get('idempotent-replay')).toBe('true');
     const replay = Buffer.from(await replayRes.arrayBuffer());
     expect(first.length).toBe(size);
     expect(replay.equals(first)).toBe(true);
 
     const cookieKey = randomUUID();
-    await send(proxy.url, '/cookies/e2e', { key: cookieKey, body: 'x' });
-    const cookies = await send(proxy.url, '/cookies/e2e', { key: cookieKey, body: 'x' });
+    await send(shared.proxy.url, '/cookies/e2e', { key: cookieKey, body: 'x' });
+    const cookies = await send(shared.proxy.url, '/cookies/e2e', { key: cookieKey, body: 'x' });
     expect(cookies.headers.getSetCookie()).toEqual(['a=1; Path=/; HttpOnly', 'b=2; Expires=Wed, 21 Oct 2037 07:28:00 GMT', 'c=3']);
   });
 });
@@ -127,7 +114,7 @@ describe('runtime faults', () => {
     // A lease long enough to outlast the restart, so the window in which the key is held is observed.
     const LEASE = 8000;
     const vars = { ORIGIN_TIMEOUT_MS: '1000', ORIGIN_LEASE_MS: String(LEASE) };
-    let crashing = await startProxy({ originUrl: origin.url, stateDir: dir, vars });
+    let crashing = await startProxy({ originUrl: shared.origin.url, stateDir: dir, vars });
     try {
       const stored = randomUUID();
       expect((await send(crashing.url, '/status/201/before-crash', { key: stored, body: 'x' })).status).toBe(201);
@@ -139,7 +126,7 @@ describe('runtime faults', () => {
       await crashing.kill();
       expect(await inflight).toBeInstanceOf(Error);
 
-      crashing = await startProxy({ originUrl: origin.url, stateDir: dir, vars, port: crashing.port });
+      crashing = await startProxy({ originUrl: shared.origin.url, stateDir: dir, vars, port: crashing.port });
       // Nothing stored before the crash is lost or corrupted.
       const replay = await send(crashing.url, '/status/201/before-crash', { key: stored, body: 'x' });
       expect(replay.status).toBe(201);
@@ -158,7 +145,7 @@ describe('runtime faults', () => {
       const again = await send(crashing.url, '/slow/800/crash', { key, body: 'x' });
       expect(again.status).toBe(200);
       expect((await send(crashing.url, '/slow/800/crash', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
-      expect(await originCount(origin.url, { key })).toBe(2);
+      expect(await originCount(shared.origin.url, { key })).toBe(2);
     } finally {
       await crashing.stop();
       removeDir(dir);
@@ -167,16 +154,16 @@ describe('runtime faults', () => {
 
   it('state survives a clean restart', async () => {
     const dir = newStateDir();
-    let running = await startProxy({ originUrl: origin.url, stateDir: dir, vars: VARS });
+    let running = await startProxy({ originUrl: shared.origin.url, stateDir: dir, vars: VARS });
     try {
       const key = randomUUID();
       const first = await (await send(running.url, '/echo/restart', { key, body: 'x' })).text();
       await running.stop();
-      running = await startProxy({ originUrl: origin.url, stateDir: dir, vars: VARS });
+      running = await startProxy({ originUrl: shared.origin.url, stateDir: dir, vars: VARS });
       const replay = await send(running.url, '/echo/restart', { key, body: 'x' });
       expect(replay.headers.get('idempotent-replay')).toBe('true');
       expect(await replay.text()).toBe(first);
-      expect(await originCount(origin.url, { key })).toBe(1);
+      expect(await originCount(shared.origin.url, { key })).toBe(1);
     } finally {
       await running.stop();
       removeDir(dir);
@@ -185,7 +172,7 @@ describe('runtime faults', () => {
 
   it("the expiry alarm deletes the object's storage (the SQLite file holds no table and no alarm)", async () => {
     const dir = newStateDir();
-    const running = await startProxy({ originUrl: origin.url, stateDir: dir, vars: { IDEMPOTENCY_TTL_SECONDS: '2', ORIGIN_TIMEOUT_MS: '1000', ORIGIN_LEASE_MS: '1500' } });
+    const running = await startProxy({ originUrl: shared.origin.url, stateDir: dir, vars: { IDEMPOTENCY_TTL_SECONDS: '2', ORIGIN_TIMEOUT_MS: '1000', ORIGIN_LEASE_MS: '1500' } });
     const objectFiles = () => filesUnder(dir).filter((f) => /IdempotencyRecord\/[0-9a-f]{64}\.sqlite$/.test(f));
     const tables = (file: string) => {
       const db = new DatabaseSync(file, { readOnly: true });
@@ -205,7 +192,7 @@ describe('runtime faults', () => {
       expect(tables(file!)).toEqual([]);
       // The key runs again after expiry.
       expect((await send(running.url, '/status/201/expire', { key, body: 'x' })).headers.get('idempotent-replay')).toBeNull();
-      expect(await originCount(origin.url, { key })).toBe(2);
+      expect(await originCount(shared.origin.url, { key })).toBe(2);
     } finally {
       await running.stop();
       removeDir(dir);

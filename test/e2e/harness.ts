@@ -9,6 +9,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:f
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
+import { startTestOrigin, type TestOrigin } from '../origin/server';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const WRANGLER = join(ROOT, 'node_modules/.bin/wrangler');
@@ -157,4 +159,31 @@ export async function pool<T>(limit: number, tasks: (() => Promise<T>)[]): Promi
     }),
   );
   return results;
+}
+
+/** The origin and the proxy a test file runs against. */
+export interface FileSetup {
+  readonly origin: TestOrigin;
+  readonly proxy: RunningProxy;
+  readonly stateDir: string;
+}
+
+/**
+ * For the calling test file: starts a test origin and the proxy in front of it (own state directory,
+ * `vars` on top of the defaults) before the tests, and stops both and removes the state afterwards.
+ * The returned object is filled in by `beforeAll`.
+ */
+export function proxyForFile(vars: Record<string, string> = {}): FileSetup {
+  const setup = {} as { origin: TestOrigin; proxy: RunningProxy; stateDir: string };
+  beforeAll(async () => {
+    setup.origin = await startTestOrigin();
+    setup.stateDir = newStateDir();
+    setup.proxy = await startProxy({ originUrl: setup.origin.url, stateDir: setup.stateDir, vars });
+  });
+  afterAll(async () => {
+    await setup.proxy?.stop();
+    await setup.origin?.close();
+    if (setup.stateDir) removeDir(setup.stateDir);
+  });
+  return setup;
 }

@@ -4,24 +4,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestOrigin, type TestOrigin } from '../origin/server';
-import { filesContaining, filesUnder, newStateDir, originCount, removeDir, type RunningProxy, send, startProxy } from './harness';
+import { describe, expect, it } from 'vitest';
+import { filesContaining, filesUnder, originCount, proxyForFile, send } from './harness';
 
-let origin: TestOrigin;
-let proxy: RunningProxy;
-let stateDir: string;
-
-beforeAll(async () => {
-  origin = await startTestOrigin();
-  stateDir = newStateDir();
-  proxy = await startProxy({ originUrl: origin.url, stateDir, vars: { MAX_BODY_BYTES: '1000' } });
-});
-afterAll(async () => {
-  await proxy?.stop();
-  await origin?.close();
-  removeDir(stateDir);
-});
+const shared = proxyForFile({ MAX_BODY_BYTES: '1000' });
 
 interface RawResponse {
   status: number;
@@ -35,7 +21,7 @@ interface RawResponse {
  */
 function raw(head: string[], body: Buffer | string = '', { halfClose = false, timeoutMs = 5000 } = {}): Promise<RawResponse | null> {
   return new Promise((resolve) => {
-    const socket = connect(proxy.port, '127.0.0.1');
+    const socket = connect(shared.proxy.port, '127.0.0.1');
     const chunks: Buffer[] = [];
     const done = () => {
       socket.destroy();
@@ -57,11 +43,11 @@ function raw(head: string[], body: Buffer | string = '', { halfClose = false, ti
   });
 }
 
-const objectFiles = () => filesUnder(stateDir).filter((f) => /IdempotencyRecord\/[0-9a-f]{64}\.sqlite$/.test(f)).length;
+const objectFiles = () => filesUnder(shared.stateDir).filter((f) => /IdempotencyRecord\/[0-9a-f]{64}\.sqlite$/.test(f)).length;
 
 /** A keyed POST with a correct Content-Length for `body`. */
 function post(path: string, extra: string[], body = 'x'): Promise<RawResponse | null> {
-  const head = [`POST ${path} HTTP/1.1`, `Host: 127.0.0.1:${proxy.port}`, 'Authorization: Bearer hostile', 'Connection: close', `Content-Length: ${Buffer.byteLength(body)}`, ...extra];
+  const head = [`POST ${path} HTTP/1.1`, `Host: 127.0.0.1:${shared.proxy.port}`, 'Authorization: Bearer hostile', 'Connection: close', `Content-Length: ${Buffer.byteLength(body)}`, ...extra];
   return raw(head, body);
 }
 
@@ -88,7 +74,7 @@ describe('hostile keys', () => {
     const res = await post(path, headers);
     expect(res?.status).toBe(400);
     expect(problemCode(res)).toBe('idempotency_key_invalid');
-    expect(await originCount(origin.url, { path })).toBe(0);
+    expect(await originCount(shared.origin.url, { path })).toBe(0);
     expect(objectFiles()).toBe(before);
   });
 
@@ -97,7 +83,7 @@ describe('hostile keys', () => {
     expect((await post('/echo/k128', [`Idempotency-Key: ${key}`]))?.status).toBe(200);
     const quoted = await post('/echo/k128', [`Idempotency-Key: "${key}"`]);
     expect(quoted?.head).toMatch(/Idempotent-Replay: true/i);
-    expect(await originCount(origin.url, { key })).toBe(1);
+    expect(await originCount(shared.origin.url, { key })).toBe(1);
   });
 });
 
@@ -108,7 +94,7 @@ describe('hostile bodies', () => {
     const res = await post(path, ['Idempotency-Key: over-limit'], 'y'.repeat(1001));
     expect(res?.status).toBe(413);
     expect(problemCode(res)).toBe('request_too_large');
-    expect(await originCount(origin.url, { path })).toBe(0);
+    expect(await originCount(shared.origin.url, { path })).toBe(0);
     expect(objectFiles()).toBe(before);
   });
 
@@ -116,20 +102,20 @@ describe('hostile bodies', () => {
     const path = `/echo/chunked-${randomUUID()}`;
     const chunk = 'z'.repeat(600);
     const body = `258\r\n${chunk}\r\n258\r\n${chunk}\r\n0\r\n\r\n`;
-    const head = [`POST ${path} HTTP/1.1`, `Host: 127.0.0.1:${proxy.port}`, 'Authorization: Bearer hostile', 'Connection: close', 'Transfer-Encoding: chunked', 'Idempotency-Key: chunked-over'];
+    const head = [`POST ${path} HTTP/1.1`, `Host: 127.0.0.1:${shared.proxy.port}`, 'Authorization: Bearer hostile', 'Connection: close', 'Transfer-Encoding: chunked', 'Idempotency-Key: chunked-over'];
     const res = await raw(head, body);
     expect(res?.status).toBe(413);
-    expect(await originCount(origin.url, { path })).toBe(0);
+    expect(await originCount(shared.origin.url, { path })).toBe(0);
   });
 
   it('a Content-Length that promises more than is sent: the origin is not called and nothing is stored', async () => {
     const path = `/echo/lying-${randomUUID()}`;
     const before = objectFiles();
-    const head = [`POST ${path} HTTP/1.1`, `Host: 127.0.0.1:${proxy.port}`, 'Authorization: Bearer hostile', 'Connection: close', 'Content-Length: 500', 'Idempotency-Key: lying-length'];
+    const head = [`POST ${path} HTTP/1.1`, `Host: 127.0.0.1:${shared.proxy.port}`, 'Authorization: Bearer hostile', 'Connection: close', 'Content-Length: 500', 'Idempotency-Key: lying-length'];
     const res = await raw(head, 'only twenty bytes...', { halfClose: true });
     // The client is gone by then; if an answer still arrives it is a problem document.
     if (res !== null) expect(res.status).toBeGreaterThanOrEqual(400);
-    expect(await originCount(origin.url, { path })).toBe(0);
+    expect(await originCount(shared.origin.url, { path })).toBe(0);
     expect(objectFiles()).toBe(before);
   });
 });
@@ -139,11 +125,11 @@ describe('hostile credentials', () => {
     const key = randomUUID();
     const before = objectFiles();
     for (let i = 0; i < 2; i++) {
-      const res = await raw([`POST /echo/anon HTTP/1.1`, `Host: 127.0.0.1:${proxy.port}`, 'Connection: close', 'Content-Length: 1', `Idempotency-Key: ${key}`], 'x');
+      const res = await raw([`POST /echo/anon HTTP/1.1`, `Host: 127.0.0.1:${shared.proxy.port}`, 'Connection: close', 'Content-Length: 1', `Idempotency-Key: ${key}`], 'x');
       expect(res?.status).toBe(200);
       expect(res?.head).not.toMatch(/Idempotent-Replay/i);
     }
-    expect(await originCount(origin.url, { key })).toBe(2);
+    expect(await originCount(shared.origin.url, { key })).toBe(2);
     expect(objectFiles()).toBe(before);
   });
 
@@ -151,10 +137,10 @@ describe('hostile credentials', () => {
     const key = randomUUID();
     const before = objectFiles();
     for (let i = 0; i < 2; i++) {
-      const res = await raw([`POST /echo/empty-auth HTTP/1.1`, `Host: 127.0.0.1:${proxy.port}`, 'Authorization: ', 'Connection: close', 'Content-Length: 1', `Idempotency-Key: ${key}`], 'x');
+      const res = await raw([`POST /echo/empty-auth HTTP/1.1`, `Host: 127.0.0.1:${shared.proxy.port}`, 'Authorization: ', 'Connection: close', 'Content-Length: 1', `Idempotency-Key: ${key}`], 'x');
       expect(res?.status).toBe(200);
     }
-    expect(await originCount(origin.url, { key })).toBe(2);
+    expect(await originCount(shared.origin.url, { key })).toBe(2);
     expect(objectFiles()).toBe(before);
   });
 
@@ -164,16 +150,16 @@ describe('hostile credentials', () => {
   ])('an Authorization with %s: 400 authorization_invalid, origin not called, nothing stored', async (_, value) => {
     const key = randomUUID();
     const before = objectFiles();
-    const res = await raw([`POST /echo/bad-auth HTTP/1.1`, `Host: 127.0.0.1:${proxy.port}`, `Authorization: ${value}`, 'Connection: close', 'Content-Length: 1', `Idempotency-Key: ${key}`], 'x');
+    const res = await raw([`POST /echo/bad-auth HTTP/1.1`, `Host: 127.0.0.1:${shared.proxy.port}`, `Authorization: ${value}`, 'Connection: close', 'Content-Length: 1', `Idempotency-Key: ${key}`], 'x');
     expect(res?.status).toBe(400);
     expect(problemCode(res)).toBe('authorization_invalid');
-    expect(await originCount(origin.url, { key })).toBe(0);
+    expect(await originCount(shared.origin.url, { key })).toBe(0);
     expect(objectFiles()).toBe(before);
   });
 });
 
 describe('request targets that try to leave the origin', () => {
-  const originHost = () => new URL(origin.url).host;
+  const originHost = () => new URL(shared.origin.url).host;
   it.each([
     ['dot segments', 'GET /../../etc/passwd HTTP/1.1', '/etc/passwd'],
     ['encoded dot segments', 'GET /%2e%2e/%2e%2e/etc HTTP/1.1', '/etc'],
@@ -192,26 +178,26 @@ describe('isolation and secrecy', () => {
   it('two tokens with the same key never see each other’s responses', async () => {
     const key = randomUUID();
     const tokens = ['Bearer tenant-a', 'Bearer tenant-b'];
-    const first = await Promise.all(tokens.map((auth) => send(proxy.url, '/echo/tenant', { key, auth, body: 'same' }).then((r) => r.json() as Promise<{ headers: Record<string, string> }>)));
-    const replays = await Promise.all(tokens.map((auth) => send(proxy.url, '/echo/tenant', { key, auth, body: 'same' }).then((r) => r.json() as Promise<{ headers: Record<string, string> }>)));
+    const first = await Promise.all(tokens.map((auth) => send(shared.proxy.url, '/echo/tenant', { key, auth, body: 'same' }).then((r) => r.json() as Promise<{ headers: Record<string, string> }>)));
+    const replays = await Promise.all(tokens.map((auth) => send(shared.proxy.url, '/echo/tenant', { key, auth, body: 'same' }).then((r) => r.json() as Promise<{ headers: Record<string, string> }>)));
     expect(first.map((b) => b.headers['authorization'])).toEqual(tokens);
     expect(replays.map((b) => b.headers['authorization'])).toEqual(tokens);
-    expect(await originCount(origin.url, { key })).toBe(2);
+    expect(await originCount(shared.origin.url, { key })).toBe(2);
   });
 
   it('no file under the state directory contains a token in plaintext', async () => {
     const token = `Bearer plaintext-${randomUUID()}`;
     for (let i = 0; i < 3; i++) {
-      await send(proxy.url, '/status/201/secret', { key: `secret-${i}`, auth: token, body: `b${i}` });
-      await send(proxy.url, '/status/201/secret', { key: `secret-${i}`, auth: token, body: `b${i}` });
-      await send(proxy.url, '/status/409/secret', { key: `secret-${i}`, auth: token, body: 'other' });
+      await send(shared.proxy.url, '/status/201/secret', { key: `secret-${i}`, auth: token, body: `b${i}` });
+      await send(shared.proxy.url, '/status/201/secret', { key: `secret-${i}`, auth: token, body: `b${i}` });
+      await send(shared.proxy.url, '/status/409/secret', { key: `secret-${i}`, auth: token, body: 'other' });
     }
-    await send(proxy.url, '/status/200/secret', { method: 'GET', auth: token });
-    expect(filesUnder(stateDir).length).toBeGreaterThan(0);
-    expect(filesContaining(stateDir, token.slice('Bearer '.length))).toEqual([]);
+    await send(shared.proxy.url, '/status/200/secret', { method: 'GET', auth: token });
+    expect(filesUnder(shared.stateDir).length).toBeGreaterThan(0);
+    expect(filesContaining(shared.stateDir, token.slice('Bearer '.length))).toEqual([]);
     // Nor does anything the Worker logged (wrangler dev prints the Worker's console output).
-    expect(proxy.output()).toContain('"event":"idempotency"');
-    expect(proxy.output()).not.toContain(token.slice('Bearer '.length));
-    expect(proxy.output()).not.toContain('secret-0');
+    expect(shared.proxy.output()).toContain('"event":"idempotency"');
+    expect(shared.proxy.output()).not.toContain(token.slice('Bearer '.length));
+    expect(shared.proxy.output()).not.toContain('secret-0');
   });
 });

@@ -5,29 +5,15 @@
  * the contract appeared.
  */
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startTestOrigin, type TestOrigin } from '../origin/server';
-import { newStateDir, originCount, pool, removeDir, type RunningProxy, send, startProxy } from './harness';
+import { expect, it } from 'vitest';
+import { originCount, pool, proxyForFile, send } from './harness';
 
 const REQUESTS = 3000;
 const CONCURRENCY = 32;
 const TOKENS = ['Bearer soak-a', 'Bearer soak-b', 'Bearer soak-c'];
 const KEYS_PER_TOKEN = 100;
 
-let origin: TestOrigin;
-let proxy: RunningProxy;
-let stateDir: string;
-
-beforeAll(async () => {
-  origin = await startTestOrigin();
-  stateDir = newStateDir();
-  proxy = await startProxy({ originUrl: origin.url, stateDir });
-});
-afterAll(async () => {
-  await proxy?.stop();
-  await origin?.close();
-  removeDir(stateDir);
-});
+const shared = proxyForFile();
 
 /** A deterministic pseudo-random sequence, so a failing run can be replayed. */
 function random(seed: number): () => number {
@@ -57,7 +43,7 @@ it(`${REQUESTS} mixed requests at concurrency ${CONCURRENCY}: one origin call pe
       if (Date.now() > deadline) throw new Error('soak exceeded its time bound');
       if (roll < 0.15) {
         readCount++;
-        const res = await send(proxy.url, reads, { method: 'GET', auth });
+        const res = await send(shared.proxy.url, reads, { method: 'GET', auth });
         await res.arrayBuffer();
         if (res.status !== 200) unexpected.push(`GET ${res.status}`);
         return;
@@ -66,7 +52,7 @@ it(`${REQUESTS} mixed requests at concurrency ${CONCURRENCY}: one origin call pe
       const body = roll < 0.25 ? `conflict-${next()}` : `body-${key}`;
       const pair = `${auth} ${key}`;
       used.add(pair);
-      const res = await send(proxy.url, keyed, { key, auth, body });
+      const res = await send(shared.proxy.url, keyed, { key, auth, body });
       const text = await res.text();
       if (res.status === 201) {
         const seen = bodies.get(pair) ?? new Set<string>();
@@ -81,7 +67,7 @@ it(`${REQUESTS} mixed requests at concurrency ${CONCURRENCY}: one origin call pe
   await pool(CONCURRENCY, tasks);
 
   expect(unexpected).toEqual([]);
-  expect(await originCount(origin.url, { path: keyed })).toBe(used.size);
-  expect(await originCount(origin.url, { path: reads })).toBe(readCount);
+  expect(await originCount(shared.origin.url, { path: keyed })).toBe(used.size);
+  expect(await originCount(shared.origin.url, { path: reads })).toBe(readCount);
   for (const [pair, seen] of bodies) expect(seen.size, pair).toBe(1);
 });

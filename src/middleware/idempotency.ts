@@ -204,16 +204,19 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
     return (await options.onError?.(spec, c)) ?? problem(spec.code, spec.detail, retryAfterSeconds);
   }
 
+  /** The log of one request; a no-op (and `enabled: false`) when reporting is off. */
+  function requestLog(c: Context<IdempotencyEnv>, started: number): Log {
+    if (options.reporter === false) return silent;
+    const reporter = options.reporter ?? consoleReporter(c.env['METRICS'] as AnalyticsEngineDataset | undefined);
+    return Object.assign((entry: Parameters<Log>[0]) => reporter.report({ method: c.req.method, latency_ms: Date.now() - started, ...entry }), { enabled: true });
+  }
+
   return createMiddleware<IdempotencyEnv>(async function idempotency(c, next) {
-    const started = Date.now();
-    const reporter = options.reporter === false ? undefined : (options.reporter ?? consoleReporter(c.env['METRICS'] as AnalyticsEngineDataset | undefined));
-    const log: Log = Object.assign((entry: Parameters<Log>[0]) => reporter?.report({ method: c.req.method, latency_ms: Date.now() - started, ...entry }), {
-      enabled: reporter !== undefined,
-    });
+    const log = requestLog(c, Date.now());
     const ctx = c as unknown as Context;
     if (!methods.has(c.req.method)) {
       await next();
-      log({ outcome: 'passthrough', status: c.res.status });
+      if (log.enabled) log({ outcome: 'passthrough', status: c.res.status });
       return;
     }
     try {
@@ -224,7 +227,7 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
       const scope = parsed === undefined ? undefined : scopeOf(ctx);
       if (parsed === undefined || scope === null || scope === undefined) {
         await next();
-        log({ outcome: 'passthrough', status: c.res.status });
+        if (log.enabled) log({ outcome: 'passthrough', status: c.res.status });
         return;
       }
       const key = (parsed as { key: string }).key;
@@ -322,3 +325,5 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
 }
 
 type Log = ((entry: Omit<RequestLog, 'method' | 'latency_ms'>) => void) & { readonly enabled: boolean };
+
+const silent: Log = Object.assign(() => undefined, { enabled: false });

@@ -58,7 +58,10 @@ export const MAX_SQL_ROW_BYTES = 2_000_000;
 /** Bodies are stored in chunks of this size, each in its own row, well under {@link MAX_SQL_ROW_BYTES}. */
 export const BODY_CHUNK_BYTES = 1024 * 1024;
 
-/** Format of a stored record row (its `format` column); rows of older formats are migrated on read. */
+/**
+ * Format of a stored record row (its `format` column). Only format 1 exists; a new format must keep
+ * reading rows of the older ones (migrating them on read) and bump this number.
+ */
 const RECORD_FORMAT = 1;
 
 interface Attempt {
@@ -80,8 +83,7 @@ interface RecordRow extends Record<string, SqlStorageValue> {
   expires_at: number;
   status: number | null;
   headers: string | null;
-  /** The body when it fits in one row, else null and the body is in `body_chunk`. */
-  body: ArrayBuffer | null;
+  /** > 0: the body is in `body_chunk`; else it is the row's `body` column (read only when replayed). */
   chunks: number;
 }
 
@@ -171,14 +173,20 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
       await live.done;
       return;
     }
-    this.#store(attempt, settled);
+    const record = this.#read();
+    if (record?.attempt === attempt && record.state === 'in_flight') {
+      this.#store(attempt, settled);
+    } else if (record === undefined) {
+      // Nothing to record into (expired, or already collected): let the alarm remove the empty table.
+      await this.ctx.storage.setAlarm(Date.now());
+    }
   }
 
   /** Garbage collection: deletes everything once the record has expired (or is gone). Idempotent. */
   override async alarm(): Promise<void> {
     const record = this.#read();
     if (record !== undefined && (record.expires_at > Date.now() || this.#attempt !== undefined)) {
-      await this.ctx.storage.setAlarm(Math.max(record.expires_at, record.lease_until));
+      await this.ctx.storage.setAlarm(Math.max(record.expires_at, record.lease_until, Date.now() + 1000));
       return;
     }
     // Also removes the schema and (compatibility date >= 2026-02-24) any alarm: nothing is left.
@@ -187,13 +195,18 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   }
 
   #read(): RecordRow | undefined {
-    return this.#sql.exec<RecordRow>(`SELECT * FROM record WHERE id = 1`).toArray()[0];
+    // Without the body: most decisions (conflict, in progress, expiry) never need it.
+    return this.#sql
+      .exec<RecordRow>(`SELECT format, fingerprint, state, attempt, lease_until, expires_at, status, headers, chunks FROM record WHERE id = 1`)
+      .toArray()[0];
   }
 
   /** The record, unless it has expired: then it is deleted (the alarm may be late or not yet run). */
   #current(now: number): RecordRow | undefined {
     const record = this.#read();
     if (record === undefined || record.expires_at > now) return record;
+    // Never expire the row of an attempt that is still running here: its answer is still to come.
+    if (record.state === 'in_flight' && this.#attempt?.id === record.attempt) return record;
     this.#sql.exec(`DELETE FROM record`);
     if (record.chunks > 0) this.#sql.exec(`DELETE FROM body_chunk`);
     return undefined;
@@ -215,7 +228,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
         if (attempt?.id === record.attempt) return { join: attempt };
         // The row outlived its attempt: this instance was reset while the attempt was running.
         if (now < record.lease_until) return { outcome: { kind: 'in_progress', retryAfterMs: record.lease_until - now } };
-        return { start: record.expires_at };
+        // A take-over keeps the key's expiry, but never lets it fall inside the new attempt's lease.
+        return { start: Math.max(record.expires_at, now + spec.leaseMs + 1) };
       }
     }
   }
@@ -263,7 +277,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     if (settled.kind === 'response' && settled.response.status < 500) {
       const { status, headers, body } = settled.response;
       const inline = body.byteLength <= BODY_CHUNK_BYTES;
-      const update = `UPDATE record SET state = 'complete', status = ?, headers = ?, body = ?, chunks = ? WHERE id = 1 AND attempt = ?`;
+      const update = `UPDATE record SET state = 'complete', status = ?, headers = ?, body = ?, chunks = ? WHERE id = 1 AND attempt = ? AND state = 'in_flight'`;
       if (inline) {
         this.#sql.exec(update, status, JSON.stringify(headers), body, 0, id);
         return;
@@ -279,8 +293,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
         }
       });
     } else if (settled.kind === 'response_too_large') {
-      this.#sql.exec(`UPDATE record SET state = 'too_large', status = ? WHERE id = 1 AND attempt = ?`, settled.status, id);
-    } else if (this.#sql.exec(`DELETE FROM record WHERE id = 1 AND attempt = ?`, id).rowsWritten > 0) {
+      this.#sql.exec(`UPDATE record SET state = 'too_large', status = ? WHERE id = 1 AND attempt = ? AND state = 'in_flight'`, settled.status, id);
+    } else if (this.#sql.exec(`DELETE FROM record WHERE id = 1 AND attempt = ? AND state = 'in_flight'`, id).rowsWritten > 0) {
       // 5xx answers and failures are not stored: the key is free for the next request, and the alarm
       // removes what is left of the object.
       void this.ctx.storage.setAlarm(Date.now());
@@ -289,7 +303,10 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
 
   #storedResponse(record: RecordRow): StoredResponse {
     const headers = JSON.parse(record.headers ?? '[]') as HeaderList;
-    if (record.chunks === 0) return { status: record.status ?? 0, headers, body: record.body ?? new ArrayBuffer(0) };
+    if (record.chunks === 0) {
+      const { body } = this.#sql.exec<{ body: ArrayBuffer | null }>(`SELECT body FROM record WHERE id = 1`).one();
+      return { status: record.status ?? 0, headers, body: body ?? new ArrayBuffer(0) };
+    }
     const parts = this.#sql.exec<{ data: ArrayBuffer }>(`SELECT data FROM body_chunk ORDER BY seq`).toArray();
     const body = new Uint8Array(parts.reduce((size, { data }) => size + data.byteLength, 0));
     let offset = 0;

@@ -4,8 +4,8 @@
  * Durable Object round trip.
  *
  * Why this is safe: a completed record never changes before it expires. The object only ever replaces a
- * record that has expired, so an entry that is served strictly before the `expiresAt` the object
- * reported says exactly what the object would say. Only records read back from storage are cached
+ * record that has expired, so an entry that is served before the `expiresAt` the object reported
+ * (minus a margin for clock differences between machines) says exactly what the object would say. Only records read back from storage are cached
  * (never a response still being stored), and only small ones.
  */
 import type { StoredResponse } from './outcome';
@@ -16,6 +16,12 @@ interface Entry {
   readonly expiresAt: number;
   readonly bytes: number;
 }
+
+/**
+ * Entries are dropped this long before the expiry the object reported: the object may run on another
+ * machine, whose clock can differ slightly from this isolate's.
+ */
+const CLOCK_MARGIN_MS = 5_000;
 
 /** Largest body cached; larger replays always come from the object. */
 const MAX_ENTRY_BYTES = 64 * 1024;
@@ -33,7 +39,7 @@ export class ReplayCache {
     const entry = this.#entries.get(name);
     if (entry === undefined) return undefined;
     this.#entries.delete(name);
-    if (entry.expiresAt <= now) {
+    if (entry.expiresAt - CLOCK_MARGIN_MS <= now) {
       this.#bytes -= entry.bytes;
       return undefined;
     }

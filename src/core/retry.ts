@@ -3,7 +3,8 @@
  * Retries a Durable Object call only when the platform says it may: the error is marked `retryable`
  * and the object is not `overloaded` (retrying an overloaded object makes it worse). Retrying
  * `execute()` is safe because the object is idempotent by construction: a repeated call joins,
- * replays, or reports the attempt in progress.
+ * replays, or reports the attempt in progress (a retry that joins the attempt its first try started is
+ * answered as a replay). `begin()` is not retried: see the middleware.
  */
 
 /** Options for {@link callDurableObject}. */

@@ -265,8 +265,8 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
     const namespace = c.env[binding] as DurableObjectNamespace<IdempotencyRecord> | undefined;
     if (namespace === undefined) return reject('configuration_invalid', `The Durable Object binding ${binding} is missing.`);
     const id = namespace.idFromName(name);
-    const call = <R>(fn: (stub: DurableObjectStub<IdempotencyRecord>) => Promise<R>): Promise<R> =>
-      callDurableObject(() => namespace.get(id), fn, retry).catch((cause: unknown) =>
+    const call = <R>(fn: (stub: DurableObjectStub<IdempotencyRecord>) => Promise<R>, retries = retry): Promise<R> =>
+      callDurableObject(() => namespace.get(id), fn, retries).catch((cause: unknown) =>
         reject('idempotency_unavailable', `The idempotency store could not be reached or failed. Retry later with the same ${headerName}.`, cause),
       );
 
@@ -281,7 +281,9 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
       const origin = { method: c.req.method, url: run.target(ctx).href, headers, body: c.req.raw.body === null ? null : body, maxBodyBytes };
       outcome = await call(async (stub) => (await stub.execute({ fingerprint, ...limits, origin })) as Outcome);
     } else {
-      const begun = await call(async (stub) => (await stub.begin({ fingerprint, ...limits })) as BeginResult);
+      // Not retried: a begin() whose answer was lost may have acquired the key, and a retry would then
+      // wait on an attempt nobody runs. The client retries instead (the key is then held until the lease ends).
+      const begun = await call(async (stub) => (await stub.begin({ fingerprint, ...limits })) as BeginResult, { attempts: 1 });
       outcome = begun.kind === 'acquired' ? await runHandler(c, begun.attempt, next, call, ids.key_hash) : begun;
     }
     const originMs = Date.now() - waitStarted;
@@ -303,7 +305,7 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
     c: Context<IdempotencyEnv>,
     attemptId: string,
     next: () => Promise<void>,
-    call: <R>(fn: (stub: DurableObjectStub<IdempotencyRecord>) => Promise<R>) => Promise<R>,
+    call: <R>(fn: (stub: DurableObjectStub<IdempotencyRecord>) => Promise<R>, retries?: RetryOptions) => Promise<R>,
     keyHash: string | undefined,
   ): Promise<Outcome> {
     await next();

@@ -203,3 +203,32 @@ describe('IdempotencyRecord: storage never holds a half-written response', () =>
     expect(rows).toEqual({ chunks: 3, stored: 3, size: 3 * 1024 * 1024 });
   });
 });
+
+describe('IdempotencyRecord: an attempt is never overtaken', () => {
+  it('does not expire the row of an attempt still running here: a duplicate joins it, no second origin call', async () => {
+    const key = newKey();
+    const stub = await recordStub(key);
+    // The TTL ends while the origin is still answering (only possible for a take-over near the end of
+    // the TTL in practice, which is why the record's expiry now covers the new lease too).
+    const first = stub.execute(spec(key, '/slow/700/overtake', { ttlMs: 200, leaseMs: 3000, timeoutMs: 3000 }));
+    await sleep(350);
+    const duplicate = await (await recordStub(key)).execute(spec(key, '/slow/700/overtake', { ttlMs: 200, leaseMs: 3000, timeoutMs: 3000 }));
+    expect(duplicate).toMatchObject({ kind: 'response', replayed: true });
+    expect(await first).toMatchObject({ kind: 'response', replayed: false });
+    expect(await originCalls(key)).toBe(1);
+  });
+
+  it('ignores a repeated or late complete() once the attempt has ended', async () => {
+    const key = newKey();
+    const stub = await recordStub(key);
+    const limits = { fingerprint: 'fp:complete', timeoutMs: 1000, leaseMs: 2000, ttlMs: 60_000 };
+    const begun = await stub.begin(limits);
+    if (begun.kind !== 'acquired') throw new Error(`expected to acquire the key, got ${begun.kind}`);
+    const answer = { status: 201, headers: [['content-type', 'text/plain']] as [string, string][], body: new TextEncoder().encode('first').buffer as ArrayBuffer };
+    await stub.complete(begun.attempt, { kind: 'response', response: answer });
+    await stub.complete(begun.attempt, { kind: 'response', response: { ...answer, status: 503 } });
+    await stub.complete(begun.attempt, { kind: 'origin_unreachable' });
+    const replay = await stub.begin(limits);
+    expect(replay).toMatchObject({ kind: 'response', replayed: true, response: { status: 201 } });
+  });
+});

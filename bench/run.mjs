@@ -313,6 +313,21 @@ function descendants(root) {
   return out;
 }
 
+/**
+ * Calls `visit(path, stat)` for every file below `path` (or `path` itself), in sorted order, skipping
+ * `.wrangler` and `node_modules` folders and anything that vanished meanwhile.
+ */
+function walkFiles(path, visit) {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isDirectory()) return visit(path, st);
+  for (const name of readdirSync(path).sort()) if (name !== '.wrangler' && name !== 'node_modules') walkFiles(join(path, name), visit);
+}
+
 /** Size of everything below `dir`: apparent bytes, allocated bytes, files. */
 function diskUsage(dir) {
   let bytes = 0;
@@ -321,26 +336,15 @@ function diskUsage(dir) {
   let sqliteFiles = 0;
   let sqliteBytes = 0;
   let walFiles = 0;
-  const walk = (path) => {
-    let st;
-    try {
-      st = lstatSync(path);
-    } catch {
-      return;
-    }
-    if (st.isDirectory()) {
-      for (const name of readdirSync(path)) walk(join(path, name));
-    } else {
-      files++;
-      bytes += st.size;
-      allocated += st.blocks * 512;
-      if (path.endsWith('.sqlite')) {
-        sqliteFiles++;
-        sqliteBytes += st.size;
-      } else if (path.endsWith('-wal')) walFiles++;
-    }
-  };
-  walk(dir);
+  walkFiles(dir, (path, st) => {
+    files++;
+    bytes += st.size;
+    allocated += st.blocks * 512;
+    if (path.endsWith('.sqlite')) {
+      sqliteFiles++;
+      sqliteBytes += st.size;
+    } else if (path.endsWith('-wal')) walFiles++;
+  });
   return { bytes, allocated, files, sqliteFiles, sqliteBytes, walFiles };
 }
 
@@ -361,19 +365,7 @@ const mib = (bytes) => bytes / (1024 * 1024);
  */
 function sourceDigest() {
   const hash = createHash('sha256');
-  const add = (path) => {
-    let st;
-    try {
-      st = lstatSync(path);
-    } catch {
-      return;
-    }
-    if (st.isDirectory()) {
-      for (const name of readdirSync(path).sort()) if (name !== '.wrangler' && name !== 'node_modules') add(join(path, name));
-    } else {
-      hash.update(`${path}\0`).update(readFileSync(path)).update('\0');
-    }
-  };
+  const add = (root) => walkFiles(root, (path) => hash.update(`${path}\0`).update(readFileSync(path)).update('\0'));
   for (const path of ['wrangler.toml', 'src', 'bench/floor', 'bench/design-floor']) add(join(ROOT, path));
   return hash.digest('hex');
 }

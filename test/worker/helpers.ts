@@ -3,6 +3,7 @@ import { env, exports } from 'cloudflare:workers';
 import { inject } from 'vitest';
 import { recordName, sha256Hex } from '../../src/core/fingerprint';
 import { createApp } from '../../src/app';
+import type { IdempotencyRecord } from '../../src/core/record';
 
 export const originUrl = inject('originUrl');
 
@@ -72,6 +73,23 @@ export async function originPathCalls(path: string): Promise<number> {
 export async function originTotal(): Promise<number> {
   const res = await fetch(`${originUrl}/__calls`);
   return ((await res.json()) as { total: number }).total;
+}
+
+type ExecuteSpec = Parameters<DurableObjectStub<IdempotencyRecord>['execute']>[0];
+
+/**
+ * The real `IDEMPOTENCY` namespace with every `execute()` call the Worker makes passed through
+ * `intercept`, which gets the spec and the real call (to count calls, or to fail some first).
+ */
+export function interceptExecute(intercept: (spec: ExecuteSpec, execute: (spec: ExecuteSpec) => Promise<unknown>) => Promise<unknown>) {
+  const real = env.IDEMPOTENCY;
+  return {
+    idFromName: (name: string) => real.idFromName(name),
+    get: (id: DurableObjectId) => {
+      const stub = real.get(id);
+      return { execute: (spec: ExecuteSpec) => intercept(spec, (s) => stub.execute(s)) };
+    },
+  };
 }
 
 /** The stub of the Durable Object that holds `(auth, key)`. */

@@ -2,27 +2,17 @@
  * The per-isolate replay cache: a hot key's replays and conflicts skip the Durable Object, and the
  * cache never outlives the record (TTL) nor serves a record that was not read back from storage.
  */
-import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { ReplayCache } from '../../src/core/replay-cache';
-import { newKey, originCalls, sendWith } from './helpers';
+import { interceptExecute, newKey, originCalls, sendWith } from './helpers';
 
 /** The real namespace, counting the object calls the Worker makes. */
 function countingNamespace() {
   const calls = { execute: 0 };
-  const real = env.IDEMPOTENCY;
-  const namespace = {
-    idFromName: (name: string) => real.idFromName(name),
-    get: (id: DurableObjectId) => {
-      const stub = real.get(id);
-      return {
-        execute: (spec: Parameters<typeof stub.execute>[0]) => {
-          calls.execute++;
-          return stub.execute(spec);
-        },
-      };
-    },
-  };
+  const namespace = interceptExecute((spec, execute) => {
+    calls.execute++;
+    return execute(spec);
+  });
   return { namespace, calls };
 }
 

@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { isRetryable } from '../../src/core/retry';
-import { newKey, originCalls, problemOf, sendWith } from './helpers';
+import { interceptExecute, newKey, originCalls, problemOf, sendWith } from './helpers';
 
 function failingNamespace(error: unknown) {
   const calls = { get: 0, execute: 0 };
@@ -49,19 +49,9 @@ describe('14. idempotency_unavailable', () => {
   it('recovers when a retryable error clears up', async () => {
     const key = newKey();
     let failures = 1;
-    const real = (await import('cloudflare:workers')).env.IDEMPOTENCY;
-    const flaky = {
-      idFromName: (name: string) => real.idFromName(name),
-      get: (id: DurableObjectId) => {
-        const stub = real.get(id);
-        return {
-          execute: (spec: Parameters<typeof stub.execute>[0]) => {
-            if (failures-- > 0) return Promise.reject(platformError('Network connection lost.', { retryable: true }));
-            return stub.execute(spec);
-          },
-        };
-      },
-    };
+    const flaky = interceptExecute((spec, execute) =>
+      failures-- > 0 ? Promise.reject(platformError('Network connection lost.', { retryable: true })) : execute(spec),
+    );
     const res = await sendWith({ IDEMPOTENCY: flaky }, '/echo/flaky-do', { key, body: 'x' });
     expect(res.status).toBe(200);
     expect(await originCalls(key)).toBe(1);

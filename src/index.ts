@@ -1,11 +1,16 @@
 /**
  * @module
- * Worker entry point: the proxy app, the Durable Object class it binds as `IDEMPOTENCY`, and the
- * `IdempotencyService` entrypoint for other Workers.
+ * The package entry (`import { idempotency, IdempotencyRecord } from 'idempotency-proxy'`): the Hono
+ * middleware, the Durable Object class it needs (export it from your Worker and bind it as
+ * `IDEMPOTENCY` with a `new_sqlite_classes` migration), and the types of the object's RPC surface.
  */
-import { createApp } from './app';
-
-export { IdempotencyRecord } from './core/record';
-export { IdempotencyService } from './service';
-
-export default createApp() satisfies ExportedHandler<Env>;
+export { idempotency, MAX_BODY_BYTES_LIMIT, OptionsError, resolveOptions } from './middleware';
+export type { IdempotencyEnv, IdempotencyMode, IdempotencyOptions, IdempotencyProblem, IdempotencyVariables, OptionName, ResolvedOptions } from './middleware';
+export type { Reporter, RequestLog, RequestOutcome } from './middleware/log';
+export type { RetryOptions } from './middleware/retry';
+export { IdempotencyRecord } from './record/record';
+export type { AttemptLimits, AttemptSpec, BeginResult, OriginRequest } from './record/api';
+export type { HeaderList } from './shared/headers';
+export type { Outcome, Settled, StoredResponse } from './shared/outcome';
+export { PROBLEMS, type ProblemCode } from './shared/problem';
+export { parseIdempotencyKey, MAX_KEY_LENGTH, type KeyError, type KeyResult } from './shared/key';

@@ -14,108 +14,19 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { createMiddleware } from 'hono/factory';
-import { MAX_BODY_BYTES_LIMIT } from '../core/config';
-import { captureResponse } from '../core/capture';
-import { fingerprintRequest, recordName, sha256Hex } from '../core/fingerprint';
-import { forwardableHeaders } from '../core/headers';
-import { describeKeyError, parseIdempotencyKey } from '../core/key';
-import { type Reporter, type RequestLog, consoleReporter } from '../core/log';
-import { type Outcome, REPLAY_HEADER, type Settled, outcomeProblem, storedResponse } from '../core/outcome';
-import { PROBLEMS, type ProblemCode, problem } from '../core/problem';
-import type { BeginResult, IdempotencyRecord } from '../core/record';
-import { ReplayCache } from '../core/replay-cache';
-import { type RetryOptions, callDurableObject } from '../core/retry';
-
-/** Where an attempt runs. */
-export type IdempotencyMode =
-  /** The app's next handler runs in the Worker under the object's lease. */
-  | { readonly mode: 'handler' }
-  /** The object fetches `target(c)` itself, forwarding the request's headers and body. */
-  | { readonly mode: 'origin'; readonly target: (c: Context) => URL };
-
-/** An error the middleware answers with, before `onError` may replace it. */
-export interface IdempotencyProblem {
-  readonly code: ProblemCode;
-  readonly status: number;
-  readonly detail: string;
-  /** Internal reason (never sent to the client). */
-  readonly cause?: unknown;
-}
-
-/** Options of {@link idempotency}. */
-export interface IdempotencyOptions {
-  /**
-   * Name of the env binding of the `IdempotencyRecord` Durable Object namespace.
-   * @default 'IDEMPOTENCY'
-   */
-  readonly binding?: string;
-  /**
-   * Methods made idempotent; other methods pass through.
-   * @default ['POST', 'PUT', 'PATCH', 'DELETE']
-   */
-  readonly methods?: readonly string[];
-  /**
-   * The request header carrying the key.
-   * @default 'Idempotency-Key'
-   */
-  readonly headerName?: string;
-  /**
-   * How long a key is remembered, from its first request, in seconds.
-   * @default 86400
-   */
-  readonly ttlSeconds?: number;
-  /**
-   * How long a request waits for the attempt (origin mode: then 504 for the first request; duplicates:
-   * then 409 `idempotency_key_in_progress`), in ms.
-   * @default 30000
-   */
-  readonly timeoutMs?: number;
-  /**
-   * How long an attempt may run before it is abandoned and the key freed, in ms. At least `timeoutMs`,
-   * below the TTL.
-   * @default max(120000, timeoutMs)
-   */
-  readonly leaseMs?: number;
-  /**
-   * Largest request body accepted and largest response stored, in bytes (at most 24 MiB).
-   * @default 10485760
-   */
-  readonly maxBodyBytes?: number;
-  /**
-   * Whether requests with an idempotent method must carry a key (else 400 `idempotency_key_missing`).
-   * @default false
-   */
-  readonly required?: boolean;
-  /**
-   * The scope a key belongs to. Only its SHA-256 is used. `null`/`undefined`: the request passes
-   * through unprotected.
-   * @default the whole `Authorization` header (malformed values get 400 `authorization_invalid`)
-   */
-  readonly scope?: (c: Context) => string | null | undefined;
-  /**
-   * The request fingerprint a key is bound to.
-   * @default SHA-256 of method, path, query and body bytes
-   */
-  readonly fingerprint?: (c: Context, body: ArrayBuffer) => string | Promise<string>;
-  /** Called with every problem before it is sent; may return a replacement response. */
-  readonly onError?: (problem: IdempotencyProblem, c: Context) => Response | undefined | Promise<Response | undefined>;
-  /**
-   * Where attempts run.
-   * @default { mode: 'handler' }
-   */
-  readonly run?: IdempotencyMode;
-  /**
-   * Retries of Durable Object calls the platform marks retryable (never when overloaded); `false` turns
-   * them off.
-   * @default { attempts: 3, baseDelayMs: 50 }
-   */
-  readonly retry?: RetryOptions | false;
-  /**
-   * Where the per-request log line goes; `false` for none. The default writes JSON to the console and,
-   * when an Analytics Engine dataset is bound as `METRICS`, a data point.
-   */
-  readonly reporter?: Reporter | false;
-}
+import type { BeginResult } from '../record/api';
+import type { IdempotencyRecord } from '../record/record';
+import { captureResponse } from '../shared/capture';
+import { sha256Hex } from '../shared/hash';
+import { forwardableHeaders } from '../shared/headers';
+import { describeKeyError, parseIdempotencyKey } from '../shared/key';
+import { type Outcome, REPLAY_HEADER, type Settled, outcomeProblem, storedResponse } from '../shared/outcome';
+import { PROBLEMS, type ProblemCode, problem } from '../shared/problem';
+import { fingerprintRequest, recordName } from './fingerprint';
+import { type RequestLog, consoleReporter } from './log';
+import { type IdempotencyOptions, type IdempotencyProblem, resolveOptions } from './options';
+import { ReplayCache } from './replay-cache';
+import { type RetryOptions, callDurableObject } from './retry';
 
 /** Variables the middleware sets on the context. */
 export interface IdempotencyVariables {
@@ -129,7 +40,6 @@ export interface IdempotencyEnv {
   Variables: IdempotencyVariables;
 }
 
-const DEFAULT_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE'];
 const WELL_FORMED_CREDENTIALS = /^[\t\x20-\x7e]*[\x21-\x7e][\t\x20-\x7e]*$/;
 
 class Rejection extends Error {
@@ -152,12 +62,11 @@ function authorizationScope(c: Context): string | undefined {
   return authorization;
 }
 
-function positiveInteger(name: string, value: number, max: number): number {
-  if (!Number.isInteger(value) || value < 1 || value > max) {
-    throw new TypeError(`idempotency(): ${name} must be a whole number from 1 to ${max}, got ${value}`);
-  }
-  return value;
-}
+type Log = ((entry: Omit<RequestLog, 'method' | 'latency_ms'>) => void) & { readonly enabled: boolean };
+
+const silent: Log = Object.assign(() => undefined, { enabled: false });
+
+type Call = <R>(fn: (stub: DurableObjectStub<IdempotencyRecord>) => Promise<R>, retries?: RetryOptions) => Promise<R>;
 
 /**
  * Makes writes that carry an `Idempotency-Key` run at most once per (scope, key), backed by the
@@ -165,7 +74,7 @@ function positiveInteger(name: string, value: number, max: number): number {
  *
  * @param options - see {@link IdempotencyOptions}; validated once, here
  * @returns the middleware
- * @throws TypeError for impossible options (lease shorter than the wait, body limit over 24 MiB, ...)
+ * @throws {@link OptionsError} (a `TypeError`) for options out of range or contradicting each other
  * @example
  * ```ts
  * import { Hono } from 'hono';
@@ -179,36 +88,26 @@ function positiveInteger(name: string, value: number, max: number): number {
  * ```
  */
 export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler<IdempotencyEnv> {
-  const binding = options.binding ?? 'IDEMPOTENCY';
-  const methods = new Set((options.methods ?? DEFAULT_METHODS).map((m) => m.toUpperCase()));
-  if (methods.size === 0) throw new TypeError('idempotency(): methods must not be empty');
-  const headerName = options.headerName ?? 'Idempotency-Key';
-  if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(headerName)) throw new TypeError(`idempotency(): headerName ${JSON.stringify(headerName)} is not a header name`);
-  const ttlMs = positiveInteger('ttlSeconds', options.ttlSeconds ?? 86_400, 30 * 86_400) * 1000;
-  const timeoutMs = positiveInteger('timeoutMs', options.timeoutMs ?? 30_000, 15 * 60_000);
-  const leaseMs = positiveInteger('leaseMs', options.leaseMs ?? Math.max(120_000, timeoutMs), 15 * 60_000);
-  if (leaseMs < timeoutMs) throw new TypeError(`idempotency(): leaseMs (${leaseMs}) must be at least timeoutMs (${timeoutMs})`);
-  if (leaseMs >= ttlMs) throw new TypeError(`idempotency(): leaseMs (${leaseMs}) must be shorter than the TTL (${ttlMs} ms)`);
-  const maxBodyBytes = positiveInteger('maxBodyBytes', options.maxBodyBytes ?? 10 * 1024 * 1024, MAX_BODY_BYTES_LIMIT);
-  const required = options.required ?? false;
+  const { binding, methods, headerName, ttlMs, timeoutMs, leaseMs, maxBodyBytes, required, run, retry, reporter, onError, fingerprint } = resolveOptions(options);
   const scopeOf = options.scope ?? authorizationScope;
-  const run: IdempotencyMode = options.run ?? { mode: 'handler' };
-  const retry = options.retry === false ? { attempts: 1 } : options.retry;
+  const keyHeader = headerName.toLowerCase();
   const limits = { timeoutMs, leaseMs, ttlMs };
   const tooLarge = `The request body exceeds ${maxBodyBytes} bytes.`;
+  // The one body-size check of a keyed request: a declared length is checked before anything is read,
+  // an undeclared one while reading.
   const limit = bodyLimit({ maxSize: maxBodyBytes, onError: () => reject('request_too_large', tooLarge) });
   const replays = new ReplayCache();
 
   /** Sends a problem, unless `onError` replaces it. */
   async function answer(c: Context, spec: IdempotencyProblem, retryAfterSeconds?: number): Promise<Response> {
-    return (await options.onError?.(spec, c)) ?? problem(spec.code, spec.detail, retryAfterSeconds);
+    return (await onError?.(spec, c)) ?? problem(spec.code, spec.detail, retryAfterSeconds);
   }
 
   /** The log of one request; a no-op (and `enabled: false`) when reporting is off. */
   function requestLog(c: Context<IdempotencyEnv>, started: number): Log {
-    if (options.reporter === false) return silent;
-    const reporter = options.reporter ?? consoleReporter(c.env['METRICS'] as AnalyticsEngineDataset | undefined);
-    return Object.assign((entry: Parameters<Log>[0]) => reporter.report({ method: c.req.method, latency_ms: Date.now() - started, ...entry }), { enabled: true });
+    if (reporter === false) return silent;
+    const to = reporter ?? consoleReporter(c.env['METRICS'] as AnalyticsEngineDataset | undefined);
+    return Object.assign((entry: Parameters<Log>[0]) => to.report({ method: c.req.method, latency_ms: Date.now() - started, ...entry }), { enabled: true });
   }
 
   return createMiddleware<IdempotencyEnv>(async function idempotency(c, next) {
@@ -253,11 +152,10 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
     } catch (cause) {
       return reject('request_body_invalid', 'The request body ended before its declared length or could not be read.', cause);
     }
-    if (body.byteLength > maxBodyBytes) reject('request_too_large', tooLarge);
     const url = new URL(c.req.url);
-    const [scopeHash, fingerprint] = await Promise.all([
+    const [scopeHash, print] = await Promise.all([
       sha256Hex(scope),
-      options.fingerprint ? options.fingerprint(ctx, body) : fingerprintRequest(c.req.method, url.pathname + url.search, body),
+      fingerprint ? fingerprint(ctx, body) : fingerprintRequest(c.req.method, url.pathname + url.search, body),
     ]);
     const name = recordName(scopeHash, key);
     // Hashes for the log line only; not computed when nothing is logged.
@@ -265,7 +163,7 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
     const namespace = c.env[binding] as DurableObjectNamespace<IdempotencyRecord> | undefined;
     if (namespace === undefined) return reject('configuration_invalid', `The Durable Object binding ${binding} is missing.`);
     const id = namespace.idFromName(name);
-    const call = <R>(fn: (stub: DurableObjectStub<IdempotencyRecord>) => Promise<R>, retries = retry): Promise<R> =>
+    const call: Call = (fn, retries = retry) =>
       callDurableObject(() => namespace.get(id), fn, retries).catch((cause: unknown) =>
         reject('idempotency_unavailable', `The idempotency store could not be reached or failed. Retry later with the same ${headerName}.`, cause),
       );
@@ -274,20 +172,20 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
     let outcome: Outcome;
     const cached = replays.get(name, waitStarted);
     if (cached !== undefined) {
-      outcome = cached.fingerprint === fingerprint ? { kind: 'response', replayed: true, response: cached.response } : { kind: 'conflict' };
+      outcome = cached.fingerprint === print ? { kind: 'response', replayed: true, response: cached.response } : { kind: 'conflict' };
     } else if (run.mode === 'origin') {
       const headers = forwardableHeaders(c.req.raw.headers);
-      for (const pair of headers) if (pair[0] === headerName.toLowerCase()) pair[1] = key;
+      for (const pair of headers) if (pair[0] === keyHeader) pair[1] = key;
       const origin = { method: c.req.method, url: run.target(ctx).href, headers, body: c.req.raw.body === null ? null : body, maxBodyBytes };
-      outcome = await call(async (stub) => (await stub.execute({ fingerprint, ...limits, origin })) as Outcome);
+      outcome = await call(async (stub) => (await stub.execute({ fingerprint: print, ...limits, origin })) as Outcome);
     } else {
       // Not retried: a begin() whose answer was lost may have acquired the key, and a retry would then
       // wait on an attempt nobody runs. The client retries instead (the key is then held until the lease ends).
-      const begun = await call(async (stub) => (await stub.begin({ fingerprint, ...limits })) as BeginResult, { attempts: 1 });
+      const begun = await call(async (stub) => (await stub.begin({ fingerprint: print, ...limits })) as BeginResult, { attempts: 1 });
       outcome = begun.kind === 'acquired' ? await runHandler(c, begun.attempt, next, call, ids.key_hash) : begun;
     }
     const originMs = Date.now() - waitStarted;
-    if (outcome.kind === 'response' && outcome.expiresAt !== undefined) replays.set(name, fingerprint, outcome.response, outcome.expiresAt);
+    if (outcome.kind === 'response' && outcome.expiresAt !== undefined) replays.set(name, print, outcome.response, outcome.expiresAt);
 
     const failure = outcomeProblem(outcome);
     if (failure !== undefined) {
@@ -301,13 +199,7 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
   }
 
   /** Handler mode, for the request that acquired the key: runs the handler and reports its answer. */
-  async function runHandler(
-    c: Context<IdempotencyEnv>,
-    attemptId: string,
-    next: () => Promise<void>,
-    call: <R>(fn: (stub: DurableObjectStub<IdempotencyRecord>) => Promise<R>, retries?: RetryOptions) => Promise<R>,
-    keyHash: string | undefined,
-  ): Promise<Outcome> {
+  async function runHandler(c: Context<IdempotencyEnv>, attemptId: string, next: () => Promise<void>, call: Call, keyHash: string | undefined): Promise<Outcome> {
     await next();
     let settled: Settled;
     try {
@@ -325,7 +217,3 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
     return settled.kind === 'response' ? { kind: 'response', replayed: false, response: settled.response } : settled;
   }
 }
-
-type Log = ((entry: Omit<RequestLog, 'method' | 'latency_ms'>) => void) & { readonly enabled: boolean };
-
-const silent: Log = Object.assign(() => undefined, { enabled: false });

@@ -1,6 +1,8 @@
 /**
  * @module
- * The `idempotency()` Hono middleware.
+ * The `idempotency()` Hono middleware and its options.
  */
 export { idempotency } from './idempotency';
-export type { IdempotencyEnv, IdempotencyMode, IdempotencyOptions, IdempotencyProblem, IdempotencyVariables } from './idempotency';
+export type { IdempotencyEnv, IdempotencyVariables } from './idempotency';
+export { MAX_BODY_BYTES_LIMIT, OptionsError, resolveOptions } from './options';
+export type { IdempotencyMode, IdempotencyOptions, IdempotencyProblem, OptionName, ResolvedOptions } from './options';

@@ -14,6 +14,7 @@
  * - `/gzip/...`           200 with a gzip-encoded JSON body
  * - `/reset/...`          sends headers and part of the body, then destroys the connection
  * - `/redirect/...`       302 to `/echo/redirected`
+ * - `/refuse/...`         closes the connection without an answer (an origin that is down)
  *
  * Control (not counted): `GET /__calls?key=K` → `{ "count": n }` for Idempotency-Key K, `?path=P` for a
  * path, `GET /__calls`
@@ -52,6 +53,7 @@ export async function startTestOrigin(port = 0): Promise<TestOrigin> {
 
   const server = createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://origin');
+    if (url.pathname.startsWith('/refuse/')) return req.socket.destroy();
     if (url.pathname === '/__calls') {
       const key = url.searchParams.get('key');
       const path = url.searchParams.get('path');

@@ -1,63 +1,121 @@
-/** Configuration: defaults, validation naming the variable, and each variable's effect on the proxy. */
+/**
+ * Configuration: wrangler variables mapped to options, defaults that adapt to what was set, refusals that
+ * name every variable involved and never a value, and each variable's effect on the proxy.
+ */
 import { describe, expect, it } from 'vitest';
-import { MAX_BODY_BYTES_LIMIT, parseConfig } from '../../src/core/config';
-import { newKey, originCalls, originPathCalls, problemOf, sendWith } from './helpers';
+import { MAX_BODY_BYTES_LIMIT } from '../../src/middleware/options';
+import { ConfigError, readConfig } from '../../src/proxy/config';
+import { codeOf, expectProblem, newKey, originCalls, originPathCalls, originUrl, sendWith, storedRecord, until } from './helpers';
 
-describe('parseConfig()', () => {
+const ORIGIN = 'https://api.example.com';
+
+/** The variables a refused configuration names, and its message. */
+function refusal(vars: Record<string, unknown>): ConfigError {
+  try {
+    readConfig(vars);
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error(`expected ${JSON.stringify(vars)} to be refused`);
+}
+
+describe('readConfig()', () => {
   it('applies the documented defaults', () => {
-    expect(parseConfig({ ORIGIN_URL: 'https://api.example.com/v1/' })).toMatchObject({
-      originBasePath: '/v1',
-      ttlMs: 86_400_000,
-      originTimeoutMs: 30_000,
-      leaseMs: 120_000,
-      maxBodyBytes: 10 * 1024 * 1024,
-      requireKey: false,
-    });
+    const config = readConfig({ ORIGIN_URL: 'https://api.example.com/v1/' });
+    expect(config.basePath).toBe('/v1');
+    expect(config.logRequests).toBe(true);
+    expect(config.resolved).toMatchObject({ ttlMs: 86_400_000, timeoutMs: 30_000, leaseMs: 120_000, maxBodyBytes: 10 * 1024 * 1024, required: false });
+  });
+
+  it('adapts the defaults to what was set, so an untouched variable never makes the configuration invalid', () => {
+    // A TTL shorter than the default lease: an attempt still running at the TTL keeps its key until its lease ends.
+    expect(readConfig({ ORIGIN_URL: ORIGIN, IDEMPOTENCY_TTL_SECONDS: '3' }).resolved).toMatchObject({ ttlMs: 3000, leaseMs: 120_000, timeoutMs: 30_000 });
+    // A lease shorter than the default wait: the wait follows it.
+    expect(readConfig({ ORIGIN_URL: ORIGIN, ORIGIN_LEASE_MS: '1000' }).resolved).toMatchObject({ leaseMs: 1000, timeoutMs: 1000 });
+    // A wait longer than the default lease: the lease follows it.
+    expect(readConfig({ ORIGIN_URL: ORIGIN, ORIGIN_TIMEOUT_MS: '200000' }).resolved).toMatchObject({ leaseMs: 200_000, timeoutMs: 200_000 });
   });
 
   it.each([
-    [{}, 'ORIGIN_URL'],
-    [{ ORIGIN_URL: 'not a url' }, 'ORIGIN_URL'],
-    [{ ORIGIN_URL: 'ftp://x.example' }, 'ORIGIN_URL'],
-    [{ ORIGIN_URL: 'https://x.example/?q=1' }, 'ORIGIN_URL'],
-    [{ ORIGIN_URL: 'https://x.example', IDEMPOTENCY_TTL_SECONDS: '1e3' }, 'IDEMPOTENCY_TTL_SECONDS'],
-    [{ ORIGIN_URL: 'https://x.example', IDEMPOTENCY_TTL_SECONDS: '0' }, 'IDEMPOTENCY_TTL_SECONDS'],
-    [{ ORIGIN_URL: 'https://x.example', ORIGIN_TIMEOUT_MS: '-5' }, 'ORIGIN_TIMEOUT_MS'],
-    [{ ORIGIN_URL: 'https://x.example', ORIGIN_TIMEOUT_MS: '5000', ORIGIN_LEASE_MS: '1000' }, 'ORIGIN_LEASE_MS'],
-    [{ ORIGIN_URL: 'https://x.example', IDEMPOTENCY_TTL_SECONDS: '60' }, 'ORIGIN_LEASE_MS'],
-    [{ ORIGIN_URL: 'https://x.example', MAX_BODY_BYTES: String(MAX_BODY_BYTES_LIMIT + 1) }, 'MAX_BODY_BYTES'],
-    [{ ORIGIN_URL: 'https://x.example', REQUIRE_IDEMPOTENCY_KEY: 'yes' }, 'REQUIRE_IDEMPOTENCY_KEY'],
-  ])('rejects %j naming %s', (vars, variable) => {
-    expect(parseConfig(vars)).toMatchObject({ variable });
+    ['true', true],
+    ['1', true],
+    [' FALSE ', false],
+    ['0', false],
+    [true, true],
+  ])('reads REQUIRE_IDEMPOTENCY_KEY and LOG_REQUESTS %j as %j', (raw, value) => {
+    const config = readConfig({ ORIGIN_URL: ORIGIN, REQUIRE_IDEMPOTENCY_KEY: raw, LOG_REQUESTS: raw });
+    expect(config.resolved.required).toBe(value);
+    expect(config.logRequests).toBe(value);
+  });
+
+  it('reads a TOML number as it reads a string', () => {
+    expect(readConfig({ ORIGIN_URL: ORIGIN, IDEMPOTENCY_TTL_SECONDS: 60 }).resolved.ttlMs).toBe(60_000);
+  });
+
+  it.each([
+    [{}, ['ORIGIN_URL']],
+    [{ ORIGIN_URL: 'not a url' }, ['ORIGIN_URL']],
+    [{ ORIGIN_URL: 'ftp://x.example' }, ['ORIGIN_URL']],
+    [{ ORIGIN_URL: 'https://x.example/?q=1' }, ['ORIGIN_URL']],
+    [{ ORIGIN_URL: 'https://x.example/#top' }, ['ORIGIN_URL']],
+    [{ ORIGIN_URL: 'https://user:secret@x.example' }, ['ORIGIN_URL']],
+    [{ ORIGIN_URL: ORIGIN, IDEMPOTENCY_TTL_SECONDS: '1e3' }, ['IDEMPOTENCY_TTL_SECONDS']],
+    [{ ORIGIN_URL: ORIGIN, IDEMPOTENCY_TTL_SECONDS: '0' }, ['IDEMPOTENCY_TTL_SECONDS']],
+    [{ ORIGIN_URL: ORIGIN, IDEMPOTENCY_TTL_SECONDS: String(30 * 86_400 + 1) }, ['IDEMPOTENCY_TTL_SECONDS']],
+    [{ ORIGIN_URL: ORIGIN, ORIGIN_TIMEOUT_MS: '-5' }, ['ORIGIN_TIMEOUT_MS']],
+    [{ ORIGIN_URL: ORIGIN, ORIGIN_TIMEOUT_MS: '5000', ORIGIN_LEASE_MS: '1000' }, ['ORIGIN_LEASE_MS', 'ORIGIN_TIMEOUT_MS']],
+    [{ ORIGIN_URL: ORIGIN, MAX_BODY_BYTES: String(MAX_BODY_BYTES_LIMIT + 1) }, ['MAX_BODY_BYTES']],
+    [{ ORIGIN_URL: ORIGIN, REQUIRE_IDEMPOTENCY_KEY: 'yes' }, ['REQUIRE_IDEMPOTENCY_KEY']],
+    [{ ORIGIN_URL: ORIGIN, LOG_REQUESTS: 'sometimes' }, ['LOG_REQUESTS']],
+  ])('refuses %j naming %j', (vars, variables) => {
+    const error = refusal(vars);
+    expect(error.variables).toEqual(variables);
+    for (const variable of variables) expect(error.message).toContain(variable);
   });
 });
 
 describe('configuration through the proxy', () => {
-  it('answers 500 configuration_invalid naming the variable, without a stack trace', async () => {
-    const res = await sendWith({ ORIGIN_TIMEOUT_MS: 'soon' }, '/echo/cfg', { key: newKey(), body: 'x' });
-    expect(res.status).toBe(500);
-    expect(res.headers.get('content-type')).toBe('application/problem+json');
-    const body = await problemOf(res);
-    expect(body.code).toBe('configuration_invalid');
-    expect(body.detail).toContain('ORIGIN_TIMEOUT_MS');
-    expect(JSON.stringify(body)).not.toMatch(/at \w+ \(|\.ts:\d+/);
+  it('answers 500 configuration_invalid naming the variable, without its value or a stack trace', async () => {
+    const secretHost = `internal-${newKey()}.corp.example`;
+    const cases: [Record<string, string>, string, string][] = [
+      [{ ORIGIN_TIMEOUT_MS: 'soon' }, 'ORIGIN_TIMEOUT_MS', 'soon'],
+      [{ ORIGIN_URL: `ftp://${secretHost}/` }, 'ORIGIN_URL', secretHost],
+      [{ ORIGIN_URL: `https://admin:hunter2@${secretHost}/` }, 'ORIGIN_URL', 'hunter2'],
+    ];
+    for (const [vars, variable, value] of cases) {
+      const body = await expectProblem(await sendWith(vars, '/echo/cfg', { key: newKey(), body: 'x' }), 500, 'configuration_invalid');
+      expect(body.detail).toContain(variable);
+      expect(JSON.stringify(body)).not.toContain(value);
+      expect(JSON.stringify(body)).not.toMatch(/at \w+ \(|\.ts:\d+/);
+    }
+  });
+
+  it('IDEMPOTENCY_TTL_SECONDS alone (shorter than the default lease) gives a working proxy whose keys expire after the TTL', async () => {
+    const vars = { IDEMPOTENCY_TTL_SECONDS: '2', ORIGIN_TIMEOUT_MS: undefined, ORIGIN_LEASE_MS: undefined };
+    const key = newKey();
+    expect((await sendWith(vars, '/echo/short-ttl', { key, body: 'x' })).status).toBe(200);
+    expect((await sendWith(vars, '/echo/short-ttl', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
+    // Wait for the expiry the object stored, not a guessed time.
+    const { expires_at: expiresAt } = (await storedRecord(key))!;
+    await until(() => Date.now() > expiresAt);
+    const again = await sendWith(vars, '/echo/short-ttl', { key, body: 'x' });
+    expect(again.status).toBe(200);
+    expect(again.headers.get('idempotent-replay')).toBeNull();
+    expect(await originCalls(key)).toBe(2);
   });
 
   it('REQUIRE_IDEMPOTENCY_KEY=true: a write without a key gets 400 idempotency_key_missing; reads still pass', async () => {
     const path = `/echo/${newKey()}`;
-    const res = await sendWith({ REQUIRE_IDEMPOTENCY_KEY: 'true' }, path, { body: 'x' });
-    expect(res.status).toBe(400);
-    expect((await problemOf(res)).code).toBe('idempotency_key_missing');
+    await expectProblem(await sendWith({ REQUIRE_IDEMPOTENCY_KEY: 'true' }, path, { body: 'x' }), 400, 'idempotency_key_missing');
     expect(await originPathCalls(path)).toBe(0);
     expect((await sendWith({ REQUIRE_IDEMPOTENCY_KEY: 'true' }, path, { method: 'GET' })).status).toBe(200);
   });
 
-  it('13. MAX_BODY_BYTES: one byte over is 413 request_too_large, with or without Content-Length; the limit itself passes', async () => {
+  it('MAX_BODY_BYTES: one byte over is 413 request_too_large, with or without Content-Length; the limit itself passes', async () => {
     const vars = { MAX_BODY_BYTES: '1000' };
     const key = newKey();
-    const over = await sendWith(vars, '/echo/limit', { key, body: new Uint8Array(1001) });
-    expect(over.status).toBe(413);
-    expect((await problemOf(over)).code).toBe('request_too_large');
+    await expectProblem(await sendWith(vars, '/echo/limit', { key, body: new Uint8Array(1001) }), 413, 'request_too_large');
     // A streamed body has no Content-Length: the limit is enforced while reading.
     const stream = new ReadableStream({
       start(controller) {
@@ -65,28 +123,26 @@ describe('configuration through the proxy', () => {
         controller.close();
       },
     });
-    const streamed = await sendWith(vars, '/echo/limit', { key, body: stream });
-    expect(streamed.status).toBe(413);
+    await expectProblem(await sendWith(vars, '/echo/limit', { key, body: stream }), 413, 'request_too_large');
     expect(await originCalls(key)).toBe(0);
     expect((await sendWith(vars, '/echo/limit', { key, body: new Uint8Array(1000) })).status).toBe(200);
     expect(await originCalls(key)).toBe(1);
+    // Writes without a key are held to the same limit.
+    const path = `/echo/${newKey()}`;
+    await expectProblem(await sendWith(vars, path, { body: new Uint8Array(1001) }), 413, 'request_too_large');
+    expect(await originPathCalls(path)).toBe(0);
   });
 
   it('ORIGIN_URL with a base path: the request path is appended under it', async () => {
-    const { originUrl } = await import('./helpers');
     const res = await sendWith({ ORIGIN_URL: `${originUrl}/echo` }, '/under/base?q=1', { method: 'GET' });
     expect(((await res.json()) as { url: string }).url).toBe('/echo/under/base?q=1');
   });
 
-  it('answers 502 origin_unreachable when nothing listens at ORIGIN_URL, and stores nothing', async () => {
+  it('answers 502 origin_unreachable when the origin refuses connections, and stores nothing', async () => {
     const key = newKey();
-    const vars = { ORIGIN_URL: 'http://127.0.0.1:9' };
-    for (let i = 0; i < 2; i++) {
-      const res = await sendWith(vars, '/down', { key, body: 'x' });
-      expect(res.status).toBe(502);
-      expect((await problemOf(res)).code).toBe('origin_unreachable');
-    }
-    const passthrough = await sendWith(vars, '/down', { method: 'GET' });
-    expect((await problemOf(passthrough)).code).toBe('origin_unreachable');
+    // The test origin's /refuse path closes the connection without an answer.
+    const vars = { ORIGIN_URL: `${originUrl}/refuse` };
+    for (let i = 0; i < 2; i++) expect(await codeOf(await sendWith(vars, '/down', { key, body: 'x' }))).toBe('origin_unreachable');
+    expect(await codeOf(await sendWith(vars, '/down', { method: 'GET' }))).toBe('origin_unreachable');
   });
 });

@@ -1,25 +1,16 @@
 /**
- * The contract of issue #2, point by point, through the real Worker entry point (`exports.default`)
- * in front of the real test origin. Each test names the point it proves.
+ * The contract (docs/contract.md), behaviour by behaviour, through the real Worker entry point
+ * (`exports.default`) in front of the real test origin that counts its calls.
  */
 import { env } from 'cloudflare:workers';
 import { listDurableObjectIds, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { MAX_KEY_LENGTH } from '../../src/core/key';
-import { newKey, originCalls, originPathCalls, originUrl, problemOf, recordStub, send, sendWith } from './helpers';
+import { MAX_KEY_LENGTH } from '../../src/shared/key';
+import { expectProblem, newKey, originCalls, originPathCalls, originUrl, recordStub, send, sendWith } from './helpers';
 
 const json = { 'content-type': 'application/json' };
 
-async function expectProblem(res: Response, status: number, code: string): Promise<void> {
-  expect(res.status).toBe(status);
-  expect(res.headers.get('content-type')).toBe('application/problem+json');
-  const body = await problemOf(res);
-  expect(body).toMatchObject({ status, code, type: `tag:idempotency-proxy,2026:${code}` });
-  expect(body.title.length).toBeGreaterThan(0);
-  expect(body.detail.length).toBeGreaterThan(0);
-}
-
-describe('1. which requests are idempotent', () => {
+describe('which requests are made idempotent', () => {
   it.each(['POST', 'PUT', 'PATCH', 'DELETE'])('handles %s with a key idempotently', async (method) => {
     const key = newKey();
     const a = await send('/echo/m', { method, key, body: 'x' });
@@ -70,7 +61,7 @@ describe('1. which requests are idempotent', () => {
   });
 });
 
-describe('2. key syntax', () => {
+describe('Idempotency-Key syntax', () => {
   const cases: [string, string][] = [
     ['an empty key', ''],
     ['a key one character too long', 'k'.repeat(MAX_KEY_LENGTH + 1)],
@@ -116,7 +107,7 @@ describe('2. key syntax', () => {
   });
 });
 
-describe('3. scope is (credential, key); the credential is never stored', () => {
+describe('keys are scoped by credential, and the credential is never stored', () => {
   it('keeps two credentials with the same key apart', async () => {
     const key = newKey();
     const a = await send('/echo/scope', { key, auth: 'Bearer alice', body: 'same' });
@@ -145,7 +136,7 @@ describe('3. scope is (credential, key); the credential is never stored', () => 
   });
 });
 
-describe('4 and 7. fingerprint and conflicts', () => {
+describe('the request fingerprint and conflicts', () => {
   it.each([
     ['a different body', { path: '/echo/fp', body: '{"delta":501}', method: 'POST' }],
     ['a different path', { path: '/echo/fp2', body: '{"delta":500}', method: 'POST' }],
@@ -175,7 +166,7 @@ describe('4 and 7. fingerprint and conflicts', () => {
   });
 });
 
-describe('5 and 6. what is stored and replayed', () => {
+describe('what is stored and replayed', () => {
   it('stores and replays status, every Set-Cookie and end-to-end headers, dropping hop-by-hop ones', async () => {
     const key = newKey();
     for (const replay of [false, true]) {
@@ -265,7 +256,7 @@ describe('5 and 6. what is stored and replayed', () => {
   });
 });
 
-describe('8. concurrent duplicates', () => {
+describe('concurrent duplicates', () => {
   it('makes exactly one origin call for a burst of 50 identical requests; all get the same answer', async () => {
     const key = newKey();
     const responses = await Promise.all(Array.from({ length: 50 }, () => send('/slow/300/burst', { key, body: 'same', headers: json })));
@@ -296,7 +287,7 @@ describe('8. concurrent duplicates', () => {
   });
 });
 
-describe('9. origin failures', () => {
+describe('origin failures', () => {
   it('does not store 5xx answers: the next request runs again', async () => {
     const key = newKey();
     expect((await send('/status/500/e', { key, body: 'x' })).status).toBe(500);
@@ -332,7 +323,7 @@ describe('9. origin failures', () => {
   });
 });
 
-describe('10. client disconnects', () => {
+describe('client disconnects', () => {
   it('completes and stores the attempt when the client goes away; the retry gets it', async () => {
     const key = newKey();
     const controller = new AbortController();
@@ -348,7 +339,7 @@ describe('10. client disconnects', () => {
   });
 });
 
-describe('15. errors are problem+json and bad input reaches nothing', () => {
+describe('bad input reaches nothing', () => {
   it('forwards nothing for a body over MAX_BODY_BYTES (413 request_too_large)', async () => {
     const key = newKey();
     const before = (await listDurableObjectIds(env.IDEMPOTENCY)).length;

@@ -1,9 +1,11 @@
 /** Helpers shared by the workerd tests: send through the proxy, ask the real origin what it saw. */
+import { runInDurableObject } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
-import { inject } from 'vitest';
-import { recordName, sha256Hex } from '../../src/core/fingerprint';
-import { createApp } from '../../src/app';
-import type { IdempotencyRecord } from '../../src/core/record';
+import { expect, inject } from 'vitest';
+import { recordName } from '../../src/middleware/fingerprint';
+import { proxyFor } from '../../src/proxy/app';
+import type { IdempotencyRecord } from '../../src/record/record';
+import { sha256Hex } from '../../src/shared/hash';
 
 export const originUrl = inject('originUrl');
 
@@ -39,7 +41,8 @@ export function send(path: string, options: SendOptions = {}): Promise<Response>
  * Also used where the service-binding transport of `exports.default` would drop an empty header.
  */
 export function sendWith(vars: Partial<Record<keyof Env, unknown>> & Record<string, unknown>, path: string, options: SendOptions = {}): Promise<Response> {
-  return Promise.resolve(createApp().request(`https://proxy.test${path}`, requestInit(options), envWith(vars)));
+  const bindings = envWith(vars);
+  return Promise.resolve(proxyFor(bindings).request(`https://proxy.test${path}`, requestInit(options), bindings));
 }
 
 const merged = new WeakMap<object, object>();
@@ -97,6 +100,24 @@ export async function recordStub(key: string, auth = 'Bearer test-token') {
   return env.IDEMPOTENCY.get(env.IDEMPOTENCY.idFromName(recordName(await sha256Hex(auth), key)));
 }
 
+/** The stored record row of `(auth, key)` without its body, or `undefined` when the object holds none. */
+export async function storedRecord(key: string, auth = 'Bearer test-token') {
+  return runInDurableObject(await recordStub(key, auth), (_, state) => {
+    const sql = state.storage.sql;
+    if (sql.exec(`SELECT name FROM sqlite_master WHERE name = 'record'`).toArray().length === 0) return undefined;
+    return sql
+      .exec<{ state: string; attempt: string; lease_until: number; expires_at: number; status: number | null; chunks: number }>(
+        `SELECT state, attempt, lease_until, expires_at, status, chunks FROM record`,
+      )
+      .toArray()[0];
+  });
+}
+
+/** Polls `condition` every 25 ms until it holds (the test's own timeout bounds the wait). */
+export async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
+  while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 25));
+}
+
 export interface ProblemBody {
   type: string;
   title: string;
@@ -105,7 +126,22 @@ export interface ProblemBody {
   code: string;
 }
 
-/** Asserts nothing and returns the parsed problem body (content type checked by the caller). */
-export async function problemOf(res: Response): Promise<ProblemBody> {
-  return (await res.json()) as ProblemBody;
+/**
+ * Asserts that `res` is the problem document of `code` (RFC 9457: content type, status, `type`, a title
+ * and a detail, never cached) and returns its body.
+ */
+export async function expectProblem(res: Response, status: number, code: string): Promise<ProblemBody> {
+  expect(res.headers.get('content-type')).toBe('application/problem+json');
+  expect(res.headers.get('cache-control')).toBe('no-store');
+  const body = (await res.json()) as ProblemBody;
+  expect(body).toMatchObject({ status, code, type: `tag:idempotency-proxy,2026:${code}` });
+  expect(res.status).toBe(status);
+  expect(body.title.length).toBeGreaterThan(0);
+  expect(body.detail.length).toBeGreaterThan(0);
+  return body;
+}
+
+/** The `code` of a problem document, or the status as a string for any other answer. */
+export async function codeOf(res: Response): Promise<string> {
+  return res.headers.get('content-type') === 'application/problem+json' ? ((await res.json()) as ProblemBody).code : String(res.status);
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_KEY_LENGTH, describeKeyError, parseIdempotencyKey } from '../../src/core/key';
+import { MAX_KEY_LENGTH, describeKeyError, parseIdempotencyKey } from '../../src/shared/key';
 
 describe('parseIdempotencyKey()', () => {
   it.each([

@@ -6,8 +6,9 @@
 import { env } from 'cloudflare:workers';
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
-import type { RequestLog } from '../../src/core/log';
-import { fingerprintRequest, recordName, sha256Hex } from '../../src/core/fingerprint';
+import type { RequestLog } from '../../src/middleware/log';
+import { fingerprintRequest, recordName } from '../../src/middleware/fingerprint';
+import { sha256Hex } from '../../src/shared/hash';
 import { idempotency, type IdempotencyOptions } from '../../src/middleware';
 import { newKey } from './helpers';
 
@@ -165,13 +166,20 @@ describe('idempotency() options', () => {
   it.each([
     [{ timeoutMs: 0 }, /timeoutMs/],
     [{ timeoutMs: 5000, leaseMs: 1000 }, /leaseMs/],
-    [{ ttlSeconds: 60 }, /leaseMs/],
+    [{ ttlSeconds: 0 }, /ttlSeconds/],
+    [{ ttlSeconds: 1.5 }, /ttlSeconds/],
     [{ maxBodyBytes: 100 * 1024 * 1024 }, /maxBodyBytes/],
     [{ methods: [] }, /methods/],
     [{ headerName: 'Bad Header' }, /headerName/],
   ] as [IdempotencyOptions, RegExp][])('rejects %j at construction with a TypeError', (options, message) => {
     expect(() => idempotency(options)).toThrow(TypeError);
     expect(() => idempotency(options)).toThrow(message);
+  });
+
+  it('adapts defaults to what was set instead of refusing them', () => {
+    expect(() => idempotency({ ttlSeconds: 60 })).not.toThrow();
+    expect(() => idempotency({ leaseMs: 1000 })).not.toThrow();
+    expect(() => idempotency({ timeoutMs: 200_000 })).not.toThrow();
   });
 
   it('lets onError replace problem responses', async () => {

@@ -4,7 +4,7 @@
  */
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import type { AttemptLimits, AttemptSpec } from '../../src/core/record';
+import type { AttemptLimits, AttemptSpec } from '../../src/record/api';
 import { newKey, originCalls, originUrl, recordStub, send } from './helpers';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -57,7 +57,7 @@ async function resetObject(key: string): Promise<void> {
   }).catch(() => undefined);
 }
 
-describe('IdempotencyRecord: 12. state survives a restart', () => {
+describe('IdempotencyRecord: state survives a restart', () => {
   it('replays from storage after the object is evicted', async () => {
     const key = newKey();
     expect((await send('/echo/evict', { key, body: 'x' })).status).toBe(200);
@@ -68,7 +68,7 @@ describe('IdempotencyRecord: 12. state survives a restart', () => {
   });
 });
 
-describe('IdempotencyRecord: 11. an attempt that dies mid-flight', () => {
+describe('IdempotencyRecord: an attempt that dies mid-flight', () => {
   it('holds the key until the lease ends, then runs again with the same Idempotency-Key', async () => {
     const key = newKey();
     const started = Date.now();
@@ -113,7 +113,7 @@ describe('IdempotencyRecord: 11. an attempt that dies mid-flight', () => {
   });
 });
 
-describe('IdempotencyRecord: 11. expiry', () => {
+describe('IdempotencyRecord: expiry', () => {
   it('lets the key run again once the TTL has passed, even before the alarm ran', async () => {
     const key = newKey();
     const stub = await recordStub(key);

@@ -3,7 +3,7 @@
  * cache never outlives the record (TTL) nor serves a record that was not read back from storage.
  */
 import { describe, expect, it } from 'vitest';
-import { ReplayCache } from '../../src/core/replay-cache';
+import { ReplayCache } from '../../src/middleware/replay-cache';
 import { interceptExecute, newKey, originCalls, sendWith } from './helpers';
 
 /** The real namespace, counting the object calls the Worker makes. */

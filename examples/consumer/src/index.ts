@@ -6,7 +6,7 @@
  *   Durable Object class (bound by `script_name`). `GET /local/runs` tells how often the handler ran.
  */
 import { Hono } from 'hono';
-import { idempotency, type IdempotencyRecord } from '../../../src/lib';
+import { idempotency, type IdempotencyRecord } from '../../../src/index';
 
 interface ConsumerEnv {
   IDEMPOTENCY_SERVICE: Fetcher;

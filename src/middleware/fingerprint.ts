@@ -1,21 +1,10 @@
 /**
  * @module
- * Hashes for the two things a key is bound to: the caller's credential and the request.
+ * What a key is bound to: the object's name (scope and key) and the request's fingerprint.
  */
+import { hex } from '../shared/hash';
 
 const encoder = new TextEncoder();
-
-function hex(buffer: ArrayBuffer): string {
-  return Array.from(new Uint8Array(buffer), (byte) => byte.toString(16).padStart(2, '0')).join('');
-}
-
-/**
- * SHA-256 of a string, hex. Credentials (the whole `Authorization` value) only ever appear in this
- * form: the token itself is never stored, logged or used in a name.
- */
-export async function sha256Hex(text: string): Promise<string> {
-  return hex(await crypto.subtle.digest('SHA-256', encoder.encode(text)));
-}
 
 /** The Durable Object name for a key: the scope's hash and the key. */
 export const recordName = (scopeHash: string, key: string): string => `${scopeHash}:${key}`;

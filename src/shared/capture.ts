@@ -1,10 +1,10 @@
 /**
  * @module
  * Turning an answer (from the origin, or from the app's own handler) into a {@link Settled} result:
- * the whole body read up to a limit, end-to-end headers kept as pairs.
+ * the whole body read up to a limit, end-to-end headers kept as pairs. Used by the object (proxy mode)
+ * and by the middleware (handler mode).
  */
 import { storableHeaders } from './headers';
-import type { OriginRequest } from './record';
 import type { Settled } from './outcome';
 
 /** Stored header lists larger than this are refused like an oversized body. */
@@ -26,45 +26,6 @@ export async function captureResponse(response: Response, maxBodyBytes: number, 
     return { kind: 'response_too_large', status: response.status };
   }
   return { kind: 'response', response: { status: response.status, headers, body } };
-}
-
-/**
- * Calls the origin once and reads the whole answer; never throws. The call is abandoned when the lease
- * ends. The lease timer is cleared as soon as the answer is read: a pending timer would keep the object
- * from hibernating (and billed) for the rest of the lease.
- */
-export async function callOrigin(origin: OriginRequest, leaseMs: number): Promise<Settled> {
-  const lease = new AbortController();
-  const timer = setTimeout(() => lease.abort(new DOMException('origin lease ended', 'TimeoutError')), leaseMs);
-  try {
-    // The header list is already end-to-end only (forwardableHeaders); storableHeaders drops the
-    // response's hop-by-hop headers, and content-encoding since reading the body decodes it.
-    const response = await fetch(origin.url, {
-      method: origin.method,
-      headers: origin.headers,
-      body: origin.body,
-      redirect: 'manual',
-      signal: lease.signal,
-    });
-    return await captureResponse(response, origin.maxBodyBytes, true);
-  } catch {
-    return lease.signal.aborted ? { kind: 'origin_timeout' } : { kind: 'origin_unreachable' };
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** `result`, or `origin_timeout` if it has not settled when the lease ends (the timer is cleared). */
-export async function withinLease(result: Promise<Settled>, leaseMs: number): Promise<Settled> {
-  let timer: ReturnType<typeof setTimeout> | null = null;
-  const expired = new Promise<Settled>((resolve) => {
-    timer = setTimeout(() => resolve({ kind: 'origin_timeout' }), leaseMs);
-  });
-  try {
-    return await Promise.race([result, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** The whole body, or `undefined` as soon as it is known to exceed `max` bytes. */

@@ -10,9 +10,7 @@
  * the request's path and query are sent to `ORIGIN_URL`, keyed writes at most once.
  */
 import { WorkerEntrypoint } from 'cloudflare:workers';
-import { createApp } from './app';
-
-const app = createApp();
+import { proxyFor } from './app';
 
 /** The proxy as an RPC entrypoint. Its only method is `fetch`. */
 export class IdempotencyService extends WorkerEntrypoint<Env> {
@@ -23,6 +21,6 @@ export class IdempotencyService extends WorkerEntrypoint<Env> {
    * @returns the origin's answer, a replay, or a problem document
    */
   override async fetch(request: Request): Promise<Response> {
-    return app.fetch(request, this.env, this.ctx);
+    return proxyFor(this.env).fetch(request, this.env, this.ctx);
   }
 }

@@ -8,7 +8,7 @@
  * (minus a margin for clock differences between machines) says exactly what the object would say. Only records read back from storage are cached
  * (never a response still being stored), and only small ones.
  */
-import type { StoredResponse } from './outcome';
+import type { StoredResponse } from '../shared/outcome';
 
 interface Entry {
   readonly fingerprint: string;

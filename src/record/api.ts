@@ -1,0 +1,40 @@
+/**
+ * @module
+ * The RPC surface of `IdempotencyRecord`: the types its public methods take and return. This surface is
+ * a versioned public API (any Worker holding the namespace binding can call it), documented with the
+ * stored format in docs/storage-schema.md.
+ */
+import type { HeaderList } from '../shared/headers';
+import type { Outcome } from '../shared/outcome';
+
+/** The limits every attempt runs under; sent with every call to the object. */
+export interface AttemptLimits {
+  /** SHA-256 over method, path, query and body (see `fingerprintRequest`), or a custom fingerprint. */
+  readonly fingerprint: string;
+  /** How long this caller waits for the attempt before it gets 504 (first) or 409 (duplicate), in ms. */
+  readonly timeoutMs: number;
+  /** How long an attempt may run before it is abandoned and the key freed, in ms. */
+  readonly leaseMs: number;
+  /** How long the record lives, counted from the first request, in ms. */
+  readonly ttlMs: number;
+}
+
+/** The origin request an object runs itself (proxy mode). */
+export interface OriginRequest {
+  readonly method: string;
+  /** The full origin URL to call. */
+  readonly url: string;
+  /** Request headers to forward, including the credential and `Idempotency-Key`. */
+  readonly headers: HeaderList;
+  readonly body: ArrayBuffer | null;
+  /** Largest response body stored, in bytes. */
+  readonly maxBodyBytes: number;
+}
+
+/** What the Worker sends for a keyed request in proxy mode. */
+export interface AttemptSpec extends AttemptLimits {
+  readonly origin: OriginRequest;
+}
+
+/** Answer of `IdempotencyRecord.begin`: run the handler yourself, or what the client gets. */
+export type BeginResult = { readonly kind: 'acquired'; readonly attempt: string } | Outcome;

@@ -1,0 +1,162 @@
+/**
+ * @module
+ * The stored record of one key: one SQLite row (and, for bodies over 1 MiB, chunk rows), in the object's
+ * own storage. docs/storage-schema.md describes the format.
+ *
+ * Consistency: every call here is synchronous SQL, so a caller that makes several calls without an
+ * `await` in between is never interleaved with another request. Every write that ends an attempt is
+ * guarded by `attempt = ? AND state = 'in_flight'`: a late or repeated answer can never overwrite a newer
+ * attempt's row or a stored answer. A chunked body and its row are written in one transaction.
+ */
+import type { HeaderList } from '../shared/headers';
+import type { StoredResponse } from '../shared/outcome';
+
+/** SQLite-backed Durable Objects refuse rows, strings and BLOBs over 2 MB in production (not locally). */
+export const MAX_SQL_ROW_BYTES = 2_000_000;
+/** Bodies are stored in chunks of this size, each in its own row, well under {@link MAX_SQL_ROW_BYTES}. */
+export const BODY_CHUNK_BYTES = 1024 * 1024;
+
+/**
+ * Format of a stored record row (its `format` column). Only format 1 exists; a new format must keep
+ * reading rows of the older ones (migrating them on read) and bump this number.
+ */
+export const RECORD_FORMAT = 1;
+
+/** A record row without its body (decisions never need the body). */
+export interface RecordRow extends Record<string, SqlStorageValue> {
+  format: number;
+  fingerprint: string;
+  state: 'in_flight' | 'complete' | 'too_large';
+  attempt: string;
+  lease_until: number;
+  expires_at: number;
+  status: number | null;
+  headers: string | null;
+  /** > 0: the body is in `body_chunk`; else it is the row's `body` column (read only when replayed). */
+  chunks: number;
+}
+
+/**
+ * When a row stops counting. An in-flight row lives at least until its lease ends, even past the TTL: until
+ * then its attempt may still be running (here, or in an instance that was reset), so the key stays held.
+ */
+export const expiryOf = (row: RecordRow): number => (row.state === 'in_flight' ? Math.max(row.expires_at, row.lease_until) : row.expires_at);
+
+/** The record table of one object. */
+export class RecordStore {
+  readonly #storage: DurableObjectStorage;
+  /** Whether the `record` table is known to exist; {@link clear} removes it again. */
+  #migrated = false;
+
+  constructor(storage: DurableObjectStorage) {
+    this.#storage = storage;
+  }
+
+  /**
+   * The SQL handle, with the table in place. Creating it is one synchronous statement (a no-op once it
+   * exists), so doing it lazily here needs no `blockConcurrencyWhile`, costs a new object no extra
+   * statements, and also covers an object emptied by {@link clear}.
+   */
+  get #sql(): SqlStorage {
+    const sql = this.#storage.sql;
+    if (!this.#migrated) {
+      sql.exec(`
+        CREATE TABLE IF NOT EXISTS record (
+          id INTEGER PRIMARY KEY CHECK (id = 1),
+          format INTEGER NOT NULL,
+          fingerprint TEXT NOT NULL,
+          state TEXT NOT NULL CHECK (state IN ('in_flight', 'complete', 'too_large')),
+          attempt TEXT NOT NULL,
+          lease_until INTEGER NOT NULL,
+          expires_at INTEGER NOT NULL,
+          status INTEGER,
+          headers TEXT,
+          body BLOB,
+          chunks INTEGER NOT NULL DEFAULT 0
+        )`);
+      this.#migrated = true;
+    }
+    return sql;
+  }
+
+  /** The record, without its body. */
+  read(): RecordRow | undefined {
+    return this.#sql
+      .exec<RecordRow>(`SELECT format, fingerprint, state, attempt, lease_until, expires_at, status, headers, chunks FROM record WHERE id = 1`)
+      .toArray()[0];
+  }
+
+  /** Replaces whatever is stored with the in-flight row of a new attempt. */
+  begin(fingerprint: string, attempt: string, leaseUntil: number, expiresAt: number): void {
+    this.#sql.exec(
+      `INSERT OR REPLACE INTO record (id, format, fingerprint, state, attempt, lease_until, expires_at) VALUES (1, ?, ?, 'in_flight', ?, ?, ?)`,
+      RECORD_FORMAT,
+      fingerprint,
+      attempt,
+      leaseUntil,
+      expiresAt,
+    );
+  }
+
+  /**
+   * Stores the answer of `attempt`, if the row still belongs to it. A body up to {@link BODY_CHUNK_BYTES}
+   * goes in the record row; a larger one in `body_chunk` rows, in the same transaction.
+   */
+  complete(attempt: string, { status, headers, body }: StoredResponse): void {
+    const update = `UPDATE record SET state = 'complete', status = ?, headers = ?, body = ?, chunks = ? WHERE id = 1 AND attempt = ? AND state = 'in_flight'`;
+    if (body.byteLength <= BODY_CHUNK_BYTES) {
+      this.#sql.exec(update, status, JSON.stringify(headers), body, 0, attempt);
+      return;
+    }
+    const chunks = Math.ceil(body.byteLength / BODY_CHUNK_BYTES);
+    this.#storage.transactionSync(() => {
+      if (this.#sql.exec(update, status, JSON.stringify(headers), null, chunks, attempt).rowsWritten === 0) return;
+      this.#sql.exec(`CREATE TABLE IF NOT EXISTS body_chunk (seq INTEGER PRIMARY KEY, data BLOB NOT NULL)`);
+      for (let seq = 0; seq < chunks; seq++) {
+        const data = body.slice(seq * BODY_CHUNK_BYTES, (seq + 1) * BODY_CHUNK_BYTES);
+        if (data.byteLength > MAX_SQL_ROW_BYTES) throw new RangeError('body chunk exceeds the SQLite row limit');
+        this.#sql.exec(`INSERT INTO body_chunk (seq, data) VALUES (?, ?)`, seq, data);
+      }
+    });
+  }
+
+  /** Records that `attempt` ran but its answer was too large to store: only the status is kept. */
+  tooLarge(attempt: string, status: number): void {
+    this.#sql.exec(`UPDATE record SET state = 'too_large', status = ? WHERE id = 1 AND attempt = ? AND state = 'in_flight'`, status, attempt);
+  }
+
+  /** Frees the key after `attempt` failed; returns whether the row was still the attempt's. */
+  release(attempt: string): boolean {
+    return this.#sql.exec(`DELETE FROM record WHERE id = 1 AND attempt = ? AND state = 'in_flight'`, attempt).rowsWritten > 0;
+  }
+
+  /** Deletes an expired record and its body. */
+  expire(row: RecordRow): void {
+    this.#sql.exec(`DELETE FROM record`);
+    if (row.chunks > 0) this.#sql.exec(`DELETE FROM body_chunk`);
+  }
+
+  /** The stored response of a complete record. */
+  response(row: RecordRow): StoredResponse {
+    const headers = JSON.parse(row.headers ?? '[]') as HeaderList;
+    const status = row.status ?? 0;
+    if (row.chunks === 0) {
+      const { body } = this.#sql.exec<{ body: ArrayBuffer | null }>(`SELECT body FROM record WHERE id = 1`).one();
+      return { status, headers, body: body ?? new ArrayBuffer(0) };
+    }
+    const parts = this.#sql.exec<{ data: ArrayBuffer }>(`SELECT data FROM body_chunk ORDER BY seq`).toArray();
+    const body = new Uint8Array(parts.reduce((size, { data }) => size + data.byteLength, 0));
+    let offset = 0;
+    for (const { data } of parts) {
+      body.set(new Uint8Array(data), offset);
+      offset += data.byteLength;
+    }
+    return { status, headers, body: body.buffer };
+  }
+
+  /** Deletes everything, the schema and (compatibility date >= 2026-02-24) the alarm included. */
+  async clear(): Promise<void> {
+    await this.#storage.deleteAll();
+    this.#migrated = false;
+  }
+}

@@ -1,0 +1,24 @@
+/**
+ * @module
+ * Hex SHA-256, the only form in which credentials and keys ever leave the request: they are never stored,
+ * logged or used in a name in plaintext.
+ */
+
+const encoder = new TextEncoder();
+
+/** Lower-case hex of a digest. */
+export function hex(buffer: ArrayBuffer): string {
+  return Array.from(new Uint8Array(buffer), (byte) => byte.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * SHA-256 of a string (UTF-8) or of bytes, hex.
+ *
+ * @example
+ * ```ts
+ * await sha256Hex('Bearer abc'); // same as `printf '%s' 'Bearer abc' | sha256sum`
+ * ```
+ */
+export async function sha256Hex(data: string | BufferSource): Promise<string> {
+  return hex(await crypto.subtle.digest('SHA-256', typeof data === 'string' ? encoder.encode(data) : data));
+}

@@ -5,7 +5,15 @@
  * `IDEMPOTENCY` with a `new_sqlite_classes` migration), and the types of the object's RPC surface.
  */
 export { idempotency, MAX_BODY_BYTES_LIMIT, OptionsError, resolveOptions } from './middleware';
-export type { IdempotencyEnv, IdempotencyMode, IdempotencyOptions, IdempotencyProblem, IdempotencyVariables, OptionName, ResolvedOptions } from './middleware';
+export type {
+  IdempotencyEnv,
+  IdempotencyMode,
+  IdempotencyOptions,
+  IdempotencyProblem,
+  IdempotencyVariables,
+  OptionName,
+  ResolvedOptions,
+} from './middleware';
 export type { Reporter, RequestLog, RequestOutcome } from './middleware/log';
 export type { RetryOptions } from './middleware/retry';
 export { IdempotencyRecord } from './record/record';

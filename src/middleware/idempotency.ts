@@ -88,7 +88,8 @@ type Call = <R>(fn: (stub: DurableObjectStub<IdempotencyRecord>) => Promise<R>, 
  * ```
  */
 export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler<IdempotencyEnv> {
-  const { binding, methods, headerName, ttlMs, timeoutMs, leaseMs, maxBodyBytes, required, run, retry, reporter, onError, fingerprint } = resolveOptions(options);
+  const { binding, methods, headerName, ttlMs, timeoutMs, leaseMs, maxBodyBytes, required, run, retry, reporter, onError, fingerprint } =
+    resolveOptions(options);
   const scopeOf = options.scope ?? authorizationScope;
   const keyHeader = headerName.toLowerCase();
   const limits = { timeoutMs, leaseMs, ttlMs };
@@ -107,7 +108,9 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
   function requestLog(c: Context<IdempotencyEnv>, started: number): Log {
     if (reporter === false) return silent;
     const to = reporter ?? consoleReporter(c.env['METRICS'] as AnalyticsEngineDataset | undefined);
-    return Object.assign((entry: Parameters<Log>[0]) => to.report({ method: c.req.method, latency_ms: Date.now() - started, ...entry }), { enabled: true });
+    return Object.assign((entry: Parameters<Log>[0]) => to.report({ method: c.req.method, latency_ms: Date.now() - started, ...entry }), {
+      enabled: true,
+    });
   }
 
   return createMiddleware<IdempotencyEnv>(async function idempotency(c, next) {
@@ -121,7 +124,8 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
     try {
       const rawKey = c.req.header(headerName);
       const parsed = rawKey === undefined ? undefined : parseIdempotencyKey(rawKey);
-      if (parsed === undefined && required) reject('idempotency_key_missing', `${c.req.method} requests must carry an ${headerName} header.`);
+      if (parsed === undefined && required)
+        reject('idempotency_key_missing', `${c.req.method} requests must carry an ${headerName} header.`);
       if (parsed?.ok === false) reject('idempotency_key_invalid', describeKeyError(parsed.error));
       const scope = parsed === undefined ? undefined : scopeOf(ctx);
       if (parsed === undefined || scope === null || scope === undefined) {
@@ -165,7 +169,11 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
     const id = namespace.idFromName(name);
     const call: Call = (fn, retries = retry) =>
       callDurableObject(() => namespace.get(id), fn, retries).catch((cause: unknown) =>
-        reject('idempotency_unavailable', `The idempotency store could not be reached or failed. Retry later with the same ${headerName}.`, cause),
+        reject(
+          'idempotency_unavailable',
+          `The idempotency store could not be reached or failed. Retry later with the same ${headerName}.`,
+          cause,
+        ),
       );
 
     const waitStarted = Date.now();
@@ -176,7 +184,13 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
     } else if (run.mode === 'origin') {
       const headers = forwardableHeaders(c.req.raw.headers);
       for (const pair of headers) if (pair[0] === keyHeader) pair[1] = key;
-      const origin = { method: c.req.method, url: run.target(ctx).href, headers, body: c.req.raw.body === null ? null : body, maxBodyBytes };
+      const origin = {
+        method: c.req.method,
+        url: run.target(ctx).href,
+        headers,
+        body: c.req.raw.body === null ? null : body,
+        maxBodyBytes,
+      };
       outcome = await call(async (stub) => (await stub.execute({ fingerprint: print, ...limits, origin })) as Outcome);
     } else {
       // Not retried: a begin() whose answer was lost may have acquired the key, and a retry would then
@@ -190,7 +204,12 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
     const failure = outcomeProblem(outcome);
     if (failure !== undefined) {
       const status = PROBLEMS[failure.code].status;
-      log({ outcome: outcome.kind === 'conflict' ? 'conflict' : outcome.kind === 'in_progress' ? 'in_progress' : 'executed', status, code: failure.code, ...ids });
+      log({
+        outcome: outcome.kind === 'conflict' ? 'conflict' : outcome.kind === 'in_progress' ? 'in_progress' : 'executed',
+        status,
+        code: failure.code,
+        ...ids,
+      });
       return answer(ctx, { ...failure, status }, failure.retryAfterSeconds);
     }
     const response = storedResponse(outcome as Extract<Outcome, { kind: 'response' }>);
@@ -199,7 +218,13 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
   }
 
   /** Handler mode, for the request that acquired the key: runs the handler and reports its answer. */
-  async function runHandler(c: Context<IdempotencyEnv>, attemptId: string, next: () => Promise<void>, call: Call, keyHash: string | undefined): Promise<Outcome> {
+  async function runHandler(
+    c: Context<IdempotencyEnv>,
+    attemptId: string,
+    next: () => Promise<void>,
+    call: Call,
+    keyHash: string | undefined,
+  ): Promise<Outcome> {
     await next();
     let settled: Settled;
     try {
@@ -212,7 +237,13 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
       await call((stub) => stub.complete(attemptId, settled));
     } catch (error) {
       // Not recorded: the key stays held until the lease ends. The client still gets the answer.
-      console.error(JSON.stringify({ event: 'complete_failed', key_hash: keyHash, error: String(error instanceof Rejection ? error.problem.cause : error) }));
+      console.error(
+        JSON.stringify({
+          event: 'complete_failed',
+          key_hash: keyHash,
+          error: String(error instanceof Rejection ? error.problem.cause : error),
+        }),
+      );
     }
     return settled.kind === 'response' ? { kind: 'response', replayed: false, response: settled.response } : settled;
   }

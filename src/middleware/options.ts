@@ -170,7 +170,8 @@ const fill = (rule: string, name: (option: string) => string): string => rule.re
 
 function whole(option: OptionName, value: number | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < min || value > max) throw new OptionsError([option], `{${option}} must be a whole number from ${min} to ${max}`, value);
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw new OptionsError([option], `{${option}} must be a whole number from ${min} to ${max}`, value);
   return value;
 }
 
@@ -195,7 +196,13 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
   if (!TOKEN.test(headerName)) throw new OptionsError(['headerName'], '{headerName} must be a header name', headerName);
   const ttlSeconds = whole('ttlSeconds', options.ttlSeconds, 86_400, 1, MAX_TTL_SECONDS);
   const leaseSet = whole('leaseMs', options.leaseMs, 0, 1, MAX_ATTEMPT_MS);
-  const timeoutMs = whole('timeoutMs', options.timeoutMs, options.leaseMs === undefined ? 30_000 : Math.min(30_000, leaseSet), 1, MAX_ATTEMPT_MS);
+  const timeoutMs = whole(
+    'timeoutMs',
+    options.timeoutMs,
+    options.leaseMs === undefined ? 30_000 : Math.min(30_000, leaseSet),
+    1,
+    MAX_ATTEMPT_MS,
+  );
   const leaseMs = options.leaseMs === undefined ? Math.max(120_000, timeoutMs) : leaseSet;
   // The lease bounds the attempt a waiting client is waiting for: it cannot end before the wait does.
   if (leaseMs < timeoutMs) throw new OptionsError(['leaseMs', 'timeoutMs'], '{leaseMs} must be at least {timeoutMs}', leaseMs);

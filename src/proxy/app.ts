@@ -54,7 +54,10 @@ function createProxy(config: ProxyConfig): Hono {
     }),
   );
   // Requests the middleware passes on (reads, writes without a key or credential) get here.
-  const limit = bodyLimit({ maxSize: maxBodyBytes, onError: () => problem('request_too_large', `The request body exceeds ${maxBodyBytes} bytes.`) });
+  const limit = bodyLimit({
+    maxSize: maxBodyBytes,
+    onError: () => problem('request_too_large', `The request body exceeds ${maxBodyBytes} bytes.`),
+  });
   app.all('*', limit, (c) => passThrough(c.req.raw, target(c.req.url)));
   app.onError((error, c) => {
     if (error instanceof HTTPException) return error.getResponse();

@@ -84,7 +84,8 @@ function originUrl(vars: ProxyVars): URL {
   } catch {
     throw new ConfigError(['ORIGIN_URL'], 'ORIGIN_URL is not an absolute URL');
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(['ORIGIN_URL'], 'ORIGIN_URL must be an http or https URL');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new ConfigError(['ORIGIN_URL'], 'ORIGIN_URL must be an http or https URL');
   if (url.search || url.hash || url.username || url.password) {
     throw new ConfigError(['ORIGIN_URL'], 'ORIGIN_URL must not carry a query, fragment or credentials');
   }

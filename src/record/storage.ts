@@ -40,7 +40,8 @@ export interface RecordRow extends Record<string, SqlStorageValue> {
  * When a row stops counting. An in-flight row lives at least until its lease ends, even past the TTL: until
  * then its attempt may still be running (here, or in an instance that was reset), so the key stays held.
  */
-export const expiryOf = (row: RecordRow): number => (row.state === 'in_flight' ? Math.max(row.expires_at, row.lease_until) : row.expires_at);
+export const expiryOf = (row: RecordRow): number =>
+  row.state === 'in_flight' ? Math.max(row.expires_at, row.lease_until) : row.expires_at;
 
 /** The record table of one object. */
 export class RecordStore {
@@ -82,7 +83,9 @@ export class RecordStore {
   /** The record, without its body. */
   read(): RecordRow | undefined {
     return this.#sql
-      .exec<RecordRow>(`SELECT format, fingerprint, state, attempt, lease_until, expires_at, status, headers, chunks FROM record WHERE id = 1`)
+      .exec<RecordRow>(
+        `SELECT format, fingerprint, state, attempt, lease_until, expires_at, status, headers, chunks FROM record WHERE id = 1`,
+      )
       .toArray()[0];
   }
 
@@ -122,7 +125,11 @@ export class RecordStore {
 
   /** Records that `attempt` ran but its answer was too large to store: only the status is kept. */
   tooLarge(attempt: string, status: number): void {
-    this.#sql.exec(`UPDATE record SET state = 'too_large', status = ? WHERE id = 1 AND attempt = ? AND state = 'in_flight'`, status, attempt);
+    this.#sql.exec(
+      `UPDATE record SET state = 'too_large', status = ? WHERE id = 1 AND attempt = ? AND state = 'in_flight'`,
+      status,
+      attempt,
+    );
   }
 
   /** Frees the key after `attempt` failed; returns whether the row was still the attempt's. */

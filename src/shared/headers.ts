@@ -8,7 +8,17 @@
 export type HeaderList = [name: string, value: string][];
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1), plus those any `Connection` header names; never forwarded. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+const HOP_BY_HOP = [
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+];
 
 /** The hop-by-hop names of a message: the fixed list and what its `Connection` header names. */
 function hopByHop(headers: Headers, extra: readonly string[]): Set<string> {

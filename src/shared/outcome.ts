@@ -61,7 +61,8 @@ export function outcomeProblem(outcome: Outcome): ProblemSpec | undefined {
     case 'conflict':
       return {
         code: 'idempotency_key_reused',
-        detail: 'This Idempotency-Key was already used with a different request (method, path, query or body). Use a new key for a new request.',
+        detail:
+          'This Idempotency-Key was already used with a different request (method, path, query or body). Use a new key for a new request.',
       };
     case 'in_progress':
       return {
@@ -75,7 +76,10 @@ export function outcomeProblem(outcome: Outcome): ProblemSpec | undefined {
         detail: 'The origin did not answer in time. The attempt continues; retry with the same Idempotency-Key to get its result.',
       };
     case 'origin_unreachable':
-      return { code: 'origin_unreachable', detail: 'The origin could not be reached or failed mid-response. Nothing was stored; retrying is safe.' };
+      return {
+        code: 'origin_unreachable',
+        detail: 'The origin could not be reached or failed mid-response. Nothing was stored; retrying is safe.',
+      };
     case 'response_too_large':
       return {
         code: 'response_too_large',

@@ -25,16 +25,29 @@ describe('readConfig()', () => {
     const config = readConfig({ ORIGIN_URL: 'https://api.example.com/v1/' });
     expect(config.basePath).toBe('/v1');
     expect(config.logRequests).toBe(true);
-    expect(config.resolved).toMatchObject({ ttlMs: 86_400_000, timeoutMs: 30_000, leaseMs: 120_000, maxBodyBytes: 10 * 1024 * 1024, required: false });
+    expect(config.resolved).toMatchObject({
+      ttlMs: 86_400_000,
+      timeoutMs: 30_000,
+      leaseMs: 120_000,
+      maxBodyBytes: 10 * 1024 * 1024,
+      required: false,
+    });
   });
 
   it('adapts the defaults to what was set, so an untouched variable never makes the configuration invalid', () => {
     // A TTL shorter than the default lease: an attempt still running at the TTL keeps its key until its lease ends.
-    expect(readConfig({ ORIGIN_URL: ORIGIN, IDEMPOTENCY_TTL_SECONDS: '3' }).resolved).toMatchObject({ ttlMs: 3000, leaseMs: 120_000, timeoutMs: 30_000 });
+    expect(readConfig({ ORIGIN_URL: ORIGIN, IDEMPOTENCY_TTL_SECONDS: '3' }).resolved).toMatchObject({
+      ttlMs: 3000,
+      leaseMs: 120_000,
+      timeoutMs: 30_000,
+    });
     // A lease shorter than the default wait: the wait follows it.
     expect(readConfig({ ORIGIN_URL: ORIGIN, ORIGIN_LEASE_MS: '1000' }).resolved).toMatchObject({ leaseMs: 1000, timeoutMs: 1000 });
     // A wait longer than the default lease: the lease follows it.
-    expect(readConfig({ ORIGIN_URL: ORIGIN, ORIGIN_TIMEOUT_MS: '200000' }).resolved).toMatchObject({ leaseMs: 200_000, timeoutMs: 200_000 });
+    expect(readConfig({ ORIGIN_URL: ORIGIN, ORIGIN_TIMEOUT_MS: '200000' }).resolved).toMatchObject({
+      leaseMs: 200_000,
+      timeoutMs: 200_000,
+    });
   });
 
   it.each([

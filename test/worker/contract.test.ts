@@ -87,7 +87,11 @@ describe('Idempotency-Key syntax', () => {
     headers.append('idempotency-key', 'one');
     headers.append('idempotency-key', 'two');
     const { exports } = await import('cloudflare:workers');
-    await expectProblem(await exports.default.fetch('https://proxy.test/echo/multi', { method: 'POST', headers, body: 'x' }), 400, 'idempotency_key_invalid');
+    await expectProblem(
+      await exports.default.fetch('https://proxy.test/echo/multi', { method: 'POST', headers, body: 'x' }),
+      400,
+      'idempotency_key_invalid',
+    );
   });
 
   it('accepts a 128 character key', async () => {
@@ -117,7 +121,9 @@ describe('keys are scoped by credential, and the credential is never stored', ()
     const bBody = (await b.json()) as { headers: Record<string, string> };
     expect(aBody.headers.authorization).toBe('Bearer alice');
     expect(bBody.headers.authorization).toBe('Bearer bob');
-    const replayB = (await (await send('/echo/scope', { key, auth: 'Bearer bob', body: 'same' })).json()) as { headers: Record<string, string> };
+    const replayB = (await (await send('/echo/scope', { key, auth: 'Bearer bob', body: 'same' })).json()) as {
+      headers: Record<string, string>;
+    };
     expect(replayB.headers.authorization).toBe('Bearer bob');
     expect(await originCalls(key)).toBe(2);
   });
@@ -128,8 +134,16 @@ describe('keys are scoped by credential, and the credential is never stored', ()
     // /status answers do not echo the request, so any trace would be the proxy's own doing.
     expect((await send('/status/201/secret', { key, auth: token, body: 'x' })).status).toBe(201);
     const dump = await runInDurableObject(await recordStub(key, token), (_, state) => {
-      const tables = state.storage.sql.exec<{ name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%'`).toArray();
-      return tables.map(({ name }) => JSON.stringify(state.storage.sql.exec(`SELECT * FROM "${name}"`).toArray(), (_, v: unknown) => (v instanceof ArrayBuffer ? new TextDecoder().decode(v) : v))).join('\n');
+      const tables = state.storage.sql
+        .exec<{ name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%'`)
+        .toArray();
+      return tables
+        .map(({ name }) =>
+          JSON.stringify(state.storage.sql.exec(`SELECT * FROM "${name}"`).toArray(), (_, v: unknown) =>
+            v instanceof ArrayBuffer ? new TextDecoder().decode(v) : v,
+          ),
+        )
+        .join('\n');
     });
     expect(dump).toContain('complete');
     expect(dump).not.toContain('secret-');
@@ -145,7 +159,11 @@ describe('the request fingerprint and conflicts', () => {
   ])('answers 409 idempotency_key_reused for %s', async (_, second) => {
     const key = newKey();
     expect((await send('/echo/fp', { key, body: '{"delta":500}', headers: json })).status).toBe(200);
-    await expectProblem(await send(second.path, { key, method: second.method, body: second.body, headers: json }), 409, 'idempotency_key_reused');
+    await expectProblem(
+      await send(second.path, { key, method: second.method, body: second.body, headers: json }),
+      409,
+      'idempotency_key_reused',
+    );
     expect(await originCalls(key)).toBe(1);
   });
 

@@ -40,7 +40,11 @@ export function send(path: string, options: SendOptions = {}): Promise<Response>
  * Sends a request to a fresh proxy app with some variables overridden (same bindings otherwise).
  * Also used where the service-binding transport of `exports.default` would drop an empty header.
  */
-export function sendWith(vars: Partial<Record<keyof Env, unknown>> & Record<string, unknown>, path: string, options: SendOptions = {}): Promise<Response> {
+export function sendWith(
+  vars: Partial<Record<keyof Env, unknown>> & Record<string, unknown>,
+  path: string,
+  options: SendOptions = {},
+): Promise<Response> {
   const bindings = envWith(vars);
   return Promise.resolve(proxyFor(bindings).request(`https://proxy.test${path}`, requestInit(options), bindings));
 }

@@ -35,7 +35,10 @@ function ledgerApp(options: IdempotencyOptions = {}) {
     throw new Error('handler failed');
   });
   app.get('/api/balance', (c) => c.json({ balance }));
-  const request = (path: string, init: { key?: string; auth?: string | null; body?: unknown; method?: string; headers?: Record<string, string> } = {}) => {
+  const request = (
+    path: string,
+    init: { key?: string; auth?: string | null; body?: unknown; method?: string; headers?: Record<string, string> } = {},
+  ) => {
     const headers: Record<string, string> = { 'content-type': 'application/json', ...init.headers };
     if (init.key !== undefined) headers['idempotency-key'] = init.key;
     if (init.auth !== null) headers['authorization'] = init.auth ?? 'Bearer app-user';
@@ -116,7 +119,8 @@ describe('idempotency() in a Hono app (handler mode)', () => {
   it('uses a custom scope and fingerprint', async () => {
     const { request, runs } = ledgerApp({ scope: (c) => c.req.header('x-tenant'), fingerprint: (_, body) => `length:${body.byteLength}` });
     const key = newKey();
-    const tenant = (name: string | undefined, delta: number) => request('/api/adjust', { key, auth: null, body: { delta }, headers: name ? { 'x-tenant': name } : {} });
+    const tenant = (name: string | undefined, delta: number) =>
+      request('/api/adjust', { key, auth: null, body: { delta }, headers: name ? { 'x-tenant': name } : {} });
     expect((await tenant('t1', 1)).headers.get('idempotent-replay')).toBeNull();
     // Same length, so the same custom fingerprint: a replay.
     expect((await tenant('t1', 2)).headers.get('idempotent-replay')).toBe('true');

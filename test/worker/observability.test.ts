@@ -24,7 +24,9 @@ describe('proxy observability', () => {
     await sendWith(vars, '/echo/obs', { method: 'GET', auth });
     await sendWith(vars, '/echo/obs', { auth, body: 'no key' });
 
-    const logs = lines.map((line) => JSON.parse(line) as { event: string; outcome: string; status: number; key_hash?: string; latency_ms: number });
+    const logs = lines.map(
+      (line) => JSON.parse(line) as { event: string; outcome: string; status: number; key_hash?: string; latency_ms: number },
+    );
     expect(logs.map((l) => [l.outcome, l.status])).toEqual([
       ['executed', 200],
       ['replayed', 200],

@@ -37,9 +37,7 @@ async function storageOf(key: string) {
       .exec<{ name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%'`)
       .toArray()
       .map((t) => t.name),
-    records: state.storage.sql
-      .exec<{ n: number }>(`SELECT count(*) AS n FROM sqlite_master WHERE name = 'record'`)
-      .one().n
+    records: state.storage.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM sqlite_master WHERE name = 'record'`).one().n
       ? state.storage.sql.exec(`SELECT state FROM record`).toArray()
       : [],
     alarm: await state.storage.getAlarm(),
@@ -196,9 +194,11 @@ describe('IdempotencyRecord: storage never holds a half-written response', () =>
     const stub = await recordStub(key);
     await stub.execute(spec(key, `/bytes/${3 * 1024 * 1024}/tx`, { maxBodyBytes: 4 * 1024 * 1024 }));
     const rows = await runInDurableObject(stub, (_, state) =>
-      state.storage.sql.exec<{ chunks: number; stored: number; size: number }>(
-        `SELECT chunks, (SELECT count(*) FROM body_chunk) AS stored, (SELECT sum(length(data)) FROM body_chunk) AS size FROM record`,
-      ).one(),
+      state.storage.sql
+        .exec<{ chunks: number; stored: number; size: number }>(
+          `SELECT chunks, (SELECT count(*) FROM body_chunk) AS stored, (SELECT sum(length(data)) FROM body_chunk) AS size FROM record`,
+        )
+        .one(),
     );
     expect(rows).toEqual({ chunks: 3, stored: 3, size: 3 * 1024 * 1024 });
   });
@@ -212,7 +212,9 @@ describe('IdempotencyRecord: an attempt is never overtaken', () => {
     // the TTL in practice, which is why the record's expiry now covers the new lease too).
     const first = stub.execute(spec(key, '/slow/700/overtake', { ttlMs: 200, leaseMs: 3000, timeoutMs: 3000 }));
     await sleep(350);
-    const duplicate = await (await recordStub(key)).execute(spec(key, '/slow/700/overtake', { ttlMs: 200, leaseMs: 3000, timeoutMs: 3000 }));
+    const duplicate = await (
+      await recordStub(key)
+    ).execute(spec(key, '/slow/700/overtake', { ttlMs: 200, leaseMs: 3000, timeoutMs: 3000 }));
     expect(duplicate).toMatchObject({ kind: 'response', replayed: true });
     expect(await first).toMatchObject({ kind: 'response', replayed: false });
     expect(await originCalls(key)).toBe(1);
@@ -224,7 +226,11 @@ describe('IdempotencyRecord: an attempt is never overtaken', () => {
     const limits = { fingerprint: 'fp:complete', timeoutMs: 1000, leaseMs: 2000, ttlMs: 60_000 };
     const begun = await stub.begin(limits);
     if (begun.kind !== 'acquired') throw new Error(`expected to acquire the key, got ${begun.kind}`);
-    const answer = { status: 201, headers: [['content-type', 'text/plain']] as [string, string][], body: new TextEncoder().encode('first').buffer as ArrayBuffer };
+    const answer = {
+      status: 201,
+      headers: [['content-type', 'text/plain']] as [string, string][],
+      body: new TextEncoder().encode('first').buffer as ArrayBuffer,
+    };
     await stub.complete(begun.attempt, { kind: 'response', response: answer });
     await stub.complete(begun.attempt, { kind: 'response', response: { ...answer, status: 503 } });
     await stub.complete(begun.attempt, { kind: 'origin_unreachable' });

@@ -6,7 +6,7 @@
  *   Durable Object class (bound by `script_name`). `GET /local/runs` tells how often the handler ran.
  */
 import { Hono } from 'hono';
-import { idempotency, type IdempotencyRecord } from '../../../src/index';
+import { idempotency, type IdempotencyRecord } from 'idempotency-proxy';
 
 interface ConsumerEnv {
   IDEMPOTENCY_SERVICE: Fetcher;

@@ -4,7 +4,7 @@
  * middleware, the Durable Object class it needs (export it from your Worker and bind it as
  * `IDEMPOTENCY` with a `new_sqlite_classes` migration), and the types of the object's RPC surface.
  */
-export { idempotency, MAX_BODY_BYTES_LIMIT, OptionsError, resolveOptions } from './middleware';
+export { idempotency, MAX_ATTEMPT_MS, MAX_BODY_BYTES_LIMIT, MAX_TTL_SECONDS, OptionsError, resolveOptions } from './middleware';
 export type {
   IdempotencyEnv,
   IdempotencyMode,

@@ -15,18 +15,17 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { createMiddleware } from 'hono/factory';
 import type { BeginResult } from '../record/api';
-import type { IdempotencyRecord } from '../record/record';
 import { captureResponse } from '../shared/capture';
 import { sha256Hex } from '../shared/hash';
-import { forwardableHeaders } from '../shared/headers';
+import { forwardableHeaders, forwardedHeader } from '../shared/headers';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
 import { type Outcome, REPLAY_HEADER, type Settled, outcomeProblem, storedResponse } from '../shared/outcome';
-import { PROBLEMS, type ProblemCode, problem } from '../shared/problem';
-import { fingerprintRequest, recordName } from './fingerprint';
-import { type RequestLog, consoleReporter } from './log';
-import { type IdempotencyOptions, type IdempotencyProblem, resolveOptions } from './options';
-import { ReplayCache } from './replay-cache';
-import { type RetryOptions, callDurableObject } from './retry';
+import { PROBLEMS, type ProblemSpec, Rejection, problem, reject } from '../shared/problem';
+import { type LogIds, type RequestLog, consoleReporter, logIds } from './log';
+import { type IdempotencyOptions, type OptionName, resolveOptions } from './options';
+import { Records } from './records';
+import { isolateReplays as replays } from './replay-cache';
+import { MalformedScope, recordName } from './scope';
 
 /** Variables the middleware sets on the context. */
 export interface IdempotencyVariables {
@@ -40,33 +39,18 @@ export interface IdempotencyEnv {
   Variables: IdempotencyVariables;
 }
 
-const WELL_FORMED_CREDENTIALS = /^[\t\x20-\x7e]*[\x21-\x7e][\t\x20-\x7e]*$/;
-
-class Rejection extends Error {
-  constructor(readonly problem: IdempotencyProblem) {
-    super(problem.detail);
-  }
-}
-
-const reject = (code: ProblemCode, detail: string, cause?: unknown): never => {
-  throw new Rejection({ code, status: PROBLEMS[code].status, detail, cause });
-};
-
-/** The default scope: the whole `Authorization` value; none means pass through. */
-function authorizationScope(c: Context): string | undefined {
-  const authorization = c.req.header('authorization');
-  if (authorization === undefined) return undefined;
-  if (!WELL_FORMED_CREDENTIALS.test(authorization)) {
-    reject('authorization_invalid', 'The Authorization header is empty or contains control characters or non-ASCII bytes.');
-  }
-  return authorization;
-}
-
 type Log = ((entry: Omit<RequestLog, 'method' | 'latency_ms'>) => void) & { readonly enabled: boolean };
 
 const silent: Log = Object.assign(() => undefined, { enabled: false });
 
-type Call = <R>(fn: (stub: DurableObjectStub<IdempotencyRecord>) => Promise<R>, retries?: RetryOptions) => Promise<R>;
+/** A keyed request on its way: what the record is, and how it is logged. */
+interface Keyed {
+  readonly key: string;
+  readonly name: string;
+  readonly scopeHash: string;
+  readonly log: Log;
+  ids: Awaited<ReturnType<LogIds>> | Record<string, never>;
+}
 
 /**
  * Makes writes that carry an `Idempotency-Key` run at most once per (scope, key), backed by the
@@ -88,29 +72,49 @@ type Call = <R>(fn: (stub: DurableObjectStub<IdempotencyRecord>) => Promise<R>, 
  * ```
  */
 export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler<IdempotencyEnv> {
-  const { binding, methods, headerName, ttlMs, timeoutMs, leaseMs, maxBodyBytes, required, run, retry, reporter, onError, fingerprint } =
-    resolveOptions(options);
-  const scopeOf = options.scope ?? authorizationScope;
+  return createIdempotency(options, String);
+}
+
+/**
+ * {@link idempotency}, with the settings named by `name` in the errors it sends (the proxy names its wrangler
+ * variables).
+ */
+export function createIdempotency(options: IdempotencyOptions, name: (option: OptionName) => string): MiddlewareHandler<IdempotencyEnv> {
+  const resolved = resolveOptions(options);
+  const { methods, headerName, ttlMs, timeoutMs, leaseMs, maxBodyBytes, required, run, reporter, onError, scope, namespace, rateLimit } =
+    resolved;
   const keyHeader = headerName.toLowerCase();
   const limits = { timeoutMs, leaseMs, ttlMs };
+  const records = new Records({ ...resolved, jurisdictionName: name('jurisdiction') });
+  const idsOf = logIds(resolved.logHashSecret);
   const tooLarge = `The request body exceeds ${maxBodyBytes} bytes.`;
   // The one body-size check of a keyed request: a declared length is checked before anything is read,
   // an undeclared one while reading.
   const limit = bodyLimit({ maxSize: maxBodyBytes, onError: () => reject('request_too_large', tooLarge) });
-  const replays = new ReplayCache();
-
-  /** Sends a problem, unless `onError` replaces it. */
-  async function answer(c: Context, spec: IdempotencyProblem, retryAfterSeconds?: number): Promise<Response> {
-    return (await onError?.(spec, c)) ?? problem(spec.code, spec.detail, retryAfterSeconds);
-  }
 
   /** The log of one request; a no-op (and `enabled: false`) when reporting is off. */
   function requestLog(c: Context<IdempotencyEnv>, started: number): Log {
     if (reporter === false) return silent;
     const to = reporter ?? consoleReporter(c.env['METRICS'] as AnalyticsEngineDataset | undefined);
-    return Object.assign((entry: Parameters<Log>[0]) => to.report({ method: c.req.method, latency_ms: Date.now() - started, ...entry }), {
-      enabled: true,
-    });
+    const log = (entry: Parameters<Log>[0]) => to.report({ method: c.req.method, latency_ms: Date.now() - started, ...entry });
+    return Object.assign(log, { enabled: true });
+  }
+
+  /** Sends a problem, unless `onError` replaces it. */
+  async function answer(c: Context, spec: ProblemSpec): Promise<Response> {
+    const { code, detail, cause } = spec;
+    const replaced = await onError?.({ code, status: PROBLEMS[code].status, detail, ...(cause === undefined ? {} : { cause }) }, c);
+    return replaced ?? problem(code, detail, spec.retryAfterSeconds);
+  }
+
+  /** The request's scope; a malformed credential header is refused. */
+  function scopeOf(c: Context, header: (name: string) => string | undefined): string | undefined {
+    try {
+      return scope.read(c, header);
+    } catch (error) {
+      if (!(error instanceof MalformedScope)) throw error;
+      return reject('authorization_invalid', `The ${error.header} header is empty or contains control characters or non-ASCII bytes.`);
+    }
   }
 
   return createMiddleware<IdempotencyEnv>(async function idempotency(c, next) {
@@ -121,66 +125,70 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
       if (log.enabled) log({ outcome: 'passthrough', status: c.res.status });
       return;
     }
+    let keyed: Keyed | undefined;
     try {
-      const rawKey = c.req.header(headerName);
-      const parsed = rawKey === undefined ? undefined : parseIdempotencyKey(rawKey);
+      // In origin mode the key and the scope are read from exactly the headers the origin will get: a
+      // header the request's Connection names is not forwarded, so it can neither key nor scope the request.
+      const header = run.mode === 'origin' ? forwardedHeader(c.req.raw.headers) : (name: string) => c.req.header(name);
+      const raw = header(keyHeader);
+      const parsed = raw === undefined ? undefined : parseIdempotencyKey(raw);
       if (parsed === undefined && required)
         reject('idempotency_key_missing', `${c.req.method} requests must carry an ${headerName} header.`);
       if (parsed?.ok === false) reject('idempotency_key_invalid', describeKeyError(parsed.error));
-      const scope = parsed === undefined ? undefined : scopeOf(ctx);
-      if (parsed === undefined || scope === null || scope === undefined) {
+      const scopeValue = parsed?.ok ? scopeOf(ctx, header) : undefined;
+      if (!parsed?.ok || scopeValue === undefined) {
         await next();
         if (log.enabled) log({ outcome: 'passthrough', status: c.res.status });
         return;
       }
-      const key = (parsed as { key: string }).key;
-      c.set('idempotencyKey', key);
+      const scopeHash = await sha256Hex(scopeValue);
+      keyed = { key: parsed.key, name: recordName(namespace, scope.kind, scopeHash, parsed.key), scopeHash, log, ids: {} };
+      // Hashes for the log line only; not computed when nothing is logged.
+      if (log.enabled) keyed.ids = await idsOf(keyed.name, scopeHash);
+      if (rateLimit !== undefined) await limitRate(c, scopeHash);
+      c.set('idempotencyKey', parsed.key);
+      const current = keyed;
       const limited = await limit(ctx, async () => {
         // Assigned, not just returned: after the handler ran, Hono ignores a middleware's return value.
-        c.res = await attempt(c, key, scope, next, log);
+        c.res = await attempt(c, current, next);
       });
       return limited ?? c.res;
     } catch (error) {
       if (!(error instanceof Rejection)) throw error;
-      log({ outcome: 'rejected', status: error.problem.status, code: error.problem.code });
-      return answer(ctx, error.problem, error.problem.code === 'idempotency_unavailable' ? 1 : undefined);
+      log({ outcome: 'rejected', status: PROBLEMS[error.problem.code].status, code: error.problem.code, ...keyed?.ids });
+      return answer(ctx, error.problem);
     }
   });
 
+  /** Refuses a keyed write past the scope's rate limit, before any object is created. */
+  async function limitRate(c: Context<IdempotencyEnv>, scopeHash: string): Promise<void> {
+    const { binding, retryAfterSeconds } = rateLimit!;
+    const limiter = c.env[binding] as RateLimit | undefined;
+    if (limiter === undefined) return reject('configuration_invalid', `The rate limiting binding ${binding} is missing.`);
+    const { success } = await limiter.limit({ key: scopeHash });
+    if (!success)
+      reject('rate_limited', `Too many keyed requests with this credential. Retry after ${retryAfterSeconds} seconds.`, {
+        retryAfterSeconds,
+      });
+  }
+
   /** Runs a keyed request: the object decides, the attempt runs where `run` says; returns the answer. */
-  async function attempt(c: Context<IdempotencyEnv>, key: string, scope: string, next: () => Promise<void>, log: Log): Promise<Response> {
+  async function attempt(c: Context<IdempotencyEnv>, keyed: Keyed, next: () => Promise<void>): Promise<Response> {
     const ctx = c as unknown as Context;
     let body: ArrayBuffer;
     try {
       body = await c.req.arrayBuffer();
     } catch (cause) {
-      return reject('request_body_invalid', 'The request body ended before its declared length or could not be read.', cause);
+      return reject('request_body_invalid', 'The request body ended before its declared length or could not be read.', { cause });
     }
-    const url = new URL(c.req.url);
-    const [scopeHash, print] = await Promise.all([
-      sha256Hex(scope),
-      fingerprint ? fingerprint(ctx, body) : fingerprintRequest(c.req.method, url.pathname + url.search, body),
-    ]);
-    const name = recordName(scopeHash, key);
-    // Hashes for the log line only; not computed when nothing is logged.
-    const ids = log.enabled ? { key_hash: (await sha256Hex(name)).slice(0, 16), scope_hash: scopeHash.slice(0, 16) } : {};
-    const namespace = c.env[binding] as DurableObjectNamespace<IdempotencyRecord> | undefined;
-    if (namespace === undefined) return reject('configuration_invalid', `The Durable Object binding ${binding} is missing.`);
-    const id = namespace.idFromName(name);
-    const call: Call = (fn, retries = retry) =>
-      callDurableObject(() => namespace.get(id), fn, retries).catch((cause: unknown) =>
-        reject(
-          'idempotency_unavailable',
-          `The idempotency store could not be reached or failed. Retry later with the same ${headerName}.`,
-          cause,
-        ),
-      );
-
-    const waitStarted = Date.now();
+    const fingerprint = await resolved.fingerprint(ctx, body);
+    const { name, key, log, ids } = keyed;
+    const spec = { fingerprint, ...limits, method: c.req.method, path: new URL(c.req.url).pathname };
+    const started = Date.now();
     let outcome: Outcome;
-    const cached = replays.get(name, waitStarted);
+    const cached = replays.get(name, started);
     if (cached !== undefined) {
-      outcome = cached.fingerprint === print ? { kind: 'response', replayed: true, response: cached.response } : { kind: 'conflict' };
+      outcome = cached.fingerprint === fingerprint ? { kind: 'response', replayed: true, response: cached.response } : { kind: 'conflict' };
     } else if (run.mode === 'origin') {
       const headers = forwardableHeaders(c.req.raw.headers);
       for (const pair of headers) if (pair[0] === keyHeader) pair[1] = key;
@@ -191,15 +199,19 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
         body: c.req.raw.body === null ? null : body,
         maxBodyBytes,
       };
-      outcome = await call(async (stub) => (await stub.execute({ fingerprint: print, ...limits, origin })) as Outcome);
+      outcome = await records.call(c.env, name, async (stub) => (await stub.execute({ ...spec, origin })) as Outcome);
     } else {
       // Not retried: a begin() whose answer was lost may have acquired the key, and a retry would then
       // wait on an attempt nobody runs. The client retries instead (the key is then held until the lease ends).
-      const begun = await call(async (stub) => (await stub.begin({ fingerprint: print, ...limits })) as BeginResult, { attempts: 1 });
-      outcome = begun.kind === 'acquired' ? await runHandler(c, begun.attempt, next, call, ids.key_hash) : begun;
+      const begun = await records.call(c.env, name, async (stub) => (await stub.begin(spec)) as BeginResult, {
+        attempts: 1,
+        baseDelayMs: 0,
+      });
+      outcome = begun.kind === 'acquired' ? await runHandler(c, keyed, begun.attempt, next) : begun;
     }
-    const originMs = Date.now() - waitStarted;
-    if (outcome.kind === 'response' && outcome.expiresAt !== undefined) replays.set(name, print, outcome.response, outcome.expiresAt);
+    const originMs = Date.now() - started;
+    if (outcome.kind === 'response' && outcome.expiresAt !== undefined)
+      replays.set(name, fingerprint, outcome.response, outcome.expiresAt, Date.now());
 
     const failure = outcomeProblem(outcome);
     if (failure !== undefined) {
@@ -210,7 +222,7 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
         code: failure.code,
         ...ids,
       });
-      return answer(ctx, { ...failure, status }, failure.retryAfterSeconds);
+      return answer(ctx, failure);
     }
     const response = storedResponse(outcome as Extract<Outcome, { kind: 'response' }>);
     log({ outcome: response.headers.has(REPLAY_HEADER) ? 'replayed' : 'executed', status: response.status, origin_ms: originMs, ...ids });
@@ -218,13 +230,7 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
   }
 
   /** Handler mode, for the request that acquired the key: runs the handler and reports its answer. */
-  async function runHandler(
-    c: Context<IdempotencyEnv>,
-    attemptId: string,
-    next: () => Promise<void>,
-    call: Call,
-    keyHash: string | undefined,
-  ): Promise<Outcome> {
+  async function runHandler(c: Context<IdempotencyEnv>, keyed: Keyed, attemptId: string, next: () => Promise<void>): Promise<Outcome> {
     await next();
     let settled: Settled;
     try {
@@ -234,16 +240,11 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
       settled = { kind: 'origin_unreachable' };
     }
     try {
-      await call((stub) => stub.complete(attemptId, settled));
+      await records.call(c.env, keyed.name, (stub) => stub.complete(attemptId, settled));
     } catch (error) {
       // Not recorded: the key stays held until the lease ends. The client still gets the answer.
-      console.error(
-        JSON.stringify({
-          event: 'complete_failed',
-          key_hash: keyHash,
-          error: String(error instanceof Rejection ? error.problem.cause : error),
-        }),
-      );
+      const cause = error instanceof Rejection ? error.problem.cause : error;
+      console.error(JSON.stringify({ event: 'complete_failed', key_hash: keyed.ids.key_hash, error: String(cause) }));
     }
     return settled.kind === 'response' ? { kind: 'response', replayed: false, response: settled.response } : settled;
   }

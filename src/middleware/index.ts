@@ -4,5 +4,6 @@
  */
 export { idempotency } from './idempotency';
 export type { IdempotencyEnv, IdempotencyVariables } from './idempotency';
-export { MAX_BODY_BYTES_LIMIT, OptionsError, resolveOptions } from './options';
+export { OptionsError, resolveOptions } from './options';
+export { MAX_ATTEMPT_MS, MAX_BODY_BYTES_LIMIT, MAX_TTL_SECONDS } from '../shared/limits';
 export type { IdempotencyMode, IdempotencyOptions, IdempotencyProblem, OptionName, ResolvedOptions } from './options';

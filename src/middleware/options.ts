@@ -8,9 +8,13 @@
  * user set that truly contradict each other are refused, naming every option involved.
  */
 import type { Context } from 'hono';
-import type { Reporter } from './log';
-import type { RetryOptions } from './retry';
+import { MAX_ATTEMPT_MS, MAX_BODY_BYTES_LIMIT, MAX_TTL_SECONDS } from '../shared/limits';
 import type { ProblemCode } from '../shared/problem';
+import { type Fingerprinter, fingerprinter } from './fingerprint';
+import type { Reporter } from './log';
+import { JURISDICTIONS, LOCATION_HINTS } from './records';
+import type { RetryOptions } from './retry';
+import { type Scope, type ScopeOption, resolveScope } from './scope';
 
 /** Where an attempt runs. */
 export type IdempotencyMode =
@@ -74,16 +78,50 @@ export interface IdempotencyOptions {
    */
   readonly required?: boolean;
   /**
-   * The scope a key belongs to. Only its SHA-256 is used. `null`/`undefined`: the request passes
-   * through unprotected.
-   * @default the whole `Authorization` header (malformed values get 400 `authorization_invalid`)
+   * The scope a key belongs to: the credential headers that identify the caller (`{ headers: ['x-api-key'] }`,
+   * `{ headers: ['cookie:session'] }` for one cookie), or a function (`(c) => c.var.userId`). Only its SHA-256
+   * is used. A request without a scope passes through unprotected; a malformed credential header gets 400
+   * `authorization_invalid`.
+   * @default { headers: ['authorization'] }
    */
-  readonly scope?: (c: Context) => string | null | undefined;
+  readonly scope?: ScopeOption;
   /**
-   * The request fingerprint a key is bound to.
-   * @default SHA-256 of method, path, query and body bytes
+   * Who uses the records, so that apps sharing one Durable Object namespace (bound by `script_name`) never
+   * share a record: give each app its own. The proxy uses `proxy`. 1 to 64 visible ASCII characters.
+   * @default 'app'
    */
-  readonly fingerprint?: (c: Context, body: ArrayBuffer) => string | Promise<string>;
+  readonly namespace?: string;
+  /**
+   * The request fingerprint a key is bound to, always over method, path and query, and the body:
+   * - `'bytes'`: the exact body bytes;
+   * - `'json'`: the body as RFC 8785 canonical JSON (key order and white space do not matter), without the
+   *   members named by `ignoreFields`; a body that is not JSON falls back to its exact bytes;
+   * - a function of the request and its body bytes.
+   * @default 'bytes'
+   */
+  readonly fingerprint?: 'bytes' | 'json' | ((c: Context, body: ArrayBuffer) => string | Promise<string>);
+  /**
+   * With `fingerprint: 'json'`: RFC 6901 JSON Pointers of members that do not count (`['/client_timestamp']`).
+   * @default []
+   */
+  readonly ignoreFields?: readonly string[];
+  /**
+   * Creates every record object in this jurisdiction, so stored fingerprints and responses never leave it.
+   * Changing it later makes stored keys run again (the same name is another object elsewhere).
+   */
+  readonly jurisdiction?: DurableObjectJurisdiction;
+  /** Places new record objects near this region (they call the origin in proxy mode). */
+  readonly locationHint?: DurableObjectLocationHint;
+  /**
+   * A per-scope limit on keyed writes, with a Workers rate-limiting binding (`[[ratelimits]]`): past it, a
+   * keyed write gets 429 `rate_limited` with `Retry-After`, before any object is created.
+   */
+  readonly rateLimit?: { readonly binding: string; /** @default 60 */ readonly retryAfterSeconds?: number };
+  /**
+   * A secret that turns the hashes in log lines and data points into HMACs, so that nobody who reads the logs
+   * can test guesses of a credential offline. Set it (a wrangler secret) when credentials may be weak.
+   */
+  readonly logHashSecret?: string;
   /** Called with every problem before it is sent; may return a replacement response. */
   readonly onError?: (problem: IdempotencyProblem, c: Context) => Response | undefined | Promise<Response | undefined>;
   /**
@@ -117,28 +155,23 @@ export interface ResolvedOptions {
   readonly leaseMs: number;
   readonly maxBodyBytes: number;
   readonly required: boolean;
-  readonly scope: IdempotencyOptions['scope'];
-  readonly fingerprint: IdempotencyOptions['fingerprint'];
+  readonly scope: Scope;
+  readonly namespace: string;
+  readonly fingerprint: (c: Context, body: ArrayBuffer) => Promise<string>;
+  readonly jurisdiction: DurableObjectJurisdiction | undefined;
+  readonly locationHint: DurableObjectLocationHint | undefined;
+  readonly rateLimit: { readonly binding: string; readonly retryAfterSeconds: number } | undefined;
+  readonly logHashSecret: string | undefined;
   readonly onError: IdempotencyOptions['onError'];
   readonly run: IdempotencyMode;
-  readonly retry: RetryOptions;
+  readonly retry: Required<RetryOptions>;
   /** `undefined`: the default console reporter. */
   readonly reporter: Reporter | false | undefined;
 }
 
-/**
- * The largest `maxBodyBytes`. Request bodies travel to the Durable Object as one RPC argument and stored
- * responses come back as one RPC value, and workerd caps a serialized RPC message at 32 MiB; 24 MiB
- * leaves room for headers and framing.
- */
-export const MAX_BODY_BYTES_LIMIT = 24 * 1024 * 1024;
-/** The longest TTL: 30 days. */
-export const MAX_TTL_SECONDS = 30 * 86_400;
-/** The longest wait and lease: 15 minutes, the longest a Durable Object keeps an outgoing call alive. */
-export const MAX_ATTEMPT_MS = 15 * 60_000;
-
 const DEFAULT_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE'];
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const NAME = /^[\x21-\x7e]{1,64}$/;
 
 /**
  * Options that cannot work, as a `TypeError`. `rule` names options as `{option}`; {@link describe} fills
@@ -175,6 +208,33 @@ function whole(option: OptionName, value: number | undefined, fallback: number, 
   return value;
 }
 
+function oneOf<T extends string>(option: OptionName, value: T | undefined, allowed: readonly T[]): T | undefined {
+  if (value !== undefined && !allowed.includes(value))
+    throw new OptionsError([option], `{${option}} must be one of ${allowed.join(', ')}`, value);
+  return value;
+}
+
+function fingerprintOf(options: IdempotencyOptions): ResolvedOptions['fingerprint'] {
+  const { fingerprint = 'bytes', ignoreFields = [] } = options;
+  if (typeof fingerprint === 'function') {
+    if (ignoreFields.length > 0)
+      throw new OptionsError(['ignoreFields', 'fingerprint'], '{ignoreFields} is only used with the json {fingerprint}', ignoreFields);
+    return async (c, body) => fingerprint(c, body);
+  }
+  const mode = oneOf('fingerprint', fingerprint, ['bytes', 'json']) ?? 'bytes';
+  const compute: Fingerprinter | string = fingerprinter(mode, ignoreFields);
+  if (typeof compute === 'string')
+    throw new OptionsError(
+      ['ignoreFields', 'fingerprint'],
+      `{ignoreFields} ${compute.replace('json', 'json {fingerprint}')}`,
+      ignoreFields,
+    );
+  return (c, body) => {
+    const url = new URL(c.req.url);
+    return compute(c.req.method, url.pathname + url.search, body);
+  };
+}
+
 /**
  * Applies the defaults and checks every value.
  *
@@ -194,6 +254,8 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
   for (const method of methods) if (!TOKEN.test(method)) throw new OptionsError(['methods'], '{methods} must be HTTP method names', method);
   const headerName = options.headerName ?? 'Idempotency-Key';
   if (!TOKEN.test(headerName)) throw new OptionsError(['headerName'], '{headerName} must be a header name', headerName);
+  const binding = options.binding ?? 'IDEMPOTENCY';
+  if (!NAME.test(binding)) throw new OptionsError(['binding'], '{binding} must be a binding name', binding);
   const ttlSeconds = whole('ttlSeconds', options.ttlSeconds, 86_400, 1, MAX_TTL_SECONDS);
   const leaseSet = whole('leaseMs', options.leaseMs, 0, 1, MAX_ATTEMPT_MS);
   const timeoutMs = whole(
@@ -206,11 +268,19 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
   const leaseMs = options.leaseMs === undefined ? Math.max(120_000, timeoutMs) : leaseSet;
   // The lease bounds the attempt a waiting client is waiting for: it cannot end before the wait does.
   if (leaseMs < timeoutMs) throw new OptionsError(['leaseMs', 'timeoutMs'], '{leaseMs} must be at least {timeoutMs}', leaseMs);
-  const retry = options.retry === false ? { attempts: 1 } : (options.retry ?? {});
-  whole('retry', retry.attempts, 1, 1, 10);
-  whole('retry', retry.baseDelayMs, 0, 0, 60_000);
+  const scope = resolveScope(options.scope);
+  if (typeof scope === 'string') throw new OptionsError(['scope'], `{scope} ${scope}`, options.scope);
+  const namespace = options.namespace ?? 'app';
+  if (!NAME.test(namespace)) throw new OptionsError(['namespace'], '{namespace} must be 1 to 64 visible ASCII characters', namespace);
+  const retry = options.retry === false ? { attempts: 1, baseDelayMs: 0 } : options.retry;
+  const rateLimit = options.rateLimit;
+  if (rateLimit !== undefined && !NAME.test(rateLimit.binding))
+    throw new OptionsError(['rateLimit'], '{rateLimit} must name a binding', rateLimit.binding);
+  if (options.logHashSecret !== undefined && options.logHashSecret.length < 16) {
+    throw new OptionsError(['logHashSecret'], '{logHashSecret} must be at least 16 characters long');
+  }
   return {
-    binding: options.binding ?? 'IDEMPOTENCY',
+    binding,
     methods,
     headerName,
     ttlMs: ttlSeconds * 1000,
@@ -218,11 +288,16 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     leaseMs,
     maxBodyBytes: whole('maxBodyBytes', options.maxBodyBytes, 10 * 1024 * 1024, 1, MAX_BODY_BYTES_LIMIT),
     required: options.required ?? false,
-    scope: options.scope,
-    fingerprint: options.fingerprint,
+    scope,
+    namespace,
+    fingerprint: fingerprintOf(options),
+    jurisdiction: oneOf('jurisdiction', options.jurisdiction, JURISDICTIONS),
+    locationHint: oneOf('locationHint', options.locationHint, LOCATION_HINTS),
+    rateLimit: rateLimit && { binding: rateLimit.binding, retryAfterSeconds: whole('rateLimit', rateLimit.retryAfterSeconds, 60, 1, 3600) },
+    logHashSecret: options.logHashSecret,
     onError: options.onError,
     run: options.run ?? { mode: 'handler' },
-    retry,
+    retry: { attempts: whole('retry', retry?.attempts, 3, 1, 10), baseDelayMs: whole('retry', retry?.baseDelayMs, 50, 0, 60_000) },
     reporter: options.reporter,
   };
 }

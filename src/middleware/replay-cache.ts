@@ -3,17 +3,19 @@
  * A per-isolate cache of completed records, so that replays and conflicts on a hot key do not need a
  * Durable Object round trip.
  *
- * Why this is safe: a completed record never changes before it expires. The object only ever replaces a
- * record that has expired, so an entry that is served before the `expiresAt` the object reported
- * (minus a margin for clock differences between machines) says exactly what the object would say. Only records read back from storage are cached
- * (never a response still being stored), and only small ones.
+ * Why this is safe: a completed record changes only when it expires or an operator purges it. An entry is
+ * served only before the expiry the object reported (minus a margin for clock differences between
+ * machines), and only for {@link MAX_AGE_MS} after it was read: a purge reaches the isolate that served it at
+ * once ({@link ReplayCache.delete}) and every other isolate within that bound. Only records read back from
+ * storage are cached (never a response still being stored), and only small ones.
  */
 import type { StoredResponse } from '../shared/outcome';
 
 interface Entry {
   readonly fingerprint: string;
   readonly response: StoredResponse;
-  readonly expiresAt: number;
+  /** When the entry stops being served. */
+  readonly until: number;
   readonly bytes: number;
 }
 
@@ -22,46 +24,86 @@ interface Entry {
  * machine, whose clock can differ slightly from this isolate's.
  */
 const CLOCK_MARGIN_MS = 5_000;
-
+/** How long an entry is served after it was read from the object: the longest a purge elsewhere goes unseen. */
+export const MAX_AGE_MS = 10_000;
 /** Largest body cached; larger replays always come from the object. */
 const MAX_ENTRY_BYTES = 64 * 1024;
+/**
+ * What an entry costs beyond its body, headers and strings: the map slot, the objects and the buffer
+ * header. Counted so that many tiny entries cannot hold much more memory than the budget says.
+ */
+const ENTRY_OVERHEAD_BYTES = 512;
 
-/** Least-recently-used cache of completed records by object name, bounded in bytes. */
+/** Least-recently-used cache of completed records by object name, bounded in bytes and in entries. */
 export class ReplayCache {
   readonly #entries = new Map<string, Entry>();
+  readonly #maxBytes: number;
+  readonly #maxEntries: number;
   #bytes = 0;
 
-  /** @param maxBytes - total size of the cached bodies and headers */
-  constructor(private readonly maxBytes = 8 * 1024 * 1024) {}
+  /**
+   * @param maxBytes - memory budget, every entry counted with its fixed overhead
+   * @param maxEntries - most entries held at once
+   */
+  constructor(maxBytes = 8 * 1024 * 1024, maxEntries = 4096) {
+    this.#maxBytes = maxBytes;
+    this.#maxEntries = maxEntries;
+  }
 
-  /** The completed record for `name`, if cached and not expired at `now`. */
+  /** Memory counted for the entries held now, in bytes. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** How many entries are held now. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** The completed record for `name`, if cached and still servable at `now`. */
   get(name: string, now: number): Pick<Entry, 'fingerprint' | 'response'> | undefined {
     const entry = this.#entries.get(name);
     if (entry === undefined) return undefined;
-    this.#entries.delete(name);
-    if (entry.expiresAt - CLOCK_MARGIN_MS <= now) {
-      this.#bytes -= entry.bytes;
-      return undefined;
-    }
-    this.#entries.set(name, entry); // most recently used last
+    this.#remove(name, entry);
+    if (entry.until <= now) return undefined;
+    this.#add(name, entry); // most recently used last
     return entry;
   }
 
-  /** Remembers a completed record read from storage, which stays valid until `expiresAt`. */
-  set(name: string, fingerprint: string, response: StoredResponse, expiresAt: number): void {
-    const bytes = response.body.byteLength + JSON.stringify(response.headers).length + name.length;
+  /**
+   * Remembers a completed record read from storage at `now`, which stays valid until `expiresAt` unless
+   * purged.
+   */
+  set(name: string, fingerprint: string, response: StoredResponse, expiresAt: number, now: number): void {
+    const bytes =
+      ENTRY_OVERHEAD_BYTES + response.body.byteLength + JSON.stringify(response.headers).length + 2 * (name.length + fingerprint.length);
     if (bytes > MAX_ENTRY_BYTES) return;
-    const previous = this.#entries.get(name);
-    if (previous !== undefined) {
-      this.#entries.delete(name);
-      this.#bytes -= previous.bytes;
-    }
-    this.#entries.set(name, { fingerprint, response, expiresAt, bytes });
-    this.#bytes += bytes;
+    const until = Math.min(expiresAt - CLOCK_MARGIN_MS, now + MAX_AGE_MS);
+    if (until <= now) return;
+    this.delete(name);
+    this.#add(name, { fingerprint, response, until, bytes });
     for (const [oldest, entry] of this.#entries) {
-      if (this.#bytes <= this.maxBytes) break;
-      this.#entries.delete(oldest);
-      this.#bytes -= entry.bytes;
+      if (this.#bytes <= this.#maxBytes && this.#entries.size <= this.#maxEntries) break;
+      this.#remove(oldest, entry);
     }
   }
+
+  /** Forgets `name` (its record was purged). */
+  delete(name: string): void {
+    const entry = this.#entries.get(name);
+    if (entry !== undefined) this.#remove(name, entry);
+  }
+
+  #add(name: string, entry: Entry): void {
+    this.#entries.set(name, entry);
+    this.#bytes += entry.bytes;
+  }
+
+  #remove(name: string, entry: Entry): void {
+    this.#entries.delete(name);
+    this.#bytes -= entry.bytes;
+  }
 }
+
+/** The cache every middleware of this isolate shares (records are named uniquely per namespace and scope). */
+export const isolateReplays = new ReplayCache();

@@ -1,32 +1,31 @@
 /**
  * @module
- * The proxy Worker: a Hono app that forwards every request to `ORIGIN_URL`, with the `idempotency()`
- * middleware in origin mode in front, so keyed writes run inside their `IdempotencyRecord` object.
- * One app is built per configuration (per `env` object, so per isolate), never per request.
+ * The proxy Worker: a Hono app that forwards every request to its origin, with the `idempotency()` middleware
+ * in origin mode in front (per route, when `IDEMPOTENCY_ROUTES` sets routes), so keyed writes run inside their
+ * `IdempotencyRecord` object. One app is built per configuration (per `env` object, so per isolate), never per
+ * request: every route's middleware is built once.
  */
-import { Hono } from 'hono';
+import { Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { proxy } from 'hono/proxy';
-import { idempotency } from '../middleware/idempotency';
+import { createIdempotency } from '../middleware/idempotency';
+import type { IdempotencyOptions, OptionName } from '../middleware/options';
 import { outcomeResponse } from '../shared/outcome';
-import { problem } from '../shared/problem';
-import { ConfigError, type ProxyConfig, type ProxyVars, readConfig } from './config';
+import { Rejection, problem } from '../shared/problem';
+import { ConfigError, type ProxyConfig, type ProxyVars, readConfig, variableOf } from './config';
+import { KeyRecords, keysApi } from './keys';
+import { looped, originTarget, viaWith } from './target';
 
-/**
- * The origin URL for a request: origin base + the request's path and query. The path is assigned
- * through the URL setter, so `//host`, `..` or an absolute-form request target can never change
- * the origin's scheme, host or port.
- */
-export function originTarget(origin: URL, basePath: string, requestUrl: string): URL {
-  const incoming = new URL(requestUrl);
-  const target = new URL(origin.href);
-  target.pathname = basePath + incoming.pathname;
-  target.search = incoming.search;
-  // Unreachable by construction; kept so that a future change cannot silently proxy elsewhere.
-  if (target.origin !== origin.origin) throw new Error('request target escaped the origin');
-  return target;
+/** How the requests of one route (or of no route) are handled. */
+interface Policy {
+  /** The idempotency layer (a pass-through for `mode = "off"`). */
+  readonly protect: MiddlewareHandler;
+  /** The body limit of requests that are forwarded as they are. */
+  readonly limit: MiddlewareHandler;
 }
+
+type ProxyEnv = { Variables: { policy: Policy; target: URL } };
 
 /**
  * Forwards the request as it is, like a plain reverse proxy (no timeout of its own: the client decides
@@ -42,24 +41,68 @@ async function passThrough(request: Request, target: URL): Promise<Response> {
 }
 
 /** The app of a valid configuration. */
-function createProxy(config: ProxyConfig): Hono {
-  const target = (url: string) => originTarget(config.origin, config.basePath, url);
-  const { maxBodyBytes } = config.resolved;
-  const app = new Hono();
-  app.use(
-    idempotency({
-      ...config.options,
-      ...(config.logRequests ? {} : { reporter: false as const }),
-      run: { mode: 'origin', target: (c) => target(c.req.url) },
+function createProxy(config: ProxyConfig): Hono<ProxyEnv> {
+  const app = new Hono<ProxyEnv>();
+  const policy = (options: IdempotencyOptions, maxBodyBytes: number, off: boolean, name: (option: OptionName) => string): Policy => ({
+    protect: off
+      ? (_, next) => next()
+      : (createIdempotency(
+          {
+            ...options,
+            ...(config.logRequests ? {} : { reporter: false }),
+            run: { mode: 'origin', target: (c) => c.get('target') as URL },
+          },
+          name,
+        ) as unknown as MiddlewareHandler),
+    limit: bodyLimit({
+      maxSize: maxBodyBytes,
+      onError: () => problem('request_too_large', `The request body exceeds ${maxBodyBytes} bytes.`),
     }),
-  );
-  // Requests the middleware passes on (reads, writes without a key or credential) get here.
-  const limit = bodyLimit({
-    maxSize: maxBodyBytes,
-    onError: () => problem('request_too_large', `The request body exceeds ${maxBodyBytes} bytes.`),
   });
-  app.all('*', limit, (c) => passThrough(c.req.raw, target(c.req.url)));
+  const global = policy(config.options, config.resolved.maxBodyBytes, false, variableOf);
+
+  // The key API answers itself: nothing under its prefix is ever forwarded.
+  if (config.apiPrefix !== undefined)
+    app.route(config.apiPrefix, keysApi(new KeyRecords(config.resolved), config.resolved, config.adminToken));
+
+  if (config.origin.mode === 'request') {
+    // Forwarding to the request's own URL reaches the zone's origin server in production, but anywhere a
+    // request could come back here (wrangler dev, a misrouted zone) the mark breaks the loop.
+    app.use(async (c, next) => {
+      if (looped(c.req.raw))
+        return problem('loop_detected', 'This request has already passed through this proxy; it was not forwarded again.');
+      const headers = new Headers(c.req.raw.headers);
+      headers.set('via', viaWith(c.req.raw));
+      c.req.raw = new Request(c.req.raw, { headers });
+      return next();
+    });
+  }
+  app.use(async (c, next) => {
+    c.set('target', originTarget(config.origin, c.req.url));
+    await next();
+  });
+  // The first route that matches (pattern and method) decides; a request that matches none follows the globals.
+  for (const route of config.routes) {
+    const chosen = policy(
+      route.merged,
+      route.resolved.maxBodyBytes,
+      route.mode === 'off',
+      (option) => route.fields[option] ?? variableOf(option),
+    );
+    app.on([...route.methods], route.pattern, async (c, next) => {
+      if (c.get('policy') === undefined) c.set('policy', chosen);
+      await next();
+    });
+  }
+  app.use((c, next) => (c.get('policy') ?? global).protect(c, next));
+  // Requests the idempotency layer passes on (reads, writes without a key or credential) get here.
+  app.all(
+    '*',
+    (c, next) => (c.get('policy') ?? global).limit(c, next),
+    (c) => passThrough(c.req.raw, c.get('target')),
+  );
   app.onError((error, c) => {
+    if (error instanceof Rejection) return problem(error.problem.code, error.problem.detail, error.problem.retryAfterSeconds);
     if (error instanceof HTTPException) return error.getResponse();
     console.error(JSON.stringify({ event: 'internal_error', method: c.req.method, error: String(error) }));
     return problem('internal_error', 'The proxy failed unexpectedly.');
@@ -77,7 +120,7 @@ function misconfigured(error: ConfigError): Hono {
   return app;
 }
 
-const apps = new WeakMap<object, Hono>();
+const apps = new WeakMap<object, Hono<ProxyEnv> | Hono>();
 
 /**
  * The proxy app for an `env`, built once per `env` object (workerd hands the same object to every
@@ -86,7 +129,7 @@ const apps = new WeakMap<object, Hono>();
  * @param env - the Worker's bindings and variables
  * @returns the app; for an invalid configuration, one that answers `configuration_invalid`
  */
-export function proxyFor(env: ProxyVars): Hono {
+export function proxyFor(env: ProxyVars): Hono<ProxyEnv> | Hono {
   let app = apps.get(env);
   if (app === undefined) {
     try {

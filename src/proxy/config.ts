@@ -1,14 +1,16 @@
 /**
  * @module
- * The proxy's configuration: wrangler variables mapped to `idempotency()` options, plus the origin.
+ * The proxy's configuration: wrangler variables mapped to `idempotency()` options, plus the origin, the route
+ * table and the key API.
  *
  * This module only maps: the defaults, ranges and cross-checks of the options live in the middleware's
  * options module, which the proxy calls like any app would. A mistake is reported as a
  * `configuration_invalid` problem that names the variables involved, never their values.
  */
 import { type IdempotencyOptions, type OptionName, OptionsError, type ResolvedOptions, resolveOptions } from '../middleware/options';
+import { RouteError, type RouteSpec, readRoutes } from './routes';
 
-/** The variables this module reads (wrangler passes a TOML number as a number). */
+/** The variables and bindings this module reads (wrangler passes a TOML number as a number). */
 export interface ProxyVars {
   ORIGIN_URL?: unknown;
   IDEMPOTENCY_TTL_SECONDS?: unknown;
@@ -17,20 +19,40 @@ export interface ProxyVars {
   MAX_BODY_BYTES?: unknown;
   REQUIRE_IDEMPOTENCY_KEY?: unknown;
   LOG_REQUESTS?: unknown;
+  IDEMPOTENCY_SCOPE_HEADERS?: unknown;
+  IDEMPOTENCY_JURISDICTION?: unknown;
+  IDEMPOTENCY_LOCATION_HINT?: unknown;
+  IDEMPOTENCY_ROUTES?: unknown;
+  IDEMPOTENCY_API_PREFIX?: unknown;
+  IDEMPOTENCY_ADMIN_TOKEN?: unknown;
+  LOG_HASH_SECRET?: unknown;
+  IDEMPOTENCY_RATE_LIMITER?: unknown;
+}
+
+/** Where requests go: a fixed origin (its path prefixes every request path), or each request's own URL. */
+export type OriginConfig = { readonly mode: 'url'; readonly url: URL; readonly basePath: string } | { readonly mode: 'request' };
+
+/** A route of the table with its options resolved. */
+export interface ProxyRoute extends RouteSpec {
+  /** The global options with the route's on top. */
+  readonly merged: IdempotencyOptions;
+  readonly resolved: ResolvedOptions;
 }
 
 /** The resolved configuration. */
 export interface ProxyConfig {
-  /** Origin base URL; the request's path and query are appended to {@link basePath}. */
-  readonly origin: URL;
-  /** The path of `ORIGIN_URL` without its trailing slash (`""` for a bare host). */
-  readonly basePath: string;
+  readonly origin: OriginConfig;
   /** Whether every request writes its JSON log line (and data point). */
   readonly logRequests: boolean;
   /** The options as the variables set them (defaults not applied), for `idempotency()`. */
   readonly options: IdempotencyOptions;
   /** The same options resolved (defaults applied, checked). */
   readonly resolved: ResolvedOptions;
+  readonly routes: readonly ProxyRoute[];
+  /** The path prefix of the key API, or `undefined` when it is off. */
+  readonly apiPrefix: string | undefined;
+  /** The operator's token for the admin key API, or `undefined` (the admin API answers 404). */
+  readonly adminToken: string | undefined;
 }
 
 /** Why a configuration is invalid. `message` names every variable involved and never shows a value. */
@@ -45,15 +67,23 @@ export class ConfigError extends Error {
 }
 
 /** The variable each option comes from. */
-const VARIABLE_OF: Partial<Record<OptionName, keyof ProxyVars>> = {
+export const VARIABLE_OF: Partial<Record<OptionName, string>> = {
   ttlSeconds: 'IDEMPOTENCY_TTL_SECONDS',
   timeoutMs: 'ORIGIN_TIMEOUT_MS',
   leaseMs: 'ORIGIN_LEASE_MS',
   maxBodyBytes: 'MAX_BODY_BYTES',
   required: 'REQUIRE_IDEMPOTENCY_KEY',
+  scope: 'IDEMPOTENCY_SCOPE_HEADERS',
+  jurisdiction: 'IDEMPOTENCY_JURISDICTION',
+  locationHint: 'IDEMPOTENCY_LOCATION_HINT',
+  logHashSecret: 'LOG_HASH_SECRET',
+  rateLimit: 'IDEMPOTENCY_RATE_LIMITER',
 };
 
-const isUnset = (raw: unknown): raw is undefined => raw === undefined || raw === null || (typeof raw === 'string' && raw.trim() === '');
+/** How errors name a global option: by its variable. */
+export const variableOf = (option: OptionName): string => VARIABLE_OF[option] ?? option;
+
+const isUnset = (raw: unknown): boolean => raw === undefined || raw === null || (typeof raw === 'string' && raw.trim() === '');
 
 function integer(vars: ProxyVars, name: keyof ProxyVars): number | undefined {
   const raw = vars[name];
@@ -75,21 +105,37 @@ function boolean(vars: ProxyVars, name: keyof ProxyVars): boolean | undefined {
   throw new ConfigError([name], `${name} must be "true" or "false"`);
 }
 
-function originUrl(vars: ProxyVars): URL {
-  const raw = typeof vars.ORIGIN_URL === 'string' ? vars.ORIGIN_URL.trim() : '';
-  if (!raw) throw new ConfigError(['ORIGIN_URL'], 'ORIGIN_URL is required (an absolute http or https URL)');
+function string(vars: ProxyVars, name: keyof ProxyVars): string | undefined {
+  const raw = vars[name];
+  if (isUnset(raw)) return undefined;
+  if (typeof raw !== 'string') throw new ConfigError([name], `${name} must be a string`);
+  return raw.trim();
+}
+
+function origin(vars: ProxyVars): OriginConfig {
+  const raw = string(vars, 'ORIGIN_URL');
+  if (raw === undefined) throw new ConfigError(['ORIGIN_URL'], 'ORIGIN_URL is required (an absolute http or https URL, or "request")');
+  if (raw === 'request') return { mode: 'request' };
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new ConfigError(['ORIGIN_URL'], 'ORIGIN_URL is not an absolute URL');
+    throw new ConfigError(['ORIGIN_URL'], 'ORIGIN_URL is not an absolute URL (or "request")');
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:')
     throw new ConfigError(['ORIGIN_URL'], 'ORIGIN_URL must be an http or https URL');
   if (url.search || url.hash || url.username || url.password) {
     throw new ConfigError(['ORIGIN_URL'], 'ORIGIN_URL must not carry a query, fragment or credentials');
   }
-  return url;
+  return { mode: 'url', url, basePath: url.pathname.replace(/\/+$/, '') };
+}
+
+function apiPrefix(vars: ProxyVars): string | undefined {
+  const raw = string(vars, 'IDEMPOTENCY_API_PREFIX') ?? '/_idempotency';
+  if (raw === 'off') return undefined;
+  if (!/^(?:\/[A-Za-z0-9._~-]+)+$/.test(raw))
+    throw new ConfigError(['IDEMPOTENCY_API_PREFIX'], 'IDEMPOTENCY_API_PREFIX must be a path such as "/_idempotency", or "off"');
+  return raw;
 }
 
 /** Drops the keys whose value is `undefined` (the options use `exactOptionalPropertyTypes`). */
@@ -97,33 +143,62 @@ function defined<T extends object>(value: T): { [K in keyof T]: Exclude<T[K], un
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> };
 }
 
+/** Resolves options, turning a refusal into a {@link ConfigError} that names the settings by `name`. */
+function resolve(options: IdempotencyOptions, name: (option: OptionName) => string): ResolvedOptions {
+  try {
+    return resolveOptions(options);
+  } catch (error) {
+    if (!(error instanceof OptionsError)) throw error;
+    throw new ConfigError(error.options.map(name), error.describe(name));
+  }
+}
+
 /**
- * Reads the configuration from wrangler variables.
+ * Reads the configuration from wrangler variables and bindings.
  *
- * @param vars - the Worker's `env` (only the variables of {@link ProxyVars} are read)
+ * @param vars - the Worker's `env` (only the names of {@link ProxyVars} are read)
  * @returns the configuration
- * @throws {@link ConfigError} naming the variables involved
+ * @throws {@link ConfigError} naming the variables (or route fields) involved
  * @example
  * ```ts
  * readConfig({ ORIGIN_URL: 'https://api.example.com/v1', IDEMPOTENCY_TTL_SECONDS: '3' });
  * ```
  */
 export function readConfig(vars: ProxyVars): ProxyConfig {
+  const scopeHeaders = string(vars, 'IDEMPOTENCY_SCOPE_HEADERS');
   const options: IdempotencyOptions = defined({
+    namespace: 'proxy',
     ttlSeconds: integer(vars, 'IDEMPOTENCY_TTL_SECONDS'),
     timeoutMs: integer(vars, 'ORIGIN_TIMEOUT_MS'),
     leaseMs: integer(vars, 'ORIGIN_LEASE_MS'),
     maxBodyBytes: integer(vars, 'MAX_BODY_BYTES'),
     required: boolean(vars, 'REQUIRE_IDEMPOTENCY_KEY'),
+    scope: scopeHeaders === undefined ? undefined : { headers: scopeHeaders.split(',') },
+    jurisdiction: string(vars, 'IDEMPOTENCY_JURISDICTION') as DurableObjectJurisdiction | undefined,
+    locationHint: string(vars, 'IDEMPOTENCY_LOCATION_HINT') as DurableObjectLocationHint | undefined,
+    logHashSecret: string(vars, 'LOG_HASH_SECRET'),
+    // The per-credential limit is on when the rate limiting binding is declared in wrangler.toml.
+    rateLimit: vars.IDEMPOTENCY_RATE_LIMITER === undefined ? undefined : { binding: 'IDEMPOTENCY_RATE_LIMITER' },
   });
-  let resolved: ResolvedOptions;
+  const resolved = resolve(options, variableOf);
+  let specs: RouteSpec[];
   try {
-    resolved = resolveOptions(options);
+    specs = readRoutes(vars.IDEMPOTENCY_ROUTES);
   } catch (error) {
-    if (!(error instanceof OptionsError)) throw error;
-    const name = (option: OptionName) => VARIABLE_OF[option] ?? option;
-    throw new ConfigError(error.options.map(name), error.describe(name));
+    if (!(error instanceof RouteError)) throw error;
+    throw new ConfigError([error.field], error.message);
   }
-  const origin = originUrl(vars);
-  return { origin, basePath: origin.pathname.replace(/\/+$/, ''), logRequests: boolean(vars, 'LOG_REQUESTS') ?? true, options, resolved };
+  const routes = specs.map((spec): ProxyRoute => {
+    const merged = { ...options, ...spec.options };
+    return { ...spec, merged, resolved: resolve(merged, (option) => spec.fields[option] ?? variableOf(option)) };
+  });
+  return {
+    origin: origin(vars),
+    logRequests: boolean(vars, 'LOG_REQUESTS') ?? true,
+    options,
+    resolved,
+    routes,
+    apiPrefix: apiPrefix(vars),
+    adminToken: string(vars, 'IDEMPOTENCY_ADMIN_TOKEN'),
+  };
 }

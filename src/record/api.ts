@@ -17,6 +17,10 @@ export interface AttemptLimits {
   readonly leaseMs: number;
   /** How long the record lives, counted from the first request, in ms. */
   readonly ttlMs: number;
+  /** The method of the client's request, kept for lookups (`inspect`). */
+  readonly method?: string;
+  /** The path of the client's request (without its query), kept for lookups (`inspect`). */
+  readonly path?: string;
 }
 
 /** The origin request an object runs itself (proxy mode). */
@@ -38,3 +42,28 @@ export interface AttemptSpec extends AttemptLimits {
 
 /** Answer of `IdempotencyRecord.begin`: run the handler yourself, or what the client gets. */
 export type BeginResult = { readonly kind: 'acquired'; readonly attempt: string } | Outcome;
+
+/** What `IdempotencyRecord.inspect` tells about a record; never its body. */
+export interface RecordInfo {
+  readonly state: 'in_flight' | 'complete' | 'too_large';
+  /** The stored status (`complete`, `too_large`). */
+  readonly status: number | null;
+  /** When the first request arrived, ms since the epoch (`null` for records stored before format 2). */
+  readonly created_at: number | null;
+  /** When the key can run again, ms since the epoch. */
+  readonly expires_at: number;
+  /** While in flight: when a dead attempt frees the key, ms since the epoch. */
+  readonly lease_until: number | null;
+  /** The method and path of the request that created the record (`null` before format 2). */
+  readonly method: string | null;
+  readonly path: string | null;
+}
+
+/** Answer of `IdempotencyRecord.purge`. */
+export type PurgeResult =
+  /** The record was deleted: the next request with the key runs again. */
+  | { readonly kind: 'purged'; readonly state: RecordInfo['state'] }
+  /** There is no record (or it has expired). */
+  | { readonly kind: 'not_found' }
+  /** An attempt is still running (or may be, until its lease ends): the record is left alone. */
+  | { readonly kind: 'in_progress'; readonly retryAfterMs: number };

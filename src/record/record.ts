@@ -18,9 +18,16 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import type { Outcome, Settled } from '../shared/outcome';
-import type { AttemptLimits, AttemptSpec, BeginResult } from './api';
+import type { AttemptLimits, AttemptSpec, BeginResult, PurgeResult, RecordInfo } from './api';
 import { callOrigin, withinLease } from './origin';
-import { RecordStore, expiryOf } from './storage';
+import { type RecordRow, RecordStore, expiryOf } from './storage';
+import { checkAttempt, checkLimits, checkSettled, checkSpec } from './validate';
+
+/**
+ * Answers that say "try again later", not results: storing one would replay a short overload for the whole
+ * TTL and push clients onto new keys. Like 5xx, they free the key.
+ */
+const TRANSIENT_STATUS = new Set([408, 425, 429]);
 
 interface Attempt {
   readonly id: string;
@@ -29,8 +36,11 @@ interface Attempt {
   readonly settle?: (settled: Settled) => void;
 }
 
-/** What a request finds: an attempt to start or join, or an answer from storage. */
-type Decision = { readonly start: number } | { readonly join: Attempt } | { readonly outcome: Outcome };
+/** What a request finds: an attempt to start (keeping a taken-over record's times) or join, or an answer. */
+type Decision =
+  | { readonly start: { readonly expiresAt: number; readonly createdAt: number } }
+  | { readonly join: Attempt }
+  | { readonly outcome: Outcome };
 
 /** The Durable Object class; one instance per `(scope hash, key)`. */
 export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
@@ -50,6 +60,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
    * @returns what the client should see; never throws for origin failures
    */
   async execute(spec: AttemptSpec): Promise<Outcome> {
+    checkSpec(spec);
     const decision = this.#decide(spec);
     if ('outcome' in decision) return decision.outcome;
     if ('join' in decision) return this.#await(decision.join, spec.timeoutMs, false);
@@ -66,6 +77,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
    * @returns `{ kind: 'acquired', attempt }` for the caller that must run the request, else the outcome
    */
   async begin(spec: AttemptLimits): Promise<BeginResult> {
+    checkLimits(spec);
     const decision = this.#decide(spec);
     if ('outcome' in decision) return decision.outcome;
     if ('join' in decision) return this.#await(decision.join, spec.timeoutMs, false);
@@ -84,6 +96,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
    * @param settled - the response (or failure) to record
    */
   async complete(attempt: string, settled: Settled): Promise<void> {
+    checkAttempt(attempt);
+    checkSettled(settled);
     const live = this.#attempt;
     if (live?.id === attempt && live.settle) {
       live.settle(settled);
@@ -99,6 +113,42 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     }
   }
 
+  /**
+   * What the record holds, for a client or operator who asks what happened to a key; never its body. Writes
+   * nothing (an expired record reads as none and is left to the alarm).
+   *
+   * @returns the record, or `null` when there is none or it has expired
+   */
+  async inspect(): Promise<RecordInfo | null> {
+    const record = this.#live(Date.now());
+    if (record === undefined) return null;
+    const { state, status, created_at, expires_at, lease_until, method, path } = record;
+    return {
+      state,
+      status: state === 'in_flight' ? null : status,
+      created_at,
+      expires_at,
+      lease_until: state === 'in_flight' ? lease_until : null,
+      method,
+      path,
+    };
+  }
+
+  /**
+   * Deletes a stored record (complete, too large, or an attempt that died and whose lease has ended), so the
+   * next request with the key runs again. An attempt that may still be running is left alone.
+   */
+  async purge(): Promise<PurgeResult> {
+    const now = Date.now();
+    const record = this.#live(now);
+    if (record === undefined) return { kind: 'not_found' };
+    if (record.state === 'in_flight' && (this.#attempt?.id === record.attempt || now < record.lease_until)) {
+      return { kind: 'in_progress', retryAfterMs: Math.max(1000, record.lease_until - now) };
+    }
+    await this.#store.clear();
+    return { kind: 'purged', state: record.state };
+  }
+
   /** Garbage collection: deletes everything once the record has expired (or is gone). Idempotent. */
   override async alarm(): Promise<void> {
     const now = Date.now();
@@ -110,17 +160,27 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     await this.#store.clear();
   }
 
+  /** Whether `record` still counts: not expired, or the row of an attempt still running here (its answer is to come). */
+  #counts(record: RecordRow, now: number): boolean {
+    return expiryOf(record) > now || this.#attempt?.id === record.attempt;
+  }
+
+  /** The record, unless it has expired. */
+  #live(now: number): RecordRow | undefined {
+    const record = this.#store.read();
+    return record !== undefined && this.#counts(record, now) ? record : undefined;
+  }
+
   /** Decides synchronously (no await) what this request does, so that no other request interleaves. */
   #decide(spec: AttemptLimits): Decision {
     const now = Date.now();
     let record = this.#store.read();
-    // Never expire the row of an attempt that is still running here: its answer is still to come.
-    if (record !== undefined && expiryOf(record) <= now && this.#attempt?.id !== record.attempt) {
+    if (record !== undefined && !this.#counts(record, now)) {
       // Expired (the alarm may be late or not yet run): the key is free again.
       this.#store.expire(record);
       record = undefined;
     }
-    if (record === undefined) return { start: now + spec.ttlMs };
+    if (record === undefined) return { start: { expiresAt: now + spec.ttlMs, createdAt: now } };
     if (record.fingerprint !== spec.fingerprint) return { outcome: { kind: 'conflict' } };
     switch (record.state) {
       case 'complete':
@@ -132,8 +192,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
         if (attempt?.id === record.attempt) return { join: attempt };
         // The row outlived its attempt: this instance was reset while the attempt was running.
         if (now < record.lease_until) return { outcome: { kind: 'in_progress', retryAfterMs: record.lease_until - now } };
-        // A take-over keeps the key's expiry (its in-flight row lives until the new lease ends anyway).
-        return { start: record.expires_at };
+        // A take-over keeps the key's times (its in-flight row lives until the new lease ends anyway).
+        return { start: { expiresAt: record.expires_at, createdAt: record.created_at ?? now } };
       }
     }
   }
@@ -142,10 +202,24 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
    * Writes the in-flight row, then starts `run`, synchronously after {@link #decide}. The row is written
    * first, so the output gate holds any fetch `run` makes until the row is durable.
    */
-  #start(spec: AttemptLimits, expiresAt: number, run: () => Promise<Settled>, settle?: (settled: Settled) => void): Attempt {
+  #start(
+    spec: AttemptLimits,
+    times: { expiresAt: number; createdAt: number },
+    run: () => Promise<Settled>,
+    settle?: (settled: Settled) => void,
+  ): Attempt {
     const id = crypto.randomUUID();
+    const { expiresAt, createdAt } = times;
     const leaseUntil = Date.now() + spec.leaseMs;
-    this.#store.begin(spec.fingerprint, id, leaseUntil, expiresAt);
+    this.#store.begin({
+      fingerprint: spec.fingerprint,
+      attempt: id,
+      leaseUntil,
+      expiresAt,
+      createdAt,
+      method: spec.method ?? null,
+      path: spec.path ?? null,
+    });
     // At the expiry: if the attempt is still running then, the alarm re-arms itself until its lease ends.
     void this.ctx.storage.setAlarm(expiresAt);
     const done = this.#finish(id, run());
@@ -169,13 +243,13 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
 
   /** Records how attempt `id` ended, if the row still belongs to it. */
   #record(id: string, settled: Settled): void {
-    if (settled.kind === 'response' && settled.response.status < 500) {
+    if (settled.kind === 'response' && settled.response.status < 500 && !TRANSIENT_STATUS.has(settled.response.status)) {
       this.#store.complete(id, settled.response);
     } else if (settled.kind === 'response_too_large') {
       this.#store.tooLarge(id, settled.status);
     } else if (this.#store.release(id)) {
-      // 5xx answers and failures are not stored: the key is free for the next request, and the alarm
-      // removes what is left of the object.
+      // 5xx and transient answers and failures are not stored: the key is free for the next request, and
+      // the alarm removes what is left of the object.
       void this.ctx.storage.setAlarm(Date.now());
     }
   }

@@ -17,10 +17,28 @@ export const MAX_SQL_ROW_BYTES = 2_000_000;
 export const BODY_CHUNK_BYTES = 1024 * 1024;
 
 /**
- * Format of a stored record row (its `format` column). Only format 1 exists; a new format must keep
- * reading rows of the older ones (migrating them on read) and bump this number.
+ * Format of a stored record row (its `format` column). Format 2 added `created_at`, `method` and `path`. Rows of
+ * format 1 are read as format 2 with those unknown (`null`); the table gains the columns on the next write.
  */
-export const RECORD_FORMAT = 1;
+export const RECORD_FORMAT = 2;
+
+const CREATE_TABLE = `
+  CREATE TABLE IF NOT EXISTS record (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    format INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('in_flight', 'complete', 'too_large')),
+    attempt TEXT NOT NULL,
+    lease_until INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    status INTEGER,
+    headers TEXT,
+    body BLOB,
+    chunks INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER,
+    method TEXT,
+    path TEXT
+  )`;
 
 /** A record row without its body (decisions never need the body). */
 export interface RecordRow extends Record<string, SqlStorageValue> {
@@ -34,7 +52,26 @@ export interface RecordRow extends Record<string, SqlStorageValue> {
   headers: string | null;
   /** > 0: the body is in `body_chunk`; else it is the row's `body` column (read only when replayed). */
   chunks: number;
+  created_at: number | null;
+  method: string | null;
+  path: string | null;
 }
+
+/** What a new attempt writes. */
+export interface NewAttempt {
+  readonly fingerprint: string;
+  readonly attempt: string;
+  readonly leaseUntil: number;
+  readonly expiresAt: number;
+  readonly createdAt: number;
+  readonly method: string | null;
+  readonly path: string | null;
+}
+
+const COLUMNS_1 = 'format, fingerprint, state, attempt, lease_until, expires_at, status, headers, chunks';
+const COLUMNS_2 = `${COLUMNS_1}, created_at, method, path`;
+/** Format 1 rows, read as format 2. */
+const COLUMNS_1_AS_2 = `${COLUMNS_1}, NULL AS created_at, NULL AS method, NULL AS path`;
 
 /**
  * When a row stops counting. An in-flight row lives at least until its lease ends, even past the TTL: until
@@ -46,58 +83,54 @@ export const expiryOf = (row: RecordRow): number =>
 /** The record table of one object. */
 export class RecordStore {
   readonly #storage: DurableObjectStorage;
-  /** Whether the `record` table is known to exist; {@link clear} removes it again. */
-  #migrated = false;
+  /**
+   * The format of the `record` table: none yet (0), 1 or 2; `undefined` until looked up, once per instance.
+   * Reading never creates or changes the table, so a lookup of an unknown key writes nothing.
+   */
+  #table: 0 | 1 | 2 | undefined;
 
   constructor(storage: DurableObjectStorage) {
     this.#storage = storage;
   }
 
-  /**
-   * The SQL handle, with the table in place. Creating it is one synchronous statement (a no-op once it
-   * exists), so doing it lazily here needs no `blockConcurrencyWhile`, costs a new object no extra
-   * statements, and also covers an object emptied by {@link clear}.
-   */
   get #sql(): SqlStorage {
-    const sql = this.#storage.sql;
-    if (!this.#migrated) {
-      sql.exec(`
-        CREATE TABLE IF NOT EXISTS record (
-          id INTEGER PRIMARY KEY CHECK (id = 1),
-          format INTEGER NOT NULL,
-          fingerprint TEXT NOT NULL,
-          state TEXT NOT NULL CHECK (state IN ('in_flight', 'complete', 'too_large')),
-          attempt TEXT NOT NULL,
-          lease_until INTEGER NOT NULL,
-          expires_at INTEGER NOT NULL,
-          status INTEGER,
-          headers TEXT,
-          body BLOB,
-          chunks INTEGER NOT NULL DEFAULT 0
-        )`);
-      this.#migrated = true;
+    return this.#storage.sql;
+  }
+
+  #format(): 0 | 1 | 2 {
+    if (this.#table === undefined) {
+      const table = this.#sql.exec<{ sql: string }>(`SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'record'`).toArray()[0];
+      this.#table = table === undefined ? 0 : table.sql.includes('created_at') ? 2 : 1;
     }
-    return sql;
+    return this.#table;
   }
 
   /** The record, without its body. */
   read(): RecordRow | undefined {
-    return this.#sql
-      .exec<RecordRow>(
-        `SELECT format, fingerprint, state, attempt, lease_until, expires_at, status, headers, chunks FROM record WHERE id = 1`,
-      )
-      .toArray()[0];
+    const format = this.#format();
+    if (format === 0) return undefined;
+    return this.#sql.exec<RecordRow>(`SELECT ${format === 2 ? COLUMNS_2 : COLUMNS_1_AS_2} FROM record WHERE id = 1`).toArray()[0];
   }
 
-  /** Replaces whatever is stored with the in-flight row of a new attempt. */
-  begin(fingerprint: string, attempt: string, leaseUntil: number, expiresAt: number): void {
+  /** Replaces whatever is stored with the in-flight row of a new attempt, creating or migrating the table first. */
+  begin(row: NewAttempt): void {
+    const format = this.#format();
+    if (format === 0) this.#sql.exec(CREATE_TABLE);
+    else if (format === 1) {
+      for (const column of ['created_at INTEGER', 'method TEXT', 'path TEXT']) this.#sql.exec(`ALTER TABLE record ADD COLUMN ${column}`);
+    }
+    this.#table = 2;
     this.#sql.exec(
-      `INSERT OR REPLACE INTO record (id, format, fingerprint, state, attempt, lease_until, expires_at) VALUES (1, ?, ?, 'in_flight', ?, ?, ?)`,
+      `INSERT OR REPLACE INTO record (id, format, fingerprint, state, attempt, lease_until, expires_at, created_at, method, path)
+       VALUES (1, ?, ?, 'in_flight', ?, ?, ?, ?, ?, ?)`,
       RECORD_FORMAT,
-      fingerprint,
-      attempt,
-      leaseUntil,
-      expiresAt,
+      row.fingerprint,
+      row.attempt,
+      row.leaseUntil,
+      row.expiresAt,
+      row.createdAt,
+      row.method,
+      row.path,
     );
   }
 
@@ -164,6 +197,6 @@ export class RecordStore {
   /** Deletes everything, the schema and (compatibility date >= 2026-02-24) the alarm included. */
   async clear(): Promise<void> {
     await this.#storage.deleteAll();
-    this.#migrated = false;
+    this.#table = 0;
   }
 }

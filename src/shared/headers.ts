@@ -20,6 +20,9 @@ const HOP_BY_HOP = [
   'upgrade',
 ];
 
+/** Whether `name` (lower case) is always hop-by-hop, whatever `Connection` says. */
+export const isHopByHop = (name: string): boolean => HOP_BY_HOP.includes(name);
+
 /** The hop-by-hop names of a message: the fixed list and what its `Connection` header names. */
 function hopByHop(headers: Headers, extra: readonly string[]): Set<string> {
   const names = new Set([...HOP_BY_HOP, ...extra]);
@@ -58,6 +61,15 @@ export function toHeaders(list: HeaderList): Headers {
  * without the client's `accept-encoding` it negotiates an encoding it can decode (as `hono/proxy` does).
  */
 const NOT_FORWARDED = ['host', 'content-length', 'accept-encoding'];
+
+/**
+ * Reads request headers as a proxy will forward them: a hop-by-hop header, or one the request's
+ * `Connection` header names, reads as absent.
+ */
+export function forwardedHeader(headers: Headers): (name: string) => string | undefined {
+  const dropped = headers.has('connection') ? hopByHop(headers, []) : undefined;
+  return (name) => (isHopByHop(name) || dropped?.has(name) ? undefined : (headers.get(name) ?? undefined));
+}
 
 /** The client's end-to-end request headers to forward to the origin, as pairs. */
 export function forwardableHeaders(headers: Headers): HeaderList {

@@ -6,7 +6,7 @@
  * crosses RPC), and {@link outcomeResponse} is the one place that turns it into what the client sees.
  */
 import { type HeaderList, toHeaders } from './headers';
-import { type ProblemCode, problem } from './problem';
+import { type ProblemSpec, problem } from './problem';
 
 /** A response as stored: status, end-to-end headers and the exact body bytes. */
 export interface StoredResponse {
@@ -45,13 +45,6 @@ export const REPLAY_HEADER = 'Idempotent-Replay';
 
 /** Statuses whose responses cannot carry a body (Fetch standard "null body status"). */
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
-
-/** An error answer: the code (which fixes status and title), a sentence for the client, Retry-After. */
-export interface ProblemSpec {
-  readonly code: ProblemCode;
-  readonly detail: string;
-  readonly retryAfterSeconds?: number;
-}
 
 /** The problem an {@link Outcome} is answered with, or `undefined` when it carries a response. */
 export function outcomeProblem(outcome: Outcome): ProblemSpec | undefined {

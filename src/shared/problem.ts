@@ -10,17 +10,24 @@
 export const PROBLEMS = {
   idempotency_key_missing: { status: 400, title: 'Idempotency-Key header required' },
   idempotency_key_invalid: { status: 400, title: 'Invalid Idempotency-Key header' },
-  authorization_invalid: { status: 400, title: 'Invalid Authorization header' },
+  authorization_invalid: { status: 400, title: 'Invalid credential header' },
   request_body_invalid: { status: 400, title: 'Request body could not be read' },
+  path_invalid: { status: 400, title: 'Request path not allowed' },
+  idempotency_scope_invalid: { status: 400, title: 'Invalid Idempotency-Scope header' },
+  unauthorized: { status: 401, title: 'Unauthorized' },
+  not_found: { status: 404, title: 'Not found' },
+  idempotency_key_not_found: { status: 404, title: 'No record for this Idempotency-Key' },
   idempotency_key_reused: { status: 409, title: 'Idempotency-Key reused with a different request' },
   idempotency_key_in_progress: { status: 409, title: 'A request with this Idempotency-Key is in progress' },
   request_too_large: { status: 413, title: 'Request body too large' },
+  rate_limited: { status: 429, title: 'Too many keyed requests' },
   internal_error: { status: 500, title: 'Internal error' },
   configuration_invalid: { status: 500, title: 'Proxy configuration invalid' },
   origin_unreachable: { status: 502, title: 'Origin unreachable' },
   response_too_large: { status: 502, title: 'Origin response too large to store' },
   idempotency_unavailable: { status: 503, title: 'Idempotency store unavailable' },
   origin_timeout: { status: 504, title: 'Origin timeout' },
+  loop_detected: { status: 508, title: 'Request loop detected' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 /** One of the proxy's error codes. */
@@ -47,4 +54,27 @@ export function problem(code: ProblemCode, detail: string, retryAfterSeconds?: n
   if (retryAfterSeconds !== undefined) headers.set('retry-after', String(Math.max(1, Math.ceil(retryAfterSeconds))));
   const body = JSON.stringify({ type: problemType(code), title, status, detail, code });
   return new Response(body, { status, headers });
+}
+
+/** A problem to answer with, as the middleware and the proxy pass it around before it is sent. */
+export interface ProblemSpec {
+  readonly code: ProblemCode;
+  readonly detail: string;
+  /** Adds `Retry-After`. */
+  readonly retryAfterSeconds?: number;
+  /** Internal reason (logged or handed to an `onError` hook, never sent to the client). */
+  readonly cause?: unknown;
+}
+
+/** A problem thrown to short-circuit a request; caught where the request is answered. */
+export class Rejection extends Error {
+  constructor(readonly problem: ProblemSpec) {
+    super(problem.detail);
+    this.name = 'Rejection';
+  }
+}
+
+/** Throws a {@link Rejection}. */
+export function reject(code: ProblemCode, detail: string, extra: Omit<ProblemSpec, 'code' | 'detail'> = {}): never {
+  throw new Rejection({ code, detail, ...extra });
 }

@@ -3,7 +3,7 @@
  * name every variable involved and never a value, and each variable's effect on the proxy.
  */
 import { describe, expect, it } from 'vitest';
-import { MAX_BODY_BYTES_LIMIT } from '../../src/middleware/options';
+import { MAX_BODY_BYTES_LIMIT } from '../../src/shared/limits';
 import { ConfigError, readConfig } from '../../src/proxy/config';
 import { codeOf, expectProblem, newKey, originCalls, originPathCalls, originUrl, sendWith, storedRecord, until } from './helpers';
 
@@ -23,7 +23,7 @@ function refusal(vars: Record<string, unknown>): ConfigError {
 describe('readConfig()', () => {
   it('applies the documented defaults', () => {
     const config = readConfig({ ORIGIN_URL: 'https://api.example.com/v1/' });
-    expect(config.basePath).toBe('/v1');
+    expect(config.origin).toMatchObject({ mode: 'url', basePath: '/v1' });
     expect(config.logRequests).toBe(true);
     expect(config.resolved).toMatchObject({
       ttlMs: 86_400_000,

@@ -2,7 +2,7 @@
 import { runInDurableObject } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
 import { expect, inject } from 'vitest';
-import { recordName } from '../../src/middleware/fingerprint';
+import { recordName } from '../../src/middleware/scope';
 import { proxyFor } from '../../src/proxy/app';
 import type { IdempotencyRecord } from '../../src/record/record';
 import { sha256Hex } from '../../src/shared/hash';
@@ -101,7 +101,7 @@ export function interceptExecute(intercept: (spec: ExecuteSpec, execute: (spec: 
 
 /** The stub of the Durable Object that holds `(auth, key)`. */
 export async function recordStub(key: string, auth = 'Bearer test-token') {
-  return env.IDEMPOTENCY.get(env.IDEMPOTENCY.idFromName(recordName(await sha256Hex(auth), key)));
+  return env.IDEMPOTENCY.get(env.IDEMPOTENCY.idFromName(recordName('proxy', 'headers:authorization', await sha256Hex(auth), key)));
 }
 
 /** The stored record row of `(auth, key)` without its body, or `undefined` when the object holds none. */

@@ -7,7 +7,8 @@ import { env } from 'cloudflare:workers';
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import type { RequestLog } from '../../src/middleware/log';
-import { fingerprintRequest, recordName } from '../../src/middleware/fingerprint';
+import { fingerprintRequest } from '../../src/middleware/fingerprint';
+import { recordName } from '../../src/middleware/scope';
 import { sha256Hex } from '../../src/shared/hash';
 import { idempotency, type IdempotencyOptions } from '../../src/middleware';
 import { newKey } from './helpers';
@@ -148,7 +149,7 @@ describe('idempotency(): the weaker in-process guarantee', () => {
     const body = { delta: 3 };
     // Simulate a Worker cut off mid-handler: acquire the key exactly as the middleware does, never complete.
     const scopeHash = await sha256Hex('Bearer app-user');
-    const stub = env.IDEMPOTENCY.get(env.IDEMPOTENCY.idFromName(recordName(scopeHash, key)));
+    const stub = env.IDEMPOTENCY.get(env.IDEMPOTENCY.idFromName(recordName('app', 'headers:authorization', scopeHash, key)));
     const fp = await fingerprintRequest('POST', '/api/adjust', new TextEncoder().encode(JSON.stringify(body)).buffer as ArrayBuffer);
     const begun = await stub.begin({ fingerprint: fp, timeoutMs: 300, leaseMs: 800, ttlMs: 86_400_000 });
     expect(begun.kind).toBe('acquired');

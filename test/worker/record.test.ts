@@ -71,13 +71,13 @@ describe('IdempotencyRecord: an attempt that dies mid-flight', () => {
     const key = newKey();
     const started = Date.now();
     // Settled right away so the rejection caused by the reset is handled when it happens.
-    const first = Promise.allSettled([(await recordStub(key)).execute(spec(key, '/slow/1000/reset', { leaseMs: 2500 }))]);
+    const first = Promise.allSettled([(await recordStub(key)).execute(spec(key, '/slow/1000/reset', { leaseMs: 2500, timeoutMs: 2500 }))]);
     await sleep(300);
     // A reset while the origin is being called: in-memory state is gone, the in-flight row stays.
     await resetObject(key);
     expect((await first)[0].status).toBe('rejected');
 
-    const during = await (await recordStub(key)).execute(spec(key, '/slow/1000/reset', { leaseMs: 2500 }));
+    const during = await (await recordStub(key)).execute(spec(key, '/slow/1000/reset', { leaseMs: 2500, timeoutMs: 2500 }));
     expect(during.kind).toBe('in_progress');
     if (during.kind === 'in_progress') {
       expect(during.retryAfterMs).toBeGreaterThan(0);
@@ -87,7 +87,7 @@ describe('IdempotencyRecord: an attempt that dies mid-flight', () => {
     expect((await (await recordStub(key)).execute(spec(key, '/slow/1000/other'))).kind).toBe('conflict');
 
     await sleep(Math.max(0, started + 2600 - Date.now()));
-    const after = await (await recordStub(key)).execute(spec(key, '/slow/1000/reset', { leaseMs: 2500 }));
+    const after = await (await recordStub(key)).execute(spec(key, '/slow/1000/reset', { leaseMs: 2500, timeoutMs: 2500 }));
     expect(after).toMatchObject({ kind: 'response', replayed: false });
     expect(await originCalls(key)).toBe(2);
     const last = (await (await fetch(`${originUrl}/__last?key=${key}`)).json()) as { headers: Record<string, string> };

@@ -3,7 +3,7 @@
  * cache never outlives the record (TTL) nor serves a record that was not read back from storage.
  */
 import { describe, expect, it } from 'vitest';
-import { ReplayCache } from '../../src/middleware/replay-cache';
+import { MAX_AGE_MS, ReplayCache } from '../../src/middleware/replay-cache';
 import { interceptExecute, newKey, originCalls, sendWith } from './helpers';
 
 /** The real namespace, counting the object calls the Worker makes. */
@@ -55,22 +55,47 @@ describe('replay cache', () => {
 
 describe('ReplayCache', () => {
   const response = (size: number) => ({ status: 200, headers: [] as [string, string][], body: new ArrayBuffer(size) });
+  const now = 1_000_000;
 
-  it('expires entries at expiresAt and evicts the least recently used beyond its size', () => {
-    const cache = new ReplayCache(2500);
-    const expires = 100_000;
-    cache.set('a', 'fa', response(1000), expires);
-    cache.set('b', 'fb', response(1000), expires);
-    expect(cache.get('a', 50)?.fingerprint).toBe('fa'); // a is now the most recently used
-    cache.set('c', 'fc', response(1000), expires); // over 2500 bytes: b goes
-    expect(cache.get('b', 50)).toBeUndefined();
-    expect(cache.get('a', 50)).toBeDefined();
-    expect(cache.get('c', expires - 4_000)).toBeUndefined(); // within the clock margin of its expiry
+  it('serves an entry until the expiry the object reported (minus a clock margin), at most MAX_AGE_MS after it was read', () => {
+    const cache = new ReplayCache();
+    cache.set('soon', 'f', response(10), now + 8_000, now);
+    expect(cache.get('soon', now + 2_999)).toBeDefined();
+    expect(cache.get('soon', now + 3_000)).toBeUndefined(); // 5 s clock margin before its expiry
+    cache.set('later', 'f', response(10), now + 86_400_000, now);
+    expect(cache.get('later', now + MAX_AGE_MS - 1)).toBeDefined();
+    expect(cache.get('later', now + MAX_AGE_MS)).toBeUndefined(); // a purge elsewhere is seen within MAX_AGE_MS
   });
 
-  it('does not cache large bodies', () => {
+  it('evicts the least recently used entry beyond its memory budget, counting a fixed cost per entry', () => {
+    const cache = new ReplayCache(2560);
+    cache.set('a', 'fa', response(500), now + 60_000, now);
+    cache.set('b', 'fb', response(500), now + 60_000, now);
+    expect(cache.get('a', now)?.fingerprint).toBe('fa'); // a is now the most recently used
+    cache.set('c', 'fc', response(500), now + 60_000, now); // 3 x (500 + overhead) > 2560 bytes: b goes
+    expect(cache.get('b', now)).toBeUndefined();
+    expect(cache.get('a', now)).toBeDefined();
+    expect(cache.get('c', now)).toBeDefined();
+    expect(cache.bytes).toBeLessThanOrEqual(2560);
+  });
+
+  it('holds no more than its entry cap, however small the entries', () => {
+    const cache = new ReplayCache(8 * 1024 * 1024, 100);
+    for (let i = 0; i < 1000; i++) cache.set(`k${i}`, 'f', response(0), now + 60_000, now);
+    expect(cache.size).toBe(100);
+    expect(cache.get('k999', now)).toBeDefined();
+    expect(cache.get('k0', now)).toBeUndefined();
+    // Each empty entry is still counted at its fixed cost, never as zero bytes.
+    expect(cache.bytes).toBeGreaterThanOrEqual(100 * 256);
+  });
+
+  it('does not cache large bodies, and forgets a purged entry', () => {
     const cache = new ReplayCache();
-    cache.set('big', 'f', response(65 * 1024), Date.now() + 60_000);
-    expect(cache.get('big', Date.now())).toBeUndefined();
+    cache.set('big', 'f', response(65 * 1024), now + 60_000, now);
+    expect(cache.get('big', now)).toBeUndefined();
+    cache.set('small', 'f', response(10), now + 60_000, now);
+    cache.delete('small');
+    expect(cache.get('small', now)).toBeUndefined();
+    expect(cache.bytes).toBe(0);
   });
 });

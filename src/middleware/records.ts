@@ -1,0 +1,104 @@
+/**
+ * @module
+ * Where a key's record lives: the Durable Object namespace binding (inside its jurisdiction, if one is set),
+ * the object of a record name (placed by the location hint), and calls to it, retried only when the platform
+ * says so. Shared by the middleware and the proxy's key API.
+ */
+import type { IdempotencyRecord } from '../record/record';
+import { reject } from '../shared/problem';
+import { type RetryOptions, callDurableObject } from './retry';
+
+/** The data residency regions of Durable Objects: objects created in one never leave it. */
+export const JURISDICTIONS = ['eu', 'fedramp', 'fedramp-high', 'us'] as const satisfies readonly DurableObjectJurisdiction[];
+/** Where new objects may be placed. */
+export const LOCATION_HINTS = [
+  'wnam',
+  'enam',
+  'sam',
+  'weur',
+  'eeur',
+  'apac',
+  'apac-ne',
+  'apac-se',
+  'oc',
+  'afr',
+  'me',
+] as const satisfies readonly DurableObjectLocationHint[];
+
+/** How to reach the records. */
+export interface RecordsOptions {
+  readonly binding: string;
+  readonly jurisdiction: DurableObjectJurisdiction | undefined;
+  readonly locationHint: DurableObjectLocationHint | undefined;
+  readonly retry: RetryOptions;
+  /** How error details name the jurisdiction setting (the option, or the proxy's variable). */
+  readonly jurisdictionName: string;
+  /** The key header, named in the detail of `idempotency_unavailable`. */
+  readonly headerName: string;
+}
+
+/** A stub of one record's object. */
+export type RecordStub = DurableObjectStub<IdempotencyRecord>;
+
+/** The records of one configuration. */
+export class Records {
+  readonly #options: RecordsOptions;
+  /** The jurisdiction's namespace, per binding object (one per isolate). */
+  readonly #scoped = new WeakMap<object, DurableObjectNamespace<IdempotencyRecord>>();
+
+  constructor(options: RecordsOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * The namespace that holds the records.
+   *
+   * @throws a `configuration_invalid` rejection when the binding is missing or the runtime has no jurisdictions
+   */
+  namespace(env: Record<string, unknown>): DurableObjectNamespace<IdempotencyRecord> {
+    const { binding, jurisdiction, jurisdictionName } = this.#options;
+    const namespace = env[binding] as DurableObjectNamespace<IdempotencyRecord> | undefined;
+    if (namespace === undefined) return reject('configuration_invalid', `The Durable Object binding ${binding} is missing.`);
+    if (jurisdiction === undefined) return namespace;
+    let scoped = this.#scoped.get(namespace);
+    if (scoped === undefined) {
+      try {
+        scoped = namespace.jurisdiction(jurisdiction);
+      } catch (cause) {
+        // Local workerd has no jurisdictions. Never fall back to an unpinned namespace: a record stored
+        // outside the jurisdiction is exactly what the setting forbids.
+        return reject(
+          'configuration_invalid',
+          `${jurisdictionName} is set, but this runtime cannot create Durable Objects in a jurisdiction (local workerd does not implement them). Nothing was stored and the origin was not called.`,
+          { cause },
+        );
+      }
+      this.#scoped.set(namespace, scoped);
+    }
+    return scoped;
+  }
+
+  /**
+   * Calls the object of record `name`, with a fresh stub per try, retrying only errors the platform marks
+   * retryable (never an overloaded object).
+   *
+   * @param retry - overrides the configured retries (`{ attempts: 1 }` for calls that must not repeat)
+   * @throws an `idempotency_unavailable` rejection when the object cannot be reached or fails
+   */
+  call<R>(env: Record<string, unknown>, name: string, fn: (stub: RecordStub) => Promise<R>, retry = this.#options.retry): Promise<R> {
+    const namespace = this.namespace(env);
+    const id = namespace.idFromName(name);
+    const { locationHint } = this.#options;
+    const stub = () => (locationHint === undefined ? namespace.get(id) : namespace.get(id, { locationHint }));
+    return callDurableObject(stub, fn, retry).catch((cause: unknown) =>
+      reject(
+        'idempotency_unavailable',
+        `The idempotency store could not be reached or failed. Retry later with the same ${this.#options.headerName}.`,
+        {
+          cause,
+          retryAfterSeconds: 1,
+        },
+      ),
+    );
+  }
+}

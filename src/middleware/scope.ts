@@ -1,0 +1,89 @@
+/**
+ * @module
+ * Whose key is it: the scope a key belongs to, read from the request's credential headers (or computed by
+ * the app), and the Durable Object name that keeps every `(namespace, kind of scope, scope, key)` apart.
+ */
+import type { Context } from 'hono';
+import { parse as parseCookies } from 'hono/utils/cookie';
+import { isHopByHop } from '../shared/headers';
+
+/**
+ * The scope of a key. Only its SHA-256 is ever used.
+ * - `{ headers }`: the values of these request headers (`'authorization'`, `'x-api-key'`), or of one cookie
+ *   (`'cookie:session'`). A request carrying none of them passes through unprotected; one named value is the
+ *   scope itself, several are encoded together so that no two combinations share a scope.
+ * - a function: the scope the app computes (a user id, a tenant); `null`/`undefined` passes through.
+ */
+export type ScopeOption = ((c: Context) => string | null | undefined) | { readonly headers: readonly string[] };
+
+/** A resolved scope: what kind it is (part of every record name) and how to read it. */
+export interface Scope {
+  /** `headers:<entries>` or `custom`: records of different kinds never share a name. */
+  readonly kind: string;
+  /**
+   * The scope of a request, or `undefined` when it has none.
+   *
+   * @param header - reads a request header as it will be forwarded
+   * @throws {@link MalformedScope} when a credential header is malformed
+   */
+  read(c: Context, header: (name: string) => string | undefined): string | undefined;
+}
+
+/** A credential header that is empty or holds control characters or non-ASCII bytes. */
+export class MalformedScope extends Error {
+  constructor(readonly header: string) {
+    super(`malformed ${header}`);
+  }
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+const WELL_FORMED = /^[\t\x20-\x7e]*[\x21-\x7e][\t\x20-\x7e]*$/;
+
+/** Checks the scope option and returns how to read it; a message naming the problem when it is invalid. */
+export function resolveScope(option: ScopeOption | undefined): Scope | string {
+  if (typeof option === 'function') return { kind: 'custom', read: (c) => option(c) ?? undefined };
+  const entries = (option?.headers ?? ['authorization']).map((entry) => entry.trim().toLowerCase());
+  if (entries.length === 0) return 'must name at least one header';
+  const readers: ((header: (name: string) => string | undefined) => string | undefined)[] = [];
+  for (const entry of entries) {
+    const [name = '', cookie] = entry.startsWith('cookie:') ? ['cookie', entry.slice('cookie:'.length)] : [entry];
+    if (!TOKEN.test(name) || (cookie !== undefined && !TOKEN.test(cookie))) return 'must be header names or cookie:<name>';
+    if (isHopByHop(name)) return 'must not name a hop-by-hop header: it is never forwarded';
+    readers.push((header) => {
+      const value = header(name);
+      if (value === undefined || cookie === undefined) {
+        if (value !== undefined && !WELL_FORMED.test(value)) throw new MalformedScope(name);
+        return value;
+      }
+      const found = parseCookies(value, cookie)[cookie];
+      if (found !== undefined && !WELL_FORMED.test(found)) throw new MalformedScope(entry);
+      return found;
+    });
+  }
+  if (new Set(entries).size !== entries.length) return 'must not name a header twice';
+  const kind = `headers:${entries.join(',')}`;
+  if (readers.length === 1) {
+    const [only] = readers;
+    return { kind, read: (_, header) => only!(header) };
+  }
+  return {
+    kind,
+    read(_, header) {
+      const values = readers.map((read) => read(header) ?? null);
+      // JSON keeps every value apart: ["a,b", null] and ["a", "b"] are different scopes.
+      return values.every((value) => value === null) ? undefined : JSON.stringify(values);
+    },
+  };
+}
+
+/**
+ * The Durable Object name of a key. The JSON array keeps the parts apart whatever they contain, so a key
+ * used by the proxy and by an app, or under two kinds of scope, can never name the same object.
+ *
+ * @param namespace - who uses the record: `proxy`, or an app's `namespace` option
+ * @param kind - {@link Scope.kind}
+ * @param scopeHash - hex SHA-256 of the scope
+ * @param key - the normalised key
+ */
+export const recordName = (namespace: string, kind: string, scopeHash: string, key: string): string =>
+  JSON.stringify([namespace, kind, scopeHash, key]);

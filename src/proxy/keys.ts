@@ -1,0 +1,193 @@
+/**
+ * @module
+ * "What happened to my key?": the key API under `IDEMPOTENCY_API_PREFIX` (never forwarded to the origin), and
+ * the same lookups for the `IdempotencyService` entrypoint.
+ *
+ * - `GET {prefix}/keys/{key}`: a client looks up its own key, with the credential it used it with.
+ * - `GET` / `DELETE {prefix}/admin/keys/{key}`: an operator, with `Authorization: Bearer <IDEMPOTENCY_ADMIN_TOKEN>`,
+ *   looks up or purges the key of the client named by `Idempotency-Scope` (hex SHA-256 of its scope).
+ *
+ * A lookup never returns a stored body and writes nothing. Every error is a problem document that says nothing
+ * about whether a key exists under another credential.
+ */
+import { Hono } from 'hono';
+import { timingSafeEqual } from 'hono/utils/buffer';
+import { consoleReporter, logIds } from '../middleware/log';
+import type { ResolvedOptions } from '../middleware/options';
+import { Records } from '../middleware/records';
+import { isolateReplays } from '../middleware/replay-cache';
+import { MalformedScope, recordName } from '../middleware/scope';
+import type { PurgeResult, RecordInfo } from '../record/api';
+import { sha256Hex } from '../shared/hash';
+import { describeKeyError, parseIdempotencyKey } from '../shared/key';
+import { Rejection, problem, reject } from '../shared/problem';
+import { variableOf } from './config';
+
+/** What a lookup answers: the record, and the key it was asked for. */
+export type KeyInfo = RecordInfo & { readonly key: string };
+
+const SCOPE_HASH = /^[0-9a-f]{64}$/;
+
+/**
+ * Parses a key as `Idempotency-Key` would, from a URL path segment. A segment that holds a (possibly encoded)
+ * slash or backslash, or is a dot segment, is refused: it could not name the same key in every client's URL.
+ */
+function keyFromPath(segment: string): string {
+  let decoded: string | undefined;
+  try {
+    decoded = decodeURIComponent(segment);
+  } catch {
+    // refused below
+  }
+  if (decoded === undefined || /[/\\]/.test(decoded) || decoded === '.' || decoded === '..') {
+    reject(
+      'idempotency_key_invalid',
+      'The key in the path must be one URL path segment: no encoded slash or backslash, and not "." or "..".',
+    );
+  }
+  const parsed = parseIdempotencyKey(decoded);
+  if (!parsed.ok) reject('idempotency_key_invalid', describeKeyError(parsed.error));
+  return parsed.key;
+}
+
+/** Lookups and purges of the proxy's records, by scope hash and key. */
+export class KeyRecords {
+  readonly #options: ResolvedOptions;
+  readonly #records: Records;
+
+  constructor(options: ResolvedOptions) {
+    this.#options = options;
+    this.#records = new Records({ ...options, jurisdictionName: variableOf('jurisdiction') });
+  }
+
+  /** The record name of a key under a scope hash. */
+  name(scopeHash: string, key: string): string {
+    return recordName(this.#options.namespace, this.#options.scope.kind, scopeHash, key);
+  }
+
+  /**
+   * What the record of `key` under `scopeHash` holds, or `null`.
+   *
+   * @throws `TypeError` for a malformed scope hash or key
+   */
+  async inspect(env: Record<string, unknown>, scopeHash: string, key: string): Promise<KeyInfo | null> {
+    const info = await this.#records.call(env, this.name(checkScopeHash(scopeHash), checkKey(key)), (stub) => stub.inspect());
+    return info === null ? null : { key, ...info };
+  }
+
+  /**
+   * Purges the record of `key` under `scopeHash` and writes the audit log line.
+   *
+   * @throws `TypeError` for a malformed scope hash or key
+   */
+  async purge(env: Record<string, unknown>, scopeHash: string, key: string): Promise<PurgeResult> {
+    const name = this.name(checkScopeHash(scopeHash), checkKey(key));
+    const result = await this.#records.call(env, name, async (stub) => (await stub.purge()) as PurgeResult);
+    if (result.kind === 'purged') {
+      isolateReplays.delete(name);
+      // Always logged, whatever LOG_REQUESTS says: a purge is an operator's action, and this is its audit trail.
+      const ids = await logIds(this.#options.logHashSecret)(name, scopeHash);
+      consoleReporter(env['METRICS'] as AnalyticsEngineDataset | undefined).report({
+        outcome: 'purged',
+        method: 'DELETE',
+        status: 204,
+        latency_ms: 0,
+        ...ids,
+      });
+    }
+    return result;
+  }
+}
+
+function checkScopeHash(scopeHash: string): string {
+  if (typeof scopeHash !== 'string' || !SCOPE_HASH.test(scopeHash))
+    throw new TypeError('scopeHash must be 64 lower-case hex digits (a SHA-256)');
+  return scopeHash;
+}
+
+function checkKey(key: string): string {
+  const parsed = typeof key === 'string' ? parseIdempotencyKey(key) : undefined;
+  if (!parsed?.ok || parsed.key !== key) throw new TypeError('key must be a normalised Idempotency-Key');
+  return key;
+}
+
+/** The JSON answer of a lookup. */
+function found(info: KeyInfo | null): Response {
+  if (info === null)
+    return problem('idempotency_key_not_found', 'There is no record for this key under this credential (or it has expired).');
+  return Response.json(info, { headers: { 'cache-control': 'no-store' } });
+}
+
+/** The problem answer of a purge that did not purge. */
+function purged(result: PurgeResult): Response {
+  switch (result.kind) {
+    case 'purged':
+      return new Response(null, { status: 204, headers: { 'cache-control': 'no-store' } });
+    case 'not_found':
+      return found(null);
+    case 'in_progress':
+      return problem(
+        'idempotency_key_in_progress',
+        'An attempt with this key is still running; it is left alone. Retry after the Retry-After delay.',
+        result.retryAfterMs / 1000,
+      );
+  }
+}
+
+/**
+ * The key API, mounted by the proxy at its prefix.
+ *
+ * @param records - lookups of the proxy's records
+ * @param adminToken - the operator's token; without one the admin API answers 404
+ */
+export function keysApi(records: KeyRecords, options: ResolvedOptions, adminToken: string | undefined): Hono {
+  const api = new Hono();
+  const keyOf = (url: string, prefix: string) => keyFromPath(new URL(url).pathname.split(prefix)[1] ?? '');
+
+  api.get('/keys/*', async (c) => {
+    let scope: string | undefined;
+    try {
+      scope = options.scope.read(c, (name) => c.req.header(name));
+    } catch (error) {
+      if (!(error instanceof MalformedScope)) throw error;
+      reject('authorization_invalid', `The ${error.header} header is empty or contains control characters or non-ASCII bytes.`);
+    }
+    const key = keyOf(c.req.url, '/keys/');
+    if (scope === undefined) reject('unauthorized', 'Send the credential the key was used with.');
+    return found(await records.inspect(c.env as Record<string, unknown>, await sha256Hex(scope), key));
+  });
+
+  api.on(['GET', 'DELETE'], '/admin/keys/*', async (c) => {
+    if (adminToken === undefined) reject('not_found', 'There is nothing at this path.');
+    const authorization = c.req.header('authorization') ?? '';
+    if (!authorization.startsWith('Bearer ') || !(await timingSafeEqual(authorization.slice('Bearer '.length), adminToken))) {
+      return unauthorized('The admin API needs Authorization: Bearer with the admin token.');
+    }
+    const scopeHash = c.req.header('idempotency-scope')?.trim().toLowerCase();
+    if (scopeHash === undefined || !SCOPE_HASH.test(scopeHash)) {
+      reject(
+        'idempotency_scope_invalid',
+        'Name the client with Idempotency-Scope: the hex SHA-256 of its credential (e.g. of its whole Authorization value).',
+      );
+    }
+    const key = keyOf(c.req.url, '/admin/keys/');
+    const env = c.env as Record<string, unknown>;
+    return c.req.method === 'GET' ? found(await records.inspect(env, scopeHash, key)) : purged(await records.purge(env, scopeHash, key));
+  });
+
+  api.all('*', () => problem('not_found', 'There is nothing at this path.'));
+  api.onError((error) => {
+    if (error instanceof Rejection) {
+      if (error.problem.code === 'unauthorized') return unauthorized(error.problem.detail);
+      return problem(error.problem.code, error.problem.detail, error.problem.retryAfterSeconds);
+    }
+    throw error;
+  });
+  return api;
+}
+
+function unauthorized(detail: string): Response {
+  const response = problem('unauthorized', detail);
+  response.headers.set('www-authenticate', 'Bearer');
+  return response;
+}

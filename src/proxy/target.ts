@@ -1,0 +1,70 @@
+/**
+ * @module
+ * Where the proxy sends a request, and the requests it refuses to send: a path that would step outside
+ * `ORIGIN_URL`'s base path at an origin that decodes before it normalises, and (when it forwards each request to
+ * its own URL) a request that has already been through this proxy.
+ */
+import { reject } from '../shared/problem';
+import type { OriginConfig } from './config';
+
+/** The `Via` entry the proxy adds in `request` mode (RFC 9110 §7.6.3): protocol and pseudonym. */
+export const VIA_ENTRY = '1.1 idempotency-proxy';
+const PSEUDONYM = VIA_ENTRY.split(' ')[1];
+
+/** Encoded `/` or `\`: an origin that decodes them before normalising would read a different path. */
+const ENCODED_SEPARATOR = /%(?:2f|5c)/i;
+
+/**
+ * The origin URL for a request. In `url` mode: origin base + the request's path and query, assigned through
+ * the URL setters, so `//host`, `..` or an absolute-form request target can never change the origin's scheme,
+ * host or port. In `request` mode: the request's own URL.
+ *
+ * @throws a `path_invalid` rejection for a path that could leave the base path
+ */
+export function originTarget(origin: OriginConfig, requestUrl: string): URL {
+  const incoming = new URL(requestUrl);
+  if (origin.mode === 'request') return incoming;
+  const { url, basePath } = origin;
+  if (basePath !== '' && escapesBase(incoming.pathname)) {
+    reject(
+      'path_invalid',
+      'The path contains an encoded slash or backslash, or a dot segment, which could leave the API this proxy serves.',
+    );
+  }
+  const target = new URL(url.href);
+  target.pathname = basePath + incoming.pathname;
+  target.search = incoming.search;
+  // Unreachable by construction; kept so that a future change cannot silently proxy elsewhere.
+  if (target.origin !== url.origin) throw new Error('request target escaped the origin');
+  return target;
+}
+
+/**
+ * Whether a (parsed, so already dot-normalised) path could still step outside a base path: an encoded
+ * separator, or a segment that decodes to `.` or `..`.
+ */
+function escapesBase(pathname: string): boolean {
+  if (ENCODED_SEPARATOR.test(pathname) || pathname.includes('\\')) return true;
+  return pathname.split('/').some((segment) => {
+    let decoded = segment;
+    try {
+      decoded = decodeURIComponent(segment);
+    } catch {
+      // not decodable: not a dot segment either
+    }
+    return decoded === '.' || decoded === '..';
+  });
+}
+
+/** Whether a request already carries this proxy's `Via` entry, i.e. came back to it. */
+export function looped(request: Request): boolean {
+  const via = request.headers.get('via');
+  if (via === null) return false;
+  return via.split(',').some((entry) => entry.trim().split(/\s+/)[1] === PSEUDONYM);
+}
+
+/** The `Via` value to forward: the request's own entries and this proxy's. */
+export function viaWith(request: Request): string {
+  const via = request.headers.get('via');
+  return via === null ? VIA_ENTRY : `${via}, ${VIA_ENTRY}`;
+}

@@ -11,6 +11,7 @@ import { HTTPException } from 'hono/http-exception';
 import { proxy } from 'hono/proxy';
 import { createIdempotency } from '../middleware/idempotency';
 import type { IdempotencyOptions, OptionName } from '../middleware/options';
+import { forwardableHeaders } from '../shared/headers';
 import { outcomeResponse } from '../shared/outcome';
 import { Rejection, problem } from '../shared/problem';
 import { ConfigError, type ProxyConfig, type ProxyVars, readConfig, variableOf } from './config';
@@ -33,15 +34,24 @@ type ProxyEnv = { Variables: { policy: Policy; target: URL } };
  */
 async function passThrough(request: Request, target: URL): Promise<Response> {
   try {
-    return await proxy(target, { raw: request, redirect: 'manual' });
+    // The headers of forwardableHeaders, as for keyed writes: those the request's Connection names are dropped.
+    return await proxy(target, { raw: request, headers: forwardableHeaders(request.headers), redirect: 'manual' });
   } catch (error) {
     if (error instanceof HTTPException) throw error;
     return outcomeResponse({ kind: 'origin_unreachable' });
   }
 }
 
+/** The proxy of one configuration: its app, and its key lookups (for the `IdempotencyService` entrypoint). */
+export interface Proxy {
+  readonly app: Hono<ProxyEnv> | Hono;
+  /** Lookups and purges of its records; `undefined` when the configuration is invalid ({@link error}). */
+  readonly keys: KeyRecords | undefined;
+  readonly error: ConfigError | undefined;
+}
+
 /** The app of a valid configuration. */
-function createProxy(config: ProxyConfig): Hono<ProxyEnv> {
+function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
   const app = new Hono<ProxyEnv>();
   const policy = (options: IdempotencyOptions, maxBodyBytes: number, off: boolean, name: (option: OptionName) => string): Policy => ({
     protect: off
@@ -62,8 +72,7 @@ function createProxy(config: ProxyConfig): Hono<ProxyEnv> {
   const global = policy(config.options, config.resolved.maxBodyBytes, false, variableOf);
 
   // The key API answers itself: nothing under its prefix is ever forwarded.
-  if (config.apiPrefix !== undefined)
-    app.route(config.apiPrefix, keysApi(new KeyRecords(config.resolved), config.resolved, config.adminToken));
+  if (config.apiPrefix !== undefined) app.route(config.apiPrefix, keysApi(config.apiPrefix, keys, config.resolved, config.adminToken));
 
   if (config.origin.mode === 'request') {
     // Forwarding to the request's own URL reaches the zone's origin server in production, but anywhere a
@@ -120,30 +129,32 @@ function misconfigured(error: ConfigError): Hono {
   return app;
 }
 
-const apps = new WeakMap<object, Hono<ProxyEnv> | Hono>();
+const proxies = new WeakMap<object, Proxy>();
 
 /**
- * The proxy app for an `env`, built once per `env` object (workerd hands the same object to every
- * request of an isolate, so configuration is read and checked once, not per request).
+ * The proxy for an `env`, built once per `env` object (workerd hands the same object to every request of an
+ * isolate, so configuration is read and checked once, not per request).
  *
  * @param env - the Worker's bindings and variables
- * @returns the app; for an invalid configuration, one that answers `configuration_invalid`
+ * @returns the proxy; for an invalid configuration, an app that answers `configuration_invalid`
  */
-export function proxyFor(env: ProxyVars): Hono<ProxyEnv> | Hono {
-  let app = apps.get(env);
-  if (app === undefined) {
+export function proxyFor(env: ProxyVars): Proxy {
+  let built = proxies.get(env);
+  if (built === undefined) {
     try {
-      app = createProxy(readConfig(env));
+      const config = readConfig(env);
+      const keys = new KeyRecords(config.resolved);
+      built = { app: createProxy(config, keys), keys, error: undefined };
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
-      app = misconfigured(error);
+      built = { app: misconfigured(error), keys: undefined, error };
     }
-    apps.set(env, app);
+    proxies.set(env, built);
   }
-  return app;
+  return built;
 }
 
 /** The proxy Worker's fetch handler. */
 export const proxyWorker = {
-  fetch: (request, env, ctx) => proxyFor(env).fetch(request, env, ctx),
+  fetch: (request, env, ctx) => proxyFor(env).app.fetch(request, env, ctx),
 } satisfies ExportedHandler<Env>;

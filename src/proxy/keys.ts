@@ -101,13 +101,13 @@ export class KeyRecords {
 
 function checkScopeHash(scopeHash: string): string {
   if (typeof scopeHash !== 'string' || !SCOPE_HASH.test(scopeHash))
-    throw new TypeError('scopeHash must be 64 lower-case hex digits (a SHA-256)');
+    throw new TypeError('IdempotencyService: scopeHash must be 64 lower-case hex digits (a SHA-256)');
   return scopeHash;
 }
 
 function checkKey(key: string): string {
   const parsed = typeof key === 'string' ? parseIdempotencyKey(key) : undefined;
-  if (!parsed?.ok || parsed.key !== key) throw new TypeError('key must be a normalised Idempotency-Key');
+  if (!parsed?.ok || parsed.key !== key) throw new TypeError('IdempotencyService: key must be a normalised Idempotency-Key');
   return key;
 }
 
@@ -137,10 +137,11 @@ function purged(result: PurgeResult): Response {
 /**
  * The key API, mounted by the proxy at its prefix.
  *
+ * @param prefix - where it is mounted (`IDEMPOTENCY_API_PREFIX`)
  * @param records - lookups of the proxy's records
  * @param adminToken - the operator's token; without one the admin API answers 404
  */
-export function keysApi(records: KeyRecords, options: ResolvedOptions, adminToken: string | undefined): Hono {
+export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOptions, adminToken: string | undefined): Hono {
   const api = new Hono();
   const keyOf = (url: string, prefix: string) => keyFromPath(new URL(url).pathname.split(prefix)[1] ?? '');
 
@@ -175,7 +176,15 @@ export function keysApi(records: KeyRecords, options: ResolvedOptions, adminToke
     return c.req.method === 'GET' ? found(await records.inspect(env, scopeHash, key)) : purged(await records.purge(env, scopeHash, key));
   });
 
-  api.all('*', () => problem('not_found', 'There is nothing at this path.'));
+  api.all('*', (c) => {
+    // What a key path becomes once the URL parser has resolved a dot segment in place of the key ("keys/.."
+    // is the prefix itself), or a key path without a key.
+    const rest = new URL(c.req.url).pathname.slice(prefix.length);
+    if ((c.req.method === 'GET' || c.req.method === 'DELETE') && /^\/?(?:(?:admin\/?)?(?:keys\/?)?)?$/.test(rest)) {
+      reject('idempotency_key_invalid', 'The path names no key (a "." or ".." segment in its place is resolved away by the URL).');
+    }
+    return problem('not_found', 'There is nothing at this path.');
+  });
   api.onError((error) => {
     if (error instanceof Rejection) {
       if (error.problem.code === 'unauthorized') return unauthorized(error.problem.detail);

@@ -59,10 +59,11 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
    * @param spec - the request and the limits that apply to it
    * @returns what the client should see; never throws for origin failures
    */
-  async execute(spec: AttemptSpec): Promise<Outcome> {
+  execute(spec: AttemptSpec): Promise<Outcome> {
+    // Checked synchronously: a refused call throws to its caller and starts nothing.
     checkSpec(spec);
     const decision = this.#decide(spec);
-    if ('outcome' in decision) return decision.outcome;
+    if ('outcome' in decision) return Promise.resolve(decision.outcome);
     if ('join' in decision) return this.#await(decision.join, spec.timeoutMs, false);
     const attempt = this.#start(spec, decision.start, () => callOrigin(spec.origin, spec.leaseMs));
     return this.#await(attempt, spec.timeoutMs, true);
@@ -76,15 +77,15 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
    * @param spec - the fingerprint and limits
    * @returns `{ kind: 'acquired', attempt }` for the caller that must run the request, else the outcome
    */
-  async begin(spec: AttemptLimits): Promise<BeginResult> {
+  begin(spec: AttemptLimits): Promise<BeginResult> {
     checkLimits(spec);
     const decision = this.#decide(spec);
-    if ('outcome' in decision) return decision.outcome;
+    if ('outcome' in decision) return Promise.resolve(decision.outcome);
     if ('join' in decision) return this.#await(decision.join, spec.timeoutMs, false);
     let settle!: (settled: Settled) => void;
     const reported = new Promise<Settled>((resolve) => (settle = resolve));
     const attempt = this.#start(spec, decision.start, () => withinLease(reported, spec.leaseMs), settle);
-    return { kind: 'acquired', attempt: attempt.id };
+    return Promise.resolve({ kind: 'acquired', attempt: attempt.id });
   }
 
   /**
@@ -95,9 +96,13 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
    * @param attempt - the id `begin` returned
    * @param settled - the response (or failure) to record
    */
-  async complete(attempt: string, settled: Settled): Promise<void> {
+  complete(attempt: string, settled: Settled): Promise<void> {
     checkAttempt(attempt);
     checkSettled(settled);
+    return this.#complete(attempt, settled);
+  }
+
+  async #complete(attempt: string, settled: Settled): Promise<void> {
     const live = this.#attempt;
     if (live?.id === attempt && live.settle) {
       live.settle(settled);

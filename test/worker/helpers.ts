@@ -40,13 +40,17 @@ export function send(path: string, options: SendOptions = {}): Promise<Response>
  * Sends a request to a fresh proxy app with some variables overridden (same bindings otherwise).
  * Also used where the service-binding transport of `exports.default` would drop an empty header.
  */
-export function sendWith(
-  vars: Partial<Record<keyof Env, unknown>> & Record<string, unknown>,
-  path: string,
-  options: SendOptions = {},
-): Promise<Response> {
+export function sendWith(vars: Vars, path: string, options: SendOptions = {}): Promise<Response> {
+  return sendTo(vars, `https://proxy.test${path}`, options);
+}
+
+/** Variables and bindings to put over the test bindings. */
+export type Vars = Partial<Record<keyof Env, unknown>> & Record<string, unknown>;
+
+/** {@link sendWith} to a full URL (the request's own URL matters when ORIGIN_URL is "request"). */
+export function sendTo(vars: Vars, url: string, options: SendOptions = {}): Promise<Response> {
   const bindings = envWith(vars);
-  return Promise.resolve(proxyFor(bindings).request(`https://proxy.test${path}`, requestInit(options), bindings));
+  return Promise.resolve(proxyFor(bindings).app.request(url, requestInit(options), bindings));
 }
 
 const merged = new WeakMap<object, object>();
@@ -99,9 +103,12 @@ export function interceptExecute(intercept: (spec: ExecuteSpec, execute: (spec: 
   };
 }
 
-/** The stub of the Durable Object that holds `(auth, key)`. */
-export async function recordStub(key: string, auth = 'Bearer test-token') {
-  return env.IDEMPOTENCY.get(env.IDEMPOTENCY.idFromName(recordName('proxy', 'headers:authorization', await sha256Hex(auth), key)));
+/**
+ * The stub of the Durable Object that holds `(scope, key)` for the proxy (or, with `namespace` and `kind`, for
+ * an app or another kind of scope).
+ */
+export async function recordStub(key: string, scope = 'Bearer test-token', namespace = 'proxy', kind = 'headers:authorization') {
+  return env.IDEMPOTENCY.get(env.IDEMPOTENCY.idFromName(recordName(namespace, kind, await sha256Hex(scope), key)));
 }
 
 /** The stored record row of `(auth, key)` without its body, or `undefined` when the object holds none. */

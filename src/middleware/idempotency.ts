@@ -43,6 +43,9 @@ type Log = ((entry: Omit<RequestLog, 'method' | 'latency_ms'>) => void) & { read
 
 const silent: Log = Object.assign(() => undefined, { enabled: false });
 
+const rejectBody = (cause: unknown): never =>
+  reject('request_body_invalid', 'The request body ended before its declared length or could not be read.', { cause });
+
 /** A keyed request on its way: what the record is, and how it is logged. */
 interface Keyed {
   readonly key: string;
@@ -148,10 +151,14 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
       if (rateLimit !== undefined) await limitRate(c, scopeHash);
       c.set('idempotencyKey', parsed.key);
       const current = keyed;
+      // bodyLimit reads a body of undeclared length itself: a stream that fails while it reads is the client's
+      // broken request, not a failure of this layer.
+      let reading = true;
       const limited = await limit(ctx, async () => {
+        reading = false;
         // Assigned, not just returned: after the handler ran, Hono ignores a middleware's return value.
         c.res = await attempt(c, current, next);
-      });
+      }).catch((cause: unknown) => (reading && !(cause instanceof Rejection) ? rejectBody(cause) : Promise.reject(cause)));
       return limited ?? c.res;
     } catch (error) {
       if (!(error instanceof Rejection)) throw error;
@@ -179,7 +186,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     try {
       body = await c.req.arrayBuffer();
     } catch (cause) {
-      return reject('request_body_invalid', 'The request body ended before its declared length or could not be read.', { cause });
+      return rejectBody(cause);
     }
     const fingerprint = await resolved.fingerprint(ctx, body);
     const { name, key, log, ids } = keyed;

@@ -86,21 +86,31 @@ export async function originTotal(): Promise<number> {
   return ((await res.json()) as { total: number }).total;
 }
 
-type ExecuteSpec = Parameters<DurableObjectStub<IdempotencyRecord>['execute']>[0];
+/** The RPC methods of the object. */
+export type RecordMethod = 'execute' | 'begin' | 'complete' | 'inspect' | 'purge';
 
 /**
- * The real `IDEMPOTENCY` namespace with every `execute()` call the Worker makes passed through
- * `intercept`, which gets the spec and the real call (to count calls, or to fail some first).
+ * The real `IDEMPOTENCY` namespace, with every RPC call the Worker makes on its stubs passed through
+ * `intercept(method, call)`: to count calls, or to stand in for a platform error (overloaded, retryable) that
+ * local workerd cannot produce. `call()` makes the real call. This is the binding's edge; the objects are real.
  */
-export function interceptExecute(intercept: (spec: ExecuteSpec, execute: (spec: ExecuteSpec) => Promise<unknown>) => Promise<unknown>) {
+export function bindingEdge(
+  intercept: (method: RecordMethod, call: () => Promise<unknown>) => Promise<unknown>,
+): DurableObjectNamespace<IdempotencyRecord> {
   const real = env.IDEMPOTENCY;
+  const methods = new Set<string>(['execute', 'begin', 'complete', 'inspect', 'purge']);
   return {
     idFromName: (name: string) => real.idFromName(name),
     get: (id: DurableObjectId) => {
-      const stub = real.get(id);
-      return { execute: (spec: ExecuteSpec) => intercept(spec, (s) => stub.execute(s)) };
+      const stub = real.get(id) as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+      return new Proxy(stub, {
+        get: (target, property) =>
+          typeof property === 'string' && methods.has(property)
+            ? (...args: unknown[]) => intercept(property as RecordMethod, () => target[property]!(...args))
+            : Reflect.get(target, property),
+      });
     },
-  };
+  } as unknown as DurableObjectNamespace<IdempotencyRecord>;
 }
 
 /**
@@ -112,8 +122,8 @@ export async function recordStub(key: string, scope = 'Bearer test-token', names
 }
 
 /** The stored record row of `(auth, key)` without its body, or `undefined` when the object holds none. */
-export async function storedRecord(key: string, auth = 'Bearer test-token') {
-  return runInDurableObject(await recordStub(key, auth), (_, state) => {
+export async function storedRecord(key: string, scope = 'Bearer test-token', namespace = 'proxy') {
+  return runInDurableObject(await recordStub(key, scope, namespace), (_, state) => {
     const sql = state.storage.sql;
     if (sql.exec(`SELECT name FROM sqlite_master WHERE name = 'record'`).toArray().length === 0) return undefined;
     return sql

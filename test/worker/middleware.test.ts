@@ -11,7 +11,7 @@ import { fingerprintRequest } from '../../src/middleware/fingerprint';
 import { recordName } from '../../src/middleware/scope';
 import { sha256Hex } from '../../src/shared/hash';
 import { idempotency, type IdempotencyOptions } from '../../src/middleware';
-import { newKey } from './helpers';
+import { expectProblem, newKey, storedRecord, until } from './helpers';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -33,6 +33,7 @@ function ledgerApp(options: IdempotencyOptions = {}) {
     return c.json({ balance, id: crypto.randomUUID() }, 201);
   });
   app.post('/api/fail', () => {
+    runs.set('fail', (runs.get('fail') ?? 0) + 1);
     throw new Error('handler failed');
   });
   app.get('/api/balance', (c) => c.json({ balance }));
@@ -92,17 +93,24 @@ describe('idempotency() in a Hono app (handler mode)', () => {
     const key = newKey();
     await request('/api/adjust', { key, body: { delta: 1 } });
     expect((await request('/api/adjust', { key, body: { delta: 1 } })).headers.get('idempotent-replay')).toBe('true');
-    await sleep(1100);
+    const { expires_at: expiresAt } = (await storedRecord(key, 'Bearer app-user', 'app'))!;
+    await until(() => Date.now() > expiresAt);
     expect((await request('/api/adjust', { key, body: { delta: 1 } })).headers.get('idempotent-replay')).toBeNull();
     expect(runs.get(key)).toBe(2);
   });
 
   it('does not store a handler that throws (500): the next request runs again', async () => {
-    const { app, request } = ledgerApp();
+    const { app, request, runs } = ledgerApp();
     app.onError(() => new Response('boom', { status: 500 }));
     const key = newKey();
-    expect((await request('/api/fail', { key, body: {} })).status).toBe(500);
-    expect((await request('/api/fail', { key, body: {} })).headers.get('idempotent-replay')).toBeNull();
+    for (let i = 0; i < 2; i++) {
+      const res = await request('/api/fail', { key, body: {} });
+      // The handler's own 500 both times: not a replay, and not a 409 in_progress either.
+      expect(res.status).toBe(500);
+      expect(await res.text()).toBe('boom');
+      expect(res.headers.get('idempotent-replay')).toBeNull();
+    }
+    expect(runs.get('fail')).toBe(2);
   });
 
   it('passes through requests without a key or credential, and reads', async () => {
@@ -159,7 +167,8 @@ describe('idempotency(): the weaker in-process guarantee', () => {
     expect(((await during.json()) as { code: string }).code).toBe('idempotency_key_in_progress');
     expect(runs.get(key)).toBeUndefined();
 
-    await sleep(900);
+    const { lease_until: leaseUntil } = (await storedRecord(key, 'Bearer app-user', 'app'))!;
+    await until(() => Date.now() > leaseUntil);
     const after = await request('/api/adjust', { key, body });
     expect(after.status).toBe(201);
     expect(after.headers.get('idempotent-replay')).toBeNull();
@@ -211,5 +220,103 @@ describe('idempotency() logs', () => {
     const text = JSON.stringify(logs);
     expect(text).not.toContain(key);
     expect(text).not.toContain('app-user');
+  });
+});
+
+describe('idempotency(): what a handler answers is stored and replayed exactly', () => {
+  /** An app whose handler answers what the test says, counting its runs. */
+  function answering(answer: () => Response | Promise<Response>, options: IdempotencyOptions = {}) {
+    let runs = 0;
+    const app = new Hono();
+    app.use(idempotency({ reporter: false, ...options }));
+    app.post('*', () => {
+      runs++;
+      return answer();
+    });
+    const request = (key: string) =>
+      Promise.resolve(
+        app.request('/x', { method: 'POST', headers: { authorization: 'Bearer t', 'idempotency-key': key }, body: 'x' }, env),
+      );
+    return { request, runs: () => runs };
+  }
+
+  it.each([204, 304])('replays a %i without a body', async (status) => {
+    const app = answering(() => new Response(null, { status, headers: { etag: '"v1"' } }));
+    const key = newKey();
+    await app.request(key);
+    const replay = await app.request(key);
+    expect(replay.status).toBe(status);
+    expect(replay.headers.get('idempotent-replay')).toBe('true');
+    expect(replay.headers.get('etag')).toBe('"v1"');
+    expect(replay.body).toBeNull();
+    expect(app.runs()).toBe(1);
+  });
+
+  it("replays a handler's encoded body byte for byte, with its Content-Encoding", async () => {
+    const compressed = await new Response(
+      new Blob(['hello '.repeat(500)]).stream().pipeThrough(new CompressionStream('gzip')),
+    ).arrayBuffer();
+    const app = answering(
+      () => new Response(compressed, { headers: { 'content-encoding': 'gzip', 'content-type': 'text/plain' }, encodeBody: 'manual' }),
+    );
+    const key = newKey();
+    await app.request(key);
+    const replay = await app.request(key);
+    expect(replay.headers.get('idempotent-replay')).toBe('true');
+    expect(replay.headers.get('content-encoding')).toBe('gzip');
+    expect(new Uint8Array(await replay.arrayBuffer())).toEqual(new Uint8Array(compressed));
+    expect(app.runs()).toBe(1);
+  });
+
+  it('answers 502 response_too_large, and never runs the key again, for headers over 256 KiB', async () => {
+    const headers = new Headers();
+    for (let i = 0; i < 300; i++) headers.append('x-big', 'h'.repeat(1024));
+    const app = answering(() => new Response('ok', { headers }));
+    const key = newKey();
+    await expectProblem(await app.request(key), 502, 'response_too_large');
+    await expectProblem(await app.request(key), 502, 'response_too_large');
+    expect(app.runs()).toBe(1);
+  });
+
+  it('answers 502 response_too_large for a body whose declared length is over the limit, and for one that only grows past it', async () => {
+    const declared = answering(() => new Response(new Uint8Array(2000)), { maxBodyBytes: 1000 });
+    await expectProblem(await declared.request(newKey()), 502, 'response_too_large');
+    const streamed = answering(
+      () =>
+        new Response(
+          new ReadableStream({
+            start(controller) {
+              for (let i = 0; i < 20; i++) controller.enqueue(new Uint8Array(100));
+              controller.close();
+            },
+          }),
+        ),
+      { maxBodyBytes: 1000 },
+    );
+    await expectProblem(await streamed.request(newKey()), 502, 'response_too_large');
+  });
+});
+
+describe('idempotency(): a request body that cannot be read', () => {
+  it('answers 400 request_body_invalid when the body stream fails midway, storing nothing and running nothing', async () => {
+    let runs = 0;
+    const app = new Hono();
+    app.use(idempotency({ reporter: false }));
+    app.post('*', (c) => c.text(`run ${++runs}`));
+    const key = newKey();
+    const body = new ReadableStream({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('partial'));
+        controller.error(new Error('connection reset by the client'));
+      },
+    });
+    const res = await app.request(
+      '/x',
+      { method: 'POST', headers: { authorization: 'Bearer t', 'idempotency-key': key }, body, duplex: 'half' } as RequestInit,
+      env,
+    );
+    await expectProblem(res, 400, 'request_body_invalid');
+    expect(runs).toBe(0);
+    expect(await storedRecord(key, 'Bearer t', 'app')).toBeUndefined();
   });
 });

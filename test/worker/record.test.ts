@@ -1,13 +1,16 @@
 /**
- * `IdempotencyRecord` directly: restarts, resets mid-flight, leases, expiry and the alarm, against real
- * Durable Object storage in workerd.
+ * `IdempotencyRecord` directly: restarts, resets mid-flight, leases, expiry and the alarm, against real Durable
+ * Object storage in workerd. Waits poll for the state they need (the stored row, the origin's count), and time
+ * bounds are read from what the object stored, never guessed.
  */
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { AttemptLimits, AttemptSpec } from '../../src/record/api';
-import { newKey, originCalls, originUrl, recordStub, send } from './helpers';
+import { sha256Hex } from '../../src/shared/hash';
+import type { Settled } from '../../src/shared/outcome';
+import { newKey, originCalls, originUrl, recordStub, send, storedRecord, until } from './helpers';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+afterEach(() => vi.restoreAllMocks());
 
 function spec(key: string, path: string, overrides: Partial<AttemptLimits> & { maxBodyBytes?: number } = {}): AttemptSpec {
   const { maxBodyBytes = 1024 * 1024, ...limits } = overrides;
@@ -37,9 +40,6 @@ async function storageOf(key: string) {
       .exec<{ name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%'`)
       .toArray()
       .map((t) => t.name),
-    records: state.storage.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM sqlite_master WHERE name = 'record'`).one().n
-      ? state.storage.sql.exec(`SELECT state FROM record`).toArray()
-      : [],
     alarm: await state.storage.getAlarm(),
   }));
 }
@@ -55,6 +55,14 @@ async function resetObject(key: string): Promise<void> {
   }).catch(() => undefined);
 }
 
+/** Waits until the origin has received the request of `key` (so an attempt really is mid-flight). */
+const reachedOrigin = (key: string) => until(async () => (await originCalls(key)) > 0);
+
+const response = (status: number, text: string): Settled => ({
+  kind: 'response',
+  response: { status, headers: [['content-type', 'text/plain']], body: new TextEncoder().encode(text).buffer as ArrayBuffer },
+});
+
 describe('IdempotencyRecord: state survives a restart', () => {
   it('replays from storage after the object is evicted', async () => {
     const key = newKey();
@@ -67,37 +75,62 @@ describe('IdempotencyRecord: state survives a restart', () => {
 });
 
 describe('IdempotencyRecord: an attempt that dies mid-flight', () => {
-  it('holds the key until the lease ends, then runs again with the same Idempotency-Key', async () => {
+  it('holds the key until the stored lease ends, then runs again with the same Idempotency-Key', async () => {
     const key = newKey();
-    const started = Date.now();
+    const limits = { leaseMs: 2500, timeoutMs: 2500 };
     // Settled right away so the rejection caused by the reset is handled when it happens.
-    const first = Promise.allSettled([(await recordStub(key)).execute(spec(key, '/slow/1000/reset', { leaseMs: 2500, timeoutMs: 2500 }))]);
-    await sleep(300);
-    // A reset while the origin is being called: in-memory state is gone, the in-flight row stays.
+    const first = Promise.allSettled([(await recordStub(key)).execute(spec(key, '/slow/1000/reset', limits))]);
+    await reachedOrigin(key);
+    // A reset while the origin is answering: in-memory state is gone, the in-flight row stays.
     await resetObject(key);
     expect((await first)[0].status).toBe('rejected');
+    const { lease_until: leaseUntil, state } = (await storedRecord(key))!;
+    expect(state).toBe('in_flight');
 
-    const during = await (await recordStub(key)).execute(spec(key, '/slow/1000/reset', { leaseMs: 2500, timeoutMs: 2500 }));
+    const during = await (await recordStub(key)).execute(spec(key, '/slow/1000/reset', limits));
     expect(during.kind).toBe('in_progress');
     if (during.kind === 'in_progress') {
       expect(during.retryAfterMs).toBeGreaterThan(0);
-      expect(during.retryAfterMs).toBeLessThanOrEqual(2500 - (Date.now() - started) + 50);
+      expect(during.retryAfterMs).toBeLessThanOrEqual(leaseUntil - Date.now() + 1);
     }
     // A different request with the same key is still a conflict, not a take-over.
     expect((await (await recordStub(key)).execute(spec(key, '/slow/1000/other'))).kind).toBe('conflict');
 
-    await sleep(Math.max(0, started + 2600 - Date.now()));
-    const after = await (await recordStub(key)).execute(spec(key, '/slow/1000/reset', { leaseMs: 2500, timeoutMs: 2500 }));
+    await until(() => Date.now() > leaseUntil);
+    const after = await (await recordStub(key)).execute(spec(key, '/slow/1000/reset', limits));
     expect(after).toMatchObject({ kind: 'response', replayed: false });
     expect(await originCalls(key)).toBe(2);
     const last = (await (await fetch(`${originUrl}/__last?key=${key}`)).json()) as { headers: Record<string, string> };
     expect(last.headers['idempotency-key']).toBe(key);
   });
 
+  it('holds the key until the lease ends even when the TTL is shorter: expiry and the alarm wait for the lease', async () => {
+    const key = newKey();
+    const limits = { ttlMs: 300, leaseMs: 2500, timeoutMs: 2500 };
+    const first = Promise.allSettled([(await recordStub(key)).execute(spec(key, '/slow/1500/short-ttl', limits))]);
+    await reachedOrigin(key);
+    await resetObject(key);
+    await first;
+    const { lease_until: leaseUntil, expires_at: expiresAt } = (await storedRecord(key))!;
+    expect(expiresAt).toBeLessThan(leaseUntil);
+    await until(() => Date.now() > expiresAt);
+    // Past the TTL, inside the lease: still held, and the alarm keeps the row (re-arming at the lease's end).
+    expect((await (await recordStub(key)).execute(spec(key, '/slow/1500/short-ttl', limits))).kind).toBe('in_progress');
+    await runDurableObjectAlarm(await recordStub(key));
+    expect((await storedRecord(key))?.state).toBe('in_flight');
+    expect((await storageOf(key)).alarm).toBeGreaterThanOrEqual(leaseUntil);
+    await until(() => Date.now() > leaseUntil);
+    expect(await (await recordStub(key)).execute(spec(key, '/slow/1500/short-ttl', limits))).toMatchObject({
+      kind: 'response',
+      replayed: false,
+    });
+    expect(await originCalls(key)).toBe(2);
+  });
+
   it('answers the client of a reset attempt with 503, and its retry with 409 in_progress until the lease ends', async () => {
     const key = newKey();
     const first = send('/slow/1200/worker-reset', { key, body: 'x' });
-    await sleep(300);
+    await reachedOrigin(key);
     await resetObject(key);
     // The reset surfaces as a non-retryable error on the Worker's stub: it fails closed.
     const res = await first;
@@ -109,47 +142,123 @@ describe('IdempotencyRecord: an attempt that dies mid-flight', () => {
     expect(((await retry.json()) as { code: string }).code).toBe('idempotency_key_in_progress');
     expect(await originCalls(key)).toBe(1);
   });
+
+  it('records a complete() that arrives after a reset, while the row still names its attempt', async () => {
+    const key = newKey();
+    const limits = { fingerprint: 'fp:after-reset', timeoutMs: 1000, leaseMs: 3000, ttlMs: 60_000 };
+    const begun = await (await recordStub(key)).begin(limits);
+    if (begun.kind !== 'acquired') throw new Error(`expected to acquire the key, got ${begun.kind}`);
+    await resetObject(key);
+    await (await recordStub(key)).complete(begun.attempt, response(201, 'reported after the reset'));
+    expect(await (await recordStub(key)).begin(limits)).toMatchObject({ kind: 'response', replayed: true, response: { status: 201 } });
+  });
+
+  it('never lets a late complete() of an abandoned attempt overwrite the attempt that took over', async () => {
+    const key = newKey();
+    const limits = { fingerprint: 'fp:take-over', timeoutMs: 500, leaseMs: 500, ttlMs: 60_000 };
+    const abandoned = await (await recordStub(key)).begin(limits);
+    if (abandoned.kind !== 'acquired') throw new Error('expected to acquire the key');
+    await resetObject(key);
+    const { lease_until: leaseUntil } = (await storedRecord(key))!;
+    await until(() => Date.now() > leaseUntil);
+    const takeOver = await (await recordStub(key)).begin(limits);
+    if (takeOver.kind !== 'acquired') throw new Error(`expected the take-over to acquire the key, got ${takeOver.kind}`);
+    await (await recordStub(key)).complete(abandoned.attempt, response(201, 'late'));
+    expect((await storedRecord(key))?.state).toBe('in_flight');
+    await (await recordStub(key)).complete(takeOver.attempt, response(202, 'take-over'));
+    await (await recordStub(key)).complete(abandoned.attempt, response(201, 'later still'));
+    expect(await (await recordStub(key)).begin(limits)).toMatchObject({ kind: 'response', response: { status: 202 } });
+  });
+
+  it('keeps the in-flight row when storage refuses the answer (store_failed): the key is held until the lease ends', async () => {
+    const errors: string[] = [];
+    vi.spyOn(console, 'error').mockImplementation((line: unknown) => void errors.push(String(line)));
+    const key = newKey();
+    const stub = await recordStub(key);
+    const first = stub.execute(spec(key, '/slow/600/refused', { timeoutMs: 3000, leaseMs: 3000 }));
+    await until(async () => (await storedRecord(key))?.state === 'in_flight');
+    // A real storage failure: SQLite itself refuses to update the row.
+    await runInDurableObject(stub, (_, state) => {
+      state.storage.sql.exec(`CREATE TRIGGER refuse_store BEFORE UPDATE ON record BEGIN SELECT RAISE(ABORT, 'storage refused'); END`);
+    });
+    // The client still gets the origin's answer.
+    expect(await first).toMatchObject({ kind: 'response', replayed: false, response: { status: 200 } });
+    expect(errors.some((line) => line.includes('"event":"store_failed"'))).toBe(true);
+    expect((await storedRecord(key))?.state).toBe('in_flight');
+    expect((await stub.execute(spec(key, '/slow/600/refused'))).kind).toBe('in_progress');
+    expect(await originCalls(key)).toBe(1);
+  });
 });
 
 describe('IdempotencyRecord: expiry', () => {
+  const short = { ttlMs: 300, leaseMs: 200, timeoutMs: 200 };
+
   it('lets the key run again once the TTL has passed, even before the alarm ran', async () => {
     const key = newKey();
     const stub = await recordStub(key);
-    expect(await stub.execute(spec(key, '/echo/ttl', { ttlMs: 300, leaseMs: 200, timeoutMs: 200 }))).toMatchObject({ replayed: false });
-    expect(await stub.execute(spec(key, '/echo/ttl', { ttlMs: 300, leaseMs: 200, timeoutMs: 200 }))).toMatchObject({ replayed: true });
-    await sleep(350);
-    expect(await stub.execute(spec(key, '/echo/ttl', { ttlMs: 300, leaseMs: 200, timeoutMs: 200 }))).toMatchObject({ replayed: false });
+    expect(await stub.execute(spec(key, '/echo/ttl', short))).toMatchObject({ replayed: false });
+    expect(await stub.execute(spec(key, '/echo/ttl', short))).toMatchObject({ replayed: true });
+    const { expires_at: expiresAt } = (await storedRecord(key))!;
+    await until(() => Date.now() > expiresAt);
+    expect(await stub.execute(spec(key, '/echo/ttl', short))).toMatchObject({ replayed: false });
     expect(await originCalls(key)).toBe(2);
   });
 
   it('keeps a live record when the alarm runs early; at expiry the alarm deletes everything, alarm included', async () => {
     const key = newKey();
     const stub = await recordStub(key);
-    await stub.execute(spec(key, '/echo/alarm', { ttlMs: 500, leaseMs: 200, timeoutMs: 200 }));
-    const before = await storageOf(key);
-    expect(before.records).toEqual([{ state: 'complete' }]);
-    expect(before.alarm).not.toBeNull();
+    await stub.execute(spec(key, '/echo/alarm', { ...short, ttlMs: 500 }));
+    expect((await storedRecord(key))?.state).toBe('complete');
+    expect((await storageOf(key)).alarm).not.toBeNull();
 
     // An early (or repeated) alarm must not delete a record that is still valid: it re-arms instead.
     expect(await runDurableObjectAlarm(stub)).toBe(true);
-    expect((await storageOf(key)).records).toEqual([{ state: 'complete' }]);
+    expect((await storedRecord(key))?.state).toBe('complete');
     expect((await storageOf(key)).alarm).not.toBeNull();
 
     // The re-armed alarm fires by itself at expiry and removes everything.
-    for (let i = 0; i < 40 && (await storageOf(key)).tables.length > 0; i++) await sleep(100);
-    expect(await storageOf(key)).toEqual({ tables: [], records: [], alarm: null });
+    await until(async () => (await storageOf(key)).tables.length === 0);
+    expect(await storageOf(key)).toEqual({ tables: [], alarm: null });
     // Running the handler again on the empty object is harmless and leaves nothing behind.
     await runInDurableObject(stub, (instance) => instance.alarm());
-    expect(await storageOf(key)).toEqual({ tables: [], records: [], alarm: null });
+    expect(await storageOf(key)).toEqual({ tables: [], alarm: null });
   });
 
-  it('deletes storage when the real alarm fires on its own', async () => {
+  it('re-arms instead of deleting when the alarm runs while an attempt is still running here', async () => {
     const key = newKey();
     const stub = await recordStub(key);
-    await stub.execute(spec(key, '/echo/real-alarm', { ttlMs: 400, leaseMs: 200, timeoutMs: 200 }));
-    expect((await storageOf(key)).records).toHaveLength(1);
-    for (let i = 0; i < 40 && (await storageOf(key)).tables.length > 0; i++) await sleep(100);
-    expect(await storageOf(key)).toEqual({ tables: [], records: [], alarm: null });
+    const first = stub.execute(spec(key, '/slow/800/alarm-in-flight', { ttlMs: 100, leaseMs: 3000, timeoutMs: 3000 }));
+    await reachedOrigin(key);
+    const { expires_at: expiresAt } = (await storedRecord(key))!;
+    await until(() => Date.now() > expiresAt);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect((await storedRecord(key))?.state).toBe('in_flight');
+    expect((await storageOf(key)).alarm).not.toBeNull();
+    expect(await first).toMatchObject({ kind: 'response', replayed: false });
+    expect(await originCalls(key)).toBe(1);
+  });
+
+  it('expires a body stored in chunks, then stores a new large body under the same key exactly', async () => {
+    const key = newKey();
+    const stub = await recordStub(key);
+    const big = { ttlMs: 500, leaseMs: 400, timeoutMs: 400, maxBodyBytes: 8 * 1024 * 1024 };
+    await stub.execute(spec(key, `/bytes/${4 * 1024 * 1024}/chunks-old`, big));
+    expect((await storedRecord(key))?.chunks).toBe(4);
+    const { expires_at: expiresAt } = (await storedRecord(key))!;
+    await until(() => Date.now() > expiresAt);
+    const size = 2 * 1024 * 1024 + 5;
+    const fresh = await stub.execute({ ...spec(key, `/bytes/${size}/chunks-new`, { ...big, ttlMs: 60_000 }) });
+    expect(fresh).toMatchObject({ kind: 'response', replayed: false });
+    const replay = await stub.execute(spec(key, `/bytes/${size}/chunks-new`, { ...big, ttlMs: 60_000 }));
+    if (replay.kind !== 'response') throw new Error(`expected a replay, got ${replay.kind}`);
+    const expected = new Uint8Array(size).map((_, i) => (i * 31 + 7) & 0xff);
+    expect(replay.response.body.byteLength).toBe(size);
+    expect(await sha256Hex(replay.response.body)).toBe(await sha256Hex(expected));
+    const chunkRows = await runInDurableObject(
+      stub,
+      (_, state) => state.storage.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM body_chunk`).one().n,
+    );
+    expect(chunkRows).toBe(3);
   });
 
   it('cleans up after a failed attempt (5xx is not stored)', async () => {
@@ -157,9 +266,9 @@ describe('IdempotencyRecord: expiry', () => {
     const stub = await recordStub(key);
     const outcome = await stub.execute(spec(key, '/status/503/gc'));
     expect(outcome).toMatchObject({ kind: 'response', response: { status: 503 } });
-    expect((await storageOf(key)).records).toEqual([]);
-    for (let i = 0; i < 40 && (await storageOf(key)).tables.length > 0; i++) await sleep(50);
-    expect(await storageOf(key)).toEqual({ tables: [], records: [], alarm: null });
+    expect(await storedRecord(key)).toBeUndefined();
+    await until(async () => (await storageOf(key)).tables.length === 0);
+    expect(await storageOf(key)).toEqual({ tables: [], alarm: null });
     // And the object works again afterwards.
     expect(await stub.execute(spec(key, '/echo/gc'))).toMatchObject({ kind: 'response', replayed: false });
   });
@@ -171,8 +280,7 @@ describe('IdempotencyRecord: origin timeout', () => {
     const stub = await recordStub(key);
     const outcome = await stub.execute(spec(key, '/slow/1500/lease', { timeoutMs: 300, leaseMs: 600 }));
     expect(outcome.kind).toBe('origin_timeout');
-    await sleep(500);
-    expect((await storageOf(key)).records).toEqual([]);
+    await until(async () => (await storedRecord(key)) === undefined);
     expect(await stub.execute(spec(key, '/echo/after-lease'))).toMatchObject({ kind: 'response', replayed: false });
   });
 });
@@ -208,13 +316,12 @@ describe('IdempotencyRecord: an attempt is never overtaken', () => {
   it('does not expire the row of an attempt still running here: a duplicate joins it, no second origin call', async () => {
     const key = newKey();
     const stub = await recordStub(key);
-    // The TTL ends while the origin is still answering (only possible for a take-over near the end of
-    // the TTL in practice, which is why the record's expiry now covers the new lease too).
-    const first = stub.execute(spec(key, '/slow/700/overtake', { ttlMs: 200, leaseMs: 3000, timeoutMs: 3000 }));
-    await sleep(350);
-    const duplicate = await (
-      await recordStub(key)
-    ).execute(spec(key, '/slow/700/overtake', { ttlMs: 200, leaseMs: 3000, timeoutMs: 3000 }));
+    const limits = { ttlMs: 200, leaseMs: 3000, timeoutMs: 3000 };
+    const first = stub.execute(spec(key, '/slow/700/overtake', limits));
+    await reachedOrigin(key);
+    const { expires_at: expiresAt } = (await storedRecord(key))!;
+    await until(() => Date.now() > expiresAt);
+    const duplicate = await (await recordStub(key)).execute(spec(key, '/slow/700/overtake', limits));
     expect(duplicate).toMatchObject({ kind: 'response', replayed: true });
     expect(await first).toMatchObject({ kind: 'response', replayed: false });
     expect(await originCalls(key)).toBe(1);
@@ -226,15 +333,9 @@ describe('IdempotencyRecord: an attempt is never overtaken', () => {
     const limits = { fingerprint: 'fp:complete', timeoutMs: 1000, leaseMs: 2000, ttlMs: 60_000 };
     const begun = await stub.begin(limits);
     if (begun.kind !== 'acquired') throw new Error(`expected to acquire the key, got ${begun.kind}`);
-    const answer = {
-      status: 201,
-      headers: [['content-type', 'text/plain']] as [string, string][],
-      body: new TextEncoder().encode('first').buffer as ArrayBuffer,
-    };
-    await stub.complete(begun.attempt, { kind: 'response', response: answer });
-    await stub.complete(begun.attempt, { kind: 'response', response: { ...answer, status: 503 } });
+    await stub.complete(begun.attempt, response(201, 'first'));
+    await stub.complete(begun.attempt, response(503, 'second'));
     await stub.complete(begun.attempt, { kind: 'origin_unreachable' });
-    const replay = await stub.begin(limits);
-    expect(replay).toMatchObject({ kind: 'response', replayed: true, response: { status: 201 } });
+    expect(await stub.begin(limits)).toMatchObject({ kind: 'response', replayed: true, response: { status: 201 } });
   });
 });

@@ -1,0 +1,67 @@
+/**
+ * @module
+ * What the end-to-end tests look at below `fetch`: requests written byte for byte over raw TCP (so nothing in
+ * a client library cleans them up first), and the Durable Objects' SQLite files in a state directory.
+ */
+import { connect } from 'node:net';
+import { DatabaseSync } from 'node:sqlite';
+import { filesUnder } from './harness';
+
+export interface RawResponse {
+  status: number;
+  head: string;
+  body: string;
+}
+
+/**
+ * Writes `head` (CRLF line endings added) and `body` as they are to 127.0.0.1:`port`, optionally half-closes the
+ * socket, and reads until the server closes or `timeoutMs` passes.
+ *
+ * @returns the response, or `null` when none arrived
+ */
+export function raw(port: number, head: string[], body: Buffer | string = '', { halfClose = false, timeoutMs = 5000 } = {}): Promise<RawResponse | null> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const done = () => {
+      socket.destroy();
+      const text = Buffer.concat(chunks).toString('latin1');
+      const match = /^HTTP\/1\.1 (\d{3})/.exec(text);
+      if (!match) return resolve(null);
+      const split = text.indexOf('\r\n\r\n');
+      resolve({ status: Number(match[1]), head: text.slice(0, split), body: text.slice(split + 4) });
+    };
+    const timer = setTimeout(done, timeoutMs);
+    socket.on('data', (chunk) => chunks.push(chunk));
+    socket.on('close', () => {
+      clearTimeout(timer);
+      done();
+    });
+    socket.on('error', () => undefined);
+    socket.write(Buffer.concat([Buffer.from(`${head.join('\r\n')}\r\n\r\n`, 'latin1'), Buffer.from(body)]));
+    if (halfClose) socket.end();
+  });
+}
+
+/** The problem `code` of a raw response, or `undefined` when it is not a problem document. */
+export function rawProblemCode(res: RawResponse | null): string | undefined {
+  if (res === null || !/content-type: application\/problem\+json/i.test(res.head)) return undefined;
+  const json = res.body.slice(res.body.indexOf('{'), res.body.lastIndexOf('}') + 1);
+  return (JSON.parse(json) as { code: string }).code;
+}
+
+/** The SQLite files of the `IdempotencyRecord` objects below a state directory. */
+export const objectFiles = (stateDir: string): string[] => filesUnder(stateDir).filter((f) => /IdempotencyRecord\/[0-9a-f]{64}\.sqlite$/.test(f));
+
+/** The tables a Durable Object's SQLite file holds, without the runtime's own (`_cf_*`, `__miniflare*`). */
+export function userTables(file: string): string[] {
+  const db = new DatabaseSync(file, { readOnly: true });
+  try {
+    return db
+      .prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%' AND name NOT LIKE '__miniflare%'`)
+      .all()
+      .map((row) => String(row['name']));
+  } finally {
+    db.close();
+  }
+}

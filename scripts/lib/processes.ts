@@ -104,6 +104,20 @@ async function groupGone(pgid: number, maxMs: number): Promise<boolean> {
   return true;
 }
 
+/**
+ * Ends process group `pgid`: SIGTERM and up to `graceMs` for it to exit (skipped when `graceMs` is
+ * undefined), then SIGKILL to whatever is left (a leader's children, such as wrangler's workerd, are in
+ * the group too); resolves once no live process of the group is left.
+ */
+export async function endGroup(pgid: number, graceMs?: number): Promise<void> {
+  if (graceMs !== undefined && groupMembers(pgid).length > 0) {
+    signalGroup(pgid, 'SIGTERM');
+    await groupGone(pgid, graceMs);
+  }
+  signalGroup(pgid, 'SIGKILL');
+  if (!(await groupGone(pgid, 10_000))) throw new Error(`processes ${groupMembers(pgid).join(', ')} of group ${pgid} outlived SIGKILL`);
+}
+
 /** Starts `command` in its own process group with its output captured; see {@link ProcessGroup}. */
 export function spawnGroup(name: string, command: string, args: readonly string[], options: SpawnOptions = {}): ProcessGroup {
   const { cwd, env, controlFd = false, tailChars = 256 * 1024, registry } = options;
@@ -143,13 +157,7 @@ export function spawnGroup(name: string, command: string, args: readonly string[
   let stopping: Promise<void> | undefined;
 
   const end = async (graceMs: number | undefined): Promise<void> => {
-    if (graceMs !== undefined && groupMembers(pid).length > 0) {
-      signalGroup(pid, 'SIGTERM');
-      await groupGone(pid, graceMs);
-    }
-    // Children of the leader (wrangler's workerd, esbuild) are in the group too: kill what is left.
-    signalGroup(pid, 'SIGKILL');
-    if (!(await groupGone(pid, 10_000))) throw new Error(`${name}: processes ${groupMembers(pid).join(', ')} of group ${pid} outlived SIGKILL`);
+    await endGroup(pid, graceMs);
     await Promise.race([exited, sleep(2000)]);
     registry?.removeGroup(pid);
   };

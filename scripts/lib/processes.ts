@@ -127,6 +127,8 @@ export function spawnGroup(name: string, command: string, args: readonly string[
     detached: true,
     stdio: controlFd ? ['ignore', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
   });
+  // A spawn failure (e.g. ENOENT) is also emitted as 'error'; without a listener it would crash us.
+  child.once('error', () => {});
   if (child.pid === undefined) throw new Error(`${name}: could not start ${command}`);
   const pid = child.pid;
   registry?.addGroup(pid);

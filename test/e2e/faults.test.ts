@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
 import { startTestOrigin } from '../origin/server';
-import { filesUnder, freePort, newStateDir, originCount, proxyForFile, removeDir, send, startProxy } from './harness';
+import { filesUnder, newStateDir, originCount, proxyForFile, removeDir, send, startProxy } from './harness';
 
 const VARS = { ORIGIN_TIMEOUT_MS: '1000', ORIGIN_LEASE_MS: '3000' };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -42,25 +42,24 @@ describe('client faults', () => {
 
 describe('origin faults', () => {
   it('origin down: 502 origin_unreachable, nothing stored, and the key works once the origin is back', async () => {
-    const port = await freePort();
+    // An origin of its own, switched "down" (every connection reset) and back up on the port it bound.
+    const origin = await startTestOrigin();
     const downDir = newStateDir();
-    const downProxy = await startProxy({ originUrl: `http://127.0.0.1:${port}`, stateDir: downDir, vars: VARS });
+    const downProxy = await startProxy({ originUrl: origin.url, stateDir: downDir, vars: VARS });
     try {
+      origin.setDown(true);
       const key = randomUUID();
       expect(await code(await send(downProxy.url, '/echo/down', { key, body: 'x' }))).toBe('origin_unreachable');
       expect(await code(await send(downProxy.url, '/echo/down', { key, body: 'x' }))).toBe('origin_unreachable');
-      const back = await startTestOrigin(port);
-      try {
-        const res = await send(downProxy.url, '/echo/down', { key, body: 'x' });
-        expect(res.status).toBe(200);
-        expect(res.headers.get('idempotent-replay')).toBeNull();
-        expect((await send(downProxy.url, '/echo/down', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
-        expect(await originCount(back.url, { key })).toBe(1);
-      } finally {
-        await back.close();
-      }
+      origin.setDown(false);
+      const res = await send(downProxy.url, '/echo/down', { key, body: 'x' });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('idempotent-replay')).toBeNull();
+      expect((await send(downProxy.url, '/echo/down', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
+      expect(await originCount(origin.url, { key })).toBe(1);
     } finally {
       await downProxy.stop();
+      await origin.close();
       removeDir(downDir);
     }
   });
@@ -126,7 +125,8 @@ describe('runtime faults', () => {
       await crashing.kill();
       expect(await inflight).toBeInstanceOf(Error);
 
-      crashing = await startProxy({ originUrl: shared.origin.url, stateDir: dir, vars, port: crashing.port });
+      // Same state directory; the restarted process picks a port of its own (nothing needs the old one).
+      crashing = await startProxy({ originUrl: shared.origin.url, stateDir: dir, vars });
       // Nothing stored before the crash is lost or corrupted.
       const replay = await send(crashing.url, '/status/201/before-crash', { key: stored, body: 'x' });
       expect(replay.status).toBe(201);

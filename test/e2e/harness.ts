@@ -1,32 +1,17 @@
 /**
  * @module
  * Boots the proxy the way users run it: `wrangler dev` as a child process in its own process group, on
- * a free loopback port, with its own `--persist-to` state directory, in front of the real test origin.
- * Every process started here is stopped by its own group id.
+ * the loopback port it picks itself (`--port 0`, read from its "Ready on" line), with its own
+ * `--persist-to` state directory, in front of the real test origin. Every process started here is
+ * stopped by its own group id (`scripts/lib/processes.ts`).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
+import { startWranglerDev } from '../../scripts/lib/processes.ts';
 import { startTestOrigin, type TestOrigin } from '../origin/server';
-
-const ROOT = resolve(import.meta.dirname, '../..');
-const WRANGLER = join(ROOT, 'node_modules/.bin/wrangler');
-
-/** A free TCP port on 127.0.0.1 (closed again before it is handed out). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolvePort(port));
-    });
-  });
-}
 
 /** A new, empty state directory under the system temp dir. */
 export const newStateDir = (): string => mkdtempSync(join(tmpdir(), 'idem-e2e-'));
@@ -38,7 +23,6 @@ export interface ProxyOptions {
   config?: string;
   stateDir: string;
   vars?: Record<string, string>;
-  port?: number;
 }
 
 export interface RunningProxy {
@@ -47,63 +31,28 @@ export interface RunningProxy {
   readonly process: ChildProcess;
   /** Output so far (for failure messages). */
   output(): string;
-  /** SIGTERM to the whole group, then waits for it to exit. */
+  /** SIGTERM to the whole group, then waits until none of its processes is left. */
   stop(): Promise<void>;
   /** SIGKILL to the whole group: a crash, nothing gets to clean up. */
   kill(): Promise<void>;
 }
 
-/** Starts `wrangler dev` and waits until it answers HTTP. */
-export async function startProxy({ originUrl, config, stateDir, vars = {}, port }: ProxyOptions): Promise<RunningProxy> {
-  const listen = port ?? (await freePort());
-  const args = ['dev', '--ip', '127.0.0.1', '--port', String(listen), '--persist-to', stateDir, '--inspector-port', String(await freePort())];
-  if (config) args.push('--config', config);
-  for (const [name, value] of Object.entries({ ...(originUrl === null ? {} : { ORIGIN_URL: originUrl }), ...vars })) args.push('--var', `${name}:${value}`);
-  const child = spawn(WRANGLER, args, {
-    cwd: ROOT,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: 'true', NO_COLOR: '1', WRANGLER_LOG: 'log' },
+/** Starts `wrangler dev` on a port of its choosing and waits until it reports it is ready. */
+export async function startProxy({ originUrl, config = 'wrangler.toml', stateDir, vars = {} }: ProxyOptions): Promise<RunningProxy> {
+  const dev = await startWranglerDev({
+    config,
+    persistTo: stateDir,
+    vars: { ...(originUrl === null ? {} : { ORIGIN_URL: originUrl }), ...vars },
+    env: { CI: 'true', WRANGLER_LOG: 'log' },
+    timeoutMs: 60_000,
   });
-  let log = '';
-  child.stdout?.on('data', (chunk: Buffer) => (log += chunk.toString()));
-  child.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
-  const exited = new Promise<void>((resolveExit) => child.once('exit', () => resolveExit()));
-
-  const signalGroup = async (signal: NodeJS.Signals) => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    try {
-      process.kill(-child.pid!, signal);
-    } catch {
-      // already gone
-    }
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-    if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
-    await exited;
-  };
-
-  const url = `http://127.0.0.1:${listen}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`wrangler dev exited early:\n${log}`);
-    try {
-      await fetch(`${url}/__ready`, { method: 'GET', signal: AbortSignal.timeout(2000) });
-      break;
-    } catch {
-      if (Date.now() > deadline) {
-        await signalGroup('SIGKILL');
-        throw new Error(`wrangler dev did not become ready:\n${log}`);
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
   return {
-    url,
-    port: listen,
-    process: child,
-    output: () => log,
-    stop: () => signalGroup('SIGTERM'),
-    kill: () => signalGroup('SIGKILL'),
+    url: dev.url,
+    port: dev.port,
+    process: dev.group.child,
+    output: () => dev.group.output(),
+    stop: () => dev.group.stop(10_000),
+    kill: () => dev.group.kill(),
   };
 }
 

@@ -19,10 +19,15 @@
  * Control (not counted): `GET /__calls?key=K` → `{ "count": n }` for Idempotency-Key K, `?path=P` for a
  * path, `GET /__calls`
  * → `{ "total": n }`, `GET /__last?key=K` → the last request seen with that key.
+ *
+ * {@link TestOrigin.setDown} makes the origin "down" on its own port: every connection, open or new, is
+ * reset before a byte of it is read (so nothing is counted), until it is switched back.
  */
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
+import { listen } from '../../scripts/lib/processes.ts';
 
 export interface SeenRequest {
   method: string;
@@ -42,11 +47,13 @@ export function patternBytes(length: number): Buffer {
 export interface TestOrigin {
   readonly server: Server;
   readonly url: string;
+  /** `true`: reset every open and every new connection until called with `false`. */
+  setDown(down: boolean): void;
   close(): Promise<void>;
 }
 
-/** Starts the origin on 127.0.0.1 and a free port. */
-export async function startTestOrigin(port = 0): Promise<TestOrigin> {
+/** Starts the origin on 127.0.0.1, on a port the system picks. */
+export async function startTestOrigin(): Promise<TestOrigin> {
   const calls = new Map<string, number>();
   const last = new Map<string, SeenRequest>();
   let total = 0;
@@ -119,12 +126,24 @@ export async function startTestOrigin(port = 0): Promise<TestOrigin> {
         return json(res, 200, { ...seen, call: count });
     }
   });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('origin has no port');
+  let down = false;
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    if (down) {
+      socket.resetAndDestroy();
+      return;
+    }
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  const port = await listen(server);
   return {
     server,
-    url: `http://127.0.0.1:${address.port}`,
+    url: `http://127.0.0.1:${port}`,
+    setDown(value) {
+      down = value;
+      if (down) for (const socket of sockets) socket.resetAndDestroy();
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -7,29 +7,30 @@
 //   GET /__calls?key=K          -> {"total":n,"count":n}            calls that carried Idempotency-Key K
 //   GET /__calls?prefix=P       -> {"total":n,"keys":{"P...":n,...}} every key starting with P
 //
-// Run on its own:  node bench/origin.mjs [--port 0] [--delay-ms 0]
-// It prints one JSON line {"port":n} to stdout once it listens.
-import { createServer } from 'node:http';
+// Run on its own:  node bench/origin.ts [--delay-ms 0]
+// It binds a port of the system's choosing and prints one JSON line {"port":n} to stdout once it listens.
+import { createServer, type ServerResponse } from 'node:http';
 import { parseArgs } from 'node:util';
+import { listen } from '../scripts/lib/processes.ts';
 
-const { values } = parseArgs({ options: { port: { type: 'string', default: '0' }, 'delay-ms': { type: 'string', default: '0' } } });
+const { values } = parseArgs({ options: { 'delay-ms': { type: 'string', default: '0' } } });
 const delayMs = Number(values['delay-ms']);
 const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 let total = 0;
-const perKey = new Map();
+const perKey = new Map<string, number>();
 
 /** ~100 bytes of JSON; `n` is the running call number, padded so every body has the same length. */
-const answer = (method, n) =>
+const answer = (method: string | undefined, n: number): string =>
   JSON.stringify({ ok: true, method, call: String(n).padStart(10, '0'), note: 'bench origin answer of a fixed size, ~100 B' });
 
-function control(url, res) {
+function control(url: URL, res: ServerResponse): void {
   const key = url.searchParams.get('key');
   const prefix = url.searchParams.get('prefix');
-  let body;
+  let body: unknown;
   if (key !== null) body = { total, count: perKey.get(key) ?? 0 };
   else if (prefix !== null) {
-    const keys = {};
+    const keys: Record<string, number> = {};
     for (const [k, n] of perKey) if (k.startsWith(prefix)) keys[k] = n;
     body = { total, keys };
   } else {
@@ -43,15 +44,15 @@ function control(url, res) {
 }
 
 const server = createServer((req, res) => {
-  if (req.url.startsWith('/__calls')) return control(new URL(req.url, 'http://origin'), res);
+  if (req.url?.startsWith('/__calls')) return control(new URL(req.url, 'http://origin'), res);
   req.on('data', () => {});
   req.on('end', () => {
     total++;
     const key = req.headers['idempotency-key'];
-    if (key !== undefined) perKey.set(key, (perKey.get(key) ?? 0) + 1);
+    if (typeof key === 'string') perKey.set(key, (perKey.get(key) ?? 0) + 1);
     const text = answer(req.method, total);
     const send = () => {
-      res.writeHead(WRITES.has(req.method) ? 201 : 200, {
+      res.writeHead(WRITES.has(req.method ?? '') ? 201 : 200, {
         'content-type': 'application/json',
         'content-length': Buffer.byteLength(text),
       });
@@ -64,9 +65,10 @@ const server = createServer((req, res) => {
 server.keepAliveTimeout = 120_000;
 server.headersTimeout = 125_000;
 server.requestTimeout = 0;
-server.listen(Number(values.port), '127.0.0.1', () => {
-  process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`);
-});
-const stop = () => server.close(() => process.exit(0)) && server.closeAllConnections();
+process.stdout.write(`${JSON.stringify({ port: await listen(server) })}\n`);
+const stop = (): void => {
+  server.close(() => process.exit(0));
+  server.closeAllConnections();
+};
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

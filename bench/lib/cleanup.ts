@@ -1,0 +1,74 @@
+/**
+ * @module
+ * Nothing the benchmark starts outlives it: every process group and temp directory is registered here
+ * and with the reaper; {@link Cleanup.run} stops and removes them on success, error, SIGINT, SIGTERM or
+ * SIGHUP, and the reaper does it if the benchmark is killed outright (even by SIGKILL).
+ */
+import { rmSync } from 'node:fs';
+import { endGroup, type GroupRegistry, startReaper } from '../../scripts/lib/processes.ts';
+
+export interface Cleanup extends GroupRegistry {
+  /** A directory to remove at the end. */
+  addDir(path: string): void;
+  /** Removes a directory now (and forgets it). */
+  removeDirNow(path: string): void;
+  /** Stops every group still registered, removes the directories, ends the reaper. Idempotent. */
+  run(): Promise<void>;
+  /** True once a signal asked the benchmark to stop. */
+  interrupted(): boolean;
+}
+
+export function installCleanup(): Cleanup {
+  const reaper = startReaper();
+  const groups = new Set<number>();
+  const dirs = new Set<string>();
+  let running: Promise<void> | undefined;
+  let interrupted = false;
+  const cleanup: Cleanup = {
+    addGroup(pgid) {
+      groups.add(pgid);
+      reaper.addGroup(pgid);
+    },
+    removeGroup(pgid) {
+      groups.delete(pgid);
+      reaper.removeGroup(pgid);
+    },
+    addDir(path) {
+      dirs.add(path);
+      reaper.addDir(path);
+    },
+    removeDirNow(path) {
+      rmSync(path, { recursive: true, force: true });
+      dirs.delete(path);
+      reaper.removeDir(path);
+    },
+    run: () =>
+      (running ??= (async () => {
+        await Promise.allSettled([...groups].map(async (pgid) => {
+          await endGroup(pgid, 5000);
+          cleanup.removeGroup(pgid);
+        }));
+        for (const dir of [...dirs]) cleanup.removeDirNow(dir);
+        await reaper.close();
+      })()),
+    interrupted: () => interrupted,
+  };
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => {
+      interrupted = true;
+      console.error(`\n${signal}: stopping every process started by the benchmark...`);
+      void cleanup.run().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+    });
+  }
+  // Last resort, synchronous: nothing can be awaited in 'exit'.
+  process.on('exit', () => {
+    for (const pgid of groups) {
+      try {
+        process.kill(-pgid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  });
+  return cleanup;
+}

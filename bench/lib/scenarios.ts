@@ -1,0 +1,88 @@
+/**
+ * @module
+ * The scenarios: which Worker, which request, and what every answer and the origin's counts must show.
+ */
+
+export const AUTH = 'Bearer bench';
+export const PATH = '/v1/charges';
+export const BODY = JSON.stringify({ amount: 500, currency: 'EUR', customer: 'cus_0001', memo: 'bench' }); // ~60 bytes
+export const OTHER_BODY = JSON.stringify({ amount: 501, currency: 'EUR', customer: 'cus_0001', memo: 'bench' });
+export const REPLAY_KEY = 'bench-replay-key';
+
+/**
+ * Which process a scenario runs in. `product` and `product-unlogged` are long-lived and see no
+ * first-time traffic (the platform runs Workers and their objects apart: stateless requests do not share
+ * a process with thousands of objects); `product-first` and `design-first` are started anew, on empty
+ * storage, for every run of a first-time scenario.
+ */
+export type Slot = 'origin' | 'floor' | 'product' | 'product-unlogged' | 'product-first' | 'design-first';
+
+export interface Scenario {
+  slot: Slot;
+  method: 'POST' | 'GET';
+  body: string | undefined;
+  /** none: no Idempotency-Key; fixed: REPLAY_KEY; unique: a new key per request. */
+  key: 'none' | 'fixed' | 'unique';
+  /** Status of every answer. */
+  expect: number;
+  /** Idempotent-Replay: true present (true) or absent (false) on every answer. */
+  replayed?: boolean;
+  /** The problem code every answer carries. */
+  problem?: string;
+  /** forwarded: one origin call per request; none: no origin call; per-key: each unique key exactly once. */
+  originCalls: 'forwarded' | 'none' | 'per-key';
+}
+
+export const SCENARIOS = {
+  direct: { slot: 'origin', method: 'POST', body: BODY, key: 'none', expect: 201, originCalls: 'forwarded' },
+  floor: { slot: 'floor', method: 'POST', body: BODY, key: 'none', expect: 201, originCalls: 'forwarded' },
+  passthrough_post: { slot: 'product', method: 'POST', body: BODY, key: 'none', expect: 201, originCalls: 'forwarded' },
+  passthrough_get: { slot: 'product', method: 'GET', body: undefined, key: 'none', expect: 200, originCalls: 'forwarded' },
+  // The product with LOG_REQUESTS=false: what its one JSON log line per request costs (the product's
+  // other scenarios run with its vars as shipped, logging on).
+  passthrough_post_unlogged: { slot: 'product-unlogged', method: 'POST', body: BODY, key: 'none', expect: 201, originCalls: 'forwarded' },
+  replay: { slot: 'product', method: 'POST', body: BODY, key: 'fixed', expect: 201, replayed: true, originCalls: 'none' },
+  conflict: { slot: 'product', method: 'POST', body: OTHER_BODY, key: 'fixed', expect: 409, problem: 'idempotency_key_reused', originCalls: 'none' },
+  design_floor_first: { slot: 'design-first', method: 'POST', body: BODY, key: 'unique', expect: 201, replayed: false, originCalls: 'per-key' },
+  first: { slot: 'product-first', method: 'POST', body: BODY, key: 'unique', expect: 201, replayed: false, originCalls: 'per-key' },
+} as const satisfies Record<string, Scenario>;
+
+export type ScenarioName = keyof typeof SCENARIOS;
+export const SCENARIO_NAMES = Object.keys(SCENARIOS) as ScenarioName[];
+export const PROFILE_DEFAULT: ScenarioName[] = ['floor', 'passthrough_post', 'replay', 'design_floor_first', 'first'];
+
+export const scenario = (name: ScenarioName): Scenario => SCENARIOS[name];
+
+/** Checks `names` against the known scenarios. */
+export function scenarioNames(names: readonly string[]): ScenarioName[] {
+  for (const name of names) if (!(name in SCENARIOS)) throw new Error(`unknown scenario ${name} (known: ${SCENARIO_NAMES.join(', ')})`);
+  return names as ScenarioName[];
+}
+
+/** The request headers of a scenario (without a unique key). */
+export function requestHeaders(s: Scenario): Record<string, string> {
+  const headers: Record<string, string> = { authorization: AUTH };
+  if (s.body !== undefined) headers['content-type'] = 'application/json';
+  if (s.key === 'fixed') headers['idempotency-key'] = REPLAY_KEY;
+  return headers;
+}
+
+/**
+ * Stores REPLAY_KEY in the product (one origin call) and checks that it replays; returns the stored
+ * body, which every replay must repeat.
+ */
+export async function prime(url: string, originCount: (key: string) => Promise<number>, settle: () => Promise<number>): Promise<string> {
+  const send = (): Promise<Response> => fetch(`${url}${PATH}`, { method: 'POST', headers: requestHeaders(SCENARIOS.replay), body: BODY });
+  const first = await send();
+  const firstBody = await first.text();
+  if (first.status !== 201 || first.headers.get('idempotent-replay') !== null) throw new Error(`priming the replay key: got ${first.status} ${firstBody}`);
+  const again = await send();
+  const againBody = await again.text();
+  if (again.status !== 201 || again.headers.get('idempotent-replay') !== 'true' || againBody !== firstBody) {
+    throw new Error(`the primed key does not replay: ${again.status} ${againBody}`);
+  }
+  await settle();
+  const count = await originCount(REPLAY_KEY);
+  if (count !== 1) throw new Error(`the primed key reached the origin ${count} times (expected 1)`);
+  return firstBody;
+}

@@ -75,7 +75,9 @@ let stateDir: string | undefined;
 
 beforeAll(() => {
   project = mkdtempSync(join(tmpdir(), 'idem-packed-'));
-  const [packed] = JSON.parse(npm(['pack', '--json', '--pack-destination', project], ROOT)) as [{ filename: string; files: { path: string }[] }];
+  // Built here rather than by `prepack`, whose output would mix with the JSON `npm pack` prints.
+  npm(['run', 'build', '--silent'], ROOT);
+  const [packed] = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', project], ROOT)) as [{ filename: string; files: { path: string }[] }];
   tarball = join(project, packed.filename);
   files = packed.files.map((file) => file.path).sort();
   mkdirSync(join(project, 'app/src'), { recursive: true });

@@ -122,7 +122,7 @@ function billingTables(x: BillingResult): string[] {
       `| ${r.scenario} | ${r.worker} | ${fmt(r.perRequest.doRequests, 3)} | ${fmt(r.perRequest.rowsRead, 2)} | ${fmt(r.perRequest.rowsWritten, 2)} | ${fmt(r.perRequest.setAlarm, 2)} | ${fmt(r.perRequest.deleteAll, 2)} | ${r.bytesPerKey === undefined ? '–' : fmt(r.bytesPerKey)} | ${fmt(r.doCostPerMillion, 4)} |`,
     );
   }
-  for (const note of x.notes) lines.push('', `- ${note}`);
+  lines.push('', ...x.notes.map((note) => `- ${note}`));
   return lines;
 }
 

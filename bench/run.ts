@@ -34,10 +34,20 @@ async function main(settings: Settings, cleanup: Cleanup): Promise<number> {
   const started = new Date();
   const digest = sourceDigest();
   const git = gitDescribe();
-  console.log(`idempotency-proxy benchmark (${settings.mode}, runtime ${settings.runtime}); product at ${git.head.slice(0, 12)}${git.productSourceDirty ? ' with uncommitted changes in src/ or wrangler.toml' : ''}`);
+  console.log(
+    `idempotency-proxy benchmark (${settings.mode}, runtime ${settings.runtime}); product at ${git.head.slice(0, 12)}${git.productSourceDirty ? ' with uncommitted changes in src/ or wrangler.toml' : ''}`,
+  );
   const origin = await startOrigin(settings.originDelayMs, cleanup);
   console.log(`origin: ${origin.url} (pid ${origin.pid}, delay ${settings.originDelayMs} ms)`);
-  const bench: Bench = { settings, origin, cleanup, digest, runner: createRunner(settings.runtime, origin.url, cleanup, settings.wranglerEnv), live: new Set(), started: [] };
+  const bench: Bench = {
+    settings,
+    origin,
+    cleanup,
+    digest,
+    runner: createRunner(settings.runtime, origin.url, cleanup, settings.wranglerEnv),
+    live: new Set(),
+    started: [],
+  };
   const report: Report = {
     startedAt: started.toISOString(),
     settings,
@@ -46,7 +56,9 @@ async function main(settings: Settings, cleanup: Cleanup): Promise<number> {
     product: { ...git, sourceDigest: digest },
     targets: bench.started,
   };
-  console.log(`machine: ${report.machine.nproc} × ${report.machine.cpuModel}; node ${report.versions.node}, wrangler ${report.versions.wrangler}, workerd ${report.versions.workerd}`);
+  console.log(
+    `machine: ${report.machine.nproc} × ${report.machine.cpuModel}; node ${report.versions.node}, wrangler ${report.versions.wrangler}, workerd ${report.versions.workerd}`,
+  );
 
   if (settings.mode === 'scale') report.scale = await runScale(bench);
   else if (settings.mode === 'profile') report.profile = await runProfile(bench, started);
@@ -91,7 +103,8 @@ let code = 1;
 try {
   code = await main(settings, cleanup);
 } catch (error) {
-  if (!cleanup.interrupted()) console.error(`\nbenchmark aborted: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  if (!cleanup.interrupted())
+    console.error(`\nbenchmark aborted: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
   code = 1;
 } finally {
   await cleanup.run();

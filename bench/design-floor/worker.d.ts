@@ -2,7 +2,12 @@
 import { DurableObject } from 'cloudflare:workers';
 
 export declare class KeyRecord extends DurableObject {
-  run(request: { method: string; url: string; headers: [string, string][]; body: ArrayBuffer }): Promise<{ status: number; body: ArrayBuffer | null; replayed: boolean }>;
+  run(request: {
+    method: string;
+    url: string;
+    headers: [string, string][];
+    body: ArrayBuffer;
+  }): Promise<{ status: number; body: ArrayBuffer | null; replayed: boolean }>;
   alarm(): Promise<void>;
 }
 

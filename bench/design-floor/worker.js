@@ -26,7 +26,9 @@ export class KeyRecord extends DurableObject {
     const sql = this.ctx.storage.sql;
     const row = sql.exec('SELECT state, status, body FROM record WHERE id = 1').toArray()[0];
     if (row !== undefined) {
-      return row.state === 'complete' ? { status: row.status, body: row.body, replayed: true } : { status: 409, body: null, replayed: false };
+      return row.state === 'complete'
+        ? { status: row.status, body: row.body, replayed: true }
+        : { status: 409, body: null, replayed: false };
     }
     sql.exec("INSERT INTO record (id, state) VALUES (1, 'in_flight')");
     void this.ctx.storage.setAlarm(Date.now() + TTL_MS);

@@ -44,10 +44,12 @@ export function installCleanup(): Cleanup {
     },
     run: () =>
       (running ??= (async () => {
-        await Promise.allSettled([...groups].map(async (pgid) => {
-          await endGroup(pgid, 5000);
-          cleanup.removeGroup(pgid);
-        }));
+        await Promise.allSettled(
+          [...groups].map(async (pgid) => {
+            await endGroup(pgid, 5000);
+            cleanup.removeGroup(pgid);
+          }),
+        );
         for (const dir of [...dirs]) cleanup.removeDirNow(dir);
         await reaper.close();
       })()),

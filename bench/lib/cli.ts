@@ -107,7 +107,8 @@ export function parseSettings(argv: string[]): Settings | undefined {
   };
   const modes = (['scale', 'profile', 'billing'] as const).filter((m) => flags[m]);
   if (modes.length > 1) throw new UsageError(`--${modes.join(' and --')} are separate modes`);
-  if (flags.runtime !== 'workerd' && flags.runtime !== 'wrangler-dev') throw new UsageError(`--runtime must be workerd or wrangler-dev, got ${flags.runtime}`);
+  if (flags.runtime !== 'workerd' && flags.runtime !== 'wrangler-dev')
+    throw new UsageError(`--runtime must be workerd or wrangler-dev, got ${flags.runtime}`);
   const wranglerEnv: Record<string, string> = {};
   for (const pair of flags['wrangler-env']) {
     const eq = pair.indexOf('=');
@@ -124,7 +125,10 @@ export function parseSettings(argv: string[]): Settings | undefined {
     timeoutS: number('timeout', false),
     originDelayMs: number('origin-delay-ms'),
     pipelining: 1,
-    only: flags.only?.split(',').map((s) => s.trim()).filter(Boolean),
+    only: flags.only
+      ?.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     scaleLevels: flags['scale-levels'].split(',').map(Number),
     scaleProbe: number('scale-probe'),
     scaleIdleS: number('scale-idle', false),
@@ -132,7 +136,8 @@ export function parseSettings(argv: string[]): Settings | undefined {
     wranglerEnv,
     json: !flags['no-json'],
   };
-  if (settings.connections < 1 || settings.repeats < 1 || settings.durationS <= 0) throw new UsageError('--connections, --repeats and --duration must be at least 1');
+  if (settings.connections < 1 || settings.repeats < 1 || settings.durationS <= 0)
+    throw new UsageError('--connections, --repeats and --duration must be at least 1');
   if (settings.scaleLevels.some((n, i, all) => !Number.isInteger(n) || n < 1 || (i > 0 && n <= (all[i - 1] ?? 0)))) {
     throw new UsageError('--scale-levels must be increasing positive integers');
   }

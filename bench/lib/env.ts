@@ -25,7 +25,8 @@ export const stamp = (date: Date): string => date.toISOString().replace(/[:.]/g,
 /** Hash of every Worker's source files. */
 export function sourceDigest(): string {
   const hash = createHash('sha256');
-  for (const path of WORKER_SOURCES) walkFiles(join(ROOT, path), (file) => hash.update(`${file}\0`).update(readFileSync(file)).update('\0'));
+  for (const path of WORKER_SOURCES)
+    walkFiles(join(ROOT, path), (file) => hash.update(`${file}\0`).update(readFileSync(file)).update('\0'));
   return hash.digest('hex');
 }
 
@@ -44,9 +45,13 @@ export function assertStable(digest: string, targets: Iterable<Target>, when: st
   const problems: string[] = [];
   if (sourceDigest() !== digest) problems.push(`the source of a Worker (${WORKER_SOURCES.join(', ')}) changed`);
   for (const t of targets) {
-    for (const [pid, start] of t.startTimes) if (startTime(pid) !== start) problems.push(`${t.label}: process ${pid} is gone (restarted or reloaded)`);
+    for (const [pid, start] of t.startTimes)
+      if (startTime(pid) !== start) problems.push(`${t.label}: process ${pid} is gone (restarted or reloaded)`);
   }
-  if (problems.length > 0) throw new Error(`${when}: ${problems.join('; ')}. Measurements mixing two versions are invalid; rerun without editing the Workers' files.`);
+  if (problems.length > 0)
+    throw new Error(
+      `${when}: ${problems.join('; ')}. Measurements mixing two versions are invalid; rerun without editing the Workers' files.`,
+    );
 }
 
 const packageVersion = (path: string): string => {
@@ -68,7 +73,9 @@ export interface Versions {
 export function versions(): Versions {
   let workerd = 'unknown';
   try {
-    workerd = execFileSync(WORKERD_BIN, ['--version'], { encoding: 'utf8' }).trim().replace(/^workerd\s*/, '');
+    workerd = execFileSync(WORKERD_BIN, ['--version'], { encoding: 'utf8' })
+      .trim()
+      .replace(/^workerd\s*/, '');
   } catch {
     // keep unknown
   }

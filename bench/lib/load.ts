@@ -41,7 +41,12 @@ const headerValue = (headers: Record<string, unknown>, name: string): string | u
  * pays the same client-side cost); 'unique' scenarios get a new Idempotency-Key per request from
  * setupRequest, remembered per connection context so each response is matched to its key.
  */
-export async function load(url: string, s: Scenario, settings: Settings, { keyPrefix, durationS, amount, expectedBody }: LoadOptions): Promise<LoadRun> {
+export async function load(
+  url: string,
+  s: Scenario,
+  settings: Settings,
+  { keyPrefix, durationS, amount, expectedBody }: LoadOptions,
+): Promise<LoadRun> {
   const sent = new Map<string, number>();
   const bad: LoadRun['bad'] = { status: new Map(), replayHeader: 0, body: 0, examples: [] };
   let seq = 0;
@@ -60,7 +65,8 @@ export async function load(url: string, s: Scenario, settings: Settings, { keyPr
         if (bad.examples.length < 3) bad.examples.push(`${status} ${String(body).slice(0, 200)}`);
         return;
       }
-      if (s.replayed !== undefined && (headerValue(headers as Record<string, unknown>, 'idempotent-replay') === 'true') !== s.replayed) bad.replayHeader++;
+      if (s.replayed !== undefined && (headerValue(headers as Record<string, unknown>, 'idempotent-replay') === 'true') !== s.replayed)
+        bad.replayHeader++;
       if (s.problem !== undefined && !String(body).includes(`"code":"${s.problem}"`)) bad.body++;
       if (expectedBody !== undefined && body !== expectedBody) bad.body++;
     },
@@ -98,12 +104,24 @@ export interface CheckInfo {
 }
 
 /** Checks one measured run against the scenario's expectations and the origin's counts. */
-export async function check(label: string, s: Scenario, run: LoadRun, originBefore: number, originAfter: number, origin: Origin, keyPrefix: string, allowInFlight: number): Promise<CheckInfo> {
+export async function check(
+  label: string,
+  s: Scenario,
+  run: LoadRun,
+  originBefore: number,
+  originAfter: number,
+  origin: Origin,
+  keyPrefix: string,
+  allowInFlight: number,
+): Promise<CheckInfo> {
   const { result, sent, bad } = run;
   const completed = result.requests.total;
   const originDelta = originAfter - originBefore;
   const info: CheckInfo = { originCalls: originDelta, inFlightAtEnd: result.requests.sent - completed - result.errors };
-  if (bad.status.size > 0) fail(`${label}: expected every status ${s.expect}, got ${JSON.stringify(Object.fromEntries(bad.status))}; e.g. ${bad.examples.join(' | ')}`);
+  if (bad.status.size > 0)
+    fail(
+      `${label}: expected every status ${s.expect}, got ${JSON.stringify(Object.fromEntries(bad.status))}; e.g. ${bad.examples.join(' | ')}`,
+    );
   if (bad.replayHeader > 0) fail(`${label}: ${bad.replayHeader} responses with Idempotent-Replay ${s.replayed ? 'missing' : 'present'}`);
   if (bad.body > 0) fail(`${label}: ${bad.body} responses with an unexpected body`);
   if (result.errors > 0) fail(`${label}: autocannon reported ${result.errors} errors (${result.timeouts} timeouts)`);
@@ -113,7 +131,8 @@ export async function check(label: string, s: Scenario, run: LoadRun, originBefo
     if (originDelta !== 0) fail(`${label}: the origin was called ${originDelta} times (expected 0)`);
   } else if (s.originCalls === 'forwarded') {
     // Every answered request reached the origin; requests cut off at the end may or may not have.
-    if (originDelta < completed || originDelta > result.requests.sent) fail(`${label}: origin calls ${originDelta} not within [completed ${completed}, sent ${result.requests.sent}]`);
+    if (originDelta < completed || originDelta > result.requests.sent)
+      fail(`${label}: origin calls ${originDelta} not within [completed ${completed}, sent ${result.requests.sent}]`);
   } else {
     // Exact per-key check: every key the origin saw was sent by this run and seen exactly once; every
     // key answered 2xx was seen; keys seen but not answered are requests cut off at the end.
@@ -126,15 +145,24 @@ export async function check(label: string, s: Scenario, run: LoadRun, originBefo
     const missing = answered2xx.filter((k) => keys[k] !== 1);
     const unanswered = [...sent].filter(([, status]) => status === 0).map(([k]) => k);
     const seenUnanswered = unanswered.filter((k) => keys[k] === 1).length;
-    if (duplicated[0] !== undefined) fail(`${label}: ${duplicated.length} keys reached the origin more than once (e.g. ${duplicated[0]}: ${keys[duplicated[0]]})`);
+    if (duplicated[0] !== undefined)
+      fail(`${label}: ${duplicated.length} keys reached the origin more than once (e.g. ${duplicated[0]}: ${keys[duplicated[0]]})`);
     if (unknown.length > 0) fail(`${label}: the origin saw ${unknown.length} keys this run never sent`);
     if (missing.length > 0) fail(`${label}: ${missing.length} keys answered 2xx never reached the origin (e.g. ${missing[0]})`);
     if (seenCalls !== originDelta) fail(`${label}: ${originDelta} origin calls in the window, but ${seenCalls} carried this run's keys`);
-    if (answered2xx.length !== result['2xx']) fail(`${label}: matched ${answered2xx.length} 2xx responses to keys, autocannon counted ${result['2xx']}`);
+    if (answered2xx.length !== result['2xx'])
+      fail(`${label}: matched ${answered2xx.length} 2xx responses to keys, autocannon counted ${result['2xx']}`);
     const allowed = allowInFlight + result.errors;
-    if (unanswered.length > allowed) fail(`${label}: ${unanswered.length} requests unanswered (at most ${allowed} may be cut off at the end)`);
-    if (originDelta !== answered2xx.length + seenUnanswered) fail(`${label}: origin calls ${originDelta} != 2xx ${answered2xx.length} + cut-off-but-forwarded ${seenUnanswered}`);
-    Object.assign(info, { keysSent: sent.size, answered2xx: answered2xx.length, unanswered: unanswered.length, cutOffButForwarded: seenUnanswered });
+    if (unanswered.length > allowed)
+      fail(`${label}: ${unanswered.length} requests unanswered (at most ${allowed} may be cut off at the end)`);
+    if (originDelta !== answered2xx.length + seenUnanswered)
+      fail(`${label}: origin calls ${originDelta} != 2xx ${answered2xx.length} + cut-off-but-forwarded ${seenUnanswered}`);
+    Object.assign(info, {
+      keysSent: sent.size,
+      answered2xx: answered2xx.length,
+      unanswered: unanswered.length,
+      cutOffButForwarded: seenUnanswered,
+    });
   }
   return info;
 }

@@ -32,7 +32,9 @@ export async function startTarget(bench: Bench, ...args: Parameters<Runner['star
   const target = await bench.runner.start(...args);
   bench.live.add(target);
   bench.started.push({ label: target.label, command: target.command });
-  console.log(`  ${target.label}: ${target.url} ready in ${((Date.now() - t0) / 1000).toFixed(1)} s (runtime pid ${target.runtime.join(',')})`);
+  console.log(
+    `  ${target.label}: ${target.url} ready in ${((Date.now() - t0) / 1000).toFixed(1)} s (runtime pid ${target.runtime.join(',')})`,
+  );
   return target;
 }
 
@@ -55,7 +57,12 @@ type CpuSnapshot = Record<keyof CpuUsPerReq, number>;
 
 function cpuSnapshot(target: Target | undefined, origin: Origin): CpuSnapshot {
   const sum = (pids: number[] | undefined): number => (pids === undefined ? Number.NaN : pids.reduce((acc, pid) => acc + cpuTicks(pid), 0));
-  return { runtime: sum(target?.runtime), workerd: sum(target?.workerd), wranglerNode: target && target.node.length > 0 ? sum(target.node) : Number.NaN, origin: cpuTicks(origin.pid) };
+  return {
+    runtime: sum(target?.runtime),
+    workerd: sum(target?.workerd),
+    wranglerNode: target && target.node.length > 0 ? sum(target.node) : Number.NaN,
+    origin: cpuTicks(origin.pid),
+  };
 }
 
 export interface Measured {
@@ -82,7 +89,13 @@ export interface MeasureOptions {
  * Measures `s` against `target` (`undefined`: the origin itself). Correctness failures are recorded
  * (`fail`), a changed or restarted Worker aborts the run.
  */
-export async function measure(bench: Bench, target: Target | undefined, s: Scenario, label: string, options: MeasureOptions): Promise<Measured> {
+export async function measure(
+  bench: Bench,
+  target: Target | undefined,
+  s: Scenario,
+  label: string,
+  options: MeasureOptions,
+): Promise<Measured> {
   const { settings, origin } = bench;
   const url = target?.url ?? origin.url;
   if (options.warmup !== false && settings.warmupS > 0) {
@@ -92,11 +105,24 @@ export async function measure(bench: Bench, target: Target | undefined, s: Scena
   const before = await origin.settle();
   const cpuBefore = cpuSnapshot(target, origin);
   const keyPrefix = `${options.prefix}m-`;
-  const run = await load(url, s, settings, { keyPrefix, ...(options.amount !== undefined ? { amount: options.amount } : {}), expectedBody: options.expectedBody });
+  const run = await load(url, s, settings, {
+    keyPrefix,
+    ...(options.amount !== undefined ? { amount: options.amount } : {}),
+    expectedBody: options.expectedBody,
+  });
   const after = await origin.settle();
   const cpuAfter = cpuSnapshot(target, origin);
   assertStable(bench.digest, bench.live, label);
-  const info = await check(label, s, run, before, after, origin, keyPrefix, options.allowInFlight ?? (options.amount !== undefined ? 0 : settings.connections));
+  const info = await check(
+    label,
+    s,
+    run,
+    before,
+    after,
+    origin,
+    keyPrefix,
+    options.allowInFlight ?? (options.amount !== undefined ? 0 : settings.connections),
+  );
   const completed = run.result.requests.total;
   const perReq = (key: keyof CpuSnapshot): number => ((cpuAfter[key] - cpuBefore[key]) / CLK_TCK / completed) * 1e6;
   return {

@@ -21,7 +21,10 @@ export interface Origin {
 }
 
 export async function startOrigin(delayMs: number, cleanup: Cleanup): Promise<Origin> {
-  const group = spawnGroup('origin', process.execPath, [join(BENCH, 'origin.ts'), '--delay-ms', String(delayMs)], { cwd: ROOT, registry: cleanup });
+  const group = spawnGroup('origin', process.execPath, [join(BENCH, 'origin.ts'), '--delay-ms', String(delayMs)], {
+    cwd: ROOT,
+    registry: cleanup,
+  });
   const [line = ''] = await waitForOutput(group, /\{"port":\d+\}/, { timeoutMs: 10_000 });
   const url = `http://127.0.0.1:${(JSON.parse(line) as { port: number }).port}`;
   const calls = async <T>(query = ''): Promise<T> => (await (await fetch(`${url}/__calls${query}`)).json()) as T;

@@ -35,7 +35,13 @@ function header(r: Report): string[] {
   const runtime =
     s.runtime === 'workerd'
       ? `Runtime: bare \`workerd\` (the binary wrangler ships), each Worker's \`wrangler deploy --dry-run\` bundle with a generated config (its vars from its wrangler config, Durable Objects with SQLite on local disk), one process per Worker; CPU = utime+stime of that process.`
-      : `Runtime: \`wrangler dev --ip 127.0.0.1 --port 0 --inspector-port 0 --log-level info\` per Worker (own --persist-to)${Object.keys(s.wranglerEnv).length ? `, env ${Object.entries(s.wranglerEnv).map(([k, x]) => `${k}=${x}`).join(' ')}` : ''}; "runtime" CPU is the workerd that runs the Worker and its Durable Objects, "all workerd" adds wrangler dev's entry proxy, "wrangler node" is wrangler's own Node processes.`;
+      : `Runtime: \`wrangler dev --ip 127.0.0.1 --port 0 --inspector-port 0 --log-level info\` per Worker (own --persist-to)${
+          Object.keys(s.wranglerEnv).length
+            ? `, env ${Object.entries(s.wranglerEnv)
+                .map(([k, x]) => `${k}=${x}`)
+                .join(' ')}`
+            : ''
+        }; "runtime" CPU is the workerd that runs the Worker and its Durable Objects, "all workerd" adds wrangler dev's entry proxy, "wrangler node" is wrangler's own Node processes.`;
   const load =
     s.mode === 'scale'
       ? `first-time requests in batches (probe: the last ${s.scaleProbe} requests before each level, measured; fill: the ones before, unmeasured except req/s); "hot" right after the probe, "idle" after ${s.scaleIdleS} s without traffic`
@@ -57,19 +63,32 @@ function scenarioTables(x: ScenariosResult, s: Settings): string[] {
   if (x.ratios.length > 0) {
     lines.push('| ratio | metric | value | per repeat | target | |', '|---|---|---:|---|---|---|');
     for (const r of x.ratios) {
-      lines.push(`| ${r.label} | ${r.metric} | ${times(r.value)} | ${r.perRepeat.map((p) => fmt(p, 2)).join(', ')} | ${r.target === null ? '–' : `${r.op === '>=' ? '≥' : '≤'} ${r.target.toFixed(2)}x`} | ${r.met === null ? '' : r.met ? 'met' : '**missed**'} |`);
+      lines.push(
+        `| ${r.label} | ${r.metric} | ${times(r.value)} | ${r.perRepeat.map((p) => fmt(p, 2)).join(', ')} | ${r.target === null ? '–' : `${r.op === '>=' ? '≥' : '≤'} ${r.target.toFixed(2)}x`} | ${r.met === null ? '' : r.met ? 'met' : '**missed**'} |`,
+      );
     }
     lines.push('');
   }
   const wranglerDev = s.runtime === 'wrangler-dev';
-  lines.push(`| scenario | req/s | p50 ms | p99 ms | runtime CPU µs/req |${wranglerDev ? ' all workerd CPU µs/req | wrangler node CPU µs/req |' : ''} origin CPU µs/req | non-2xx |`);
+  lines.push(
+    `| scenario | req/s | p50 ms | p99 ms | runtime CPU µs/req |${wranglerDev ? ' all workerd CPU µs/req | wrangler node CPU µs/req |' : ''} origin CPU µs/req | non-2xx |`,
+  );
   lines.push(`|---|---:|---:|---:|---:|${wranglerDev ? '---:|---:|' : ''}---:|---:|`);
   for (const [name, v] of Object.entries(x.summary)) {
-    lines.push(`| ${name} | ${fmt(v.rps)} | ${fmt(v.latencyP50Ms, 1)} | ${fmt(v.latencyP99Ms, 1)} | ${fmt(v.cpuUsPerReq.runtime)} |${wranglerDev ? ` ${fmt(v.cpuUsPerReq.workerd)} | ${fmt(v.cpuUsPerReq.wranglerNode)} |` : ''} ${fmt(v.cpuUsPerReq.origin)} | ${v.non2xx} |`);
+    lines.push(
+      `| ${name} | ${fmt(v.rps)} | ${fmt(v.latencyP50Ms, 1)} | ${fmt(v.latencyP99Ms, 1)} | ${fmt(v.cpuUsPerReq.runtime)} |${wranglerDev ? ` ${fmt(v.cpuUsPerReq.workerd)} | ${fmt(v.cpuUsPerReq.wranglerNode)} |` : ''} ${fmt(v.cpuUsPerReq.origin)} | ${v.non2xx} |`,
+    );
   }
   if (x.latency.length > 0) {
-    lines.push('', `Latency added over the baseline (medians, origin delay ${s.originDelayMs} ms${s.originDelayMs === 20 ? '' : '; the target table is for --origin-delay-ms 20'}):`, '');
-    lines.push('| scenario | baseline | p50 ms | baseline p50 | added p50 ms | p50 ratio | p99 ms | baseline p99 | added p99 ms | p99 ratio |', '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    lines.push(
+      '',
+      `Latency added over the baseline (medians, origin delay ${s.originDelayMs} ms${s.originDelayMs === 20 ? '' : '; the target table is for --origin-delay-ms 20'}):`,
+      '',
+    );
+    lines.push(
+      '| scenario | baseline | p50 ms | baseline p50 | added p50 ms | p50 ratio | p99 ms | baseline p99 | added p99 ms | p99 ratio |',
+      '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    );
     for (const l of x.latency) {
       lines.push(
         `| ${l.scenario} | ${l.baseline} | ${fmt(l.p50Ms, 1)} | ${fmt(l.baselineP50Ms, 1)} | ${signed(l.p50Ms - l.baselineP50Ms)} | ${times(l.p50Ms / l.baselineP50Ms)} | ${fmt(l.p99Ms, 1)} | ${fmt(l.baselineP99Ms, 1)} | ${signed(l.p99Ms - l.baselineP99Ms)} | ${times(l.p99Ms / l.baselineP99Ms)} |`,
@@ -91,7 +110,10 @@ function scaleTables(x: ScaleResult, s: Settings): string[] {
     );
   }
   lines.push('');
-  for (const c of x.checks) lines.push(`- ${c.scenario}: first-time req/s across levels within ${c.maxSpread * 100}%: ${c.met ? 'met' : '**missed**'} (lowest / highest probe = ${times(c.lowOverHigh)})`);
+  for (const c of x.checks)
+    lines.push(
+      `- ${c.scenario}: first-time req/s across levels within ${c.maxSpread * 100}%: ${c.met ? 'met' : '**missed**'} (lowest / highest probe = ${times(c.lowOverHigh)})`,
+    );
   lines.push(`- Total time in scale mode: ${fmt(x.totalSeconds)} s.`);
   return lines;
 }
@@ -99,7 +121,12 @@ function scaleTables(x: ScaleResult, s: Settings): string[] {
 function profileTables(x: ProfileResult): string[] {
   const lines: string[] = [];
   for (const [name, p] of Object.entries(x)) {
-    lines.push(`**${name}** (${p.completed} requests; busy ${fmt(p.busyUsPerReq)} µs/req of V8-sampled time in the isolate)`, '', '| µs/req | share | function (bundle file:line) |', '|---:|---:|---|');
+    lines.push(
+      `**${name}** (${p.completed} requests; busy ${fmt(p.busyUsPerReq)} µs/req of V8-sampled time in the isolate)`,
+      '',
+      '| µs/req | share | function (bundle file:line) |',
+      '|---:|---:|---|',
+    );
     for (const t of p.top.slice(0, 15)) lines.push(`| ${fmt(t.usPerReq, 1)} | ${fmt(t.share * 100, 1)}% | \`${t.fn}\` |`);
     lines.push('');
   }

@@ -42,8 +42,24 @@ export const SCENARIOS = {
   // other scenarios run with its vars as shipped, logging on).
   passthrough_post_unlogged: { slot: 'product-unlogged', method: 'POST', body: BODY, key: 'none', expect: 201, originCalls: 'forwarded' },
   replay: { slot: 'product', method: 'POST', body: BODY, key: 'fixed', expect: 201, replayed: true, originCalls: 'none' },
-  conflict: { slot: 'product', method: 'POST', body: OTHER_BODY, key: 'fixed', expect: 409, problem: 'idempotency_key_reused', originCalls: 'none' },
-  design_floor_first: { slot: 'design-first', method: 'POST', body: BODY, key: 'unique', expect: 201, replayed: false, originCalls: 'per-key' },
+  conflict: {
+    slot: 'product',
+    method: 'POST',
+    body: OTHER_BODY,
+    key: 'fixed',
+    expect: 409,
+    problem: 'idempotency_key_reused',
+    originCalls: 'none',
+  },
+  design_floor_first: {
+    slot: 'design-first',
+    method: 'POST',
+    body: BODY,
+    key: 'unique',
+    expect: 201,
+    replayed: false,
+    originCalls: 'per-key',
+  },
   first: { slot: 'product-first', method: 'POST', body: BODY, key: 'unique', expect: 201, replayed: false, originCalls: 'per-key' },
 } as const satisfies Record<string, Scenario>;
 
@@ -75,7 +91,8 @@ export async function prime(url: string, originCount: (key: string) => Promise<n
   const send = (): Promise<Response> => fetch(`${url}${PATH}`, { method: 'POST', headers: requestHeaders(SCENARIOS.replay), body: BODY });
   const first = await send();
   const firstBody = await first.text();
-  if (first.status !== 201 || first.headers.get('idempotent-replay') !== null) throw new Error(`priming the replay key: got ${first.status} ${firstBody}`);
+  if (first.status !== 201 || first.headers.get('idempotent-replay') !== null)
+    throw new Error(`priming the replay key: got ${first.status} ${firstBody}`);
   const again = await send();
   const againBody = await again.text();
   if (again.status !== 201 || again.headers.get('idempotent-replay') !== 'true' || againBody !== firstBody) {

@@ -69,7 +69,11 @@ export function createRunner(runtime: Runtime, originUrl: string, cleanup: Clean
     let build = builds.get(id);
     if (build === undefined) builds.set(id, (build = buildWorker(configOf(id), cleanup)));
     const storageDir = newDir(label);
-    const w = await startWorkerd(await build, { name: label, storageDir, vars: { ...options.vars, ORIGIN_URL: originUrl }, inspector: options.inspector ?? false }, cleanup);
+    const w = await startWorkerd(
+      await build,
+      { name: label, storageDir, vars: { ...options.vars, ORIGIN_URL: originUrl }, inspector: options.inspector ?? false },
+      cleanup,
+    );
     return {
       label,
       worker: id,
@@ -92,10 +96,21 @@ export function createRunner(runtime: Runtime, originUrl: string, cleanup: Clean
   async function startOnWranglerDev(id: WorkerId, label: string, options: StartOptions): Promise<Target> {
     const config = configOf(id);
     const persistTo = newDir(label);
-    const vars = Object.fromEntries(Object.entries({ ...options.vars, ORIGIN_URL: originUrl }).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
+    const vars = Object.fromEntries(
+      Object.entries({ ...options.vars, ORIGIN_URL: originUrl }).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]),
+    );
     // --log-level info: the "Ready on" line that names the port is an info line (wrangler dev then also
     // prints one line per request).
-    const dev = await startWranglerDev({ config: config.configPath, persistTo, vars, env: wranglerEnv, args: ['--log-level', 'info'], cwd: ROOT, registry: cleanup, name: `wrangler dev (${label})` });
+    const dev = await startWranglerDev({
+      config: config.configPath,
+      persistTo,
+      vars,
+      env: wranglerEnv,
+      args: ['--log-level', 'info'],
+      cwd: ROOT,
+      registry: cleanup,
+      name: `wrangler dev (${label})`,
+    });
     // Two workerd processes: the dev entry proxy listening on the reported port, and the runtime that
     // runs the Worker and its Durable Objects. Both are on the request path.
     const pids = await waitFor(`the workerd processes of ${label}`, () => {
@@ -106,7 +121,8 @@ export function createRunner(runtime: Runtime, originUrl: string, cleanup: Clean
     const workerd = pids.filter((pid) => comm(pid) === 'workerd');
     const entry = workerd.filter((pid) => listeningPorts(pid).includes(dev.port));
     const runtime = workerd.filter((pid) => !entry.includes(pid));
-    if (entry.length !== 1 || runtime.length === 0) throw new Error(`${label}: cannot tell wrangler dev's entry proxy from its runtime (workerd ${workerd.join(', ')})`);
+    if (entry.length !== 1 || runtime.length === 0)
+      throw new Error(`${label}: cannot tell wrangler dev's entry proxy from its runtime (workerd ${workerd.join(', ')})`);
     let inspectorUrl: string | undefined;
     if (options.inspector) {
       // wrangler dev does not print the inspector port it bound (--inspector-port 0); its inspector
@@ -141,6 +157,7 @@ export function createRunner(runtime: Runtime, originUrl: string, cleanup: Clean
   return {
     runtime,
     configs,
-    start: (id, label, options = {}) => (runtime === 'workerd' ? startOnWorkerd(id, label, options) : startOnWranglerDev(id, label, options)),
+    start: (id, label, options = {}) =>
+      runtime === 'workerd' ? startOnWorkerd(id, label, options) : startOnWranglerDev(id, label, options),
   };
 }

@@ -41,11 +41,19 @@ export function workerdConfig(built: BuiltWorker, configDir: string, options: Wo
   const { config } = built;
   const vars = { ...config.vars, ...options.vars };
   const bindings = [
-    ...Object.entries(vars).map(([name, value]) => (typeof value === 'string' ? `(name = ${text(name)}, text = ${text(value)})` : `(name = ${text(name)}, json = ${text(JSON.stringify(value))})`)),
+    ...Object.entries(vars).map(([name, value]) =>
+      typeof value === 'string'
+        ? `(name = ${text(name)}, text = ${text(value)})`
+        : `(name = ${text(name)}, json = ${text(JSON.stringify(value))})`,
+    ),
     ...config.durableObjects.map((d) => `(name = ${text(d.binding)}, durableObjectNamespace = ${text(d.className)})`),
   ];
-  const modules = built.modules.map((m) => `(name = ${text(m.name)}, ${m.kind} = embed ${text(relative(configDir, join(built.dir, m.name)))})`);
-  const namespaces = config.durableObjects.map((d) => `(className = ${text(d.className)}, uniqueKey = ${text(`${config.name}-${d.className}`)}, enableSql = ${d.sqlite})`);
+  const modules = built.modules.map(
+    (m) => `(name = ${text(m.name)}, ${m.kind} = embed ${text(relative(configDir, join(built.dir, m.name)))})`,
+  );
+  const namespaces = config.durableObjects.map(
+    (d) => `(className = ${text(d.className)}, uniqueKey = ${text(`${config.name}-${d.className}`)}, enableSql = ${d.sqlite})`,
+  );
   const hasObjects = namespaces.length > 0;
   return `using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
@@ -91,7 +99,9 @@ export async function startWorkerd(built: BuiltWorker, options: WorkerdOptions, 
   const group = spawnGroup(`workerd (${options.name})`, WORKERD_BIN, args, { controlFd: true, registry: cleanup });
   try {
     const listen = await waitForControl(group, (m) => m['event'] === 'listen' && m['socket'] === 'http', { timeoutMs: 30_000 });
-    const inspector = options.inspector ? await waitForControl(group, (m) => m['event'] === 'listen-inspector', { timeoutMs: 30_000 }) : undefined;
+    const inspector = options.inspector
+      ? await waitForControl(group, (m) => m['event'] === 'listen-inspector', { timeoutMs: 30_000 })
+      : undefined;
     const port = Number(listen['port']);
     return {
       url: `http://127.0.0.1:${port}`,

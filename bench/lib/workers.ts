@@ -53,7 +53,8 @@ export function readWorkerConfig(id: WorkerId): WorkerConfig {
   if (config.compatibility_date === undefined) throw new Error(`${configPath}: no compatibility_date`);
   const sqlite = unstable_getDurableObjectClassNameToUseSQLiteMap(config.migrations);
   const durableObjects = config.durable_objects.bindings.map((b: { name: string; class_name: string; script_name?: string }) => {
-    if (b.script_name !== undefined) throw new Error(`${configPath}: Durable Object binding ${b.name} names another script; not supported here`);
+    if (b.script_name !== undefined)
+      throw new Error(`${configPath}: Durable Object binding ${b.name} names another script; not supported here`);
     return { binding: b.name, className: b.class_name, sqlite: sqlite.get(b.class_name) === true };
   });
   return {

@@ -16,4 +16,13 @@ export interface Counters {
   bytesStored: number;
 }
 
-export const emptyCounters = (): Counters => ({ doRequests: 0, rowsRead: 0, rowsWritten: 0, setAlarm: 0, deleteAll: 0, methods: {}, objects: 0, bytesStored: 0 });
+export const emptyCounters = (): Counters => ({
+  doRequests: 0,
+  rowsRead: 0,
+  rowsWritten: 0,
+  setAlarm: 0,
+  deleteAll: 0,
+  methods: {},
+  objects: 0,
+  bytesStored: 0,
+});

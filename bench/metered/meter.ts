@@ -112,7 +112,11 @@ function flush(meter: Meter): void {
 type DurableObjectClass = new (...args: any[]) => object;
 
 /** `Base` with a metered `ctx` and every prototype method counted as one Durable Object request. */
-export function metered<T extends DurableObjectClass>(Base: T, kind: string, options: { alarmInMs?: (env: Record<string, unknown>) => number | undefined } = {}): T {
+export function metered<T extends DurableObjectClass>(
+  Base: T,
+  kind: string,
+  options: { alarmInMs?: (env: Record<string, unknown>) => number | undefined } = {},
+): T {
   const Metered = class extends Base {
     constructor(...args: any[]) {
       const [ctx, env] = args as [DurableObjectState, Record<string, unknown>];

@@ -57,10 +57,17 @@ async function meter(target: Target): Promise<Record<Kind, Counters>> {
   const all = (await (await fetch(`${target.url}/__meter`)).json()) as Partial<Record<Kind, Counters>>;
   return { product: all.product ?? emptyCounters(), design: all.design ?? emptyCounters() };
 }
-const resetMeter = async (target: Target): Promise<void> => void (await fetch(`${target.url}/__meter/reset`, { method: 'POST' })).body?.cancel();
+const resetMeter = async (target: Target): Promise<void> =>
+  void (await fetch(`${target.url}/__meter/reset`, { method: 'POST' })).body?.cancel();
 
 /** Sends `count` requests of one shape (8 at a time); returns the statuses. */
-async function drive(target: Target, kind: Kind, name: ScenarioName, count: number, key: (i: number) => string | undefined): Promise<Record<string, number>> {
+async function drive(
+  target: Target,
+  kind: Kind,
+  name: ScenarioName,
+  count: number,
+  key: (i: number) => string | undefined,
+): Promise<Record<string, number>> {
   const s = SCENARIOS[name];
   const statuses: Record<string, number> = {};
   let next = 0;
@@ -81,8 +88,15 @@ async function drive(target: Target, kind: Kind, name: ScenarioName, count: numb
 
 function row(name: string, kind: Kind, requests: number, statuses: Record<string, number>, c: Counters, perKey: boolean): BillingRow {
   const per = (x: number): number => x / requests;
-  const perRequest = { doRequests: per(c.doRequests), rowsRead: per(c.rowsRead), rowsWritten: per(c.rowsWritten + c.setAlarm), setAlarm: per(c.setAlarm), deleteAll: per(c.deleteAll) };
-  const doCostPerMillion = perRequest.doRequests * PRICES.requestPerM + perRequest.rowsRead * PRICES.rowReadPerM + perRequest.rowsWritten * PRICES.rowWrittenPerM;
+  const perRequest = {
+    doRequests: per(c.doRequests),
+    rowsRead: per(c.rowsRead),
+    rowsWritten: per(c.rowsWritten + c.setAlarm),
+    setAlarm: per(c.setAlarm),
+    deleteAll: per(c.deleteAll),
+  };
+  const doCostPerMillion =
+    perRequest.doRequests * PRICES.requestPerM + perRequest.rowsRead * PRICES.rowReadPerM + perRequest.rowsWritten * PRICES.rowWrittenPerM;
   return {
     scenario: name,
     worker: kind,
@@ -102,7 +116,10 @@ export async function runBilling(bench: Bench): Promise<BillingResult> {
   const design = readWorkerConfig('design');
   const meteredConfig = readWorkerConfig('metered');
   for (const c of [product, design]) {
-    if (c.compatibilityDate !== meteredConfig.compatibilityDate) throw new Error(`bench/metered/wrangler.toml: compatibility_date ${meteredConfig.compatibilityDate} differs from ${c.configPath} (${c.compatibilityDate}); make them equal`);
+    if (c.compatibilityDate !== meteredConfig.compatibilityDate)
+      throw new Error(
+        `bench/metered/wrangler.toml: compatibility_date ${meteredConfig.compatibilityDate} differs from ${c.configPath} (${c.compatibilityDate}); make them equal`,
+      );
   }
   const vars = { ...design.vars, ...product.vars };
   console.log(`\nbilling: ${n} requests per scenario through the metered Worker`);
@@ -118,21 +135,29 @@ export async function runBilling(bench: Bench): Promise<BillingResult> {
         await origin.settle();
         await resetMeter(target);
         const before = await origin.settle();
-        const statuses = await drive(target, kind, name, n, (i) => (s.key === 'fixed' ? fixed : s.key === 'unique' ? `${prefix}${i}` : undefined));
+        const statuses = await drive(target, kind, name, n, (i) =>
+          s.key === 'fixed' ? fixed : s.key === 'unique' ? `${prefix}${i}` : undefined,
+        );
         const after = await origin.settle();
         const c = (await meter(target))[kind];
         const want = expected(kind, name);
-        if (statuses[want] !== n) fail(`billing ${kind} ${name}: expected ${n} × ${want}, got ${JSON.stringify(statuses)}; the Worker's output ends:\n${target.output().slice(-1500)}`);
+        if (statuses[want] !== n)
+          fail(
+            `billing ${kind} ${name}: expected ${n} × ${want}, got ${JSON.stringify(statuses)}; the Worker's output ends:\n${target.output().slice(-1500)}`,
+          );
         const calls = after - before;
         const wantCalls = s.originCalls === 'none' ? 0 : n;
         if (calls !== wantCalls) fail(`billing ${kind} ${name}: ${calls} origin calls, expected ${wantCalls}`);
         if (s.key === 'unique') {
           const keys = await origin.keys(prefix);
-          if (Object.keys(keys).length !== n || Object.values(keys).some((x) => x !== 1)) fail(`billing ${kind} ${name}: not every key reached the origin exactly once`);
+          if (Object.keys(keys).length !== n || Object.values(keys).some((x) => x !== 1))
+            fail(`billing ${kind} ${name}: not every key reached the origin exactly once`);
         }
         const r = row(name, kind, n, statuses, c, s.key === 'unique');
         rows.push(r);
-        console.log(`  ${`${kind} ${name}`.padEnd(26)} DO requests ${fmt(r.perRequest.doRequests, 3)}/req  rows read ${fmt(r.perRequest.rowsRead, 2)}/req  rows written ${fmt(r.perRequest.rowsWritten, 2)}/req  ${JSON.stringify(c.methods)}`);
+        console.log(
+          `  ${`${kind} ${name}`.padEnd(26)} DO requests ${fmt(r.perRequest.doRequests, 3)}/req  rows read ${fmt(r.perRequest.rowsRead, 2)}/req  rows written ${fmt(r.perRequest.rowsWritten, 2)}/req  ${JSON.stringify(c.methods)}`,
+        );
       }
     }
   } finally {
@@ -150,7 +175,7 @@ export async function runBilling(bench: Bench): Promise<BillingResult> {
       'Rows written include one row per setAlarm() (pricing page). Rows a deleteAll() removes are billed as rows written but are not visible to the counters; deleteAll() calls are listed instead.',
       'Duration (GB-s while an object is active, including while it waits for the origin) and the Workers request and CPU price are not included.',
       'bytes stored/key: `sql.databaseSize` of each object after its latest call (the page counts stored data until deleteAll()); at $0.20/GB-month a key held for the 24 h TTL costs about bytes × 6.6e-12 $.',
-      'expiry rows: the same first-time requests, then the time until each stored key\'s alarm has run (product: IDEMPOTENCY_TTL_SECONDS=3, ORIGIN_LEASE_MS=1000; design floor: its 24 h alarm brought forward to 3 s by the metered subclass); counted per stored key, alarm runs only.',
+      "expiry rows: the same first-time requests, then the time until each stored key's alarm has run (product: IDEMPOTENCY_TTL_SECONDS=3, ORIGIN_LEASE_MS=1000; design floor: its 24 h alarm brought forward to 3 s by the metered subclass); counted per stored key, alarm runs only.",
     ],
   };
 }
@@ -164,7 +189,8 @@ async function expiryRows(bench: Bench, vars: Record<string, unknown>): Promise<
   const rows: BillingRow[] = [];
   try {
     const statuses: Record<Kind, Record<string, number>> = { product: {}, design: {} };
-    for (const kind of ['product', 'design'] as const) statuses[kind] = await drive(target, kind, 'first', n, (i) => `billing-expiry-${kind}-${i}`);
+    for (const kind of ['product', 'design'] as const)
+      statuses[kind] = await drive(target, kind, 'first', n, (i) => `billing-expiry-${kind}-${i}`);
     await resetMeter(target);
     const t0 = Date.now();
     let counts = await meter(target);
@@ -174,8 +200,13 @@ async function expiryRows(bench: Bench, vars: Record<string, unknown>): Promise<
     }
     for (const kind of ['product', 'design'] as const) {
       const alarms = counts[kind].methods['alarm'] ?? 0;
-      if (counts[kind].deleteAll < n) fail(`billing expiry ${kind}: ${counts[kind].deleteAll} of ${n} stored keys were deleted by their alarm within 60 s (${alarms} alarm runs)`);
-      console.log(`  ${`${kind} expiry`.padEnd(26)} ${alarms} alarm runs, ${counts[kind].deleteAll} deleteAll() for ${n} stored keys (${fmt((Date.now() - t0) / 1000, 1)} s)`);
+      if (counts[kind].deleteAll < n)
+        fail(
+          `billing expiry ${kind}: ${counts[kind].deleteAll} of ${n} stored keys were deleted by their alarm within 60 s (${alarms} alarm runs)`,
+        );
+      console.log(
+        `  ${`${kind} expiry`.padEnd(26)} ${alarms} alarm runs, ${counts[kind].deleteAll} deleteAll() for ${n} stored keys (${fmt((Date.now() - t0) / 1000, 1)} s)`,
+      );
       rows.push(row('expiry (alarm)', kind, n, statuses[kind], counts[kind], false));
     }
   } finally {

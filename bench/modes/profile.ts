@@ -46,7 +46,11 @@ export async function runProfile(bench: Bench, started: Date): Promise<ProfileRe
       await session.send('Profiler.setSamplingInterval', { interval: 250 });
       before = await origin.settle();
       await session.send('Profiler.start');
-      run = await load(target.url, s, settings, { keyPrefix: `${prefix}m-`, durationS: settings.durationS, expectedBody: s.key === 'fixed' && s.expect === 201 ? primedBody : undefined });
+      run = await load(target.url, s, settings, {
+        keyPrefix: `${prefix}m-`,
+        durationS: settings.durationS,
+        expectedBody: s.key === 'fixed' && s.expect === 201 ? primedBody : undefined,
+      });
       after = await origin.settle();
       ({ profile } = await session.send<{ profile: CpuProfile }>('Profiler.stop'));
     } finally {
@@ -59,8 +63,11 @@ export async function runProfile(bench: Bench, started: Date): Promise<ProfileRe
     const completed = run.result.requests.total;
     const summary = summarizeProfile(profile, completed);
     out[name] = { completed, rps: completed / run.result.duration, file, ...summary };
-    console.log(`\n  ${name}: ${completed} requests, ${fmt(out[name].rps)} req/s under the profiler; JS-visible busy time ${fmt(summary.busyUsPerReq)} µs/req -> ${file}`);
-    for (const t of summary.top.slice(0, 15)) console.log(`    ${fmt(t.usPerReq, 1).padStart(7)} µs/req ${fmt(t.share * 100, 1).padStart(5)}%  ${t.fn}`);
+    console.log(
+      `\n  ${name}: ${completed} requests, ${fmt(out[name].rps)} req/s under the profiler; JS-visible busy time ${fmt(summary.busyUsPerReq)} µs/req -> ${file}`,
+    );
+    for (const t of summary.top.slice(0, 15))
+      console.log(`    ${fmt(t.usPerReq, 1).padStart(7)} µs/req ${fmt(t.share * 100, 1).padStart(5)}%  ${t.fn}`);
   }
   for (const target of targets.values()) await stopTarget(bench, target);
   return out;

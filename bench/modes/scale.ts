@@ -83,7 +83,9 @@ export async function runScale(bench: Bench): Promise<ScaleResult> {
     { name: 'design_floor_first' as const, target: await startSlot(bench, 'design-first', 'design-scale') },
     { name: 'first' as const, target: await startSlot(bench, 'product-first', 'product-scale') },
   ];
-  console.log(`\nscale: levels ${settings.scaleLevels.join(', ')} stored keys, probe ${settings.scaleProbe} requests, ${settings.connections} connections`);
+  console.log(
+    `\nscale: levels ${settings.scaleLevels.join(', ')} stored keys, probe ${settings.scaleProbe} requests, ${settings.connections} connections`,
+  );
   const rows: ScaleRow[] = [];
   const stored = new Map<string, number>();
   const emptyRss = new Map<string, number>();
@@ -94,8 +96,11 @@ export async function runScale(bench: Bench): Promise<ScaleResult> {
     await origin.settle();
     const empty = footprint(target, 0, 0);
     emptyRss.set(name, empty.rssRuntimeBytes);
-    console.log(`  ${name.padEnd(20)} empty: RSS ${fmt(mib(empty.rssRuntimeBytes), 1)} MiB, ${empty.diskBytes} bytes in ${empty.diskFiles} files`);
-    if (warmKeys > 0) await measure(bench, target, SCENARIOS[name], `${name} warm-up`, { prefix: `scale-${name}-warm-`, warmup: false, amount: warmKeys });
+    console.log(
+      `  ${name.padEnd(20)} empty: RSS ${fmt(mib(empty.rssRuntimeBytes), 1)} MiB, ${empty.diskBytes} bytes in ${empty.diskFiles} files`,
+    );
+    if (warmKeys > 0)
+      await measure(bench, target, SCENARIOS[name], `${name} warm-up`, { prefix: `scale-${name}-warm-`, warmup: false, amount: warmKeys });
     stored.set(name, warmKeys);
   }
   for (const level of settings.scaleLevels) {
@@ -108,9 +113,16 @@ export async function runScale(bench: Bench): Promise<ScaleResult> {
       const label = `${name} @${level}`;
       let fillRps = Number.NaN;
       const fillStart = Date.now();
-      if (fill > 0) fillRps = (await measure(bench, target, s, `${label} fill`, { prefix: `scale-${name}-${level}-fill-`, warmup: false, amount: fill })).rps;
+      if (fill > 0)
+        fillRps = (
+          await measure(bench, target, s, `${label} fill`, { prefix: `scale-${name}-${level}-fill-`, warmup: false, amount: fill })
+        ).rps;
       const fillSeconds = (Date.now() - fillStart) / 1000;
-      const m = await measure(bench, target, s, `${label} probe`, { prefix: `scale-${name}-${level}-probe-`, warmup: false, amount: probe });
+      const m = await measure(bench, target, s, `${label} probe`, {
+        prefix: `scale-${name}-${level}-probe-`,
+        warmup: false,
+        amount: probe,
+      });
       const keyCount = Object.keys(await origin.keys(`scale-${name}-`)).length;
       if (keyCount !== level) fail(`${label}: the origin saw ${keyCount} distinct keys in total, expected ${level}`);
       stored.set(name, keyCount);
@@ -133,7 +145,9 @@ export async function runScale(bench: Bench): Promise<ScaleResult> {
       if (firstLevel) row.vsFirstLevel = row.rps / firstLevel.rps;
       rows.push(row);
       levelRows.push([row, target]);
-      console.log(`  ${label.padEnd(26)} probe ${fmt(row.rps).padStart(5)} req/s (fill ${fmt(fillRps)} req/s, ${fmt(fillSeconds, 1)} s)  p99 ${fmt(row.latencyP99Ms, 1)} ms  CPU ${fmt(row.cpuUsPerReq)} µs/req  ${describe(row.hot)}`);
+      console.log(
+        `  ${label.padEnd(26)} probe ${fmt(row.rps).padStart(5)} req/s (fill ${fmt(fillRps)} req/s, ${fmt(fillSeconds, 1)} s)  p99 ${fmt(row.latencyP99Ms, 1)} ms  CPU ${fmt(row.cpuUsPerReq)} µs/req  ${describe(row.hot)}`,
+      );
     }
     if (settings.scaleIdleS > 0) {
       await new Promise((r) => setTimeout(r, settings.scaleIdleS * 1000));

@@ -108,7 +108,8 @@ export function startSlot(bench: Bench, slot: Exclude<Slot, 'origin'>, label: st
   return startTarget(bench, worker, label, { ...(vars ? { vars } : {}), inspector });
 }
 
-const pick = (metric: Metric, x: { rps: number; cpuUsPerReq: CpuUsPerReq }): number => (metric === 'req/s' ? x.rps : metric === 'runtime CPU/req' ? x.cpuUsPerReq.runtime : x.cpuUsPerReq.workerd);
+const pick = (metric: Metric, x: { rps: number; cpuUsPerReq: CpuUsPerReq }): number =>
+  metric === 'req/s' ? x.rps : metric === 'runtime CPU/req' ? x.cpuUsPerReq.runtime : x.cpuUsPerReq.workerd;
 
 export async function runScenarios(bench: Bench): Promise<ScenariosResult> {
   const { settings, origin } = bench;
@@ -123,7 +124,9 @@ export async function runScenarios(bench: Bench): Promise<ScenariosResult> {
   const product = lasting.get('product');
   const primedBody = needsPrime && product ? await prime(product.url, origin.count, () => origin.settle()) : undefined;
 
-  console.log(`\nscenarios: ${settings.repeats} repeats × (${settings.warmupS} s warm-up + ${settings.durationS} s), ${settings.connections} connections`);
+  console.log(
+    `\nscenarios: ${settings.repeats} repeats × (${settings.warmupS} s warm-up + ${settings.durationS} s), ${settings.connections} connections`,
+  );
   const runs: ScenarioRow[] = [];
   for (let rep = 1; rep <= settings.repeats; rep++) {
     // Odd repeats in order, even repeats in reverse, so drift on a noisy machine does not always favour
@@ -132,10 +135,16 @@ export async function runScenarios(bench: Bench): Promise<ScenariosResult> {
       const s = scenario(name);
       const label = `${name} #${rep}`;
       // First-time scenarios: a new process on empty storage every time.
-      const fresh = s.slot !== 'origin' && SLOTS[s.slot].fresh ? await startSlot(bench, s.slot as Exclude<Slot, 'origin'>, `${s.slot}-r${rep}`) : undefined;
+      const fresh =
+        s.slot !== 'origin' && SLOTS[s.slot].fresh
+          ? await startSlot(bench, s.slot as Exclude<Slot, 'origin'>, `${s.slot}-r${rep}`)
+          : undefined;
       const target = s.slot === 'origin' ? undefined : (fresh ?? lasting.get(s.slot));
       try {
-        const m = await measure(bench, target, s, label, { prefix: `${name}-r${rep}-`, expectedBody: s.key === 'fixed' && s.expect === 201 ? primedBody : undefined });
+        const m = await measure(bench, target, s, label, {
+          prefix: `${name}-r${rep}-`,
+          expectedBody: s.key === 'fixed' && s.expect === 201 ? primedBody : undefined,
+        });
         const r = m.run.result;
         const row: ScenarioRow = {
           scenario: name,
@@ -157,7 +166,9 @@ export async function runScenarios(bench: Bench): Promise<ScenariosResult> {
         console.log(
           `  ${label.padEnd(30)} ${fmt(row.rps).padStart(6)} req/s  p50 ${fmt(row.latencyP50Ms, 1).padStart(5)} ms  p99 ${fmt(row.latencyP99Ms, 1).padStart(6)} ms  ` +
             `runtime CPU ${fmt(row.cpuUsPerReq.runtime).padStart(5)} µs/req  origin calls ${row.originCalls}` +
-            (row.answered2xx !== undefined ? ` = ${row.answered2xx} answered 2xx + ${row.cutOffButForwarded} cut off at the end (of ${row.unanswered})` : ''),
+            (row.answered2xx !== undefined
+              ? ` = ${row.answered2xx} answered 2xx + ${row.cutOffButForwarded} cut off at the end (of ${row.unanswered})`
+              : ''),
         );
       } finally {
         if (fresh) await stopTarget(bench, fresh);
@@ -181,7 +192,12 @@ function summarize(names: ScenarioName[], runs: ScenarioRow[], repeats: number):
       rps: med((r) => r.rps),
       latencyP50Ms: med((r) => r.latencyP50Ms),
       latencyP99Ms: med((r) => r.latencyP99Ms),
-      cpuUsPerReq: { runtime: med((r) => r.cpuUsPerReq.runtime), workerd: med((r) => r.cpuUsPerReq.workerd), wranglerNode: med((r) => r.cpuUsPerReq.wranglerNode), origin: med((r) => r.cpuUsPerReq.origin) },
+      cpuUsPerReq: {
+        runtime: med((r) => r.cpuUsPerReq.runtime),
+        workerd: med((r) => r.cpuUsPerReq.workerd),
+        wranglerNode: med((r) => r.cpuUsPerReq.wranglerNode),
+        origin: med((r) => r.cpuUsPerReq.origin),
+      },
       non2xx: rows.reduce((a, r) => a + r.non2xx, 0),
       completed: rows.reduce((a, r) => a + r.completed, 0),
       repeats: rows.length,
@@ -207,8 +223,15 @@ function summarize(names: ScenarioName[], runs: ScenarioRow[], repeats: number):
   for (const [name, baseline] of LATENCY_PAIRS) {
     const s = summary[name];
     const b = summary[baseline];
-    if (s && b) latency.push({ scenario: name, baseline, p50Ms: s.latencyP50Ms, baselineP50Ms: b.latencyP50Ms, p99Ms: s.latencyP99Ms, baselineP99Ms: b.latencyP99Ms });
+    if (s && b)
+      latency.push({
+        scenario: name,
+        baseline,
+        p50Ms: s.latencyP50Ms,
+        baselineP50Ms: b.latencyP50Ms,
+        p99Ms: s.latencyP99Ms,
+        baselineP99Ms: b.latencyP99Ms,
+      });
   }
   return { summary, ratios, latency };
 }
-

@@ -204,7 +204,11 @@ export function waitForOutput(group: ProcessGroup, pattern: RegExp, options: Omi
 }
 
 /** Waits for a control message (`controlFd`) that satisfies `match`; returns it. */
-export function waitForControl(group: ProcessGroup, match: (message: Record<string, unknown>) => boolean, options: Omit<WaitOptions, 'group'> = {}): Promise<Record<string, unknown>> {
+export function waitForControl(
+  group: ProcessGroup,
+  match: (message: Record<string, unknown>) => boolean,
+  options: Omit<WaitOptions, 'group'> = {},
+): Promise<Record<string, unknown>> {
   return waitFor(`a control message from ${group.name}`, () => group.control.find(match), { ...options, group });
 }
 

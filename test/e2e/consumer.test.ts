@@ -16,7 +16,11 @@ const dirs: string[] = [];
 beforeAll(async () => {
   origin = await startTestOrigin();
   dirs.push(newStateDir(), newStateDir());
-  proxy = await startProxy({ originUrl: origin.url, stateDir: dirs[0]!, vars: { IDEMPOTENCY_TTL_SECONDS: '3', ORIGIN_LEASE_MS: '2000', ORIGIN_TIMEOUT_MS: '1500' } });
+  proxy = await startProxy({
+    originUrl: origin.url,
+    stateDir: dirs[0]!,
+    vars: { IDEMPOTENCY_TTL_SECONDS: '3', ORIGIN_LEASE_MS: '2000', ORIGIN_TIMEOUT_MS: '1500' },
+  });
   consumer = await startProxy({ originUrl: null, config: 'examples/consumer/wrangler.toml', stateDir: dirs[1]! });
 });
 afterAll(async () => {
@@ -29,7 +33,9 @@ afterAll(async () => {
 describe('a consumer Worker through the IdempotencyService service binding', () => {
   it('gets replay, conflict and bursts with one origin call', async () => {
     const key = randomUUID();
-    const burst = await Promise.all(Array.from({ length: 40 }, () => send(consumer.url, '/via-service/slow/300/svc', { key, body: 'same' })));
+    const burst = await Promise.all(
+      Array.from({ length: 40 }, () => send(consumer.url, '/via-service/slow/300/svc', { key, body: 'same' })),
+    );
     expect(burst.every((r) => r.status === 200)).toBe(true);
     expect(new Set(await Promise.all(burst.map((r) => r.text()))).size).toBe(1);
     expect((await send(consumer.url, '/via-service/slow/300/svc', { key, body: 'same' })).headers.get('idempotent-replay')).toBe('true');
@@ -53,10 +59,18 @@ describe('a consumer Worker with the IdempotencyRecord class bound by script_nam
     const runs = async () => ((await (await fetch(`${consumer.url}/local/runs`)).json()) as { runs: number }).runs;
     const before = await runs();
     const key = randomUUID();
-    const burst = await Promise.all(Array.from({ length: 20 }, () => send(consumer.url, '/local/adjust', { key, body: '{"delta":5}', headers: { 'content-type': 'application/json' } })));
+    const burst = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        send(consumer.url, '/local/adjust', { key, body: '{"delta":5}', headers: { 'content-type': 'application/json' } }),
+      ),
+    );
     expect(burst.every((r) => r.status === 201)).toBe(true);
     expect(burst.filter((r) => r.headers.get('idempotent-replay') === null)).toHaveLength(1);
-    const conflict = await send(consumer.url, '/local/adjust', { key, body: '{"delta":6}', headers: { 'content-type': 'application/json' } });
+    const conflict = await send(consumer.url, '/local/adjust', {
+      key,
+      body: '{"delta":6}',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(conflict.status).toBe(409);
     expect((await runs()) - before).toBe(1);
   });

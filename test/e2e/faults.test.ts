@@ -32,7 +32,9 @@ async function keyInfo(base: string, key: string, auth = 'Bearer e2e-token'): Pr
 const shared = proxyForFile(VARS);
 
 async function code(res: Response): Promise<string> {
-  return res.headers.get('content-type') === 'application/problem+json' ? ((await res.json()) as { code: string }).code : String(res.status);
+  return res.headers.get('content-type') === 'application/problem+json'
+    ? ((await res.json()) as { code: string }).code
+    : String(res.status);
 }
 
 describe('client faults', () => {
@@ -197,7 +199,11 @@ describe('runtime faults', () => {
 
   it("the expiry alarm deletes the object's storage (the SQLite file holds no table and no alarm)", async () => {
     const dir = newStateDir();
-    const running = await startProxy({ originUrl: shared.origin.url, stateDir: dir, vars: { IDEMPOTENCY_TTL_SECONDS: '2', ORIGIN_TIMEOUT_MS: '1000', ORIGIN_LEASE_MS: '1500' } });
+    const running = await startProxy({
+      originUrl: shared.origin.url,
+      stateDir: dir,
+      vars: { IDEMPOTENCY_TTL_SECONDS: '2', ORIGIN_TIMEOUT_MS: '1000', ORIGIN_LEASE_MS: '1500' },
+    });
     try {
       const key = randomUUID();
       expect((await send(running.url, '/status/201/expire', { key, body: 'x' })).status).toBe(201);

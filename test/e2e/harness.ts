@@ -82,7 +82,11 @@ export interface SendOptions {
 }
 
 /** One request to the proxy. */
-export function send(base: string, path: string, { method = 'POST', key, auth = 'Bearer e2e-token', body, headers = {}, signal }: SendOptions = {}): Promise<Response> {
+export function send(
+  base: string,
+  path: string,
+  { method = 'POST', key, auth = 'Bearer e2e-token', body, headers = {}, signal }: SendOptions = {},
+): Promise<Response> {
   const h: Record<string, string> = { ...headers };
   if (key !== undefined) h['idempotency-key'] = key;
   if (auth !== null) h['authorization'] = auth;

@@ -13,16 +13,32 @@ const shared = proxyForFile({ IDEMPOTENCY_ADMIN_TOKEN: ADMIN, ORIGIN_TIMEOUT_MS:
 const AUTH = 'Bearer e2e-token';
 const scopeHash = createHash('sha256').update(AUTH).digest('hex');
 
-const lookup = (key: string, auth: string | null = AUTH) => send(shared.proxy.url, `/_idempotency/keys/${encodeURIComponent(key)}`, { method: 'GET', auth });
-const admin = (method: 'GET' | 'DELETE', key: string, headers: Record<string, string> = { 'idempotency-scope': scopeHash }, token: string | null = ADMIN) =>
-  send(shared.proxy.url, `/_idempotency/admin/keys/${encodeURIComponent(key)}`, { method, auth: token === null ? null : `Bearer ${token}`, headers });
+const lookup = (key: string, auth: string | null = AUTH) =>
+  send(shared.proxy.url, `/_idempotency/keys/${encodeURIComponent(key)}`, { method: 'GET', auth });
+const admin = (
+  method: 'GET' | 'DELETE',
+  key: string,
+  headers: Record<string, string> = { 'idempotency-scope': scopeHash },
+  token: string | null = ADMIN,
+) =>
+  send(shared.proxy.url, `/_idempotency/admin/keys/${encodeURIComponent(key)}`, {
+    method,
+    auth: token === null ? null : `Bearer ${token}`,
+    headers,
+  });
 const code = async (res: Response) => ((await res.json()) as { code: string }).code;
 
 describe('a client asks what happened to its key', () => {
   it('sees a stored answer, then one in flight, and nothing for an unknown key', async () => {
     const key = randomUUID();
     await send(shared.proxy.url, '/status/201/e2e-lookup', { key, body: 'x' });
-    expect(await lookup(key).then((r) => r.json())).toMatchObject({ key, state: 'complete', status: 201, method: 'POST', path: '/status/201/e2e-lookup' });
+    expect(await lookup(key).then((r) => r.json())).toMatchObject({
+      key,
+      state: 'complete',
+      status: 201,
+      method: 'POST',
+      path: '/status/201/e2e-lookup',
+    });
 
     const slow = randomUUID();
     const first = send(shared.proxy.url, '/slow/1500/e2e-inflight', { key: slow, body: 'x' });
@@ -99,7 +115,12 @@ describe('the reserved prefix', () => {
     ['129 characters', `/_idempotency/keys/${'k'.repeat(129)}`],
     ['a control byte', '/_idempotency/keys/a%01b'],
   ])('refuses a key with %s in the path with 400 idempotency_key_invalid', async (_, target) => {
-    const res = await raw(shared.proxy.port, [`GET ${target} HTTP/1.1`, `Host: 127.0.0.1:${shared.proxy.port}`, `Authorization: ${AUTH}`, 'Connection: close']);
+    const res = await raw(shared.proxy.port, [
+      `GET ${target} HTTP/1.1`,
+      `Host: 127.0.0.1:${shared.proxy.port}`,
+      `Authorization: ${AUTH}`,
+      'Connection: close',
+    ]);
     expect(res?.status).toBe(400);
     expect(rawProblemCode(res)).toBe('idempotency_key_invalid');
   });

@@ -13,14 +13,19 @@ import { newStateDir, removeDir, type RunningProxy, send, startProxy } from './h
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const bin = (name: string) => join(ROOT, 'node_modules/.bin', name);
-const version = (name: string) => (JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+const version = (name: string) =>
+  (JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string };
 const npm = (args: string[], cwd: string) =>
-  execFileSync(process.env['npm_execpath'] ? process.execPath : 'npm', [...(process.env['npm_execpath'] ? [process.env['npm_execpath']] : []), ...args], {
-    cwd,
-    encoding: 'utf8',
-    env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' },
-  });
+  execFileSync(
+    process.env['npm_execpath'] ? process.execPath : 'npm',
+    [...(process.env['npm_execpath'] ? [process.env['npm_execpath']] : []), ...args],
+    {
+      cwd,
+      encoding: 'utf8',
+      env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' },
+    },
+  );
 
 const APP = `import { Hono } from 'hono';
 import { idempotency, IdempotencyRecord, type IdempotencyOptions } from '${pkg.name}';
@@ -77,7 +82,9 @@ beforeAll(() => {
   project = mkdtempSync(join(tmpdir(), 'idem-packed-'));
   // Built here rather than by `prepack`, whose output would mix with the JSON `npm pack` prints.
   npm(['run', 'build', '--silent'], ROOT);
-  const [packed] = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', project], ROOT)) as [{ filename: string; files: { path: string }[] }];
+  const [packed] = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', project], ROOT)) as [
+    { filename: string; files: { path: string }[] },
+  ];
   tarball = join(project, packed.filename);
   files = packed.files.map((file) => file.path).sort();
   mkdirSync(join(project, 'app/src'), { recursive: true });
@@ -116,14 +123,20 @@ describe('the packed package', () => {
   });
 
   it("type-checks in the user's project with strict settings and without skipLibCheck", () => {
-    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(project, 'app/tsconfig.json')], { encoding: 'utf8' });
+    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(project, 'app/tsconfig.json')], {
+      encoding: 'utf8',
+    });
   });
 
   it('bundles with wrangler deploy --dry-run', () => {
-    const out = execFileSync(bin('wrangler'), ['deploy', '--dry-run', '--outdir', join(project, 'out'), '--config', join(project, 'app/wrangler.toml')], {
-      encoding: 'utf8',
-      env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
-    });
+    const out = execFileSync(
+      bin('wrangler'),
+      ['deploy', '--dry-run', '--outdir', join(project, 'out'), '--config', join(project, 'app/wrangler.toml')],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
+      },
+    );
     expect(out).toContain('IdempotencyRecord');
   });
 

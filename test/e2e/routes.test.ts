@@ -22,7 +22,8 @@ describe('IDEMPOTENCY_ROUTES under wrangler dev', () => {
     expect(await code(await send(shared.proxy.url, path, { body: 'x' }))).toBe('idempotency_key_missing');
     expect(await originCount(shared.origin.url, { path })).toBe(0);
     const key = randomUUID();
-    for (let i = 0; i < 3; i++) expect((await send(shared.proxy.url, '/search/q', { key, body: 'same' })).headers.get('idempotent-replay')).toBeNull();
+    for (let i = 0; i < 3; i++)
+      expect((await send(shared.proxy.url, '/search/q', { key, body: 'same' })).headers.get('idempotent-replay')).toBeNull();
     expect(await originCount(shared.origin.url, { key })).toBe(3);
   });
 
@@ -67,7 +68,10 @@ describe('a proxy whose table is invalid, and one forwarding to its own URL', ()
   });
 
   it('names the field of an invalid table in every answer', async () => {
-    const proxy = await start({ IDEMPOTENCY_ROUTES: JSON.stringify([{ pattern: '/a/*' }, { pattern: '/b/*', lease_ms: 'soon' }]) }, origin.url);
+    const proxy = await start(
+      { IDEMPOTENCY_ROUTES: JSON.stringify([{ pattern: '/a/*' }, { pattern: '/b/*', lease_ms: 'soon' }]) },
+      origin.url,
+    );
     const body = (await (await send(proxy.url, '/a/x', { method: 'GET' })).json()) as { code: string; detail: string };
     expect(body.code).toBe('configuration_invalid');
     expect(body.detail).toContain('IDEMPOTENCY_ROUTES[1].lease_ms');

@@ -24,50 +24,54 @@ function random(seed: number): () => number {
   };
 }
 
-it(`${REQUESTS} mixed requests at concurrency ${CONCURRENCY}: one origin call per used (token, key), no unexpected status`, { timeout: 180_000 }, async () => {
-  const next = random(42);
-  const run = randomUUID();
-  const keyed = `/status/201/soak-${run}`;
-  const reads = `/echo/soak-read-${run}`;
-  const used = new Set<string>();
-  const bodies = new Map<string, Set<string>>();
-  const unexpected: string[] = [];
-  let readCount = 0;
-  const deadline = Date.now() + 150_000;
+it(
+  `${REQUESTS} mixed requests at concurrency ${CONCURRENCY}: one origin call per used (token, key), no unexpected status`,
+  { timeout: 180_000 },
+  async () => {
+    const next = random(42);
+    const run = randomUUID();
+    const keyed = `/status/201/soak-${run}`;
+    const reads = `/echo/soak-read-${run}`;
+    const used = new Set<string>();
+    const bodies = new Map<string, Set<string>>();
+    const unexpected: string[] = [];
+    let readCount = 0;
+    const deadline = Date.now() + 150_000;
 
-  const tasks = Array.from({ length: REQUESTS }, () => {
-    const roll = next();
-    const auth = TOKENS[Math.floor(next() * TOKENS.length)]!;
-    const key = `soak-${run}-${Math.floor(next() * KEYS_PER_TOKEN)}`;
-    return async () => {
-      if (Date.now() > deadline) throw new Error('soak exceeded its time bound');
-      if (roll < 0.15) {
-        readCount++;
-        const res = await send(shared.proxy.url, reads, { method: 'GET', auth });
-        await res.arrayBuffer();
-        if (res.status !== 200) unexpected.push(`GET ${res.status}`);
-        return;
-      }
-      // 10% conflicts: the same key with another body. Whichever request reaches a key first binds it.
-      const body = roll < 0.25 ? `conflict-${next()}` : `body-${key}`;
-      const pair = `${auth} ${key}`;
-      used.add(pair);
-      const res = await send(shared.proxy.url, keyed, { key, auth, body });
-      const text = await res.text();
-      if (res.status === 201) {
-        const seen = bodies.get(pair) ?? new Set<string>();
-        seen.add(text);
-        bodies.set(pair, seen);
-      } else if (!(res.status === 409 && text.includes('"idempotency_key_reused"'))) {
-        unexpected.push(`POST ${res.status} ${text.slice(0, 120)}`);
-      }
-    };
-  });
+    const tasks = Array.from({ length: REQUESTS }, () => {
+      const roll = next();
+      const auth = TOKENS[Math.floor(next() * TOKENS.length)]!;
+      const key = `soak-${run}-${Math.floor(next() * KEYS_PER_TOKEN)}`;
+      return async () => {
+        if (Date.now() > deadline) throw new Error('soak exceeded its time bound');
+        if (roll < 0.15) {
+          readCount++;
+          const res = await send(shared.proxy.url, reads, { method: 'GET', auth });
+          await res.arrayBuffer();
+          if (res.status !== 200) unexpected.push(`GET ${res.status}`);
+          return;
+        }
+        // 10% conflicts: the same key with another body. Whichever request reaches a key first binds it.
+        const body = roll < 0.25 ? `conflict-${next()}` : `body-${key}`;
+        const pair = `${auth} ${key}`;
+        used.add(pair);
+        const res = await send(shared.proxy.url, keyed, { key, auth, body });
+        const text = await res.text();
+        if (res.status === 201) {
+          const seen = bodies.get(pair) ?? new Set<string>();
+          seen.add(text);
+          bodies.set(pair, seen);
+        } else if (!(res.status === 409 && text.includes('"idempotency_key_reused"'))) {
+          unexpected.push(`POST ${res.status} ${text.slice(0, 120)}`);
+        }
+      };
+    });
 
-  await pool(CONCURRENCY, tasks);
+    await pool(CONCURRENCY, tasks);
 
-  expect(unexpected).toEqual([]);
-  expect(await originCount(shared.origin.url, { path: keyed })).toBe(used.size);
-  expect(await originCount(shared.origin.url, { path: reads })).toBe(readCount);
-  for (const [pair, seen] of bodies) expect(seen.size, pair).toBe(1);
-});
+    expect(unexpected).toEqual([]);
+    expect(await originCount(shared.origin.url, { path: keyed })).toBe(used.size);
+    expect(await originCount(shared.origin.url, { path: reads })).toBe(readCount);
+    for (const [pair, seen] of bodies) expect(seen.size, pair).toBe(1);
+  },
+);

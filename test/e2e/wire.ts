@@ -19,7 +19,12 @@ export interface RawResponse {
  *
  * @returns the response, or `null` when none arrived
  */
-export function raw(port: number, head: string[], body: Buffer | string = '', { halfClose = false, timeoutMs = 5000 } = {}): Promise<RawResponse | null> {
+export function raw(
+  port: number,
+  head: string[],
+  body: Buffer | string = '',
+  { halfClose = false, timeoutMs = 5000 } = {},
+): Promise<RawResponse | null> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
@@ -51,7 +56,8 @@ export function rawProblemCode(res: RawResponse | null): string | undefined {
 }
 
 /** The SQLite files of the `IdempotencyRecord` objects below a state directory. */
-export const objectFiles = (stateDir: string): string[] => filesUnder(stateDir).filter((f) => /IdempotencyRecord\/[0-9a-f]{64}\.sqlite$/.test(f));
+export const objectFiles = (stateDir: string): string[] =>
+  filesUnder(stateDir).filter((f) => /IdempotencyRecord\/[0-9a-f]{64}\.sqlite$/.test(f));
 
 /** The tables a Durable Object's SQLite file holds, without the runtime's own (`_cf_*`, `__miniflare*`). */
 export function userTables(file: string): string[] {

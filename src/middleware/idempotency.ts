@@ -21,9 +21,9 @@ import { forwardableHeaders, forwardedHeader } from '../shared/headers';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
 import { type Outcome, REPLAY_HEADER, type Settled, outcomeProblem, storedResponse } from '../shared/outcome';
 import { PROBLEMS, type ProblemSpec, Rejection, problem, reject } from '../shared/problem';
-import { type LogIds, type RequestLog, consoleReporter, logIds } from './log';
+import { type RequestLog, consoleReporter, logScopeHash } from './log';
 import { type IdempotencyOptions, type OptionName, resolveOptions } from './options';
-import { Records } from './records';
+import { type RecordRef, Records } from './records';
 import { isolateReplays as replays } from './replay-cache';
 import { MalformedScope, recordName } from './scope';
 
@@ -39,21 +39,21 @@ export interface IdempotencyEnv {
   Variables: IdempotencyVariables;
 }
 
-type Log = ((entry: Omit<RequestLog, 'method' | 'latency_ms'>) => void) & { readonly enabled: boolean };
-
-const silent: Log = Object.assign(() => undefined, { enabled: false });
-
 const rejectBody = (cause: unknown): never =>
   reject('request_body_invalid', 'The request body ended before its declared length or could not be read.', { cause });
 
-/** A keyed request on its way: what the record is, and how it is logged. */
+/** A keyed request on its way. */
 interface Keyed {
   readonly key: string;
+  /** The record's name, and where it lives (looked up when first needed). */
   readonly name: string;
+  ref: RecordRef | undefined;
   readonly scopeHash: string;
-  readonly log: Log;
-  ids: Awaited<ReturnType<LogIds>> | Record<string, never>;
+  readonly started: number;
 }
+
+/** The default reporter without a `METRICS` dataset, built once. */
+const consoleOnly = consoleReporter();
 
 /**
  * Makes writes that carry an `Idempotency-Key` run at most once per (scope, key), backed by the
@@ -84,23 +84,57 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
  */
 export function createIdempotency(options: IdempotencyOptions, name: (option: OptionName) => string): MiddlewareHandler<IdempotencyEnv> {
   const resolved = resolveOptions(options);
-  const { methods, headerName, ttlMs, timeoutMs, leaseMs, maxBodyBytes, required, run, reporter, onError, scope, namespace, rateLimit } =
-    resolved;
+  const {
+    methods,
+    headerName,
+    ttlMs,
+    timeoutMs,
+    leaseMs,
+    maxBodyBytes,
+    required,
+    run,
+    reporter,
+    logPassThrough,
+    onError,
+    scope,
+    namespace,
+    rateLimit,
+  } = resolved;
   const keyHeader = headerName.toLowerCase();
   const limits = { timeoutMs, leaseMs, ttlMs };
   const records = new Records({ ...resolved, jurisdictionName: name('jurisdiction') });
-  const idsOf = logIds(resolved.logHashSecret);
+  const scopeHashOf = logScopeHash(resolved.logHashSecret);
   const tooLarge = `The request body exceeds ${maxBodyBytes} bytes.`;
   // The one body-size check of a keyed request: a declared length is checked before anything is read,
   // an undeclared one while reading.
   const limit = bodyLimit({ maxSize: maxBodyBytes, onError: () => reject('request_too_large', tooLarge) });
 
-  /** The log of one request; a no-op (and `enabled: false`) when reporting is off. */
-  function requestLog(c: Context<IdempotencyEnv>, started: number): Log {
-    if (reporter === false) return silent;
-    const to = reporter ?? consoleReporter(c.env['METRICS'] as AnalyticsEngineDataset | undefined);
-    const log = (entry: Parameters<Log>[0]) => to.report({ method: c.req.method, latency_ms: Date.now() - started, ...entry });
-    return Object.assign(log, { enabled: true });
+  /** Writes the log line of a request (no-op when reporting is off). */
+  function report(c: Context<IdempotencyEnv>, started: number, entry: Omit<RequestLog, 'method' | 'latency_ms'>): void {
+    if (reporter === false) return;
+    const metrics = c.env['METRICS'] as AnalyticsEngineDataset | undefined;
+    (reporter ?? (metrics === undefined ? consoleOnly : consoleReporter(metrics))).report({
+      method: c.req.method,
+      latency_ms: Date.now() - started,
+      ...entry,
+    });
+  }
+
+  /** The log line of a keyed request: its outcome, and the hashes that identify its record and scope. */
+  async function reportKeyed(c: Context<IdempotencyEnv>, keyed: Keyed, entry: Omit<RequestLog, 'method' | 'latency_ms'>): Promise<void> {
+    if (reporter === false) return;
+    const scope_hash = await scopeHashOf(keyed.scopeHash);
+    report(c, keyed.started, {
+      ...entry,
+      ...(keyed.ref === undefined ? {} : { key_hash: keyed.ref.id.toString().slice(0, 16) }),
+      scope_hash,
+    });
+  }
+
+  /** Passes a request on untouched. */
+  async function passOn(c: Context<IdempotencyEnv>, next: () => Promise<void>, started: number): Promise<void> {
+    await next();
+    if (logPassThrough) report(c, started, { outcome: 'passthrough', status: c.res.status });
   }
 
   /** Sends a problem, unless `onError` replaces it. */
@@ -121,33 +155,25 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
   }
 
   return createMiddleware<IdempotencyEnv>(async function idempotency(c, next) {
-    const log = requestLog(c, Date.now());
+    const started = Date.now();
+    if (!methods.has(c.req.method)) return passOn(c, next, started);
     const ctx = c as unknown as Context;
-    if (!methods.has(c.req.method)) {
-      await next();
-      if (log.enabled) log({ outcome: 'passthrough', status: c.res.status });
-      return;
-    }
     let keyed: Keyed | undefined;
     try {
       // In origin mode the key and the scope are read from exactly the headers the origin will get: a
       // header the request's Connection names is not forwarded, so it can neither key nor scope the request.
       const header = run.mode === 'origin' ? forwardedHeader(c.req.raw.headers) : (name: string) => c.req.header(name);
       const raw = header(keyHeader);
-      const parsed = raw === undefined ? undefined : parseIdempotencyKey(raw);
-      if (parsed === undefined && required)
-        reject('idempotency_key_missing', `${c.req.method} requests must carry an ${headerName} header.`);
-      if (parsed?.ok === false) reject('idempotency_key_invalid', describeKeyError(parsed.error));
-      const scopeValue = parsed?.ok ? scopeOf(ctx, header) : undefined;
-      if (!parsed?.ok || scopeValue === undefined) {
-        await next();
-        if (log.enabled) log({ outcome: 'passthrough', status: c.res.status });
-        return;
+      if (raw === undefined) {
+        if (required) reject('idempotency_key_missing', `${c.req.method} requests must carry an ${headerName} header.`);
+        return passOn(c, next, started);
       }
+      const parsed = parseIdempotencyKey(raw);
+      if (!parsed.ok) return reject('idempotency_key_invalid', describeKeyError(parsed.error));
+      const scopeValue = scopeOf(ctx, header);
+      if (scopeValue === undefined) return passOn(c, next, started);
       const scopeHash = await sha256Hex(scopeValue);
-      keyed = { key: parsed.key, name: recordName(namespace, scope.kind, scopeHash, parsed.key), scopeHash, log, ids: {} };
-      // Hashes for the log line only; not computed when nothing is logged.
-      if (log.enabled) keyed.ids = await idsOf(keyed.name, scopeHash);
+      keyed = { key: parsed.key, name: recordName(namespace, scope.kind, scopeHash, parsed.key), ref: undefined, scopeHash, started };
       if (rateLimit !== undefined) await limitRate(c, scopeHash);
       c.set('idempotencyKey', parsed.key);
       const current = keyed;
@@ -162,7 +188,9 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
       return limited ?? c.res;
     } catch (error) {
       if (!(error instanceof Rejection)) throw error;
-      log({ outcome: 'rejected', status: PROBLEMS[error.problem.code].status, code: error.problem.code, ...keyed?.ids });
+      const entry = { outcome: 'rejected' as const, status: PROBLEMS[error.problem.code].status, code: error.problem.code };
+      if (keyed === undefined) report(c, started, entry);
+      else await reportKeyed(c, keyed, entry);
       return answer(ctx, error.problem);
     }
   });
@@ -188,56 +216,60 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     } catch (cause) {
       return rejectBody(cause);
     }
-    const fingerprint = await resolved.fingerprint(ctx, body);
-    const { name, key, log, ids } = keyed;
-    const spec = { fingerprint, ...limits, method: c.req.method, path: new URL(c.req.url).pathname };
-    const started = Date.now();
+    const url = new URL(c.req.url);
+    const fingerprint = await resolved.fingerprint(ctx, url, body);
+    const { name, key } = keyed;
+    const spec = { fingerprint, ...limits, method: c.req.method, path: url.pathname };
+    const waited = Date.now();
     let outcome: Outcome;
-    const cached = replays.get(name, started);
+    const cached = replays.get(name, waited);
     if (cached !== undefined) {
       outcome = cached.fingerprint === fingerprint ? { kind: 'response', replayed: true, response: cached.response } : { kind: 'conflict' };
-    } else if (run.mode === 'origin') {
-      const headers = forwardableHeaders(c.req.raw.headers);
-      for (const pair of headers) if (pair[0] === keyHeader) pair[1] = key;
-      const origin = {
-        method: c.req.method,
-        url: run.target(ctx).href,
-        headers,
-        body: c.req.raw.body === null ? null : body,
-        maxBodyBytes,
-      };
-      outcome = await records.call(c.env, name, async (stub) => (await stub.execute({ ...spec, origin })) as Outcome);
+      // Only for the log line's key_hash: no object is called.
+      if (reporter !== false) keyed.ref = records.locate(c.env, name);
     } else {
-      // Not retried: a begin() whose answer was lost may have acquired the key, and a retry would then
-      // wait on an attempt nobody runs. The client retries instead (the key is then held until the lease ends).
-      const begun = await records.call(c.env, name, async (stub) => (await stub.begin(spec)) as BeginResult, {
-        attempts: 1,
-        baseDelayMs: 0,
-      });
-      outcome = begun.kind === 'acquired' ? await runHandler(c, keyed, begun.attempt, next) : begun;
+      const ref = (keyed.ref = records.locate(c.env, name));
+      if (run.mode === 'origin') {
+        const headers = forwardableHeaders(c.req.raw.headers);
+        for (const pair of headers) if (pair[0] === keyHeader) pair[1] = key;
+        const target = run.target(ctx);
+        const origin = {
+          method: c.req.method,
+          url: typeof target === 'string' ? target : target.href,
+          headers,
+          body: c.req.raw.body === null ? null : body,
+          maxBodyBytes,
+        };
+        outcome = await records.call(ref, async (stub) => (await stub.execute({ ...spec, origin })) as Outcome);
+      } else {
+        // Not retried: a begin() whose answer was lost may have acquired the key, and a retry would then
+        // wait on an attempt nobody runs. The client retries instead (the key is then held until the lease ends).
+        const begun = await records.call(ref, async (stub) => (await stub.begin(spec)) as BeginResult, { attempts: 1, baseDelayMs: 0 });
+        outcome = begun.kind === 'acquired' ? await runHandler(c, ref, begun.attempt, next) : begun;
+      }
+      if (outcome.kind === 'response' && outcome.expiresAt !== undefined)
+        replays.set(name, fingerprint, outcome.response, outcome.expiresAt, Date.now());
     }
-    const originMs = Date.now() - started;
-    if (outcome.kind === 'response' && outcome.expiresAt !== undefined)
-      replays.set(name, fingerprint, outcome.response, outcome.expiresAt, Date.now());
+    const originMs = Date.now() - waited;
 
     const failure = outcomeProblem(outcome);
     if (failure !== undefined) {
       const status = PROBLEMS[failure.code].status;
-      log({
-        outcome: outcome.kind === 'conflict' ? 'conflict' : outcome.kind === 'in_progress' ? 'in_progress' : 'executed',
-        status,
-        code: failure.code,
-        ...ids,
-      });
+      const kind = outcome.kind === 'conflict' || outcome.kind === 'in_progress' ? outcome.kind : 'executed';
+      await reportKeyed(c, keyed, { outcome: kind, status, code: failure.code });
       return answer(ctx, failure);
     }
     const response = storedResponse(outcome as Extract<Outcome, { kind: 'response' }>);
-    log({ outcome: response.headers.has(REPLAY_HEADER) ? 'replayed' : 'executed', status: response.status, origin_ms: originMs, ...ids });
+    await reportKeyed(c, keyed, {
+      outcome: response.headers.has(REPLAY_HEADER) ? 'replayed' : 'executed',
+      status: response.status,
+      origin_ms: originMs,
+    });
     return response;
   }
 
   /** Handler mode, for the request that acquired the key: runs the handler and reports its answer. */
-  async function runHandler(c: Context<IdempotencyEnv>, keyed: Keyed, attemptId: string, next: () => Promise<void>): Promise<Outcome> {
+  async function runHandler(c: Context<IdempotencyEnv>, ref: RecordRef, attemptId: string, next: () => Promise<void>): Promise<Outcome> {
     await next();
     let settled: Settled;
     try {
@@ -247,11 +279,11 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
       settled = { kind: 'origin_unreachable' };
     }
     try {
-      await records.call(c.env, keyed.name, (stub) => stub.complete(attemptId, settled));
+      await records.call(ref, (stub) => stub.complete(attemptId, settled));
     } catch (error) {
       // Not recorded: the key stays held until the lease ends. The client still gets the answer.
       const cause = error instanceof Rejection ? error.problem.cause : error;
-      console.error(JSON.stringify({ event: 'complete_failed', key_hash: keyed.ids.key_hash, error: String(cause) }));
+      console.error(JSON.stringify({ event: 'complete_failed', key_hash: ref.id.toString().slice(0, 16), error: String(cause) }));
     }
     return settled.kind === 'response' ? { kind: 'response', replayed: false, response: settled.response } : settled;
   }

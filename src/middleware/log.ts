@@ -1,11 +1,11 @@
 /**
  * @module
- * One structured log line per request, and the same record as a Workers Analytics Engine data point
- * when a dataset is bound. Neither ever contains a key or a credential: only truncated hashes, keyed
- * (HMAC-SHA-256) when a log hash secret is set, so that nobody who reads the logs can test guesses of a
- * weak credential offline.
+ * One structured log line per request the layer decides (and, if asked, per request it passes on), and the
+ * same record as a Workers Analytics Engine data point when a dataset is bound. Neither ever contains a key or
+ * a credential: only truncated hashes, keyed (HMAC-SHA-256) when a log hash secret is set, so that nobody who
+ * reads the logs can test guesses of a weak credential offline.
  */
-import { hex, sha256Hex } from '../shared/hash';
+import { hex } from '../shared/hash';
 
 /** What happened to a request. */
 export type RequestOutcome = 'executed' | 'replayed' | 'conflict' | 'in_progress' | 'passthrough' | 'rejected' | 'purged';
@@ -21,9 +21,9 @@ export interface RequestLog {
   readonly latency_ms: number;
   /** Time spent waiting for the origin (or the handler), for `executed` and for joined waits. */
   readonly origin_ms?: number;
-  /** First 16 hex digits of the hash of the record's name (scope and key). */
+  /** First 16 hex digits of the record's Durable Object id (a keyed hash of its name). */
   readonly key_hash?: string;
-  /** First 16 hex digits of the hash of the scope. */
+  /** First 16 hex digits of the scope's SHA-256, or of its HMAC under the log hash secret. */
   readonly scope_hash?: string;
 }
 
@@ -50,25 +50,19 @@ export function consoleReporter(dataset?: AnalyticsEngineDataset): Reporter {
   };
 }
 
-/** The hashes a log line carries for a record: of its name, and of its scope's hash. */
-export type LogIds = (name: string, scopeHash: string) => Promise<{ key_hash: string; scope_hash: string }>;
-
 /**
- * How log lines identify a record. Without a secret: SHA-256 of the record's name, and the scope's own
- * SHA-256. With one: HMAC-SHA-256 of both under the secret.
+ * The `scope_hash` of log lines: the first 16 hex digits of the scope's SHA-256, or, with `secret`, of an
+ * HMAC-SHA-256 of it. The plain SHA-256 of a weak credential (a `Basic` password) could be guessed offline; the
+ * HMAC cannot. (`key_hash` needs no such care: it is the record's Durable Object id, which the platform derives
+ * from the record's name with a secret of the namespace, and which the dashboard shows for the object.)
  *
  * @param secret - the log hash secret, or `undefined`
  */
-export function logIds(secret: string | undefined): LogIds {
-  if (secret === undefined)
-    return async (name, scopeHash) => ({ key_hash: (await sha256Hex(name)).slice(0, 16), scope_hash: scopeHash.slice(0, 16) });
+export function logScopeHash(secret: string | undefined): (scopeHash: string) => Promise<string> {
+  if (secret === undefined) return async (scopeHash) => scopeHash.slice(0, 16);
   let key: Promise<CryptoKey> | undefined;
-  const hmac = async (text: string) => {
+  return async (scopeHash) => {
     key ??= crypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-    return hex(await crypto.subtle.sign('HMAC', await key, new TextEncoder().encode(text))).slice(0, 16);
-  };
-  return async (name, scopeHash) => {
-    const [key_hash, scope_hash] = await Promise.all([hmac(`record\n${name}`), hmac(`scope\n${scopeHash}`)]);
-    return { key_hash, scope_hash };
+    return hex(await crypto.subtle.sign('HMAC', await key, new TextEncoder().encode(scopeHash))).slice(0, 16);
   };
 }

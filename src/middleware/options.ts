@@ -21,7 +21,7 @@ export type IdempotencyMode =
   /** The app's next handler runs in the Worker under the object's lease. */
   | { readonly mode: 'handler' }
   /** The object fetches `target(c)` itself, forwarding the request's headers and body. */
-  | { readonly mode: 'origin'; readonly target: (c: Context) => URL };
+  | { readonly mode: 'origin'; readonly target: (c: Context) => URL | string };
 
 /** An error the middleware answers with, before `onError` may replace it. */
 export interface IdempotencyProblem {
@@ -136,10 +136,17 @@ export interface IdempotencyOptions {
    */
   readonly retry?: RetryOptions | false;
   /**
-   * Where the per-request log line goes; `false` for none. The default writes JSON to the console and,
-   * when an Analytics Engine dataset is bound as `METRICS`, a data point.
+   * Where the log line of each request the layer decides (executed, replayed, conflict, in progress, refused)
+   * goes; `false` for none. The default writes JSON to the console and, when an Analytics Engine dataset is
+   * bound as `METRICS`, a data point.
    */
   readonly reporter?: Reporter | false;
+  /**
+   * Whether requests passed on untouched (reads, writes without a key or scope) get a log line too. Off by
+   * default: they are most requests, the runtime's own logs already record them, and a line each is cost.
+   * @default false
+   */
+  readonly logPassThrough?: boolean;
 }
 
 /** The name of an option. */
@@ -157,7 +164,8 @@ export interface ResolvedOptions {
   readonly required: boolean;
   readonly scope: Scope;
   readonly namespace: string;
-  readonly fingerprint: (c: Context, body: ArrayBuffer) => Promise<string>;
+  /** The fingerprint of a request, given its parsed URL and body bytes. */
+  readonly fingerprint: (c: Context, url: URL, body: ArrayBuffer) => Promise<string>;
   readonly jurisdiction: DurableObjectJurisdiction | undefined;
   readonly locationHint: DurableObjectLocationHint | undefined;
   readonly rateLimit: { readonly binding: string; readonly retryAfterSeconds: number } | undefined;
@@ -167,6 +175,7 @@ export interface ResolvedOptions {
   readonly retry: Required<RetryOptions>;
   /** `undefined`: the default console reporter. */
   readonly reporter: Reporter | false | undefined;
+  readonly logPassThrough: boolean;
 }
 
 const DEFAULT_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE'];
@@ -219,7 +228,7 @@ function fingerprintOf(options: IdempotencyOptions): ResolvedOptions['fingerprin
   if (typeof fingerprint === 'function') {
     if (ignoreFields.length > 0)
       throw new OptionsError(['ignoreFields', 'fingerprint'], '{ignoreFields} is only used with the json {fingerprint}', ignoreFields);
-    return async (c, body) => fingerprint(c, body);
+    return async (c, _url, body) => fingerprint(c, body);
   }
   const mode = oneOf('fingerprint', fingerprint, ['bytes', 'json']) ?? 'bytes';
   const compute: Fingerprinter | string = fingerprinter(mode, ignoreFields);
@@ -229,10 +238,7 @@ function fingerprintOf(options: IdempotencyOptions): ResolvedOptions['fingerprin
       `{ignoreFields} ${compute.replace('json', 'json {fingerprint}')}`,
       ignoreFields,
     );
-  return (c, body) => {
-    const url = new URL(c.req.url);
-    return compute(c.req.method, url.pathname + url.search, body);
-  };
+  return (c, url, body) => compute(c.req.method, url.pathname + url.search, body);
 }
 
 /**
@@ -299,5 +305,6 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     run: options.run ?? { mode: 'handler' },
     retry: { attempts: whole('retry', retry?.attempts, 3, 1, 10), baseDelayMs: whole('retry', retry?.baseDelayMs, 50, 0, 60_000) },
     reporter: options.reporter,
+    logPassThrough: options.logPassThrough ?? false,
   };
 }

@@ -40,6 +40,12 @@ export interface RecordsOptions {
 /** A stub of one record's object. */
 export type RecordStub = DurableObjectStub<IdempotencyRecord>;
 
+/** Where one record lives. */
+export interface RecordRef {
+  readonly namespace: DurableObjectNamespace<IdempotencyRecord>;
+  readonly id: DurableObjectId;
+}
+
 /** The records of one configuration. */
 export class Records {
   readonly #options: RecordsOptions;
@@ -79,26 +85,30 @@ export class Records {
   }
 
   /**
-   * Calls the object of record `name`, with a fresh stub per try, retrying only errors the platform marks
-   * retryable (never an overloaded object).
+   * Where the record `name` lives: its namespace (in the jurisdiction) and its object's id.
+   *
+   * @throws a `configuration_invalid` rejection, as {@link namespace}
+   */
+  locate(env: Record<string, unknown>, name: string): RecordRef {
+    const namespace = this.namespace(env);
+    return { namespace, id: namespace.idFromName(name) };
+  }
+
+  /**
+   * Calls the record's object, with a fresh stub per try, retrying only errors the platform marks retryable
+   * (never an overloaded object).
    *
    * @param retry - overrides the configured retries (`{ attempts: 1 }` for calls that must not repeat)
    * @throws an `idempotency_unavailable` rejection when the object cannot be reached or fails
    */
-  call<R>(env: Record<string, unknown>, name: string, fn: (stub: RecordStub) => Promise<R>, retry = this.#options.retry): Promise<R> {
-    const namespace = this.namespace(env);
-    const id = namespace.idFromName(name);
-    const { locationHint } = this.#options;
+  call<R>({ namespace, id }: RecordRef, fn: (stub: RecordStub) => Promise<R>, retry = this.#options.retry): Promise<R> {
+    const { locationHint, headerName } = this.#options;
     const stub = () => (locationHint === undefined ? namespace.get(id) : namespace.get(id, { locationHint }));
     return callDurableObject(stub, fn, retry).catch((cause: unknown) =>
-      reject(
-        'idempotency_unavailable',
-        `The idempotency store could not be reached or failed. Retry later with the same ${this.#options.headerName}.`,
-        {
-          cause,
-          retryAfterSeconds: 1,
-        },
-      ),
+      reject('idempotency_unavailable', `The idempotency store could not be reached or failed. Retry later with the same ${headerName}.`, {
+        cause,
+        retryAfterSeconds: 1,
+      }),
     );
   }
 }

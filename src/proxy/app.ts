@@ -8,10 +8,9 @@
 import { Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
-import { proxy } from 'hono/proxy';
 import { createIdempotency } from '../middleware/idempotency';
 import type { IdempotencyOptions, OptionName } from '../middleware/options';
-import { forwardableHeaders } from '../shared/headers';
+import { endToEnd, forwardableHeaders } from '../shared/headers';
 import { outcomeResponse } from '../shared/outcome';
 import { Rejection, problem } from '../shared/problem';
 import { ConfigError, type ProxyConfig, type ProxyVars, readConfig, variableOf } from './config';
@@ -26,20 +25,27 @@ interface Policy {
   readonly limit: MiddlewareHandler;
 }
 
-type ProxyEnv = { Variables: { policy: Policy; target: URL } };
+type ProxyEnv = { Variables: { policy: Policy; target: string } };
 
 /**
- * Forwards the request as it is, like a plain reverse proxy (no timeout of its own: the client decides
- * how long to wait for a read); an unreachable origin becomes a problem response.
+ * Forwards the request as it is, like a plain reverse proxy: the end-to-end headers (those the request's
+ * `Connection` names dropped, as for keyed writes), the body streamed, redirects returned, no timeout of its own
+ * (the client decides how long to wait for a read). An unreachable origin becomes a problem response. This is
+ * the path of most requests, so it is one `fetch` and, usually, the origin's own response object.
  */
-async function passThrough(request: Request, target: URL): Promise<Response> {
+async function passThrough(request: Request, target: string): Promise<Response> {
+  let response: Response;
   try {
-    // The headers of forwardableHeaders, as for keyed writes: those the request's Connection names are dropped.
-    return await proxy(target, { raw: request, headers: forwardableHeaders(request.headers), redirect: 'manual' });
-  } catch (error) {
-    if (error instanceof HTTPException) throw error;
+    response = await fetch(target, {
+      method: request.method,
+      headers: forwardableHeaders(request.headers),
+      body: request.body,
+      redirect: 'manual',
+    });
+  } catch {
     return outcomeResponse({ kind: 'origin_unreachable' });
   }
+  return endToEnd(response);
 }
 
 /** The proxy of one configuration: its app, and its key lookups (for the `IdempotencyService` entrypoint). */
@@ -53,15 +59,12 @@ export interface Proxy {
 /** The app of a valid configuration. */
 function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
   const app = new Hono<ProxyEnv>();
+  const reporting = config.logRequests === 'none' ? { reporter: false as const } : { logPassThrough: config.logRequests === 'all' };
   const policy = (options: IdempotencyOptions, maxBodyBytes: number, off: boolean, name: (option: OptionName) => string): Policy => ({
     protect: off
       ? (_, next) => next()
       : (createIdempotency(
-          {
-            ...options,
-            ...(config.logRequests ? {} : { reporter: false }),
-            run: { mode: 'origin', target: (c) => c.get('target') as URL },
-          },
+          { ...options, ...reporting, run: { mode: 'origin', target: (c) => c.get('target') as string } },
           name,
         ) as unknown as MiddlewareHandler),
     limit: bodyLimit({
@@ -86,10 +89,6 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
       return next();
     });
   }
-  app.use(async (c, next) => {
-    c.set('target', originTarget(config.origin, c.req.url));
-    await next();
-  });
   // The first route that matches (pattern and method) decides; a request that matches none follows the globals.
   for (const route of config.routes) {
     const chosen = policy(
@@ -103,7 +102,11 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
       await next();
     });
   }
-  app.use((c, next) => (c.get('policy') ?? global).protect(c, next));
+  app.use((c, next) => {
+    // Refused here, before anything is stored or forwarded, when the path could leave ORIGIN_URL's base path.
+    c.set('target', originTarget(config.origin, c.req.url));
+    return (c.get('policy') ?? global).protect(c, next);
+  });
   // Requests the idempotency layer passes on (reads, writes without a key or credential) get here.
   app.all(
     '*',

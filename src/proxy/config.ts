@@ -30,7 +30,16 @@ export interface ProxyVars {
 }
 
 /** Where requests go: a fixed origin (its path prefixes every request path), or each request's own URL. */
-export type OriginConfig = { readonly mode: 'url'; readonly url: URL; readonly basePath: string } | { readonly mode: 'request' };
+export type OriginConfig =
+  | {
+      readonly mode: 'url';
+      readonly url: URL;
+      /** The path of `ORIGIN_URL` without its trailing slash (`""` for a bare host). */
+      readonly basePath: string;
+      /** What every target starts with: the origin (scheme, host, port) and the base path. */
+      readonly prefix: string;
+    }
+  | { readonly mode: 'request' };
 
 /** A route of the table with its options resolved. */
 export interface ProxyRoute extends RouteSpec {
@@ -42,8 +51,8 @@ export interface ProxyRoute extends RouteSpec {
 /** The resolved configuration. */
 export interface ProxyConfig {
   readonly origin: OriginConfig;
-  /** Whether every request writes its JSON log line (and data point). */
-  readonly logRequests: boolean;
+  /** Which requests write a JSON log line (and data point): none, those the layer decides, or all. */
+  readonly logRequests: 'none' | 'keyed' | 'all';
   /** The options as the variables set them (defaults not applied), for `idempotency()`. */
   readonly options: IdempotencyOptions;
   /** The same options resolved (defaults applied, checked). */
@@ -127,7 +136,19 @@ function origin(vars: ProxyVars): OriginConfig {
   if (url.search || url.hash || url.username || url.password) {
     throw new ConfigError(['ORIGIN_URL'], 'ORIGIN_URL must not carry a query, fragment or credentials');
   }
-  return { mode: 'url', url, basePath: url.pathname.replace(/\/+$/, '') };
+  const basePath = url.pathname.replace(/\/+$/, '');
+  return { mode: 'url', url, basePath, prefix: url.origin + basePath };
+}
+
+/** `LOG_REQUESTS`: `true` (the default) logs the requests the layer decides, `all` every request, `false` none. */
+function logRequests(vars: ProxyVars): ProxyConfig['logRequests'] {
+  const raw = vars.LOG_REQUESTS;
+  if (isUnset(raw)) return 'keyed';
+  const text = String(raw).trim().toLowerCase();
+  if (text === 'all') return 'all';
+  if (text === 'true' || text === '1' || text === 'keyed') return 'keyed';
+  if (text === 'false' || text === '0' || text === 'none') return 'none';
+  throw new ConfigError(['LOG_REQUESTS'], 'LOG_REQUESTS must be "true", "all" or "false"');
 }
 
 function apiPrefix(vars: ProxyVars): string | undefined {
@@ -194,7 +215,7 @@ export function readConfig(vars: ProxyVars): ProxyConfig {
   });
   return {
     origin: origin(vars),
-    logRequests: boolean(vars, 'LOG_REQUESTS') ?? true,
+    logRequests: logRequests(vars),
     options,
     resolved,
     routes,

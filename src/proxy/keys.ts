@@ -12,7 +12,7 @@
  */
 import { Hono } from 'hono';
 import { timingSafeEqual } from 'hono/utils/buffer';
-import { consoleReporter, logIds } from '../middleware/log';
+import { consoleReporter, logScopeHash } from '../middleware/log';
 import type { ResolvedOptions } from '../middleware/options';
 import { Records } from '../middleware/records';
 import { isolateReplays } from '../middleware/replay-cache';
@@ -54,10 +54,12 @@ function keyFromPath(segment: string): string {
 export class KeyRecords {
   readonly #options: ResolvedOptions;
   readonly #records: Records;
+  readonly #scopeHash: (scopeHash: string) => Promise<string>;
 
   constructor(options: ResolvedOptions) {
     this.#options = options;
     this.#records = new Records({ ...options, jurisdictionName: variableOf('jurisdiction') });
+    this.#scopeHash = logScopeHash(options.logHashSecret);
   }
 
   /** The record name of a key under a scope hash. */
@@ -71,7 +73,8 @@ export class KeyRecords {
    * @throws `TypeError` for a malformed scope hash or key
    */
   async inspect(env: Record<string, unknown>, scopeHash: string, key: string): Promise<KeyInfo | null> {
-    const info = await this.#records.call(env, this.name(checkScopeHash(scopeHash), checkKey(key)), (stub) => stub.inspect());
+    const ref = this.#records.locate(env, this.name(checkScopeHash(scopeHash), checkKey(key)));
+    const info = await this.#records.call(ref, async (stub) => (await stub.inspect()) as RecordInfo | null);
     return info === null ? null : { key, ...info };
   }
 
@@ -82,11 +85,12 @@ export class KeyRecords {
    */
   async purge(env: Record<string, unknown>, scopeHash: string, key: string): Promise<PurgeResult> {
     const name = this.name(checkScopeHash(scopeHash), checkKey(key));
-    const result = await this.#records.call(env, name, async (stub) => (await stub.purge()) as PurgeResult);
+    const ref = this.#records.locate(env, name);
+    const result = await this.#records.call(ref, async (stub) => (await stub.purge()) as PurgeResult);
     if (result.kind === 'purged') {
       isolateReplays.delete(name);
       // Always logged, whatever LOG_REQUESTS says: a purge is an operator's action, and this is its audit trail.
-      const ids = await logIds(this.#options.logHashSecret)(name, scopeHash);
+      const ids = { key_hash: ref.id.toString().slice(0, 16), scope_hash: await this.#scopeHash(scopeHash) };
       consoleReporter(env['METRICS'] as AnalyticsEngineDataset | undefined).report({
         outcome: 'purged',
         method: 'DELETE',

@@ -49,6 +49,20 @@ export function storableHeaders(headers: Headers, decoded: boolean): HeaderList 
   return list;
 }
 
+/**
+ * A response as a proxy passes it on: the same response when it has no hop-by-hop header (the common case costs
+ * nothing), else one without them (RFC 9110 §7.6.1).
+ */
+export function endToEnd(response: Response): Response {
+  const { headers } = response;
+  if (!HOP_BY_HOP.some((name) => headers.has(name))) return response;
+  const skip = hopByHop(headers, []);
+  const kept = new Headers();
+  for (const [name, value] of headers) if (name !== 'set-cookie' && !skip.has(name)) kept.append(name, value);
+  for (const cookie of headers.getSetCookie()) kept.append('set-cookie', cookie);
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers: kept });
+}
+
 /** Rebuilds `Headers` from pairs; `append` keeps every `Set-Cookie` line. */
 export function toHeaders(list: HeaderList): Headers {
   const headers = new Headers();

@@ -24,7 +24,7 @@ describe('readConfig()', () => {
   it('applies the documented defaults', () => {
     const config = readConfig({ ORIGIN_URL: 'https://api.example.com/v1/' });
     expect(config.origin).toMatchObject({ mode: 'url', basePath: '/v1' });
-    expect(config.logRequests).toBe(true);
+    expect(config.logRequests).toBe('keyed');
     expect(config.resolved).toMatchObject({
       ttlMs: 86_400_000,
       timeoutMs: 30_000,
@@ -51,15 +51,19 @@ describe('readConfig()', () => {
   });
 
   it.each([
-    ['true', true],
-    ['1', true],
-    [' FALSE ', false],
-    ['0', false],
-    [true, true],
-  ])('reads REQUIRE_IDEMPOTENCY_KEY and LOG_REQUESTS %j as %j', (raw, value) => {
+    ['true', true, 'keyed'],
+    ['1', true, 'keyed'],
+    [' FALSE ', false, 'none'],
+    ['0', false, 'none'],
+    [true, true, 'keyed'],
+  ])('reads REQUIRE_IDEMPOTENCY_KEY and LOG_REQUESTS %j', (raw, required, logging) => {
     const config = readConfig({ ORIGIN_URL: ORIGIN, REQUIRE_IDEMPOTENCY_KEY: raw, LOG_REQUESTS: raw });
-    expect(config.resolved.required).toBe(value);
-    expect(config.logRequests).toBe(value);
+    expect(config.resolved.required).toBe(required);
+    expect(config.logRequests).toBe(logging);
+  });
+
+  it('reads LOG_REQUESTS "all" (every request, pass-through ones too)', () => {
+    expect(readConfig({ ORIGIN_URL: ORIGIN, LOG_REQUESTS: 'all' }).logRequests).toBe('all');
   });
 
   it('reads a TOML number as it reads a string', () => {

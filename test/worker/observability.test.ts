@@ -1,6 +1,7 @@
 /**
- * Issue #5, operations: the proxy logs one JSON line per request and, when an Analytics Engine dataset
- * is bound as METRICS, writes the same outcome as a data point. Neither contains a key or a token.
+ * Operations: the proxy logs one JSON line per request it decides (every request with LOG_REQUESTS=all) and,
+ * when an Analytics Engine dataset is bound as METRICS, writes the same outcome as a data point. Neither
+ * contains a key or a token.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { newKey, sendWith } from './helpers';
@@ -8,14 +9,14 @@ import { newKey, sendWith } from './helpers';
 afterEach(() => vi.restoreAllMocks());
 
 describe('proxy observability', () => {
-  it('logs and counts every request with its outcome, never the key or the token', async () => {
+  it('logs and counts every request with its outcome (LOG_REQUESTS=all), never the key or the token', async () => {
     const lines: string[] = [];
     vi.spyOn(console, 'log').mockImplementation((line: unknown) => void lines.push(String(line)));
     const points: AnalyticsEngineDataPoint[] = [];
     const METRICS = { writeDataPoint: (point: AnalyticsEngineDataPoint) => void points.push(point) };
     const key = `visible-key-${newKey()}`;
     const auth = `Bearer visible-token-${newKey()}`;
-    const vars = { METRICS };
+    const vars = { METRICS, LOG_REQUESTS: 'all' };
 
     await sendWith(vars, '/echo/obs', { key, auth, body: 'a' });
     await sendWith(vars, '/echo/obs', { key, auth, body: 'a' });
@@ -43,6 +44,17 @@ describe('proxy observability', () => {
     const everything = JSON.stringify([lines, points]);
     expect(everything).not.toContain('visible-key');
     expect(everything).not.toContain('visible-token');
+  });
+
+  it('by default logs the requests it decides, not those it passes on untouched', async () => {
+    const lines: string[] = [];
+    vi.spyOn(console, 'log').mockImplementation((line: unknown) => void lines.push(String(line)));
+    const key = newKey();
+    await sendWith({}, '/echo/default-log', { key, body: 'a' });
+    await sendWith({}, '/echo/default-log', { method: 'GET' });
+    await sendWith({}, '/echo/default-log', { body: 'no key' });
+    await sendWith({}, '/echo/default-log', { key: 'bad key', body: 'a' });
+    expect(lines.map((line) => (JSON.parse(line) as { outcome: string }).outcome)).toEqual(['executed', 'rejected']);
   });
 
   it('LOG_REQUESTS=false writes no log line and no data point', async () => {

@@ -19,7 +19,7 @@ import { captureResponse } from '../shared/capture';
 import { sha256Hex } from '../shared/hash';
 import { forwardableHeaders, forwardedHeader } from '../shared/headers';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
-import { type Outcome, REPLAY_HEADER, type Settled, outcomeProblem, storedResponse } from '../shared/outcome';
+import { type Outcome, type Settled, outcomeProblem, sendStored, storedResponse } from '../shared/outcome';
 import { PROBLEMS, type ProblemSpec, Rejection, problem, reject } from '../shared/problem';
 import { type RequestLog, consoleReporter, logScopeHash } from './log';
 import { type IdempotencyOptions, type OptionName, resolveOptions } from './options';
@@ -45,9 +45,10 @@ const rejectBody = (cause: unknown): never =>
 /** A keyed request on its way. */
 interface Keyed {
   readonly key: string;
-  /** The record's name, and where it lives (looked up when first needed). */
+  /** The record's name. */
   readonly name: string;
-  ref: RecordRef | undefined;
+  /** The log lines' `key_hash`: the start of the record's object id, once known. */
+  keyHash: string | undefined;
   readonly scopeHash: string;
   readonly started: number;
 }
@@ -126,7 +127,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     const scope_hash = await scopeHashOf(keyed.scopeHash);
     report(c, keyed.started, {
       ...entry,
-      ...(keyed.ref === undefined ? {} : { key_hash: keyed.ref.id.toString().slice(0, 16) }),
+      ...(keyed.keyHash === undefined ? {} : { key_hash: keyed.keyHash }),
       scope_hash,
     });
   }
@@ -173,7 +174,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
       const scopeValue = scopeOf(ctx, header);
       if (scopeValue === undefined) return passOn(c, next, started);
       const scopeHash = await sha256Hex(scopeValue);
-      keyed = { key: parsed.key, name: recordName(namespace, scope.kind, scopeHash, parsed.key), ref: undefined, scopeHash, started };
+      keyed = { key: parsed.key, name: recordName(namespace, scope.kind, scopeHash, parsed.key), keyHash: undefined, scopeHash, started };
       if (rateLimit !== undefined) await limitRate(c, scopeHash);
       c.set('idempotencyKey', parsed.key);
       const current = keyed;
@@ -212,60 +213,60 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     const ctx = c as unknown as Context;
     let body: ArrayBuffer;
     try {
-      body = await c.req.arrayBuffer();
+      // In handler mode through Hono's body cache, so the handler can read the body again.
+      body = await (run.mode === 'origin' ? c.req.raw.arrayBuffer() : c.req.arrayBuffer());
     } catch (cause) {
       return rejectBody(cause);
     }
     const url = new URL(c.req.url);
     const fingerprint = await resolved.fingerprint(ctx, url, body);
     const { name, key } = keyed;
-    const spec = { fingerprint, ...limits, method: c.req.method, path: url.pathname };
     const waited = Date.now();
-    let outcome: Outcome;
+
+    // A hot key: the record this isolate read back from storage answers, prepared once.
     const cached = replays.get(name, waited);
     if (cached !== undefined) {
-      outcome = cached.fingerprint === fingerprint ? { kind: 'response', replayed: true, response: cached.response } : { kind: 'conflict' };
-      // Only for the log line's key_hash: no object is called.
-      if (reporter !== false) keyed.ref = records.locate(c.env, name);
-    } else {
-      const ref = (keyed.ref = records.locate(c.env, name));
-      if (run.mode === 'origin') {
-        const headers = forwardableHeaders(c.req.raw.headers);
-        for (const pair of headers) if (pair[0] === keyHeader) pair[1] = key;
-        const target = run.target(ctx);
-        const origin = {
-          method: c.req.method,
-          url: typeof target === 'string' ? target : target.href,
-          headers,
-          body: c.req.raw.body === null ? null : body,
-          maxBodyBytes,
-        };
-        outcome = await records.call(ref, async (stub) => (await stub.execute({ ...spec, origin })) as Outcome);
-      } else {
-        // Not retried: a begin() whose answer was lost may have acquired the key, and a retry would then
-        // wait on an attempt nobody runs. The client retries instead (the key is then held until the lease ends).
-        const begun = await records.call(ref, async (stub) => (await stub.begin(spec)) as BeginResult, { attempts: 1, baseDelayMs: 0 });
-        outcome = begun.kind === 'acquired' ? await runHandler(c, ref, begun.attempt, next) : begun;
-      }
-      if (outcome.kind === 'response' && outcome.expiresAt !== undefined)
-        replays.set(name, fingerprint, outcome.response, outcome.expiresAt, Date.now());
+      keyed.keyHash = cached.keyHash;
+      if (cached.fingerprint !== fingerprint) return refuse(c, keyed, { kind: 'conflict' });
+      await reportKeyed(c, keyed, { outcome: 'replayed', status: cached.response.status, origin_ms: 0 });
+      return sendStored(cached.response, cached.init);
     }
-    const originMs = Date.now() - waited;
 
-    const failure = outcomeProblem(outcome);
-    if (failure !== undefined) {
-      const status = PROBLEMS[failure.code].status;
-      const kind = outcome.kind === 'conflict' || outcome.kind === 'in_progress' ? outcome.kind : 'executed';
-      await reportKeyed(c, keyed, { outcome: kind, status, code: failure.code });
-      return answer(ctx, failure);
+    const ref = records.locate(c.env, name);
+    keyed.keyHash = ref.id.toString().slice(0, 16);
+    const spec = { fingerprint, ...limits, method: c.req.method, path: url.pathname };
+    let outcome: Outcome;
+    if (run.mode === 'origin') {
+      const headers = forwardableHeaders(c.req.raw.headers);
+      for (const pair of headers) if (pair[0] === keyHeader) pair[1] = key;
+      const target = run.target(ctx);
+      const url = typeof target === 'string' ? target : target.href;
+      const origin = { method: c.req.method, url, headers, body: c.req.raw.body === null ? null : body, maxBodyBytes };
+      outcome = await records.call(ref, async (stub) => (await stub.execute({ ...spec, origin })) as Outcome);
+    } else {
+      // Not retried: a begin() whose answer was lost may have acquired the key, and a retry would then
+      // wait on an attempt nobody runs. The client retries instead (the key is then held until the lease ends).
+      const begun = await records.call(ref, async (stub) => (await stub.begin(spec)) as BeginResult, { attempts: 1, baseDelayMs: 0 });
+      outcome = begun.kind === 'acquired' ? await runHandler(c, ref, begun.attempt, next) : begun;
     }
-    const response = storedResponse(outcome as Extract<Outcome, { kind: 'response' }>);
+    if (outcome.kind !== 'response') return refuse(c, keyed, outcome);
+    // Read back from storage (not just produced): it stays exactly this until it expires or is purged.
+    if (outcome.expiresAt !== undefined) replays.set(name, fingerprint, outcome.response, keyed.keyHash, outcome.expiresAt, Date.now());
+    const response = storedResponse(outcome);
     await reportKeyed(c, keyed, {
-      outcome: response.headers.has(REPLAY_HEADER) ? 'replayed' : 'executed',
+      outcome: outcome.replayed ? 'replayed' : 'executed',
       status: response.status,
-      origin_ms: originMs,
+      origin_ms: Date.now() - waited,
     });
     return response;
+  }
+
+  /** The problem answer of an outcome without a response, logged. */
+  async function refuse(c: Context<IdempotencyEnv>, keyed: Keyed, outcome: Exclude<Outcome, { kind: 'response' }>): Promise<Response> {
+    const failure = outcomeProblem(outcome)!;
+    const kind = outcome.kind === 'conflict' || outcome.kind === 'in_progress' ? outcome.kind : 'executed';
+    await reportKeyed(c, keyed, { outcome: kind, status: PROBLEMS[failure.code].status, code: failure.code });
+    return answer(c as unknown as Context, failure);
   }
 
   /** Handler mode, for the request that acquired the key: runs the handler and reports its answer. */

@@ -9,11 +9,19 @@
  * once ({@link ReplayCache.delete}) and every other isolate within that bound. Only records read back from
  * storage are cached (never a response still being stored), and only small ones.
  */
-import type { StoredResponse } from '../shared/outcome';
+import { type StoredResponse, responseInit } from '../shared/outcome';
 
-interface Entry {
+/** A cached record: what a replay or a conflict needs, prepared once. */
+export interface CachedRecord {
   readonly fingerprint: string;
   readonly response: StoredResponse;
+  /** The replay's status and headers, built once and copied by every replay. */
+  readonly init: ResponseInit;
+  /** The log lines' `key_hash` of the record (from its object id). */
+  readonly keyHash: string;
+}
+
+interface Entry extends CachedRecord {
   /** When the entry stops being served. */
   readonly until: number;
   readonly bytes: number;
@@ -61,7 +69,7 @@ export class ReplayCache {
   }
 
   /** The completed record for `name`, if cached and still servable at `now`. */
-  get(name: string, now: number): Pick<Entry, 'fingerprint' | 'response'> | undefined {
+  get(name: string, now: number): CachedRecord | undefined {
     const entry = this.#entries.get(name);
     if (entry === undefined) return undefined;
     this.#remove(name, entry);
@@ -74,14 +82,17 @@ export class ReplayCache {
    * Remembers a completed record read from storage at `now`, which stays valid until `expiresAt` unless
    * purged.
    */
-  set(name: string, fingerprint: string, response: StoredResponse, expiresAt: number, now: number): void {
+  set(name: string, fingerprint: string, response: StoredResponse, keyHash: string, expiresAt: number, now: number): void {
     const bytes =
-      ENTRY_OVERHEAD_BYTES + response.body.byteLength + JSON.stringify(response.headers).length + 2 * (name.length + fingerprint.length);
+      ENTRY_OVERHEAD_BYTES +
+      response.body.byteLength +
+      2 * JSON.stringify(response.headers).length +
+      2 * (name.length + fingerprint.length + keyHash.length);
     if (bytes > MAX_ENTRY_BYTES) return;
     const until = Math.min(expiresAt - CLOCK_MARGIN_MS, now + MAX_AGE_MS);
     if (until <= now) return;
     this.delete(name);
-    this.#add(name, { fingerprint, response, until, bytes });
+    this.#add(name, { fingerprint, response, init: responseInit(response, true), keyHash, until, bytes });
     for (const [oldest, entry] of this.#entries) {
       if (this.#bytes <= this.#maxBytes && this.#entries.size <= this.#maxEntries) break;
       this.#remove(oldest, entry);

@@ -50,12 +50,23 @@ export function storableHeaders(headers: Headers, decoded: boolean): HeaderList 
 }
 
 /**
- * A response as a proxy passes it on: the same response when it has no hop-by-hop header (the common case costs
- * nothing), else one without them (RFC 9110 §7.6.1).
+ * Hop-by-hop response headers the runtime handles itself: it manages connections and framing, and never passes
+ * `Connection: keep-alive|close`, `Keep-Alive` or `Transfer-Encoding` on to the client (checked on workerd).
+ */
+const RUNTIME_MANAGED = new Set(['connection', 'keep-alive', 'transfer-encoding', 'close']);
+/** The other hop-by-hop headers, which a response rarely carries. */
+const RARE_HOP_BY_HOP = HOP_BY_HOP.filter((name) => !RUNTIME_MANAGED.has(name));
+
+/**
+ * A response as a proxy passes it on (RFC 9110 §7.6.1): the same response object when the only hop-by-hop
+ * headers it has are those the runtime handles itself (nearly always: this costs nothing), else a copy without
+ * them and without any header its `Connection` names.
  */
 export function endToEnd(response: Response): Response {
   const { headers } = response;
-  if (!HOP_BY_HOP.some((name) => headers.has(name))) return response;
+  const connection = headers.get('connection');
+  const names = connection === null ? [] : connection.split(',').map((token) => token.trim().toLowerCase());
+  if (names.every((name) => RUNTIME_MANAGED.has(name)) && !RARE_HOP_BY_HOP.some((name) => headers.has(name))) return response;
   const skip = hopByHop(headers, []);
   const kept = new Headers();
   for (const [name, value] of headers) if (name !== 'set-cookie' && !skip.has(name)) kept.append(name, value);
@@ -71,10 +82,11 @@ export function toHeaders(list: HeaderList): Headers {
 }
 
 /**
- * Request headers not forwarded as they came: the runtime sets `host` and `content-length` itself, and
- * without the client's `accept-encoding` it negotiates an encoding it can decode (as `hono/proxy` does).
+ * Request headers not forwarded as they came: the runtime sets `host` itself, and without the client's
+ * `accept-encoding` it negotiates an encoding it can decode (as `hono/proxy` does). `content-length` is kept: it
+ * describes the body forwarded unchanged, and without it a streamed body would go out chunked.
  */
-const NOT_FORWARDED = ['host', 'content-length', 'accept-encoding'];
+const NOT_FORWARDED = ['host', 'accept-encoding'];
 
 /**
  * Reads request headers as a proxy will forward them: a hop-by-hop header, or one the request's

@@ -81,15 +81,22 @@ export function outcomeProblem(outcome: Outcome): ProblemSpec | undefined {
   }
 }
 
-/** The stored (or just captured) response of an outcome that carries one, as sent to the client. */
-export function storedResponse(outcome: Extract<Outcome, { kind: 'response' }>): Response {
-  const { status, headers, body } = outcome.response;
+/** How a stored response is sent: status, headers (with `Idempotent-Replay` for a replay) and encoding. */
+export function responseInit({ status, headers }: StoredResponse, replayed: boolean): ResponseInit {
   const init: ResponseInit = { status, headers: toHeaders(headers) };
+  if (replayed) (init.headers as Headers).set(REPLAY_HEADER, 'true');
   // A body stored with its content-encoding (handler mode) is served as it is, not encoded again.
   if (headers.some(([name]) => name === 'content-encoding')) init.encodeBody = 'manual';
-  const result = new Response(NULL_BODY_STATUS.has(status) ? null : body, init);
-  if (outcome.replayed) result.headers.set(REPLAY_HEADER, 'true');
-  return result;
+  return init;
+}
+
+/** A stored response as sent to the client, from its {@link responseInit} (which it copies). */
+export const sendStored = (response: StoredResponse, init: ResponseInit): Response =>
+  new Response(NULL_BODY_STATUS.has(response.status) ? null : response.body, init);
+
+/** The stored (or just captured) response of an outcome that carries one, as sent to the client. */
+export function storedResponse(outcome: Extract<Outcome, { kind: 'response' }>): Response {
+  return sendStored(outcome.response, responseInit(outcome.response, outcome.replayed));
 }
 
 /** Turns an {@link Outcome} into the client's response. */

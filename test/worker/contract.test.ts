@@ -225,6 +225,16 @@ describe('what is stored and replayed', () => {
     for (const name of ['x-drop-me', 'proxy-authorization', 'te']) expect(seen[name]).toBeUndefined();
   });
 
+  it('passes a response on without the headers its Connection names, keeping every Set-Cookie (pass-through)', async () => {
+    for (const method of ['GET', 'POST']) {
+      const res = await send('/cookies/passthrough', { method, ...(method === 'POST' ? { body: 'x' } : {}) });
+      expect(res.headers.get('x-hop')).toBeNull();
+      expect(res.headers.getSetCookie()).toEqual(['a=1; Path=/; HttpOnly', 'b=2; Expires=Wed, 21 Oct 2037 07:28:00 GMT', 'c=3']);
+      expect(res.headers.get('idempotent-replay')).toBeNull();
+      await res.arrayBuffer();
+    }
+  });
+
   it('stores 4xx answers (a validation error replays identically)', async () => {
     const key = newKey();
     expect((await send('/status/422/v', { key, body: 'x' })).status).toBe(422);

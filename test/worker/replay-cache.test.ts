@@ -60,20 +60,20 @@ describe('ReplayCache', () => {
 
   it('serves an entry until the expiry the object reported (minus a clock margin), at most MAX_AGE_MS after it was read', () => {
     const cache = new ReplayCache();
-    cache.set('soon', 'f', response(10), now + 8_000, now);
+    cache.set('soon', 'f', response(10), 'kh', now + 8_000, now);
     expect(cache.get('soon', now + 2_999)).toBeDefined();
     expect(cache.get('soon', now + 3_000)).toBeUndefined(); // 5 s clock margin before its expiry
-    cache.set('later', 'f', response(10), now + 86_400_000, now);
+    cache.set('later', 'f', response(10), 'kh', now + 86_400_000, now);
     expect(cache.get('later', now + MAX_AGE_MS - 1)).toBeDefined();
     expect(cache.get('later', now + MAX_AGE_MS)).toBeUndefined(); // a purge elsewhere is seen within MAX_AGE_MS
   });
 
   it('evicts the least recently used entry beyond its memory budget, counting a fixed cost per entry', () => {
     const cache = new ReplayCache(2560);
-    cache.set('a', 'fa', response(500), now + 60_000, now);
-    cache.set('b', 'fb', response(500), now + 60_000, now);
+    cache.set('a', 'fa', response(500), 'kh', now + 60_000, now);
+    cache.set('b', 'fb', response(500), 'kh', now + 60_000, now);
     expect(cache.get('a', now)?.fingerprint).toBe('fa'); // a is now the most recently used
-    cache.set('c', 'fc', response(500), now + 60_000, now); // 3 x (500 + overhead) > 2560 bytes: b goes
+    cache.set('c', 'fc', response(500), 'kh', now + 60_000, now); // 3 x (500 + overhead) > 2560 bytes: b goes
     expect(cache.get('b', now)).toBeUndefined();
     expect(cache.get('a', now)).toBeDefined();
     expect(cache.get('c', now)).toBeDefined();
@@ -82,7 +82,7 @@ describe('ReplayCache', () => {
 
   it('holds no more than its entry cap, however small the entries', () => {
     const cache = new ReplayCache(8 * 1024 * 1024, 100);
-    for (let i = 0; i < 1000; i++) cache.set(`k${i}`, 'f', response(0), now + 60_000, now);
+    for (let i = 0; i < 1000; i++) cache.set(`k${i}`, 'f', response(0), 'kh', now + 60_000, now);
     expect(cache.size).toBe(100);
     expect(cache.get('k999', now)).toBeDefined();
     expect(cache.get('k0', now)).toBeUndefined();
@@ -92,9 +92,9 @@ describe('ReplayCache', () => {
 
   it('does not cache large bodies, and forgets a purged entry', () => {
     const cache = new ReplayCache();
-    cache.set('big', 'f', response(65 * 1024), now + 60_000, now);
+    cache.set('big', 'f', response(65 * 1024), 'kh', now + 60_000, now);
     expect(cache.get('big', now)).toBeUndefined();
-    cache.set('small', 'f', response(10), now + 60_000, now);
+    cache.set('small', 'f', response(10), 'kh', now + 60_000, now);
     cache.delete('small');
     expect(cache.get('small', now)).toBeUndefined();
     expect(cache.bytes).toBe(0);

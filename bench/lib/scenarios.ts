@@ -21,7 +21,7 @@ export interface Scenario {
   slot: Slot;
   method: 'POST' | 'GET';
   body: string | undefined;
-  /** none: no Idempotency-Key; fixed: REPLAY_KEY; unique: a new key per request. */
+  /** none: no Idempotency-Key; fixed: the slot's replay key ({@link replayKey}); unique: a new key per request. */
   key: 'none' | 'fixed' | 'unique';
   /** Status of every answer. */
   expect: number;
@@ -38,9 +38,6 @@ export const SCENARIOS = {
   floor: { slot: 'floor', method: 'POST', body: BODY, key: 'none', expect: 201, originCalls: 'forwarded' },
   passthrough_post: { slot: 'product', method: 'POST', body: BODY, key: 'none', expect: 201, originCalls: 'forwarded' },
   passthrough_get: { slot: 'product', method: 'GET', body: undefined, key: 'none', expect: 200, originCalls: 'forwarded' },
-  // The product with LOG_REQUESTS=false: what its one JSON log line per request costs (the product's
-  // other scenarios run with its vars as shipped, logging on).
-  passthrough_post_unlogged: { slot: 'product-unlogged', method: 'POST', body: BODY, key: 'none', expect: 201, originCalls: 'forwarded' },
   replay: { slot: 'product', method: 'POST', body: BODY, key: 'fixed', expect: 201, replayed: true, originCalls: 'none' },
   conflict: {
     slot: 'product',
@@ -51,6 +48,9 @@ export const SCENARIOS = {
     problem: 'idempotency_key_reused',
     originCalls: 'none',
   },
+  // The product with LOG_REQUESTS=false: what the JSON log line of each keyed request costs (the product's
+  // other scenarios run with its vars as shipped, logging on; pass-through requests are not logged by default).
+  replay_unlogged: { slot: 'product-unlogged', method: 'POST', body: BODY, key: 'fixed', expect: 201, replayed: true, originCalls: 'none' },
   design_floor_first: {
     slot: 'design-first',
     method: 'POST',
@@ -75,20 +75,24 @@ export function scenarioNames(names: readonly string[]): ScenarioName[] {
   return names as ScenarioName[];
 }
 
+/** The key the fixed-key scenarios of a slot use (each process is primed with its own). */
+export const replayKey = (slot: Slot): string => `${REPLAY_KEY}-${slot}`;
+
 /** The request headers of a scenario (without a unique key). */
 export function requestHeaders(s: Scenario): Record<string, string> {
   const headers: Record<string, string> = { authorization: AUTH };
   if (s.body !== undefined) headers['content-type'] = 'application/json';
-  if (s.key === 'fixed') headers['idempotency-key'] = REPLAY_KEY;
+  if (s.key === 'fixed') headers['idempotency-key'] = replayKey(s.slot);
   return headers;
 }
 
 /**
- * Stores REPLAY_KEY in the product (one origin call) and checks that it replays; returns the stored
- * body, which every replay must repeat.
+ * Stores the replay key of `slot` in the product process at `url` (one origin call) and checks that it replays;
+ * returns the stored body, which every replay must repeat.
  */
-export async function prime(url: string, originCount: (key: string) => Promise<number>, settle: () => Promise<number>): Promise<string> {
-  const send = (): Promise<Response> => fetch(`${url}${PATH}`, { method: 'POST', headers: requestHeaders(SCENARIOS.replay), body: BODY });
+export async function prime(url: string, slot: Slot, originCount: (key: string) => Promise<number>, settle: () => Promise<number>): Promise<string> {
+  const headers = { ...requestHeaders({ ...SCENARIOS.replay, slot }) };
+  const send = (): Promise<Response> => fetch(`${url}${PATH}`, { method: 'POST', headers, body: BODY });
   const first = await send();
   const firstBody = await first.text();
   if (first.status !== 201 || first.headers.get('idempotent-replay') !== null)
@@ -99,7 +103,7 @@ export async function prime(url: string, originCount: (key: string) => Promise<n
     throw new Error(`the primed key does not replay: ${again.status} ${againBody}`);
   }
   await settle();
-  const count = await originCount(REPLAY_KEY);
+  const count = await originCount(replayKey(slot));
   if (count !== 1) throw new Error(`the primed key reached the origin ${count} times (expected 1)`);
   return firstBody;
 }

@@ -26,13 +26,13 @@ export async function runProfile(bench: Bench, started: Date): Promise<ProfileRe
   console.log('\nprofile: one run per scenario, V8 sampling profiler attached');
   const targets = new Map<Slot, Target>();
   const out: ProfileResult = {};
-  let primedBody: string | undefined;
+  const primed = new Map<Slot, string>();
   for (const name of names) {
     const s = scenario(name);
     const slot = s.slot as Exclude<Slot, 'origin'>;
     let target = targets.get(slot);
     if (target === undefined) targets.set(slot, (target = await startSlot(bench, slot, `${slot}-profile`, true)));
-    if (s.key === 'fixed' && primedBody === undefined) primedBody = await prime(target.url, origin.count, () => origin.settle());
+    if (s.key === 'fixed' && !primed.has(slot)) primed.set(slot, await prime(target.url, slot, origin.count, () => origin.settle()));
     if (target.inspectorUrl === undefined) throw new Error(`${target.label}: no inspector`);
     const prefix = `profile-${name}-`;
     if (settings.warmupS > 0) await load(target.url, s, settings, { keyPrefix: `${prefix}w-`, durationS: settings.warmupS });
@@ -49,7 +49,7 @@ export async function runProfile(bench: Bench, started: Date): Promise<ProfileRe
       run = await load(target.url, s, settings, {
         keyPrefix: `${prefix}m-`,
         durationS: settings.durationS,
-        expectedBody: s.key === 'fixed' && s.expect === 201 ? primedBody : undefined,
+        expectedBody: s.key === 'fixed' && s.expect === 201 ? primed.get(slot) : undefined,
       });
       after = await origin.settle();
       ({ profile } = await session.send<{ profile: CpuProfile }>('Profiler.stop'));

@@ -22,7 +22,7 @@ import { describeKeyError, parseIdempotencyKey } from '../shared/key';
 import { type Outcome, type Settled, outcomeProblem, sendStored, storedResponse } from '../shared/outcome';
 import { PROBLEMS, type ProblemSpec, Rejection, problem, reject } from '../shared/problem';
 import { type RequestLog, consoleReporter, logScopeHash } from './log';
-import { type IdempotencyOptions, type OptionName, resolveOptions } from './options';
+import { type IdempotencyOptions, type OptionName, resolveOptions, untouched } from './options';
 import { type RecordRef, Records } from './records';
 import { isolateReplays as replays } from './replay-cache';
 import { MalformedScope, recordName } from './scope';
@@ -86,7 +86,6 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
 export function createIdempotency(options: IdempotencyOptions, name: (option: OptionName) => string): MiddlewareHandler<IdempotencyEnv> {
   const resolved = resolveOptions(options);
   const {
-    methods,
     headerName,
     ttlMs,
     timeoutMs,
@@ -157,7 +156,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
 
   return createMiddleware<IdempotencyEnv>(async function idempotency(c, next) {
     const started = Date.now();
-    if (!methods.has(c.req.method)) return passOn(c, next, started);
+    if (untouched(resolved, c.req.method, c.req.raw.headers)) return passOn(c, next, started);
     const ctx = c as unknown as Context;
     let keyed: Keyed | undefined;
     try {

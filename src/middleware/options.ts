@@ -308,3 +308,12 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     logPassThrough: options.logPassThrough ?? false,
   };
 }
+
+/**
+ * Whether a request is one the middleware passes on untouched, decided from its method and headers alone: the
+ * method is not one it protects, or the request carries no key where keys are optional. (It passes on more
+ * requests than this, such as a keyed write without a credential; those it must look at first.)
+ */
+export function untouched(options: ResolvedOptions, method: string, headers: Headers): boolean {
+  return !options.methods.has(method) || (!options.required && !headers.has(options.headerName));
+}

@@ -10,10 +10,9 @@ import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { createIdempotency } from '../middleware/idempotency';
 import type { IdempotencyOptions, OptionName } from '../middleware/options';
-import { endToEnd, forwardableHeaders } from '../shared/headers';
-import { outcomeResponse } from '../shared/outcome';
 import { Rejection, problem } from '../shared/problem';
 import { ConfigError, type ProxyConfig, type ProxyVars, readConfig, variableOf } from './config';
+import { directForwarding, passThrough } from './forward';
 import { KeyRecords, keysApi } from './keys';
 import { looped, originTarget, viaWith } from './target';
 
@@ -27,29 +26,10 @@ interface Policy {
 
 type ProxyEnv = { Variables: { policy: Policy; target: string } };
 
-/**
- * Forwards the request as it is, like a plain reverse proxy: the end-to-end headers (those the request's
- * `Connection` names dropped, as for keyed writes), the body streamed, redirects returned, no timeout of its own
- * (the client decides how long to wait for a read). An unreachable origin becomes a problem response. This is
- * the path of most requests, so it is one `fetch` and, usually, the origin's own response object.
- */
-async function passThrough(request: Request, target: string): Promise<Response> {
-  let response: Response;
-  try {
-    response = await fetch(target, {
-      method: request.method,
-      headers: forwardableHeaders(request.headers),
-      body: request.body,
-      redirect: 'manual',
-    });
-  } catch {
-    return outcomeResponse({ kind: 'origin_unreachable' });
-  }
-  return endToEnd(response);
-}
-
-/** The proxy of one configuration: its app, and its key lookups (for the `IdempotencyService` entrypoint). */
+/** The proxy of one configuration: how it answers, and its key lookups (for the `IdempotencyService` entrypoint). */
 export interface Proxy {
+  /** Answers a request: forwarded directly when nothing else is needed, else through the app. */
+  fetch(request: Request, env: ProxyVars, ctx?: ExecutionContext): Promise<Response>;
   readonly app: Hono<ProxyEnv> | Hono;
   /** Lookups and purges of its records; `undefined` when the configuration is invalid ({@link error}). */
   readonly keys: KeyRecords | undefined;
@@ -147,10 +127,16 @@ export function proxyFor(env: ProxyVars): Proxy {
     try {
       const config = readConfig(env);
       const keys = new KeyRecords(config.resolved);
-      built = { app: createProxy(config, keys), keys, error: undefined };
+      const app = createProxy(config, keys);
+      const direct = directForwarding(config);
+      const fetch: Proxy['fetch'] = direct
+        ? (request, env, ctx) => direct(request) ?? Promise.resolve(app.fetch(request, env, ctx))
+        : (request, env, ctx) => Promise.resolve(app.fetch(request, env, ctx));
+      built = { fetch, app, keys, error: undefined };
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
-      built = { app: misconfigured(error), keys: undefined, error };
+      const app = misconfigured(error);
+      built = { fetch: (request, env, ctx) => Promise.resolve(app.fetch(request, env, ctx)), app, keys: undefined, error };
     }
     proxies.set(env, built);
   }
@@ -159,5 +145,5 @@ export function proxyFor(env: ProxyVars): Proxy {
 
 /** The proxy Worker's fetch handler. */
 export const proxyWorker = {
-  fetch: (request, env, ctx) => proxyFor(env).app.fetch(request, env, ctx),
+  fetch: (request, env, ctx) => proxyFor(env).fetch(request, env, ctx),
 } satisfies ExportedHandler<Env>;

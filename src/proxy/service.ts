@@ -25,7 +25,7 @@ export class IdempotencyService extends WorkerEntrypoint<Env> {
    * @returns the origin's answer, a replay, or a problem document
    */
   override async fetch(request: Request): Promise<Response> {
-    return proxyFor(this.env).app.fetch(request, this.env, this.ctx);
+    return proxyFor(this.env).fetch(request, this.env, this.ctx);
   }
 
   /**

@@ -22,9 +22,9 @@ const ENCODED_SEPARATOR = /%(?:2f|5c)/i;
  *
  * @throws a `path_invalid` rejection for a path that could leave the base path
  */
-export function originTarget(origin: OriginConfig, requestUrl: string): string {
-  if (origin.mode === 'request') return requestUrl;
-  const { pathname, search } = new URL(requestUrl);
+export function originTarget(origin: OriginConfig, requestUrl: string | URL): string {
+  if (origin.mode === 'request') return String(requestUrl);
+  const { pathname, search } = typeof requestUrl === 'string' ? new URL(requestUrl) : requestUrl;
   if (origin.basePath !== '' && escapesBase(pathname)) {
     reject(
       'path_invalid',

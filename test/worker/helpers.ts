@@ -50,7 +50,7 @@ export type Vars = Partial<Record<keyof Env, unknown>> & Record<string, unknown>
 /** {@link sendWith} to a full URL (the request's own URL matters when ORIGIN_URL is "request"). */
 export function sendTo(vars: Vars, url: string, options: SendOptions = {}): Promise<Response> {
   const bindings = envWith(vars);
-  return Promise.resolve(proxyFor(bindings).app.request(url, requestInit(options), bindings));
+  return proxyFor(bindings).fetch(new Request(url, requestInit(options)), bindings);
 }
 
 const merged = new WeakMap<object, object>();

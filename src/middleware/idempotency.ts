@@ -53,9 +53,6 @@ interface Keyed {
   readonly started: number;
 }
 
-/** The default reporter without a `METRICS` dataset, built once. */
-const consoleOnly = consoleReporter();
-
 /**
  * Makes writes that carry an `Idempotency-Key` run at most once per (scope, key), backed by the
  * `IdempotencyRecord` Durable Object.
@@ -95,6 +92,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     run,
     reporter,
     logPassThrough,
+    logReplays,
     onError,
     scope,
     namespace,
@@ -104,6 +102,8 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
   const limits = { timeoutMs, leaseMs, ttlMs };
   const records = new Records({ ...resolved, jurisdictionName: name('jurisdiction') });
   const scopeHashOf = logScopeHash(resolved.logHashSecret);
+  /** The default reporter without a `METRICS` dataset, built once. */
+  const consoleOnly = consoleReporter(undefined, { replays: logReplays });
   const tooLarge = `The request body exceeds ${maxBodyBytes} bytes.`;
   // The one body-size check of a keyed request: a declared length is checked before anything is read,
   // an undeclared one while reading.
@@ -113,7 +113,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
   function report(c: Context<IdempotencyEnv>, started: number, entry: Omit<RequestLog, 'method' | 'latency_ms'>): void {
     if (reporter === false) return;
     const metrics = c.env['METRICS'] as AnalyticsEngineDataset | undefined;
-    (reporter ?? (metrics === undefined ? consoleOnly : consoleReporter(metrics))).report({
+    (reporter ?? (metrics === undefined ? consoleOnly : consoleReporter(metrics, { replays: logReplays }))).report({
       method: c.req.method,
       latency_ms: Date.now() - started,
       ...entry,

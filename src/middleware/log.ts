@@ -33,14 +33,14 @@ export interface Reporter {
 }
 
 /**
- * A reporter writing one JSON line per request to the console (indexed by Workers Logs) and, if
- * `dataset` is given, a data point: blobs `[outcome, method, code]`, doubles `[status, latency_ms,
- * origin_ms]`, index `scope_hash`.
+ * A reporter writing one JSON line per request (indexed by Workers Logs), except for replays unless `replays`
+ * is set, and, if `dataset` is given, a data point for every request: blobs `[outcome, method, code]`, doubles
+ * `[status, latency_ms, origin_ms]`, index `scope_hash`.
  */
-export function consoleReporter(dataset?: AnalyticsEngineDataset): Reporter {
+export function consoleReporter(dataset?: AnalyticsEngineDataset, { replays = false } = {}): Reporter {
   return {
     report(entry) {
-      console.log(JSON.stringify({ event: 'idempotency', ...entry }));
+      if (replays || entry.outcome !== 'replayed') console.log(JSON.stringify({ event: 'idempotency', ...entry }));
       dataset?.writeDataPoint({
         blobs: [entry.outcome, entry.method, entry.code ?? ''],
         doubles: [entry.status, entry.latency_ms, entry.origin_ms ?? 0],

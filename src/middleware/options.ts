@@ -142,11 +142,18 @@ export interface IdempotencyOptions {
    */
   readonly reporter?: Reporter | false;
   /**
-   * Whether requests passed on untouched (reads, writes without a key or scope) get a log line too. Off by
+   * Whether requests passed on untouched (reads, writes without a key or scope) are reported too. Off by
    * default: they are most requests, the runtime's own logs already record them, and a line each is cost.
    * @default false
    */
   readonly logPassThrough?: boolean;
+  /**
+   * Whether the default reporter writes a console line for each replay too (its `METRICS` data point is written
+   * regardless). Off by default: replays are the most frequent keyed outcome, a console line costs about as much
+   * as the rest of a replay, and the client's `Idempotent-Replay` header already says what happened.
+   * @default false
+   */
+  readonly logReplays?: boolean;
 }
 
 /** The name of an option. */
@@ -176,6 +183,7 @@ export interface ResolvedOptions {
   /** `undefined`: the default console reporter. */
   readonly reporter: Reporter | false | undefined;
   readonly logPassThrough: boolean;
+  readonly logReplays: boolean;
 }
 
 const DEFAULT_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE'];
@@ -306,6 +314,7 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     retry: { attempts: whole('retry', retry?.attempts, 3, 1, 10), baseDelayMs: whole('retry', retry?.baseDelayMs, 50, 0, 60_000) },
     reporter: options.reporter,
     logPassThrough: options.logPassThrough ?? false,
+    logReplays: options.logReplays ?? false,
   };
 }
 

@@ -39,7 +39,8 @@ export interface Proxy {
 /** The app of a valid configuration. */
 function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
   const app = new Hono<ProxyEnv>();
-  const reporting = config.logRequests === 'none' ? { reporter: false as const } : { logPassThrough: config.logRequests === 'all' };
+  const all = config.logRequests === 'all';
+  const reporting = config.logRequests === 'none' ? { reporter: false as const } : { logPassThrough: all, logReplays: all };
   const policy = (options: IdempotencyOptions, maxBodyBytes: number, off: boolean, name: (option: OptionName) => string): Policy => ({
     protect: off
       ? (_, next) => next()

@@ -51,7 +51,7 @@ export interface ProxyRoute extends RouteSpec {
 /** The resolved configuration. */
 export interface ProxyConfig {
   readonly origin: OriginConfig;
-  /** Which requests write a JSON log line (and data point): none, those the layer decides, or all. */
+  /** Which requests write a JSON log line: none, those the layer decides other than replays, or all. */
   readonly logRequests: 'none' | 'keyed' | 'all';
   /** The options as the variables set them (defaults not applied), for `idempotency()`. */
   readonly options: IdempotencyOptions;
@@ -140,7 +140,10 @@ function origin(vars: ProxyVars): OriginConfig {
   return { mode: 'url', url, basePath, prefix: url.origin + basePath };
 }
 
-/** `LOG_REQUESTS`: `true` (the default) logs the requests the layer decides, `all` every request, `false` none. */
+/**
+ * `LOG_REQUESTS`: `true` (the default) logs the requests the layer decides except replays (executed, conflict,
+ * in progress, refused), `all` every request, `false` none.
+ */
 function logRequests(vars: ProxyVars): ProxyConfig['logRequests'] {
   const raw = vars.LOG_REQUESTS;
   if (isUnset(raw)) return 'keyed';

@@ -123,6 +123,8 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
   /** The log line of a keyed request: its outcome, and the hashes that identify its record and scope. */
   async function reportKeyed(c: Context<IdempotencyEnv>, keyed: Keyed, entry: Omit<RequestLog, 'method' | 'latency_ms'>): Promise<void> {
     if (reporter === false) return;
+    // The default reporter would write nothing for it: no line (a replay) and no data point (no METRICS).
+    if (reporter === undefined && entry.outcome === 'replayed' && !logReplays && c.env['METRICS'] === undefined) return;
     const scope_hash = await scopeHashOf(keyed.scopeHash);
     report(c, keyed.started, {
       ...entry,

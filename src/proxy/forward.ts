@@ -4,7 +4,7 @@
  * one `fetch` and, usually, returns the origin's own response object.
  */
 import { untouched } from '../middleware/options';
-import { endToEnd, forwardableHeaders } from '../shared/headers';
+import { endToEnd, forwardableHeaders, hasHopByHop } from '../shared/headers';
 import { outcomeResponse } from '../shared/outcome';
 import { Rejection } from '../shared/problem';
 import type { ProxyConfig } from './config';
@@ -16,14 +16,12 @@ import { originTarget } from './target';
  * (the client decides how long to wait for a read). An unreachable origin becomes a problem response.
  */
 export async function passThrough(request: Request, target: string): Promise<Response> {
+  // The request's own headers when it has no hop-by-hop header (nearly always: no copy); the runtime sets Host
+  // from the target URL itself.
+  const headers = hasHopByHop(request.headers) ? forwardableHeaders(request.headers) : request.headers;
   let response: Response;
   try {
-    response = await fetch(target, {
-      method: request.method,
-      headers: forwardableHeaders(request.headers),
-      body: request.body,
-      redirect: 'manual',
-    });
+    response = await fetch(target, { method: request.method, headers, body: request.body, redirect: 'manual' });
   } catch {
     return outcomeResponse({ kind: 'origin_unreachable' });
   }

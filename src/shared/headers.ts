@@ -20,6 +20,9 @@ const HOP_BY_HOP = [
   'upgrade',
 ];
 
+/** Whether a message carries any hop-by-hop header (`Connection` included, and so anything it names). */
+export const hasHopByHop = (headers: Headers): boolean => HOP_BY_HOP.some((name) => headers.has(name));
+
 /** Whether `name` (lower case) is always hop-by-hop, whatever `Connection` says. */
 export const isHopByHop = (name: string): boolean => HOP_BY_HOP.includes(name);
 

@@ -224,13 +224,15 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     const { name, key } = keyed;
     const waited = Date.now();
 
-    // A hot key: the record this isolate read back from storage answers, prepared once.
+    // A hot key: what this isolate learned of the stored record answers, prepared once.
     const cached = replays.get(name, waited);
     if (cached !== undefined) {
       keyed.keyHash = cached.keyHash;
       if (cached.fingerprint !== fingerprint) return refuse(c, keyed, { kind: 'conflict' });
-      await reportKeyed(c, keyed, { outcome: 'replayed', status: cached.response.status, origin_ms: 0 });
-      return sendStored(cached.response, cached.init);
+      if (cached.response !== undefined && cached.init !== undefined) {
+        await reportKeyed(c, keyed, { outcome: 'replayed', status: cached.response.status, origin_ms: 0 });
+        return sendStored(cached.response, cached.init);
+      }
     }
 
     const ref = records.locate(c.env, name);
@@ -250,9 +252,13 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
       const begun = await records.call(ref, async (stub) => (await stub.begin(spec)) as BeginResult, { attempts: 1, baseDelayMs: 0 });
       outcome = begun.kind === 'acquired' ? await runHandler(c, ref, begun.attempt, next) : begun;
     }
+    if (outcome.kind === 'conflict' && outcome.stored !== undefined)
+      replays.set(name, { ...outcome.stored, keyHash: keyed.keyHash }, Date.now());
     if (outcome.kind !== 'response') return refuse(c, keyed, outcome);
     // Read back from storage (not just produced): it stays exactly this until it expires or is purged.
-    if (outcome.expiresAt !== undefined) replays.set(name, fingerprint, outcome.response, keyed.keyHash, outcome.expiresAt, Date.now());
+    if (outcome.expiresAt !== undefined) {
+      replays.set(name, { fingerprint, response: outcome.response, keyHash: keyed.keyHash, expiresAt: outcome.expiresAt }, Date.now());
+    }
     const response = storedResponse(outcome);
     await reportKeyed(c, keyed, {
       outcome: outcome.replayed ? 'replayed' : 'executed',

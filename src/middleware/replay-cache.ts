@@ -11,14 +11,21 @@
  */
 import { type StoredResponse, responseInit } from '../shared/outcome';
 
-/** A cached record: what a replay or a conflict needs, prepared once. */
-export interface CachedRecord {
+/** What a Worker learned of a stored record: enough to answer a conflict, and a replay when it has the response. */
+export interface Learned {
   readonly fingerprint: string;
-  readonly response: StoredResponse;
-  /** The replay's status and headers, built once and copied by every replay. */
-  readonly init: ResponseInit;
+  /** The stored response (absent when only a conflict revealed the record). */
+  readonly response?: StoredResponse | undefined;
   /** The log lines' `key_hash` of the record (from its object id). */
   readonly keyHash: string;
+  /** When the record expires, ms since the epoch. */
+  readonly expiresAt: number;
+}
+
+/** A cached record: what a replay or a conflict needs, prepared once. */
+export interface CachedRecord extends Learned {
+  /** The replay's status and headers, built once and copied by every replay. */
+  readonly init: ResponseInit | undefined;
 }
 
 interface Entry extends CachedRecord {
@@ -79,20 +86,20 @@ export class ReplayCache {
   }
 
   /**
-   * Remembers a completed record read from storage at `now`, which stays valid until `expiresAt` unless
-   * purged.
+   * Remembers a stored record read back at `now`, which stays as it is until it expires unless purged. What only
+   * a conflict revealed (no response) never replaces what a replay brought for the same fingerprint.
    */
-  set(name: string, fingerprint: string, response: StoredResponse, keyHash: string, expiresAt: number, now: number): void {
-    const bytes =
-      ENTRY_OVERHEAD_BYTES +
-      response.body.byteLength +
-      2 * JSON.stringify(response.headers).length +
-      2 * (name.length + fingerprint.length + keyHash.length);
+  set(name: string, record: Learned, now: number): void {
+    const { fingerprint, response, keyHash, expiresAt } = record;
+    const previous = this.#entries.get(name);
+    if (response === undefined && previous?.response !== undefined && previous.fingerprint === fingerprint && previous.until > now) return;
+    const headers = response === undefined ? 0 : response.body.byteLength + 2 * JSON.stringify(response.headers).length;
+    const bytes = ENTRY_OVERHEAD_BYTES + headers + 2 * (name.length + fingerprint.length + keyHash.length);
     if (bytes > MAX_ENTRY_BYTES) return;
     const until = Math.min(expiresAt - CLOCK_MARGIN_MS, now + MAX_AGE_MS);
     if (until <= now) return;
     this.delete(name);
-    this.#add(name, { fingerprint, response, init: responseInit(response, true), keyHash, until, bytes });
+    this.#add(name, { ...record, init: response && responseInit(response, true), until, bytes });
     for (const [oldest, entry] of this.#entries) {
       if (this.#bytes <= this.#maxBytes && this.#entries.size <= this.#maxEntries) break;
       this.#remove(oldest, entry);

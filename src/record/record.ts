@@ -186,7 +186,10 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
       record = undefined;
     }
     if (record === undefined) return { start: { expiresAt: now + spec.ttlMs, createdAt: now } };
-    if (record.fingerprint !== spec.fingerprint) return { outcome: { kind: 'conflict' } };
+    if (record.fingerprint !== spec.fingerprint) {
+      const stored = record.state === 'in_flight' ? undefined : { fingerprint: record.fingerprint, expiresAt: record.expires_at };
+      return { outcome: stored === undefined ? { kind: 'conflict' } : { kind: 'conflict', stored } };
+    }
     switch (record.state) {
       case 'complete':
         return { outcome: { kind: 'response', replayed: true, response: this.#store.response(record), expiresAt: record.expires_at } };

@@ -30,7 +30,14 @@ export type Outcome =
    */
   | { readonly kind: 'response'; readonly replayed: boolean; readonly response: StoredResponse; readonly expiresAt?: number }
   /** The key is bound to a different fingerprint. */
-  | { readonly kind: 'conflict' }
+  | {
+      readonly kind: 'conflict';
+      /**
+       * The fingerprint of a record that is stored (complete or too large), and when it expires: it stays so until
+       * then (or a purge), so a Worker may answer conflicts for it without asking again.
+       */
+      readonly stored?: { readonly fingerprint: string; readonly expiresAt: number };
+    }
   /** An attempt with this key is still running (or died and its lease has not ended yet). */
   | { readonly kind: 'in_progress'; readonly retryAfterMs: number }
   /** The origin did not answer within the client's wait; the attempt goes on and will be stored. */

@@ -8,6 +8,7 @@
  * - `/echo/...`           200 JSON echo of method, path, headers and body (sha-256 + length)
  * - `/slow/<ms>/...`      like echo, after `<ms>` milliseconds
  * - `/status/<code>/...`  answers `<code>` with a small JSON body
+ * - `/late/<ms>/<code>/...` answers `<code>` after `<ms>` milliseconds
  * - `/fail-first/<n>/...` answers 503 to the first `<n>` calls for the same Idempotency-Key, then echo
  * - `/bytes/<n>/...`      200 with `<n>` deterministic binary bytes (`application/octet-stream`)
  * - `/cookies/...`        200 with three Set-Cookie headers and a hop-by-hop `Connection` header
@@ -97,6 +98,11 @@ export async function startTestOrigin(): Promise<TestOrigin> {
         return json(res, 200, { ...seen, call: count });
       case 'status':
         return json(res, Number(arg), { status: Number(arg), call: count });
+      case 'late': {
+        const status = Number(url.pathname.split('/')[3]);
+        await new Promise((resolve) => setTimeout(resolve, Number(arg)));
+        return json(res, status, { status, call: count });
+      }
       case 'fail-first':
         return count <= Number(arg) ? json(res, 503, { error: 'unavailable', call: count }) : json(res, 200, { ...seen, call: count });
       case 'bytes': {

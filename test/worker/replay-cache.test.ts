@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { MAX_AGE_MS, ReplayCache } from '../../src/middleware/replay-cache';
-import { bindingEdge, newKey, originCalls, sendWith, storedRecord, until } from './helpers';
+import { bindingEdge, expectProblem, newKey, originCalls, sendWith, storedRecord, until } from './helpers';
 
 /** The real namespace, counting the object calls the Worker makes. */
 function countingNamespace() {
@@ -36,6 +36,36 @@ describe('replay cache', () => {
     expect(await originCalls(key)).toBe(1);
   });
 
+  it('answers conflicts of a stored key from what the first conflict revealed, without a replay first', async () => {
+    const { namespace, calls } = countingNamespace();
+    const vars = { IDEMPOTENCY: namespace };
+    const key = newKey();
+    await sendWith(vars, '/echo/conflicts', { key, body: 'x' });
+    await expectProblem(await sendWith(vars, '/echo/conflicts', { key, body: 'other 1' }), 409, 'idempotency_key_reused');
+    expect(calls.execute).toBe(2);
+    await expectProblem(await sendWith(vars, '/echo/conflicts', { key, body: 'other 2' }), 409, 'idempotency_key_reused');
+    expect(calls.execute).toBe(2);
+    // The same request is a replay: the object answers it once (a conflict brought no response), then the cache.
+    for (let i = 0; i < 2; i++)
+      expect((await sendWith(vars, '/echo/conflicts', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
+    expect(calls.execute).toBe(3);
+    expect(await originCalls(key)).toBe(1);
+  });
+
+  it('never caches a conflict with an attempt still in flight (it may fail and free the key)', async () => {
+    const { namespace, calls } = countingNamespace();
+    const vars = { IDEMPOTENCY: namespace };
+    const key = newKey();
+    const first = sendWith(vars, '/late/600/503/in-flight-conflict', { key, body: 'x' });
+    await until(async () => (await storedRecord(key))?.state === 'in_flight');
+    await expectProblem(await sendWith(vars, '/late/600/503/in-flight-conflict', { key, body: 'y' }), 409, 'idempotency_key_reused');
+    // The attempt fails (503): the key is free, and the other request now runs (and fails too, but runs).
+    expect((await first).status).toBe(503);
+    expect((await sendWith(vars, '/late/600/503/in-flight-conflict', { key, body: 'y' })).status).toBe(503);
+    expect(await originCalls(key)).toBe(2);
+    expect(calls.execute).toBe(3);
+  });
+
   it('does not outlive the record: near and after the TTL the object answers, and the key runs again', async () => {
     const { namespace, calls } = countingNamespace();
     const vars = { IDEMPOTENCY: namespace, IDEMPOTENCY_TTL_SECONDS: '2', ORIGIN_LEASE_MS: '600', ORIGIN_TIMEOUT_MS: '600' };
@@ -60,20 +90,20 @@ describe('ReplayCache', () => {
 
   it('serves an entry until the expiry the object reported (minus a clock margin), at most MAX_AGE_MS after it was read', () => {
     const cache = new ReplayCache();
-    cache.set('soon', 'f', response(10), 'kh', now + 8_000, now);
+    cache.set('soon', { fingerprint: 'f', response: response(10), keyHash: 'kh', expiresAt: now + 8_000 }, now);
     expect(cache.get('soon', now + 2_999)).toBeDefined();
     expect(cache.get('soon', now + 3_000)).toBeUndefined(); // 5 s clock margin before its expiry
-    cache.set('later', 'f', response(10), 'kh', now + 86_400_000, now);
+    cache.set('later', { fingerprint: 'f', response: response(10), keyHash: 'kh', expiresAt: now + 86_400_000 }, now);
     expect(cache.get('later', now + MAX_AGE_MS - 1)).toBeDefined();
     expect(cache.get('later', now + MAX_AGE_MS)).toBeUndefined(); // a purge elsewhere is seen within MAX_AGE_MS
   });
 
   it('evicts the least recently used entry beyond its memory budget, counting a fixed cost per entry', () => {
     const cache = new ReplayCache(2560);
-    cache.set('a', 'fa', response(500), 'kh', now + 60_000, now);
-    cache.set('b', 'fb', response(500), 'kh', now + 60_000, now);
+    cache.set('a', { fingerprint: 'fa', response: response(500), keyHash: 'kh', expiresAt: now + 60_000 }, now);
+    cache.set('b', { fingerprint: 'fb', response: response(500), keyHash: 'kh', expiresAt: now + 60_000 }, now);
     expect(cache.get('a', now)?.fingerprint).toBe('fa'); // a is now the most recently used
-    cache.set('c', 'fc', response(500), 'kh', now + 60_000, now); // 3 x (500 + overhead) > 2560 bytes: b goes
+    cache.set('c', { fingerprint: 'fc', response: response(500), keyHash: 'kh', expiresAt: now + 60_000 }, now); // 3 x (500 + overhead) > 2560 bytes: b goes
     expect(cache.get('b', now)).toBeUndefined();
     expect(cache.get('a', now)).toBeDefined();
     expect(cache.get('c', now)).toBeDefined();
@@ -82,7 +112,8 @@ describe('ReplayCache', () => {
 
   it('holds no more than its entry cap, however small the entries', () => {
     const cache = new ReplayCache(8 * 1024 * 1024, 100);
-    for (let i = 0; i < 1000; i++) cache.set(`k${i}`, 'f', response(0), 'kh', now + 60_000, now);
+    for (let i = 0; i < 1000; i++)
+      cache.set(`k${i}`, { fingerprint: 'f', response: response(0), keyHash: 'kh', expiresAt: now + 60_000 }, now);
     expect(cache.size).toBe(100);
     expect(cache.get('k999', now)).toBeDefined();
     expect(cache.get('k0', now)).toBeUndefined();
@@ -90,11 +121,18 @@ describe('ReplayCache', () => {
     expect(cache.bytes).toBeGreaterThanOrEqual(100 * 256);
   });
 
+  it('keeps a replayable entry when a conflict later reveals the same fingerprint', () => {
+    const cache = new ReplayCache();
+    cache.set('k', { fingerprint: 'f', response: response(10), keyHash: 'kh', expiresAt: now + 60_000 }, now);
+    cache.set('k', { fingerprint: 'f', keyHash: 'kh', expiresAt: now + 60_000 }, now + 1);
+    expect(cache.get('k', now + 2)?.response).toBeDefined();
+  });
+
   it('does not cache large bodies, and forgets a purged entry', () => {
     const cache = new ReplayCache();
-    cache.set('big', 'f', response(65 * 1024), 'kh', now + 60_000, now);
+    cache.set('big', { fingerprint: 'f', response: response(65 * 1024), keyHash: 'kh', expiresAt: now + 60_000 }, now);
     expect(cache.get('big', now)).toBeUndefined();
-    cache.set('small', 'f', response(10), 'kh', now + 60_000, now);
+    cache.set('small', { fingerprint: 'f', response: response(10), keyHash: 'kh', expiresAt: now + 60_000 }, now);
     cache.delete('small');
     expect(cache.get('small', now)).toBeUndefined();
     expect(cache.bytes).toBe(0);

@@ -21,7 +21,7 @@ import { forwardableHeaders, forwardedHeader } from '../shared/headers';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
 import { type Outcome, type Settled, outcomeProblem, sendStored, storedResponse } from '../shared/outcome';
 import { PROBLEMS, type ProblemSpec, Rejection, problem, reject } from '../shared/problem';
-import { type RequestLog, consoleReporter, logScopeHash } from './log';
+import { type RequestLog, consoleReporter, isRepeat, logScopeHash } from './log';
 import { type IdempotencyOptions, type OptionName, resolveOptions, untouched } from './options';
 import { type RecordRef, Records } from './records';
 import { isolateReplays as replays } from './replay-cache';
@@ -92,7 +92,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     run,
     reporter,
     logPassThrough,
-    logReplays,
+    logRepeats,
     onError,
     scope,
     namespace,
@@ -103,7 +103,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
   const records = new Records({ ...resolved, jurisdictionName: name('jurisdiction') });
   const scopeHashOf = logScopeHash(resolved.logHashSecret);
   /** The default reporter without a `METRICS` dataset, built once. */
-  const consoleOnly = consoleReporter(undefined, { replays: logReplays });
+  const consoleOnly = consoleReporter(undefined, { repeats: logRepeats });
   const tooLarge = `The request body exceeds ${maxBodyBytes} bytes.`;
   // The one body-size check of a keyed request: a declared length is checked before anything is read,
   // an undeclared one while reading.
@@ -113,7 +113,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
   function report(c: Context<IdempotencyEnv>, started: number, entry: Omit<RequestLog, 'method' | 'latency_ms'>): void {
     if (reporter === false) return;
     const metrics = c.env['METRICS'] as AnalyticsEngineDataset | undefined;
-    (reporter ?? (metrics === undefined ? consoleOnly : consoleReporter(metrics, { replays: logReplays }))).report({
+    (reporter ?? (metrics === undefined ? consoleOnly : consoleReporter(metrics, { repeats: logRepeats }))).report({
       method: c.req.method,
       latency_ms: Date.now() - started,
       ...entry,
@@ -124,7 +124,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
   async function reportKeyed(c: Context<IdempotencyEnv>, keyed: Keyed, entry: Omit<RequestLog, 'method' | 'latency_ms'>): Promise<void> {
     if (reporter === false) return;
     // The default reporter would write nothing for it: no line (a replay) and no data point (no METRICS).
-    if (reporter === undefined && entry.outcome === 'replayed' && !logReplays && c.env['METRICS'] === undefined) return;
+    if (reporter === undefined && isRepeat(entry) && !logRepeats && c.env['METRICS'] === undefined) return;
     const scope_hash = await scopeHashOf(keyed.scopeHash);
     report(c, keyed.started, {
       ...entry,
@@ -228,9 +228,9 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     const cached = replays.get(name, waited);
     if (cached !== undefined) {
       keyed.keyHash = cached.keyHash;
-      if (cached.fingerprint !== fingerprint) return refuse(c, keyed, { kind: 'conflict' });
+      if (cached.fingerprint !== fingerprint) return refuse(c, keyed, { kind: 'conflict' }, true);
       if (cached.response !== undefined && cached.init !== undefined) {
-        await reportKeyed(c, keyed, { outcome: 'replayed', status: cached.response.status, origin_ms: 0 });
+        await reportKeyed(c, keyed, { outcome: 'replayed', status: cached.response.status, origin_ms: 0, cached: true });
         return sendStored(cached.response, cached.init);
       }
     }
@@ -269,10 +269,20 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
   }
 
   /** The problem answer of an outcome without a response, logged. */
-  async function refuse(c: Context<IdempotencyEnv>, keyed: Keyed, outcome: Exclude<Outcome, { kind: 'response' }>): Promise<Response> {
+  async function refuse(
+    c: Context<IdempotencyEnv>,
+    keyed: Keyed,
+    outcome: Exclude<Outcome, { kind: 'response' }>,
+    cached = false,
+  ): Promise<Response> {
     const failure = outcomeProblem(outcome)!;
     const kind = outcome.kind === 'conflict' || outcome.kind === 'in_progress' ? outcome.kind : 'executed';
-    await reportKeyed(c, keyed, { outcome: kind, status: PROBLEMS[failure.code].status, code: failure.code });
+    await reportKeyed(c, keyed, {
+      outcome: kind,
+      status: PROBLEMS[failure.code].status,
+      code: failure.code,
+      ...(cached ? { cached } : {}),
+    });
     return answer(c as unknown as Context, failure);
   }
 

@@ -25,6 +25,8 @@ export interface RequestLog {
   readonly key_hash?: string;
   /** First 16 hex digits of the scope's SHA-256, or of its HMAC under the log hash secret. */
   readonly scope_hash?: string;
+  /** Answered from the isolate's cache, without the object: a repeat of an answer it gave before. */
+  readonly cached?: boolean;
 }
 
 /** Where log lines and data points go. */
@@ -32,15 +34,18 @@ export interface Reporter {
   report(entry: RequestLog): void;
 }
 
+/** Whether an entry repeats an answer already given: a replay, or an answer from the isolate's cache. */
+export const isRepeat = (entry: Pick<RequestLog, 'outcome' | 'cached'>): boolean => entry.outcome === 'replayed' || entry.cached === true;
+
 /**
- * A reporter writing one JSON line per request (indexed by Workers Logs), except for replays unless `replays`
- * is set, and, if `dataset` is given, a data point for every request: blobs `[outcome, method, code]`, doubles
- * `[status, latency_ms, origin_ms]`, index `scope_hash`.
+ * A reporter writing one JSON line per request (indexed by Workers Logs), except for repeats ({@link isRepeat})
+ * unless `repeats` is set, and, if `dataset` is given, a data point for every request: blobs `[outcome, method,
+ * code]`, doubles `[status, latency_ms, origin_ms]`, index `scope_hash`.
  */
-export function consoleReporter(dataset?: AnalyticsEngineDataset, { replays = false } = {}): Reporter {
+export function consoleReporter(dataset?: AnalyticsEngineDataset, { repeats = false } = {}): Reporter {
   return {
     report(entry) {
-      if (replays || entry.outcome !== 'replayed') console.log(JSON.stringify({ event: 'idempotency', ...entry }));
+      if (repeats || !isRepeat(entry)) console.log(JSON.stringify({ event: 'idempotency', ...entry }));
       dataset?.writeDataPoint({
         blobs: [entry.outcome, entry.method, entry.code ?? ''],
         doubles: [entry.status, entry.latency_ms, entry.origin_ms ?? 0],

@@ -148,12 +148,13 @@ export interface IdempotencyOptions {
    */
   readonly logPassThrough?: boolean;
   /**
-   * Whether the default reporter writes a console line for each replay too (its `METRICS` data point is written
-   * regardless). Off by default: replays are the most frequent keyed outcome, a console line costs about as much
-   * as the rest of a replay, and the client's `Idempotent-Replay` header already says what happened.
+   * Whether the default reporter writes a console line for answers that repeat one already given too: replays,
+   * and conflicts answered from the isolate's cache (their `METRICS` data point is written regardless). Off by
+   * default: repeats are the most frequent keyed answers, a console line costs about as much as the rest of such an
+   * answer, and the decision they repeat was logged when it was made.
    * @default false
    */
-  readonly logReplays?: boolean;
+  readonly logRepeats?: boolean;
 }
 
 /** The name of an option. */
@@ -183,7 +184,7 @@ export interface ResolvedOptions {
   /** `undefined`: the default console reporter. */
   readonly reporter: Reporter | false | undefined;
   readonly logPassThrough: boolean;
-  readonly logReplays: boolean;
+  readonly logRepeats: boolean;
 }
 
 const DEFAULT_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE'];
@@ -314,7 +315,7 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     retry: { attempts: whole('retry', retry?.attempts, 3, 1, 10), baseDelayMs: whole('retry', retry?.baseDelayMs, 50, 0, 60_000) },
     reporter: options.reporter,
     logPassThrough: options.logPassThrough ?? false,
-    logReplays: options.logReplays ?? false,
+    logRepeats: options.logRepeats ?? false,
   };
 }
 

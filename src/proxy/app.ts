@@ -40,7 +40,7 @@ export interface Proxy {
 function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
   const app = new Hono<ProxyEnv>();
   const all = config.logRequests === 'all';
-  const reporting = config.logRequests === 'none' ? { reporter: false as const } : { logPassThrough: all, logReplays: all };
+  const reporting = config.logRequests === 'none' ? { reporter: false as const } : { logPassThrough: all, logRepeats: all };
   const policy = (options: IdempotencyOptions, maxBodyBytes: number, off: boolean, name: (option: OptionName) => string): Policy => ({
     protect: off
       ? (_, next) => next()

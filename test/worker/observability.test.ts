@@ -46,20 +46,21 @@ describe('proxy observability', () => {
     expect(everything).not.toContain('visible-token');
   });
 
-  it('by default logs what the layer decides except replays; the data point counts replays too', async () => {
+  it('by default logs the decisions, not their repeats (replays, conflicts from the cache); the data points count all', async () => {
     const lines: string[] = [];
     vi.spyOn(console, 'log').mockImplementation((line: unknown) => void lines.push(String(line)));
     const points: AnalyticsEngineDataPoint[] = [];
     const vars = { METRICS: { writeDataPoint: (point: AnalyticsEngineDataPoint) => void points.push(point) } };
     const key = newKey();
     await sendWith(vars, '/echo/default-log', { key, body: 'a' });
-    await sendWith(vars, '/echo/default-log', { key, body: 'a' });
-    await sendWith(vars, '/echo/default-log', { key, body: 'b' });
+    await sendWith(vars, '/echo/default-log', { key, body: 'b' }); // decided by the object
+    await sendWith(vars, '/echo/default-log', { key, body: 'c' }); // repeated from the cache
+    await sendWith(vars, '/echo/default-log', { key, body: 'a' }); // a replay
     await sendWith(vars, '/echo/default-log', { method: 'GET' });
     await sendWith(vars, '/echo/default-log', { body: 'no key' });
     await sendWith(vars, '/echo/default-log', { key: 'bad key', body: 'a' });
     expect(lines.map((line) => (JSON.parse(line) as { outcome: string }).outcome)).toEqual(['executed', 'conflict', 'rejected']);
-    expect(points.map((p) => p.blobs?.[0])).toEqual(['executed', 'replayed', 'conflict', 'rejected']);
+    expect(points.map((p) => p.blobs?.[0])).toEqual(['executed', 'conflict', 'conflict', 'replayed', 'rejected']);
   });
 
   it('LOG_REQUESTS=false writes no log line and no data point', async () => {

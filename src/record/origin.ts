@@ -12,7 +12,7 @@ import type { OriginRequest } from './api';
  * ends. The lease timer is cleared as soon as the answer is read: a pending timer would keep the object
  * from hibernating (and billed) for the rest of the lease.
  */
-export async function callOrigin(origin: OriginRequest, leaseMs: number): Promise<Settled> {
+export async function callOrigin(origin: OriginRequest, headers: Headers, leaseMs: number): Promise<Settled> {
   const lease = new AbortController();
   const timer = setTimeout(() => lease.abort(new DOMException('origin lease ended', 'TimeoutError')), leaseMs);
   try {
@@ -20,7 +20,7 @@ export async function callOrigin(origin: OriginRequest, leaseMs: number): Promis
     // response's hop-by-hop headers, and content-encoding since reading the body decodes it.
     const response = await fetch(origin.url, {
       method: origin.method,
-      headers: origin.headers,
+      headers,
       body: origin.body,
       redirect: 'manual',
       signal: lease.signal,

@@ -61,11 +61,11 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
    */
   execute(spec: AttemptSpec): Promise<Outcome> {
     // Checked synchronously: a refused call throws to its caller and starts nothing.
-    checkSpec(spec);
+    const headers = checkSpec(spec);
     const decision = this.#decide(spec);
     if ('outcome' in decision) return Promise.resolve(decision.outcome);
     if ('join' in decision) return this.#await(decision.join, spec.timeoutMs, false);
-    const attempt = this.#start(spec, decision.start, () => callOrigin(spec.origin, spec.leaseMs));
+    const attempt = this.#start(spec, decision.start, () => callOrigin(spec.origin, headers, spec.leaseMs));
     return this.#await(attempt, spec.timeoutMs, true);
   }
 

@@ -31,8 +31,8 @@ function body(name: string, value: unknown, nullable: boolean): void {
     fail(`${name} must be an ArrayBuffer of at most ${MAX_BODY_BYTES_LIMIT} bytes`);
 }
 
-/** Header pairs that `Headers` (and so a `Response`) accepts. */
-function headerList(name: string, value: unknown): void {
+/** Header pairs that `Headers` (and so a `Response`) accepts, as `Headers`. */
+function headerList(name: string, value: unknown): Headers {
   if (
     !Array.isArray(value) ||
     !value.every((pair) => Array.isArray(pair) && pair.length === 2 && pair.every((part) => typeof part === 'string'))
@@ -40,9 +40,9 @@ function headerList(name: string, value: unknown): void {
     fail(`${name} must be [name, value] pairs of strings`);
   }
   try {
-    new Headers(value as HeaderList);
+    return new Headers(value as HeaderList);
   } catch {
-    fail(`${name} holds a header name or value that HTTP does not allow`);
+    return fail(`${name} holds a header name or value that HTTP does not allow`);
   }
 }
 
@@ -57,8 +57,12 @@ export function checkLimits(limits: AttemptLimits): void {
   if (limits.path !== undefined) text('path', limits.path, 16 * 1024, /^\//);
 }
 
-/** Checks everything `execute` is given: the limits and the origin request. */
-export function checkSpec(spec: AttemptSpec): void {
+/**
+ * Checks everything `execute` is given: the limits and the origin request.
+ *
+ * @returns the origin request's headers, built while checking them (the origin call sends these)
+ */
+export function checkSpec(spec: AttemptSpec): Headers {
   checkLimits(spec);
   const { origin } = spec;
   if (typeof origin !== 'object' || origin === null) fail('origin must be an object');
@@ -71,9 +75,10 @@ export function checkSpec(spec: AttemptSpec): void {
   }
   if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:'))
     fail('origin.url must be an absolute http or https URL');
-  headerList('origin.headers', origin.headers);
+  const headers = headerList('origin.headers', origin.headers);
   body('origin.body', origin.body, true);
   whole('origin.maxBodyBytes', origin.maxBodyBytes, 1, MAX_BODY_BYTES_LIMIT);
+  return headers;
 }
 
 /** Checks a result reported to `complete`: a response must be one a `Response` can replay. */

@@ -29,6 +29,7 @@ import { startOrigin } from './lib/origin.ts';
 import { markdown, type Report } from './lib/report.ts';
 import { createRunner } from './lib/targets.ts';
 import { BENCH } from './lib/workers.ts';
+import { placement } from './lib/placement.ts';
 
 async function main(settings: Settings, cleanup: Cleanup): Promise<number> {
   const started = new Date();
@@ -37,21 +38,23 @@ async function main(settings: Settings, cleanup: Cleanup): Promise<number> {
   console.log(
     `idempotency-proxy benchmark (${settings.mode}, runtime ${settings.runtime}); product at ${git.head.slice(0, 12)}${git.productSourceDirty ? ' with uncommitted changes in src/ or wrangler.toml' : ''}`,
   );
-  const origin = await startOrigin(settings.originDelayMs, cleanup);
+  const place = placement(settings.pin && settings.runtime === 'workerd');
+  console.log(`placement: ${place.description}`);
+  const origin = await startOrigin(settings.originDelayMs, cleanup, place.helpers);
   console.log(`origin: ${origin.url} (pid ${origin.pid}, delay ${settings.originDelayMs} ms)`);
   const bench: Bench = {
     settings,
     origin,
     cleanup,
     digest,
-    runner: createRunner(settings.runtime, origin.url, cleanup, settings.wranglerEnv),
+    runner: createRunner(settings.runtime, origin.url, cleanup, settings.wranglerEnv, place.runtime),
     live: new Set(),
     started: [],
   };
   const report: Report = {
     startedAt: started.toISOString(),
     settings,
-    machine: machine(),
+    machine: { ...machine(), placement: place.description },
     versions: versions(),
     product: { ...git, sourceDigest: digest },
     targets: bench.started,

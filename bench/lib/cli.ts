@@ -20,6 +20,11 @@ Runtime:
   --wrangler-env K=V    extra environment for every wrangler dev process (repeatable; --runtime wrangler-dev),
                         e.g. X_LOCAL_OBSERVABILITY=false to switch off wrangler dev's local trace store
 
+Placement:
+  --no-pin              do not pin processes to CPUs. By default (with 2 or more CPUs) every Worker's runtime
+                        runs on the last CPU and the benchmark (autocannon) and the origin on the others, so the
+                        measured runtime's CPU time is not inflated by the load generator sharing its core
+
 Load (autocannon):
   --connections N       connections                                  (default 16)
   --duration S          measured seconds per scenario run            (default 5)
@@ -63,6 +68,8 @@ export interface Settings {
   billingRequests: number;
   wranglerEnv: Record<string, string>;
   json: boolean;
+  /** Pin the measured runtimes to one CPU and everything else to the others. */
+  pin: boolean;
 }
 
 /** Thrown for a bad flag: the entry prints the message and exits 2. */
@@ -90,6 +97,7 @@ export function parseSettings(argv: string[]): Settings | undefined {
       'scale-idle': { type: 'string', default: '15' },
       'wrangler-env': { type: 'string', multiple: true, default: [] },
       'no-json': { type: 'boolean', default: false },
+      'no-pin': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -135,6 +143,7 @@ export function parseSettings(argv: string[]): Settings | undefined {
     billingRequests: number('billing-requests'),
     wranglerEnv,
     json: !flags['no-json'],
+    pin: !flags['no-pin'],
   };
   if (settings.connections < 1 || settings.repeats < 1 || settings.durationS <= 0)
     throw new UsageError('--connections, --repeats and --duration must be at least 1');

@@ -94,6 +94,8 @@ export interface Machine {
   memTotalMiB: number;
   loadavgAtStart: string;
   clkTck: number;
+  /** Which CPUs the processes ran on (`--pin`). */
+  placement?: string;
 }
 
 export function machine(): Machine {

@@ -20,8 +20,9 @@ export interface Origin {
   settle(quietMs?: number, maxMs?: number): Promise<number>;
 }
 
-export async function startOrigin(delayMs: number, cleanup: Cleanup): Promise<Origin> {
-  const group = spawnGroup('origin', process.execPath, [join(BENCH, 'origin.ts'), '--delay-ms', String(delayMs)], {
+export async function startOrigin(delayMs: number, cleanup: Cleanup, prefix: readonly string[] = []): Promise<Origin> {
+  const [command, ...prefixArgs] = [...prefix, process.execPath];
+  const group = spawnGroup('origin', command!, [...prefixArgs, join(BENCH, 'origin.ts'), '--delay-ms', String(delayMs)], {
     cwd: ROOT,
     registry: cleanup,
   });

@@ -53,7 +53,7 @@ function header(r: Report): string[] {
   return [
     `Product: commit ${r.product.head.slice(0, 12)}${r.product.productSourceDirty ? ' plus uncommitted changes' : ''}. Machine: ${m.nproc} × ${m.cpuModel}, ${m.memTotalMiB} MiB (load average at start ${m.loadavgAtStart}). ` +
       `Node ${v.node}, wrangler ${v.wrangler}, workerd ${v.workerd} (npm ${v.workerdPackage}), autocannon ${v.autocannon}.`,
-    `Settings: ${s.connections} connections, pipelining ${s.pipelining}, ${load}, origin delay ${s.originDelayMs} ms, ${Buffer.byteLength(BODY)}-byte JSON body. ${runtime} CPU per completed request from /proc (CLK_TCK ${m.clkTck}). Latency resolution 1 ms.`,
+    `Settings: ${s.connections} connections, pipelining ${s.pipelining}, ${load}, origin delay ${s.originDelayMs} ms, ${Buffer.byteLength(BODY)}-byte JSON body. ${runtime} CPU per completed request from /proc (CLK_TCK ${m.clkTck}); ${m.placement ?? 'processes not pinned to CPUs'}. Latency resolution 1 ms.`,
     '',
   ];
 }

@@ -90,7 +90,12 @@ export function requestHeaders(s: Scenario): Record<string, string> {
  * Stores the replay key of `slot` in the product process at `url` (one origin call) and checks that it replays;
  * returns the stored body, which every replay must repeat.
  */
-export async function prime(url: string, slot: Slot, originCount: (key: string) => Promise<number>, settle: () => Promise<number>): Promise<string> {
+export async function prime(
+  url: string,
+  slot: Slot,
+  originCount: (key: string) => Promise<number>,
+  settle: () => Promise<number>,
+): Promise<string> {
   const headers = { ...requestHeaders({ ...SCENARIOS.replay, slot }) };
   const send = (): Promise<Response> => fetch(`${url}${PATH}`, { method: 'POST', headers, body: BODY });
   const first = await send();

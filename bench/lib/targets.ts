@@ -51,7 +51,13 @@ export interface Runner {
 
 const startTimesOf = (pids: number[]): Map<number, string | undefined> => new Map(pids.map((pid) => [pid, startTime(pid)]));
 
-export function createRunner(runtime: Runtime, originUrl: string, cleanup: Cleanup, wranglerEnv: Record<string, string>): Runner {
+export function createRunner(
+  runtime: Runtime,
+  originUrl: string,
+  cleanup: Cleanup,
+  wranglerEnv: Record<string, string>,
+  runtimePrefix: readonly string[] = [],
+): Runner {
   const configs = new Map<WorkerId, WorkerConfig>();
   const builds = new Map<WorkerId, Promise<BuiltWorker>>();
   const configOf = (id: WorkerId): WorkerConfig => {
@@ -71,7 +77,13 @@ export function createRunner(runtime: Runtime, originUrl: string, cleanup: Clean
     const storageDir = newDir(label);
     const w = await startWorkerd(
       await build,
-      { name: label, storageDir, vars: { ...options.vars, ORIGIN_URL: originUrl }, inspector: options.inspector ?? false },
+      {
+        name: label,
+        storageDir,
+        vars: { ...options.vars, ORIGIN_URL: originUrl },
+        inspector: options.inspector ?? false,
+        prefix: runtimePrefix,
+      },
       cleanup,
     );
     return {

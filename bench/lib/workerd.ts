@@ -34,6 +34,8 @@ export interface WorkerdOptions {
   storageDir: string;
   /** Also open the V8 inspector (for `--profile`). */
   inspector?: boolean;
+  /** A command that starts the binary (e.g. `taskset -c 1`), or none. */
+  prefix?: readonly string[];
 }
 
 /** The config text for `built` (module paths relative to `configDir`). */
@@ -96,7 +98,8 @@ export async function startWorkerd(built: BuiltWorker, options: WorkerdOptions, 
   writeFileSync(configFile, workerdConfig(built, configDir, options));
   const args = ['serve', '--experimental', configFile, '--control-fd=3'];
   if (options.inspector) args.push('--inspector-addr=127.0.0.1:0');
-  const group = spawnGroup(`workerd (${options.name})`, WORKERD_BIN, args, { controlFd: true, registry: cleanup });
+  const [command, ...prefixArgs] = [...(options.prefix ?? []), WORKERD_BIN];
+  const group = spawnGroup(`workerd (${options.name})`, command!, [...prefixArgs, ...args], { controlFd: true, registry: cleanup });
   try {
     const listen = await waitForControl(group, (m) => m['event'] === 'listen' && m['socket'] === 'http', { timeoutMs: 30_000 });
     const inspector = options.inspector

@@ -123,7 +123,8 @@ export async function runScenarios(bench: Bench): Promise<ScenariosResult> {
   // Each process that serves a fixed-key scenario gets its own key stored once; its replays must repeat that body.
   const primed = new Map<Slot, string>();
   for (const [slot, target] of lasting) {
-    if (names.some((n) => scenario(n).slot === slot && scenario(n).key === 'fixed')) primed.set(slot, await prime(target.url, slot, origin.count, () => origin.settle()));
+    if (names.some((n) => scenario(n).slot === slot && scenario(n).key === 'fixed'))
+      primed.set(slot, await prime(target.url, slot, origin.count, () => origin.settle()));
   }
 
   console.log(

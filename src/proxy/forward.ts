@@ -4,7 +4,7 @@
  * one `fetch` and, usually, returns the origin's own response object.
  */
 import { untouched } from '../middleware/options';
-import { endToEnd, forwardableHeaders, hasHopByHop } from '../shared/headers';
+import { carriesHopByHop, endToEnd, forwardableHeaders } from '../shared/headers';
 import { outcomeResponse } from '../shared/outcome';
 import { Rejection } from '../shared/problem';
 import type { ProxyConfig } from './config';
@@ -16,9 +16,9 @@ import { originTarget } from './target';
  * (the client decides how long to wait for a read). An unreachable origin becomes a problem response.
  */
 export async function passThrough(request: Request, target: string): Promise<Response> {
-  // The request's own headers when it has no hop-by-hop header (nearly always: no copy); the runtime sets Host
-  // from the target URL itself.
-  const headers = hasHopByHop(request.headers) ? forwardableHeaders(request.headers) : request.headers;
+  // The request's own headers unless it carries a hop-by-hop header the runtime does not drop itself (nearly
+  // never: no copy); the runtime sets Host from the target URL.
+  const headers = carriesHopByHop(request.headers) ? forwardableHeaders(request.headers) : request.headers;
   let response: Response;
   try {
     response = await fetch(target, { method: request.method, headers, body: request.body, redirect: 'manual' });

@@ -20,17 +20,37 @@ const HOP_BY_HOP = [
   'upgrade',
 ];
 
-/** Whether a message carries any hop-by-hop header (`Connection` included, and so anything it names). */
-export const hasHopByHop = (headers: Headers): boolean => HOP_BY_HOP.some((name) => headers.has(name));
-
 /** Whether `name` (lower case) is always hop-by-hop, whatever `Connection` says. */
 export const isHopByHop = (name: string): boolean => HOP_BY_HOP.includes(name);
 
-/** The hop-by-hop names of a message: the fixed list and what its `Connection` header names. */
-function hopByHop(headers: Headers, extra: readonly string[]): Set<string> {
+const HOP_BY_HOP_NAMES: ReadonlySet<string> = new Set(HOP_BY_HOP);
+
+/** The hop-by-hop names of a message: the fixed list, `extra`, and what its `Connection` header names. */
+function hopByHop(headers: Headers, extra: readonly string[]): ReadonlySet<string> {
+  const connection = headers.get('connection');
+  if (connection === null && extra.length === 0) return HOP_BY_HOP_NAMES;
   const names = new Set([...HOP_BY_HOP, ...extra]);
-  for (const token of headers.get('connection')?.split(',') ?? []) names.add(token.trim().toLowerCase());
+  for (const token of connection?.split(',') ?? []) names.add(token.trim().toLowerCase());
   return names;
+}
+
+/**
+ * Hop-by-hop headers the runtime handles itself: it manages connections and message framing, and passes neither
+ * `Connection: keep-alive|close`, `Keep-Alive` nor `Transfer-Encoding` on (checked on workerd).
+ */
+const RUNTIME_MANAGED: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'transfer-encoding', 'close']);
+/** The other hop-by-hop headers, which a message rarely carries. */
+const RARE_HOP_BY_HOP = HOP_BY_HOP.filter((name) => !RUNTIME_MANAGED.has(name));
+
+/**
+ * Whether passing a message on as it is would pass on a hop-by-hop header: one its `Connection` names (other
+ * than `keep-alive` or `close`), or `Proxy-*`, `TE`, `Trailer` or `Upgrade`. Those the runtime handles itself do
+ * not count. Nearly every message answers no, which is what makes passing it on without a copy possible.
+ */
+export function carriesHopByHop(headers: Headers): boolean {
+  const connection = headers.get('connection');
+  if (connection !== null && connection.split(',').some((token) => !RUNTIME_MANAGED.has(token.trim().toLowerCase()))) return true;
+  return RARE_HOP_BY_HOP.some((name) => headers.has(name));
 }
 
 /** Response headers never stored or replayed; `content-length` is set again for the bytes sent. */
@@ -53,23 +73,12 @@ export function storableHeaders(headers: Headers, decoded: boolean): HeaderList 
 }
 
 /**
- * Hop-by-hop response headers the runtime handles itself: it manages connections and framing, and never passes
- * `Connection: keep-alive|close`, `Keep-Alive` or `Transfer-Encoding` on to the client (checked on workerd).
- */
-const RUNTIME_MANAGED = new Set(['connection', 'keep-alive', 'transfer-encoding', 'close']);
-/** The other hop-by-hop headers, which a response rarely carries. */
-const RARE_HOP_BY_HOP = HOP_BY_HOP.filter((name) => !RUNTIME_MANAGED.has(name));
-
-/**
- * A response as a proxy passes it on (RFC 9110 §7.6.1): the same response object when the only hop-by-hop
- * headers it has are those the runtime handles itself (nearly always: this costs nothing), else a copy without
- * them and without any header its `Connection` names.
+ * A response as a proxy passes it on (RFC 9110 §7.6.1): the same response object unless it
+ * {@link carriesHopByHop}, else a copy without its hop-by-hop headers.
  */
 export function endToEnd(response: Response): Response {
   const { headers } = response;
-  const connection = headers.get('connection');
-  const names = connection === null ? [] : connection.split(',').map((token) => token.trim().toLowerCase());
-  if (names.every((name) => RUNTIME_MANAGED.has(name)) && !RARE_HOP_BY_HOP.some((name) => headers.has(name))) return response;
+  if (!carriesHopByHop(headers)) return response;
   const skip = hopByHop(headers, []);
   const kept = new Headers();
   for (const [name, value] of headers) if (name !== 'set-cookie' && !skip.has(name)) kept.append(name, value);

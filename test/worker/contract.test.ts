@@ -211,17 +211,23 @@ describe('what is stored and replayed', () => {
     expect(await originCalls(key)).toBe(1);
   });
 
-  it('forwards end-to-end request headers only: hop-by-hop ones and those named by Connection are dropped', async () => {
-    const key = newKey();
-    const res = await sendWith({}, '/echo/hop', {
-      key,
-      body: 'x',
-      headers: { connection: 'x-drop-me', 'x-drop-me': '1', 'proxy-authorization': 'Basic Zm9v', te: 'trailers', 'x-keep-me': '1' },
-    });
+  it.each([
+    ['a keyed write', { key: newKey(), body: 'x' }],
+    ['a write without a key', { body: 'x' }],
+    ['a read', { method: 'GET' }],
+  ])('forwards end-to-end request headers only, for %s: hop-by-hop ones and those named by Connection are dropped', async (_, init) => {
+    const headers = {
+      connection: 'keep-alive, x-drop-me',
+      'x-drop-me': '1',
+      'proxy-authorization': 'Basic Zm9v',
+      te: 'trailers',
+      'x-keep-me': '1',
+    };
+    const res = await sendWith({}, '/echo/hop', { ...init, headers });
     const seen = ((await res.json()) as { headers: Record<string, string> }).headers;
     expect(seen['x-keep-me']).toBe('1');
-    expect(seen['idempotency-key']).toBe(key);
     expect(seen['authorization']).toBe('Bearer test-token');
+    if ('key' in init) expect(seen['idempotency-key']).toBe(init.key);
     for (const name of ['x-drop-me', 'proxy-authorization', 'te']) expect(seen[name]).toBeUndefined();
   });
 

@@ -177,7 +177,8 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
       const scopeHash = await sha256Hex(scopeValue);
       keyed = { key: parsed.key, name: recordName(namespace, scope.kind, scopeHash, parsed.key), keyHash: undefined, scopeHash, started };
       if (rateLimit !== undefined) await limitRate(c, scopeHash);
-      c.set('idempotencyKey', parsed.key);
+      // For the app's handler (handler mode): in origin mode nothing runs after this middleware.
+      if (run.mode === 'handler') c.set('idempotencyKey', parsed.key);
       const current = keyed;
       // bodyLimit reads a body of undeclared length itself: a stream that fails while it reads is the client's
       // broken request, not a failure of this layer.

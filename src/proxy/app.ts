@@ -24,7 +24,7 @@ interface Policy {
   readonly limit: MiddlewareHandler;
 }
 
-type ProxyEnv = { Variables: { policy: Policy; target: string } };
+type ProxyEnv = { Variables: { policy: Policy } };
 
 /** The proxy of one configuration: how it answers, and its key lookups (for the `IdempotencyService` entrypoint). */
 export interface Proxy {
@@ -45,7 +45,7 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
     protect: off
       ? (_, next) => next()
       : (createIdempotency(
-          { ...options, ...reporting, run: { mode: 'origin', target: (c) => c.get('target') as string } },
+          { ...options, ...reporting, run: { mode: 'origin', target: (c) => originTarget(config.origin, c.req.url) } },
           name,
         ) as unknown as MiddlewareHandler),
     limit: bodyLimit({
@@ -83,16 +83,14 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
       await next();
     });
   }
-  app.use((c, next) => {
-    // Refused here, before anything is stored or forwarded, when the path could leave ORIGIN_URL's base path.
-    c.set('target', originTarget(config.origin, c.req.url));
-    return (c.get('policy') ?? global).protect(c, next);
-  });
+  // The target is computed where a request is sent (the object's origin call, the pass-through): a path that
+  // could leave ORIGIN_URL's base path is refused there, before anything is stored or forwarded.
+  app.use((c, next) => (c.get('policy') ?? global).protect(c, next));
   // Requests the idempotency layer passes on (reads, writes without a key or credential) get here.
   app.all(
     '*',
     (c, next) => (c.get('policy') ?? global).limit(c, next),
-    (c) => passThrough(c.req.raw, c.get('target')),
+    (c) => passThrough(c.req.raw, originTarget(config.origin, c.req.url)),
   );
   app.onError((error, c) => {
     if (error instanceof Rejection) return problem(error.problem.code, error.problem.detail, error.problem.retryAfterSeconds);

@@ -8,7 +8,7 @@ import { carriesHopByHop, endToEnd, forwardableHeaders } from '../shared/headers
 import { outcomeResponse } from '../shared/outcome';
 import { Rejection } from '../shared/problem';
 import type { ProxyConfig } from './config';
-import { originTarget } from './target';
+import { originTarget, pathAndQuery } from './target';
 
 /**
  * Forwards the request as it is, like a plain reverse proxy: the end-to-end headers (those the request's
@@ -39,15 +39,15 @@ export async function passThrough(request: Request, target: string): Promise<Res
 export function directForwarding(config: ProxyConfig): ((request: Request) => Promise<Response> | undefined) | undefined {
   const { origin, routes, logRequests, resolved, apiPrefix } = config;
   if (routes.length > 0 || origin.mode !== 'url' || logRequests === 'all') return undefined;
+  const underPrefix = apiPrefix === undefined ? undefined : new RegExp(`^${apiPrefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?:[/?]|$)`);
   return (request) => {
     if (!untouched(resolved, request.method, request.headers)) return undefined;
     const length = request.headers.get('content-length');
     if (length === null ? request.body !== null : Number(length) > resolved.maxBodyBytes) return undefined;
-    const url = new URL(request.url);
-    if (apiPrefix !== undefined && (url.pathname === apiPrefix || url.pathname.startsWith(`${apiPrefix}/`))) return undefined;
+    if (underPrefix?.test(pathAndQuery(request.url))) return undefined;
     let target: string;
     try {
-      target = originTarget(origin, url);
+      target = originTarget(origin, request.url);
     } catch (error) {
       if (error instanceof Rejection) return undefined;
       throw error;

@@ -22,16 +22,26 @@ const ENCODED_SEPARATOR = /%(?:2f|5c)/i;
  *
  * @throws a `path_invalid` rejection for a path that could leave the base path
  */
-export function originTarget(origin: OriginConfig, requestUrl: string | URL): string {
-  if (origin.mode === 'request') return String(requestUrl);
-  const { pathname, search } = typeof requestUrl === 'string' ? new URL(requestUrl) : requestUrl;
-  if (origin.basePath !== '' && escapesBase(pathname)) {
+export function originTarget(origin: OriginConfig, requestUrl: string): string {
+  if (origin.mode === 'request') return requestUrl;
+  if (origin.basePath === '') return origin.prefix + pathAndQuery(requestUrl);
+  const { pathname, search } = new URL(requestUrl);
+  if (escapesBase(pathname)) {
     reject(
       'path_invalid',
       'The path contains an encoded slash or backslash, or a dot segment, which could leave the API this proxy serves.',
     );
   }
   return origin.prefix + pathname + search;
+}
+
+/**
+ * The path and query of a request URL as the runtime serialised it (absolute, normalised, without a fragment),
+ * read without parsing it again: everything from the first `/` after the authority.
+ */
+export function pathAndQuery(requestUrl: string): string {
+  const start = requestUrl.indexOf('/', requestUrl.indexOf('//') + 2);
+  return start === -1 ? '/' : requestUrl.slice(start);
 }
 
 /**

@@ -105,7 +105,7 @@ const NOT_FORWARDED = ['host', 'accept-encoding'];
  * `Connection` header names, reads as absent.
  */
 export function forwardedHeader(headers: Headers): (name: string) => string | undefined {
-  const dropped = headers.has('connection') ? hopByHop(headers, []) : undefined;
+  const dropped = carriesHopByHop(headers) ? hopByHop(headers, []) : undefined;
   return (name) => (isHopByHop(name) || dropped?.has(name) ? undefined : (headers.get(name) ?? undefined));
 }
 

@@ -49,11 +49,31 @@ export const problemType = (code: ProblemCode): string => `tag:idempotency-proxy
  * ```
  */
 export function problem(code: ProblemCode, detail: string, retryAfterSeconds?: number): Response {
-  const { status, title } = PROBLEMS[code];
-  const headers = new Headers({ 'content-type': 'application/problem+json', 'cache-control': 'no-store' });
-  if (retryAfterSeconds !== undefined) headers.set('retry-after', String(Math.max(1, Math.ceil(retryAfterSeconds))));
-  const body = JSON.stringify({ type: problemType(code), title, status, detail, code });
-  return new Response(body, { status, headers });
+  const { status } = PROBLEMS[code];
+  let headers = PROBLEM_HEADERS;
+  if (retryAfterSeconds !== undefined) {
+    headers = new Headers(PROBLEM_HEADERS);
+    headers.set('retry-after', String(Math.max(1, Math.ceil(retryAfterSeconds))));
+  }
+  // The Response copies the headers it is given, so the shared ones are never changed.
+  return new Response(problemBody(code, detail), { status, headers });
+}
+
+const PROBLEM_HEADERS = new Headers({ 'content-type': 'application/problem+json', 'cache-control': 'no-store' });
+
+/** Bodies of recent problems: most details are constant sentences, so a flood of one error serialises it once. */
+const bodies = new Map<string, string>();
+
+function problemBody(code: ProblemCode, detail: string): string {
+  const cacheKey = `${code} ${detail}`;
+  let body = bodies.get(cacheKey);
+  if (body === undefined) {
+    const { status, title } = PROBLEMS[code];
+    body = JSON.stringify({ type: problemType(code), title, status, detail, code });
+    if (bodies.size >= 64) bodies.clear();
+    bodies.set(cacheKey, body);
+  }
+  return body;
 }
 
 /** A problem to answer with, as the middleware and the proxy pass it around before it is sent. */

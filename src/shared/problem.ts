@@ -61,15 +61,19 @@ export function problem(code: ProblemCode, detail: string, retryAfterSeconds?: n
 
 const PROBLEM_HEADERS = new Headers({ 'content-type': 'application/problem+json', 'cache-control': 'no-store' });
 
-/** Bodies of recent problems: most details are constant sentences, so a flood of one error serialises it once. */
-const bodies = new Map<string, string>();
+/**
+ * Bodies of recent problems, encoded: most details are constant sentences, so a flood of one error (conflicts
+ * from a buggy client) serialises and encodes it once.
+ */
+const bodies = new Map<string, Uint8Array>();
+const encoder = new TextEncoder();
 
-function problemBody(code: ProblemCode, detail: string): string {
+function problemBody(code: ProblemCode, detail: string): Uint8Array {
   const cacheKey = `${code} ${detail}`;
   let body = bodies.get(cacheKey);
   if (body === undefined) {
     const { status, title } = PROBLEMS[code];
-    body = JSON.stringify({ type: problemType(code), title, status, detail, code });
+    body = encoder.encode(JSON.stringify({ type: problemType(code), title, status, detail, code }));
     if (bodies.size >= 64) bodies.clear();
     bodies.set(cacheKey, body);
   }

@@ -89,12 +89,12 @@ export class RecordStore {
    */
   #table: 0 | 1 | 2 | undefined;
 
+  /** The SQL handle, taken once: every `storage.sql` access crosses into the runtime. */
+  readonly #sql: SqlStorage;
+
   constructor(storage: DurableObjectStorage) {
     this.#storage = storage;
-  }
-
-  get #sql(): SqlStorage {
-    return this.#storage.sql;
+    this.#sql = storage.sql;
   }
 
   #format(): 0 | 1 | 2 {

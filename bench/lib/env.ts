@@ -103,7 +103,8 @@ export function machine(): Machine {
   const model = /model name\s*:\s*(.+)/.exec(cpuinfo)?.[1]?.trim() ?? 'unknown';
   let nproc: number;
   try {
-    nproc = Number(execFileSync('nproc', { encoding: 'utf8' }).trim());
+    // --all: the machine's CPUs, not the ones this process is pinned to.
+    nproc = Number(execFileSync('nproc', ['--all'], { encoding: 'utf8' }).trim());
   } catch {
     nproc = (cpuinfo.match(/^processor\s*:/gm) ?? []).length;
   }

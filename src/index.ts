@@ -17,7 +17,7 @@ export type {
 export type { Reporter, RequestLog, RequestOutcome } from './middleware/log';
 export type { RetryOptions } from './middleware/retry';
 export { IdempotencyRecord } from './record/record';
-export type { AttemptLimits, AttemptSpec, BeginResult, OriginRequest } from './record/api';
+export type { AttemptLimits, AttemptSpec, BeginResult, OriginRequest, PurgeResult, RecordInfo } from './record/api';
 export type { HeaderList } from './shared/headers';
 export type { Outcome, Settled, StoredResponse } from './shared/outcome';
 export { PROBLEMS, type ProblemCode } from './shared/problem';

@@ -29,7 +29,10 @@ import { MalformedScope, recordName } from './scope';
 
 /** Variables the middleware sets on the context. */
 export interface IdempotencyVariables {
-  /** The normalised key of this request, when it carried a valid one. */
+  /**
+   * The normalised key of this request, once an `idempotency()` has taken it (handler mode). Set, it also tells
+   * any later `idempotency()` on the same request to stay out of the way.
+   */
   idempotencyKey?: string;
 }
 
@@ -157,6 +160,9 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
   }
 
   return createMiddleware<IdempotencyEnv>(async function idempotency(c, next) {
+    // One idempotency() per request: the first one registered that takes it (its handler runs inside our `next`).
+    // A second would find the first one's attempt in flight under the same name and answer for it.
+    if (c.var.idempotencyKey !== undefined) return next();
     const started = Date.now();
     if (untouched(resolved, c.req.method, c.req.raw.headers)) return passOn(c, next, started);
     const ctx = c as unknown as Context;

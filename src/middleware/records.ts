@@ -62,7 +62,7 @@ export class Records {
    * @throws a `configuration_invalid` rejection when the binding is missing or the runtime has no jurisdictions
    */
   namespace(env: Record<string, unknown>): DurableObjectNamespace<IdempotencyRecord> {
-    const { binding, jurisdiction, jurisdictionName } = this.#options;
+    const { binding, jurisdiction } = this.#options;
     const namespace = env[binding] as DurableObjectNamespace<IdempotencyRecord> | undefined;
     if (namespace === undefined) return reject('configuration_invalid', `The Durable Object binding ${binding} is missing.`);
     if (jurisdiction === undefined) return namespace;
@@ -71,17 +71,23 @@ export class Records {
       try {
         scoped = namespace.jurisdiction(jurisdiction);
       } catch (cause) {
-        // Local workerd has no jurisdictions. Never fall back to an unpinned namespace: a record stored
-        // outside the jurisdiction is exactly what the setting forbids.
-        return reject(
-          'configuration_invalid',
-          `${jurisdictionName} is set, but this runtime cannot create Durable Objects in a jurisdiction (local workerd does not implement them). Nothing was stored and the origin was not called.`,
-          { cause },
-        );
+        return this.#noJurisdiction(cause);
       }
       this.#scoped.set(namespace, scoped);
     }
     return scoped;
+  }
+
+  /**
+   * Local workerd has no jurisdictions. Never fall back to an unpinned namespace: a record stored outside the
+   * jurisdiction is exactly what the setting forbids.
+   */
+  #noJurisdiction(cause: unknown): never {
+    return reject(
+      'configuration_invalid',
+      `${this.#options.jurisdictionName} is set, but this runtime cannot create Durable Objects in a jurisdiction (local workerd does not implement them). Nothing was stored and the origin was not called.`,
+      { cause },
+    );
   }
 
   /**
@@ -91,7 +97,13 @@ export class Records {
    */
   locate(env: Record<string, unknown>, name: string): RecordRef {
     const namespace = this.namespace(env);
-    return { namespace, id: namespace.idFromName(name) };
+    try {
+      return { namespace, id: namespace.idFromName(name) };
+    } catch (cause) {
+      // A runtime may refuse the jurisdiction only here, when a name is first used in it.
+      if (this.#options.jurisdiction === undefined) throw cause;
+      return this.#noJurisdiction(cause);
+    }
   }
 
   /**

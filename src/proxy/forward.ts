@@ -44,7 +44,11 @@ export function directForwarding(config: ProxyConfig): ((request: Request) => Pr
     if (!untouched(resolved, request.method, request.headers)) return undefined;
     const length = request.headers.get('content-length');
     if (length === null ? request.body !== null : Number(length) > resolved.maxBodyBytes) return undefined;
-    if (underPrefix?.test(pathAndQuery(request.url))) return undefined;
+    if (underPrefix !== undefined) {
+      // The app routes on the decoded path (/%5Fidempotency is the key API there too): an encoded path is its to judge.
+      const path = pathAndQuery(request.url);
+      if (underPrefix.test(path) || encodedPath(path)) return undefined;
+    }
     let target: string;
     try {
       target = originTarget(origin, request.url);
@@ -54,4 +58,12 @@ export function directForwarding(config: ProxyConfig): ((request: Request) => Pr
     }
     return passThrough(request, target);
   };
+}
+
+/** Whether the path (before any query) holds a percent-encoded octet. */
+function encodedPath(pathAndQuery: string): boolean {
+  const percent = pathAndQuery.indexOf('%');
+  if (percent === -1) return false;
+  const query = pathAndQuery.indexOf('?');
+  return query === -1 || percent < query;
 }

@@ -86,7 +86,8 @@ export class KeyRecords {
   async purge(env: Record<string, unknown>, scopeHash: string, key: string): Promise<PurgeResult> {
     const name = this.name(checkScopeHash(scopeHash), checkKey(key));
     const ref = this.#records.locate(env, name);
-    const result = await this.#records.call(ref, async (stub) => (await stub.purge()) as PurgeResult);
+    // Never retried: a purge whose answer was lost would be retried into `not_found`, and its audit line lost.
+    const result = await this.#records.call(ref, async (stub) => (await stub.purge()) as PurgeResult, { attempts: 1 });
     if (result.kind === 'purged') {
       isolateReplays.delete(name);
       // Always logged, whatever LOG_REQUESTS says: a purge is an operator's action, and this is its audit trail.
@@ -147,7 +148,9 @@ function purged(result: PurgeResult): Response {
  */
 export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOptions, adminToken: string | undefined): Hono {
   const api = new Hono();
-  const keyOf = (url: string, prefix: string) => keyFromPath(new URL(url).pathname.split(prefix)[1] ?? '');
+  // Hono routes on the path with percent-encoding undone (all but reserved characters, as decodeURI does), so the
+  // key is what follows the route's own prefix in that path: exactly one segment, or a 400.
+  const keyOf = (path: string, route: string) => keyFromPath(path.slice(prefix.length + route.length));
 
   api.get('/keys/*', async (c) => {
     let scope: string | undefined;
@@ -157,7 +160,7 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
       if (!(error instanceof MalformedScope)) throw error;
       reject('authorization_invalid', `The ${error.header} header is empty or contains control characters or non-ASCII bytes.`);
     }
-    const key = keyOf(c.req.url, '/keys/');
+    const key = keyOf(c.req.path, '/keys/');
     if (scope === undefined) reject('unauthorized', 'Send the credential the key was used with.');
     return found(await records.inspect(c.env as Record<string, unknown>, await sha256Hex(scope), key));
   });
@@ -175,7 +178,7 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
         'Name the client with Idempotency-Scope: the hex SHA-256 of its credential (e.g. of its whole Authorization value).',
       );
     }
-    const key = keyOf(c.req.url, '/admin/keys/');
+    const key = keyOf(c.req.path, '/admin/keys/');
     const env = c.env as Record<string, unknown>;
     return c.req.method === 'GET' ? found(await records.inspect(env, scopeHash, key)) : purged(await records.purge(env, scopeHash, key));
   });
@@ -183,7 +186,7 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
   api.all('*', (c) => {
     // What a key path becomes once the URL parser has resolved a dot segment in place of the key ("keys/.."
     // is the prefix itself), or a key path without a key.
-    const rest = new URL(c.req.url).pathname.slice(prefix.length);
+    const rest = c.req.path.slice(prefix.length);
     if ((c.req.method === 'GET' || c.req.method === 'DELETE') && /^\/?(?:(?:admin\/?)?(?:keys\/?)?)?$/.test(rest)) {
       reject('idempotency_key_invalid', 'The path names no key (a "." or ".." segment in its place is resolved away by the URL).');
     }

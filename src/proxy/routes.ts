@@ -28,7 +28,7 @@ export class RouteError extends Error {
     readonly field: string,
     problem: string,
   ) {
-    super(`${field} ${problem}`);
+    super(`${field}: ${problem}`);
   }
 }
 

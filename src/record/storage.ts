@@ -196,7 +196,8 @@ export class RecordStore {
 
   /** Deletes everything, the schema and (compatibility date >= 2026-02-24) the alarm included. */
   async clear(): Promise<void> {
+    // Forgotten first: whatever deleteAll() leaves behind if it fails, the next access looks the table up again.
+    this.#table = undefined;
     await this.#storage.deleteAll();
-    this.#table = 0;
   }
 }

@@ -44,7 +44,7 @@ export type Outcome =
   | { readonly kind: 'origin_timeout' }
   /** The origin could not be reached or broke the connection; nothing was stored. */
   | { readonly kind: 'origin_unreachable' }
-  /** The origin ran the request but its response body is larger than `MAX_BODY_BYTES`. */
+  /** The origin ran the request but its answer is too large to store (body over the limit, or headers over 256 KiB). */
   | { readonly kind: 'response_too_large'; readonly status: number };
 
 /** The response header that marks a replayed answer. */
@@ -83,7 +83,7 @@ export function outcomeProblem(outcome: Outcome): ProblemSpec | undefined {
     case 'response_too_large':
       return {
         code: 'response_too_large',
-        detail: `The origin ran the request and answered with status ${outcome.status}, but the body exceeds MAX_BODY_BYTES, so it was not stored. The request will not run again under this Idempotency-Key.`,
+        detail: `The origin ran the request and answered with status ${outcome.status}, but the answer is larger than this layer stores (its body over the body limit, or its headers over 256 KiB), so it was not stored. The request will not run again under this Idempotency-Key.`,
       };
   }
 }

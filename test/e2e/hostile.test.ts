@@ -9,7 +9,16 @@ import { objectFiles, raw, type RawResponse, rawProblemCode } from './wire';
 
 const shared = proxyForFile({ MAX_BODY_BYTES: '1000' });
 
+/**
+ * Objects stored by this file's proxy. The count is exact: the proxy and its state directory are this file's
+ * own, and its tests run one at a time. Where a request names no valid key or credential there is no specific
+ * object to inspect, so "nothing stored" means no new object at all; where it does, the key is looked up too.
+ */
 const objectCount = () => objectFiles(shared.stateDir).length;
+
+/** Whether the key API knows `key` under `authorization` (asking creates the object's empty file, no table). */
+const stored = async (key: string, authorization = 'Bearer hostile') =>
+  (await send(shared.proxy.url, `/_idempotency/keys/${encodeURIComponent(key)}`, { method: 'GET', auth: authorization })).status !== 404;
 
 /** A keyed POST with a correct Content-Length for `body`. */
 function post(path: string, extra: string[], body = 'x'): Promise<RawResponse | null> {
@@ -63,6 +72,8 @@ describe('hostile bodies', () => {
     expect(rawProblemCode(res)).toBe('request_too_large');
     expect(await originCount(shared.origin.url, { path })).toBe(0);
     expect(objectCount()).toBe(before);
+    // Last: calling an object to ask creates its (empty) file.
+    expect(await stored('over-limit')).toBe(false);
   });
 
   it('a chunked body over the limit (no Content-Length) is refused while reading', async () => {
@@ -77,9 +88,13 @@ describe('hostile bodies', () => {
       'Transfer-Encoding: chunked',
       'Idempotency-Key: chunked-over',
     ];
+    const before = objectCount();
     const res = await raw(shared.proxy.port, head, body);
     expect(res?.status).toBe(413);
     expect(await originCount(shared.origin.url, { path })).toBe(0);
+    expect(objectCount()).toBe(before);
+    // Last: calling an object to ask creates its (empty) file.
+    expect(await stored('chunked-over')).toBe(false);
   });
 
   it('a Content-Length that promises more than is sent: the origin is not called and nothing is stored', async () => {
@@ -101,6 +116,8 @@ describe('hostile bodies', () => {
     else expect([res!.status, /content-type: text\/plain/i.test(res!.head)]).toEqual([500, true]);
     expect(await originCount(shared.origin.url, { path })).toBe(0);
     expect(objectCount()).toBe(before);
+    // Last: calling an object to ask creates its (empty) file.
+    expect(await stored('lying-length')).toBe(false);
   });
 });
 

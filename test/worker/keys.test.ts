@@ -191,6 +191,24 @@ describe('the reserved prefix', () => {
     expect(await originPathCalls('/_idempotency/other')).toBe(0);
   });
 
+  it('is the same prefix percent-encoded: the admin token never travels to the origin', async () => {
+    const key = newKey();
+    await send('/echo/encoded', { key, body: 'x' });
+    const paths = [`/%5Fidempotency/keys/${key}`, `/_idempotency/%6Beys/${key}`, `/%5Fidempotency/admin/keys/${key}`];
+    expect((await sendWith(vars, paths[0]!, { method: 'GET' })).status).toBe(200);
+    expect((await sendWith(vars, paths[1]!, { method: 'GET' })).status).toBe(200);
+    await expectProblem(await sendWith(vars, paths[2]!, { method: 'GET', auth: `Bearer ${ADMIN}` }), 400, 'idempotency_scope_invalid');
+    for (const path of paths) expect(await originPathCalls(path)).toBe(0);
+  });
+
+  it('takes exactly one path segment as the key, under any prefix', async () => {
+    const key = newKey();
+    await send('/echo/segment', { key, body: 'x' });
+    const res = await sendWith(vars, `/_idempotency/keys/${key}/keys/${newKey()}`, { method: 'GET', auth });
+    await expectProblem(res, 400, 'idempotency_key_invalid');
+    expect((await sendWith({ IDEMPOTENCY_API_PREFIX: '/v1/keys' }, `/v1/keys/keys/${key}`, { method: 'GET' })).status).toBe(200);
+  });
+
   it('moves with IDEMPOTENCY_API_PREFIX, and "off" gives the path back to the origin', async () => {
     const key = newKey();
     await send('/echo/moved', { key, body: 'x' });

@@ -176,6 +176,42 @@ describe('idempotency(): the weaker in-process guarantee', () => {
   });
 });
 
+describe('idempotency() on overlapping paths', () => {
+  it('lets the first one registered take a request: the specific policy applies and the general one stays out', async () => {
+    let runs = 0;
+    const app = new Hono();
+    app.use('/api/payments/*', idempotency({ fingerprint: 'json', required: true, reporter: false }));
+    app.use('/api/*', idempotency({ reporter: false }));
+    app.post('/api/payments/charge', async (c) => {
+      runs++;
+      return c.json({ charged: await c.req.json(), id: crypto.randomUUID() }, 201);
+    });
+    const charge = (body: string, key?: string) =>
+      Promise.resolve(
+        app.request(
+          '/api/payments/charge',
+          {
+            method: 'POST',
+            headers: { authorization: 'Bearer payer', 'content-type': 'application/json', ...(key ? { 'idempotency-key': key } : {}) },
+            body,
+          },
+          env,
+        ),
+      );
+    const key = newKey();
+    const first = await charge('{"amount":5,"currency":"eur"}', key);
+    expect(first.status).toBe(201);
+    // The same JSON in another key order: the payments route's json fingerprint makes it the same request.
+    const again = await charge('{ "currency": "eur", "amount": 5 }', key);
+    expect(again.status).toBe(201);
+    expect(again.headers.get('idempotent-replay')).toBe('true');
+    expect(await again.text()).toBe(await first.text());
+    expect(runs).toBe(1);
+    await expectProblem(await charge('{"amount":5}'), 400, 'idempotency_key_missing');
+    expect(runs).toBe(1);
+  });
+});
+
 describe('idempotency() options', () => {
   it.each([
     [{ timeoutMs: 0 }, /timeoutMs/],

@@ -210,6 +210,24 @@ describe('data residency and placement', () => {
     // Requests that store nothing are not affected.
     expect((await sendWith(vars, '/echo/no-eu', { method: 'GET' })).status).toBe(200);
   });
+
+  it('fails closed the same where the runtime refuses a jurisdiction only once a name is used in it (binding-edge stand-in)', async () => {
+    const real = env.IDEMPOTENCY;
+    const refusing = {
+      idFromName: () => {
+        throw new Error('jurisdiction not supported here');
+      },
+    };
+    const namespace = {
+      idFromName: (name: string) => real.idFromName(name),
+      get: (id: DurableObjectId) => real.get(id),
+      jurisdiction: () => refusing,
+    };
+    const key = newKey();
+    const res = await sendWith({ IDEMPOTENCY: namespace, IDEMPOTENCY_JURISDICTION: 'eu' }, '/echo/no-eu', { key, body: 'x' });
+    expect((await expectProblem(res, 500, 'configuration_invalid')).detail).toContain('IDEMPOTENCY_JURISDICTION');
+    expect(await originCalls(key)).toBe(0);
+  });
 });
 
 describe('ORIGIN_URL = "request": forwarding to the request\'s own URL', () => {

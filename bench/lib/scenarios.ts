@@ -48,8 +48,8 @@ export const SCENARIOS = {
     problem: 'idempotency_key_reused',
     originCalls: 'none',
   },
-  // The product with LOG_REQUESTS=false: what the JSON log line of each keyed request costs (the product's
-  // other scenarios run with its vars as shipped, logging on; pass-through requests are not logged by default).
+  // The product's replay with LOG_REQUESTS=false. The shipped logging writes no line for a replay, so this should
+  // cost what `replay` costs: the check that logging as shipped adds nothing to the commonest keyed request.
   replay_unlogged: { slot: 'product-unlogged', method: 'POST', body: BODY, key: 'fixed', expect: 201, replayed: true, originCalls: 'none' },
   design_floor_first: {
     slot: 'design-first',

@@ -167,7 +167,7 @@ export async function runBilling(bench: Bench): Promise<BillingResult> {
   return {
     requestsPerScenario: n,
     workerSide:
-      "the product's Worker side is its proxy app (`createApp()`, imported in bench/metered/product.ts), so its replay cache and its RPC calls are the real ones; the design floor's is its own fetch handler",
+      "the product's Worker side is the proxy Worker's own fetch handler (`proxyWorker`, imported in bench/metered/product.ts), so its replay cache and its RPC calls are the real ones; the design floor's is its own fetch handler",
     prices: PRICES,
     rows,
     notes: [

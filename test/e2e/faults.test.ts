@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { startTestOrigin } from '../origin/server';
 import { newStateDir, originCount, proxyForFile, removeDir, send, startProxy } from './harness';
-import { objectFiles, userTables } from './wire';
+import { objectFiles, storedAlarm, storedExpiry, userTables } from './wire';
 
 const VARS = { ORIGIN_TIMEOUT_MS: '1000', ORIGIN_LEASE_MS: '3000' };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -210,7 +210,11 @@ describe('runtime faults', () => {
       const [file] = objectFiles(dir);
       expect(file).toBeDefined();
       expect(userTables(file!)).toEqual(['record']);
+      // The alarm is set for the record's expiry.
+      expect(storedAlarm(file!)).toBe(storedExpiry(file!));
       await until(() => userTables(file!).length === 0);
+      // deleteAll() took the alarm with it (compatibility date >= 2026-02-24): nothing is left to fire.
+      expect(storedAlarm(file!)).toBeNull();
       // The key runs again after expiry.
       expect((await send(running.url, '/status/201/expire', { key, body: 'x' })).headers.get('idempotent-replay')).toBeNull();
       expect(await originCount(shared.origin.url, { key })).toBe(2);

@@ -59,15 +59,40 @@ export function rawProblemCode(res: RawResponse | null): string | undefined {
 export const objectFiles = (stateDir: string): string[] =>
   filesUnder(stateDir).filter((f) => /IdempotencyRecord\/[0-9a-f]{64}\.sqlite$/.test(f));
 
-/** The tables a Durable Object's SQLite file holds, without the runtime's own (`_cf_*`, `__miniflare*`). */
-export function userTables(file: string): string[] {
-  const db = new DatabaseSync(file, { readOnly: true });
+/**
+ * Reads a Durable Object's SQLite file while the runtime may be writing it: read-only, waiting up to 5 s for
+ * the runtime's write lock instead of failing with "database is locked".
+ */
+function readObjectFile<T>(file: string, read: (db: DatabaseSync) => T): T {
+  const db = new DatabaseSync(file, { readOnly: true, timeout: 5000 });
   try {
-    return db
-      .prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%' AND name NOT LIKE '__miniflare%'`)
-      .all()
-      .map((row) => String(row['name']));
+    return read(db);
   } finally {
     db.close();
   }
 }
+
+/** The tables a Durable Object's SQLite file holds, without the runtime's own (`_cf_*`, `__miniflare*`). */
+export const userTables = (file: string): string[] =>
+  readObjectFile(file, (db) =>
+    db
+      .prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%' AND name NOT LIKE '__miniflare%'`)
+      .all()
+      .map((row) => String(row['name'])),
+  );
+
+/** The alarm stored in a Durable Object's SQLite file (the runtime's `_cf_METADATA` row 1, in ns), in ms; `null` for none. */
+export const storedAlarm = (file: string): number | null =>
+  readObjectFile(file, (db) => {
+    if (db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_cf_METADATA'`).get() === undefined) return null;
+    const row = db.prepare(`SELECT value FROM _cf_METADATA WHERE key = 1`);
+    row.setReadBigInts(true);
+    const alarm = row.get() as { value: bigint } | undefined;
+    return alarm === undefined ? null : Number(alarm.value / 1_000_000n);
+  });
+
+/** The `expires_at` of the record row in a Durable Object's SQLite file. */
+export const storedExpiry = (file: string): number =>
+  readObjectFile(file, (db) =>
+    Number((db.prepare(`SELECT expires_at FROM record WHERE id = 1`).get() as { expires_at: number }).expires_at),
+  );

@@ -21,11 +21,11 @@ import { forwardableHeaders, forwardedHeader } from '../shared/headers';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
 import { type Outcome, type Settled, outcomeProblem, sendStored, storedResponse } from '../shared/outcome';
 import { PROBLEMS, type ProblemSpec, Rejection, problem, reject } from '../shared/problem';
-import { type RequestLog, consoleReporter, isRepeat, logScopeHash } from './log';
+import { type RequestLog, consoleReporter, isRepeat, keyHashOf, logScopeHash } from './log';
 import { type IdempotencyOptions, type OptionName, resolveOptions, untouched } from './options';
 import { type RecordRef, Records } from './records';
 import { isolateReplays as replays } from './replay-cache';
-import { MalformedScope, recordName } from './scope';
+import { recordName } from './scope';
 
 /** Variables the middleware sets on the context. */
 export interface IdempotencyVariables {
@@ -149,16 +149,6 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     return replaced ?? problem(code, detail, spec.retryAfterSeconds);
   }
 
-  /** The request's scope; a malformed credential header is refused. */
-  function scopeOf(c: Context, header: (name: string) => string | undefined): string | undefined {
-    try {
-      return scope.read(c, header);
-    } catch (error) {
-      if (!(error instanceof MalformedScope)) throw error;
-      return reject('authorization_invalid', `The ${error.header} header is empty or contains control characters or non-ASCII bytes.`);
-    }
-  }
-
   return createMiddleware<IdempotencyEnv>(async function idempotency(c, next) {
     // One idempotency() per request: the first one registered that takes it (its handler runs inside our `next`).
     // A second would find the first one's attempt in flight under the same name and answer for it.
@@ -178,7 +168,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
       }
       const parsed = parseIdempotencyKey(raw);
       if (!parsed.ok) return reject('idempotency_key_invalid', describeKeyError(parsed.error));
-      const scopeValue = scopeOf(ctx, header);
+      const scopeValue = scope.read(ctx, header);
       if (scopeValue === undefined) return passOn(c, next, started);
       const scopeHash = await sha256Hex(scopeValue);
       keyed = { key: parsed.key, name: recordName(namespace, scope.kind, scopeHash, parsed.key), keyHash: undefined, scopeHash, started };
@@ -243,7 +233,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     }
 
     const ref = records.locate(c.env, name);
-    keyed.keyHash = ref.id.toString().slice(0, 16);
+    keyed.keyHash = keyHashOf(ref.id);
     const spec = { fingerprint, ...limits, method: c.req.method, path: url.pathname };
     let outcome: Outcome;
     if (run.mode === 'origin') {
@@ -308,7 +298,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     } catch (error) {
       // Not recorded: the key stays held until the lease ends. The client still gets the answer.
       const cause = error instanceof Rejection ? error.problem.cause : error;
-      console.error(JSON.stringify({ event: 'complete_failed', key_hash: ref.id.toString().slice(0, 16), error: String(cause) }));
+      console.error(JSON.stringify({ event: 'complete_failed', key_hash: keyHashOf(ref.id), error: String(cause) }));
     }
     return settled.kind === 'response' ? { kind: 'response', replayed: false, response: settled.response } : settled;
   }

@@ -6,6 +6,7 @@
 import type { Context } from 'hono';
 import { parse as parseCookies } from 'hono/utils/cookie';
 import { isHopByHop } from '../shared/headers';
+import { reject } from '../shared/problem';
 
 /**
  * The scope of a key. Only its SHA-256 is ever used.
@@ -24,17 +25,14 @@ export interface Scope {
    * The scope of a request, or `undefined` when it has none.
    *
    * @param header - reads a request header as it will be forwarded
-   * @throws {@link MalformedScope} when a credential header is malformed
+   * @throws an `authorization_invalid` rejection when a credential header is malformed
    */
   read(c: Context, header: (name: string) => string | undefined): string | undefined;
 }
 
-/** A credential header that is empty or holds control characters or non-ASCII bytes. */
-export class MalformedScope extends Error {
-  constructor(readonly header: string) {
-    super(`malformed ${header}`);
-  }
-}
+/** Refuses a credential header that is empty or holds control characters or non-ASCII bytes. */
+const malformed = (header: string): never =>
+  reject('authorization_invalid', `The ${header} header is empty or contains control characters or non-ASCII bytes.`);
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 const WELL_FORMED = /^[\t\x20-\x7e]*[\x21-\x7e][\t\x20-\x7e]*$/;
@@ -52,11 +50,11 @@ export function resolveScope(option: ScopeOption | undefined): Scope | string {
     readers.push((header) => {
       const value = header(name);
       if (value === undefined || cookie === undefined) {
-        if (value !== undefined && !WELL_FORMED.test(value)) throw new MalformedScope(name);
+        if (value !== undefined && !WELL_FORMED.test(value)) malformed(name);
         return value;
       }
       const found = parseCookies(value, cookie)[cookie];
-      if (found !== undefined && !WELL_FORMED.test(found)) throw new MalformedScope(entry);
+      if (found !== undefined && !WELL_FORMED.test(found)) malformed(entry);
       return found;
     });
   }

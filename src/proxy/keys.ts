@@ -12,11 +12,11 @@
  */
 import { Hono } from 'hono';
 import { timingSafeEqual } from 'hono/utils/buffer';
-import { consoleReporter, logScopeHash } from '../middleware/log';
+import { consoleReporter, keyHashOf, logScopeHash } from '../middleware/log';
 import type { ResolvedOptions } from '../middleware/options';
 import { Records } from '../middleware/records';
 import { isolateReplays } from '../middleware/replay-cache';
-import { MalformedScope, recordName } from '../middleware/scope';
+import { recordName } from '../middleware/scope';
 import type { PurgeResult, RecordInfo } from '../record/api';
 import { sha256Hex } from '../shared/hash';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
@@ -91,7 +91,7 @@ export class KeyRecords {
     if (result.kind === 'purged') {
       isolateReplays.delete(name);
       // Always logged, whatever LOG_REQUESTS says: a purge is an operator's action, and this is its audit trail.
-      const ids = { key_hash: ref.id.toString().slice(0, 16), scope_hash: await this.#scopeHash(scopeHash) };
+      const ids = { key_hash: keyHashOf(ref.id), scope_hash: await this.#scopeHash(scopeHash) };
       consoleReporter(env['METRICS'] as AnalyticsEngineDataset | undefined).report({
         outcome: 'purged',
         method: 'DELETE',
@@ -153,13 +153,7 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
   const keyOf = (path: string, route: string) => keyFromPath(path.slice(prefix.length + route.length));
 
   api.get('/keys/*', async (c) => {
-    let scope: string | undefined;
-    try {
-      scope = options.scope.read(c, (name) => c.req.header(name));
-    } catch (error) {
-      if (!(error instanceof MalformedScope)) throw error;
-      reject('authorization_invalid', `The ${error.header} header is empty or contains control characters or non-ASCII bytes.`);
-    }
+    const scope = options.scope.read(c, (name) => c.req.header(name));
     const key = keyOf(c.req.path, '/keys/');
     if (scope === undefined) reject('unauthorized', 'Send the credential the key was used with.');
     return found(await records.inspect(c.env as Record<string, unknown>, await sha256Hex(scope), key));

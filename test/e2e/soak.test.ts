@@ -36,14 +36,12 @@ it(
     const bodies = new Map<string, Set<string>>();
     const unexpected: string[] = [];
     let readCount = 0;
-    const deadline = Date.now() + 150_000;
 
     const tasks = Array.from({ length: REQUESTS }, () => {
       const roll = next();
       const auth = TOKENS[Math.floor(next() * TOKENS.length)]!;
       const key = `soak-${run}-${Math.floor(next() * KEYS_PER_TOKEN)}`;
       return async () => {
-        if (Date.now() > deadline) throw new Error('soak exceeded its time bound');
         if (roll < 0.15) {
           readCount++;
           const res = await send(shared.proxy.url, reads, { method: 'GET', auth });

@@ -8,10 +8,8 @@ import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import type { RequestLog } from '../../src/middleware/log';
 import { fingerprintRequest } from '../../src/middleware/fingerprint';
-import { recordName } from '../../src/middleware/scope';
-import { sha256Hex } from '../../src/shared/hash';
 import { idempotency, type IdempotencyOptions } from '../../src/middleware';
-import { expectProblem, newKey, storedRecord, until } from './helpers';
+import { expectProblem, newKey, recordStub, storedRecord, until } from './helpers';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -156,8 +154,7 @@ describe('idempotency(): the weaker in-process guarantee', () => {
     const key = newKey();
     const body = { delta: 3 };
     // Simulate a Worker cut off mid-handler: acquire the key exactly as the middleware does, never complete.
-    const scopeHash = await sha256Hex('Bearer app-user');
-    const stub = env.IDEMPOTENCY.get(env.IDEMPOTENCY.idFromName(recordName('app', 'headers:authorization', scopeHash, key)));
+    const stub = await recordStub(key, 'Bearer app-user', 'app');
     const fp = await fingerprintRequest('POST', '/api/adjust', new TextEncoder().encode(JSON.stringify(body)).buffer as ArrayBuffer);
     const begun = await stub.begin({ fingerprint: fp, timeoutMs: 300, leaseMs: 800, ttlMs: 86_400_000 });
     expect(begun.kind).toBe('acquired');

@@ -78,7 +78,7 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
       route.mode === 'off',
       (option) => route.fields[option] ?? variableOf(option),
     );
-    app.on([...route.methods], route.pattern, async (c, next) => {
+    app.on([...route.resolved.methods], route.pattern, async (c, next) => {
       if (c.get('policy') === undefined) c.set('policy', chosen);
       await next();
     });

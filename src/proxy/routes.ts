@@ -14,9 +14,8 @@ export interface RouteSpec {
   /** Its position in the table. */
   readonly index: number;
   readonly pattern: string;
-  readonly methods: readonly string[];
   readonly mode: RouteMode;
-  /** The options this route sets (on top of the global ones). */
+  /** The options this route sets (on top of the global ones); its methods are checked with them. */
   readonly options: IdempotencyOptions;
   /** The field each option of {@link options} came from. */
   readonly fields: Partial<Record<OptionName, string>>;
@@ -33,8 +32,6 @@ export class RouteError extends Error {
 }
 
 const VARIABLE = 'IDEMPOTENCY_ROUTES';
-const DEFAULT_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE'];
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NUMBER_FIELDS = { ttl_seconds: 'ttlSeconds', timeout_ms: 'timeoutMs', lease_ms: 'leaseMs', max_body_bytes: 'maxBodyBytes' } as const;
 const FIELDS = new Set(['pattern', 'methods', 'mode', 'fingerprint', 'ignore_fields', ...Object.keys(NUMBER_FIELDS)]);
 
@@ -70,11 +67,9 @@ function route(raw: unknown, index: number): RouteSpec {
   }
   if (mode !== 'off' && mode !== 'optional' && mode !== 'required')
     throw new RouteError(at('mode'), 'must be "off", "optional" or "required"');
-  const methods = entry['methods'] === undefined ? DEFAULT_METHODS : strings(at('methods'), entry['methods']).map((m) => m.toUpperCase());
-  if (methods.length === 0 || !methods.every((m) => TOKEN.test(m)))
-    throw new RouteError(at('methods'), 'must be a non-empty array of HTTP methods');
-  const options: Record<string, unknown> = { methods, required: mode === 'required' };
+  const options: Record<string, unknown> = { required: mode === 'required' };
   const fields: Partial<Record<OptionName, string>> = { methods: at('methods'), required: at('mode') };
+  if (entry['methods'] !== undefined) options['methods'] = strings(at('methods'), entry['methods']);
   for (const [field, option] of Object.entries(NUMBER_FIELDS)) {
     const value = entry[field];
     if (value === undefined) continue;
@@ -91,7 +86,7 @@ function route(raw: unknown, index: number): RouteSpec {
     options['ignoreFields'] = strings(at('ignore_fields'), entry['ignore_fields']);
     fields.ignoreFields = at('ignore_fields');
   }
-  return { index, pattern, methods, mode, options: options as IdempotencyOptions, fields };
+  return { index, pattern, mode, options: options as IdempotencyOptions, fields };
 }
 
 /**

@@ -115,6 +115,8 @@ describe('IDEMPOTENCY_ROUTES', () => {
     [[{ pattern: '/a/*', fingerprint: 'json', ignore_fields: ['no-slash'] }], 'IDEMPOTENCY_ROUTES[0].ignore_fields'],
     [[{ pattern: '/a/*', ttl: 5 }], 'IDEMPOTENCY_ROUTES[0].ttl'],
     [[{ pattern: '/a/*', methods: [] }], 'IDEMPOTENCY_ROUTES[0].methods'],
+    [[{ pattern: '/a/*', methods: ['PO ST'] }], 'IDEMPOTENCY_ROUTES[0].methods'],
+    [[{ pattern: '/a/*', methods: 'POST' }], 'IDEMPOTENCY_ROUTES[0].methods'],
     ['[{"pattern": ', 'IDEMPOTENCY_ROUTES'],
   ])('refuses an invalid table %j, naming %s', async (table, field) => {
     const body = await expectProblem(

@@ -6,6 +6,7 @@
  */
 import { type Json, remove } from '@hyperjump/json-pointer';
 import canonicalize from 'canonicalize';
+import { concatBytes } from '../shared/bytes';
 import { hex } from '../shared/hash';
 
 const encoder = new TextEncoder();
@@ -27,9 +28,7 @@ export type Fingerprinter = (method: string, pathAndQuery: string, body: ArrayBu
  */
 export async function fingerprintRequest(method: string, pathAndQuery: string, body: ArrayBuffer | Uint8Array): Promise<string> {
   const head = encoder.encode(`${method}\n${pathAndQuery}\n`);
-  const bytes = new Uint8Array(head.byteLength + body.byteLength);
-  bytes.set(head);
-  bytes.set(body instanceof Uint8Array ? body : new Uint8Array(body), head.byteLength);
+  const bytes = concatBytes([head, body instanceof Uint8Array ? body : new Uint8Array(body)]);
   return hex(await crypto.subtle.digest('SHA-256', bytes));
 }
 

@@ -8,6 +8,7 @@
  * user set that truly contradict each other are refused, naming every option involved.
  */
 import type { Context } from 'hono';
+import { HTTP_TOKEN } from '../shared/headers';
 import { MAX_ATTEMPT_MS, MAX_BODY_BYTES_LIMIT, MAX_TTL_SECONDS } from '../shared/limits';
 import type { ProblemCode } from '../shared/problem';
 import { type Fingerprinter, fingerprinter } from './fingerprint';
@@ -188,7 +189,6 @@ export interface ResolvedOptions {
 }
 
 const DEFAULT_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE'];
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NAME = /^[\x21-\x7e]{1,64}$/;
 
 /**
@@ -266,9 +266,10 @@ function fingerprintOf(options: IdempotencyOptions): ResolvedOptions['fingerprin
 export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
   const methods = new Set((options.methods ?? DEFAULT_METHODS).map((method) => method.toUpperCase()));
   if (methods.size === 0) throw new OptionsError(['methods'], '{methods} must name at least one method', options.methods);
-  for (const method of methods) if (!TOKEN.test(method)) throw new OptionsError(['methods'], '{methods} must be HTTP method names', method);
+  for (const method of methods)
+    if (!HTTP_TOKEN.test(method)) throw new OptionsError(['methods'], '{methods} must be HTTP method names', method);
   const headerName = options.headerName ?? 'Idempotency-Key';
-  if (!TOKEN.test(headerName)) throw new OptionsError(['headerName'], '{headerName} must be a header name', headerName);
+  if (!HTTP_TOKEN.test(headerName)) throw new OptionsError(['headerName'], '{headerName} must be a header name', headerName);
   const binding = options.binding ?? 'IDEMPOTENCY';
   if (!NAME.test(binding)) throw new OptionsError(['binding'], '{binding} must be a binding name', binding);
   const ttlSeconds = whole('ttlSeconds', options.ttlSeconds, 86_400, 1, MAX_TTL_SECONDS);

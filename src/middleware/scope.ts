@@ -5,7 +5,7 @@
  */
 import type { Context } from 'hono';
 import { parse as parseCookies } from 'hono/utils/cookie';
-import { isHopByHop } from '../shared/headers';
+import { HTTP_TOKEN, isHopByHop } from '../shared/headers';
 import { reject } from '../shared/problem';
 
 /**
@@ -34,7 +34,6 @@ export interface Scope {
 const malformed = (header: string): never =>
   reject('authorization_invalid', `The ${header} header is empty or contains control characters or non-ASCII bytes.`);
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 const WELL_FORMED = /^[\t\x20-\x7e]*[\x21-\x7e][\t\x20-\x7e]*$/;
 
 /** Checks the scope option and returns how to read it; a message naming the problem when it is invalid. */
@@ -45,7 +44,7 @@ export function resolveScope(option: ScopeOption | undefined): Scope | string {
   const readers: ((header: (name: string) => string | undefined) => string | undefined)[] = [];
   for (const entry of entries) {
     const [name = '', cookie] = entry.startsWith('cookie:') ? ['cookie', entry.slice('cookie:'.length)] : [entry];
-    if (!TOKEN.test(name) || (cookie !== undefined && !TOKEN.test(cookie))) return 'must be header names or cookie:<name>';
+    if (!HTTP_TOKEN.test(name) || (cookie !== undefined && !HTTP_TOKEN.test(cookie))) return 'must be header names or cookie:<name>';
     if (isHopByHop(name)) return 'must not name a hop-by-hop header: it is never forwarded';
     readers.push((header) => {
       const value = header(name);

@@ -8,6 +8,7 @@
  * guarded by `attempt = ? AND state = 'in_flight'`: a late or repeated answer can never overwrite a newer
  * attempt's row or a stored answer. A chunked body and its row are written in one transaction.
  */
+import { concatBytes } from '../shared/bytes';
 import type { HeaderList } from '../shared/headers';
 import type { StoredResponse } from '../shared/outcome';
 
@@ -185,13 +186,7 @@ export class RecordStore {
       return { status, headers, body: body ?? new ArrayBuffer(0) };
     }
     const parts = this.#sql.exec<{ data: ArrayBuffer }>(`SELECT data FROM body_chunk ORDER BY seq`).toArray();
-    const body = new Uint8Array(parts.reduce((size, { data }) => size + data.byteLength, 0));
-    let offset = 0;
-    for (const { data } of parts) {
-      body.set(new Uint8Array(data), offset);
-      offset += data.byteLength;
-    }
-    return { status, headers, body: body.buffer };
+    return { status, headers, body: concatBytes(parts.map(({ data }) => new Uint8Array(data))) };
   }
 
   /** Deletes everything, the schema and (compatibility date >= 2026-02-24) the alarm included. */

@@ -4,12 +4,10 @@
  * namespace binding can call; a faulty caller must get an error, never store a record that fails on every
  * replay or run an attempt outside the platform's limits.
  */
-import type { HeaderList } from '../shared/headers';
+import { HTTP_TOKEN, type HeaderList } from '../shared/headers';
 import { MAX_ATTEMPT_MS, MAX_BODY_BYTES_LIMIT, MAX_TTL_SECONDS } from '../shared/limits';
 import type { Settled } from '../shared/outcome';
 import type { AttemptLimits, AttemptSpec } from './api';
-
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 function fail(what: string): never {
   throw new TypeError(`IdempotencyRecord: ${what}`);
@@ -53,7 +51,7 @@ export function checkLimits(limits: AttemptLimits): void {
   whole('timeoutMs', limits.timeoutMs, 1, MAX_ATTEMPT_MS);
   whole('leaseMs', limits.leaseMs, limits.timeoutMs, MAX_ATTEMPT_MS);
   whole('ttlMs', limits.ttlMs, 1, MAX_TTL_SECONDS * 1000);
-  if (limits.method !== undefined) text('method', limits.method, 64, TOKEN);
+  if (limits.method !== undefined) text('method', limits.method, 64, HTTP_TOKEN);
   if (limits.path !== undefined) text('path', limits.path, 16 * 1024, /^\//);
 }
 
@@ -66,7 +64,7 @@ export function checkSpec(spec: AttemptSpec): Headers {
   checkLimits(spec);
   const { origin } = spec;
   if (typeof origin !== 'object' || origin === null) fail('origin must be an object');
-  text('origin.method', origin.method, 64, TOKEN);
+  text('origin.method', origin.method, 64, HTTP_TOKEN);
   let url: URL | undefined;
   try {
     url = new URL(origin.url);

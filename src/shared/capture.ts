@@ -4,6 +4,7 @@
  * the whole body read up to a limit, end-to-end headers kept as pairs. Used by the object (proxy mode)
  * and by the middleware (handler mode).
  */
+import { concatBytes } from './bytes';
 import { storableHeaders } from './headers';
 import type { Settled } from './outcome';
 
@@ -49,11 +50,5 @@ async function readLimited(response: Response, max: number): Promise<ArrayBuffer
     if (size > max) return undefined; // leaving the loop cancels the stream
     parts.push(part);
   }
-  const body = new Uint8Array(size);
-  let offset = 0;
-  for (const part of parts) {
-    body.set(part, offset);
-    offset += part.byteLength;
-  }
-  return body.buffer;
+  return concatBytes(parts);
 }

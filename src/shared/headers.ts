@@ -4,6 +4,9 @@
  * `Set-Cookie` (joining cookies with commas corrupts them, RFC 6265 §3).
  */
 
+/** An HTTP token (RFC 9110 §5.6.2): what a method or a header name is made of. */
+export const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
 /** Headers as an ordered list of pairs. */
 export type HeaderList = [name: string, value: string][];
 

@@ -39,7 +39,12 @@ const WELL_FORMED = /^[\t\x20-\x7e]*[\x21-\x7e][\t\x20-\x7e]*$/;
 /** Checks the scope option and returns how to read it; a message naming the problem when it is invalid. */
 export function resolveScope(option: ScopeOption | undefined): Scope | string {
   if (typeof option === 'function') return { kind: 'custom', read: (c) => option(c) ?? undefined };
-  const entries = (option?.headers ?? ['authorization']).map((entry) => entry.trim().toLowerCase());
+  // Header names are case-insensitive, cookie names are not (`JSESSIONID`): only the header part is lower-cased.
+  const entries = (option?.headers ?? ['authorization']).map((entry) => {
+    const trimmed = entry.trim();
+    const lower = trimmed.toLowerCase();
+    return lower.startsWith('cookie:') ? `cookie:${trimmed.slice('cookie:'.length)}` : lower;
+  });
   if (entries.length === 0) return 'must name at least one header';
   const readers: ((header: (name: string) => string | undefined) => string | undefined)[] = [];
   for (const entry of entries) {

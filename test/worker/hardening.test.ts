@@ -108,6 +108,17 @@ describe('IDEMPOTENCY_SCOPE_HEADERS', () => {
     expect(await originCalls(key)).toBe(2);
   });
 
+  it('matches the cookie name exactly (cookie names are case-sensitive), the header name in any case', async () => {
+    const vars = { IDEMPOTENCY_SCOPE_HEADERS: 'Cookie:JSESSIONID' };
+    const key = newKey();
+    const as = (cookie: string) => sendWith(vars, '/echo/cookie-case', { key, auth: null, body: 'x', headers: { cookie } });
+    await as('JSESSIONID=s1');
+    expect((await as('JSESSIONID=s1')).headers.get('idempotent-replay')).toBe('true');
+    // Another cookie, not the scope: the write passes through unprotected.
+    expect((await as('jsessionid=s1')).headers.get('idempotent-replay')).toBeNull();
+    expect(await originCalls(key)).toBe(2);
+  });
+
   it('makes every named header part of the scope, without ambiguity', async () => {
     const vars = { IDEMPOTENCY_SCOPE_HEADERS: 'x-tenant, x-user' };
     const key = newKey();

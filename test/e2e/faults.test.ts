@@ -6,36 +6,11 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { startTestOrigin } from '../origin/server';
-import { newStateDir, originCount, proxyForFile, removeDir, send, startProxy } from './harness';
+import { keyInfo, newStateDir, originCount, problemCode, proxyForFile, removeDir, send, startProxy, until } from './harness';
 import { objectFiles, storedAlarm, storedExpiry, userTables } from './wire';
 
 const VARS = { ORIGIN_TIMEOUT_MS: '1000', ORIGIN_LEASE_MS: '3000' };
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `condition` every 25 ms until it holds (the test's own timeout bounds the wait). */
-async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
-  while (!(await condition())) await sleep(25);
-}
-
-interface KeyInfo {
-  state?: 'in_flight' | 'complete' | 'too_large';
-  lease_until?: number;
-  expires_at?: number;
-}
-
-/** What the proxy at `base` reports about `key` (its key API), `{}` when it has no record. */
-async function keyInfo(base: string, key: string, auth = 'Bearer e2e-token'): Promise<KeyInfo> {
-  const res = await send(base, `/_idempotency/keys/${key}`, { method: 'GET', auth });
-  return res.status === 200 ? ((await res.json()) as KeyInfo) : {};
-}
-
 const shared = proxyForFile(VARS);
-
-async function code(res: Response): Promise<string> {
-  return res.headers.get('content-type') === 'application/problem+json'
-    ? ((await res.json()) as { code: string }).code
-    : String(res.status);
-}
 
 describe('client faults', () => {
   it('a client that disconnects mid-flight and retries gets the original outcome, with no second origin call', async () => {
@@ -78,8 +53,8 @@ describe('origin faults', () => {
     try {
       origin.setDown(true);
       const key = randomUUID();
-      expect(await code(await send(downProxy.url, '/echo/down', { key, body: 'x' }))).toBe('origin_unreachable');
-      expect(await code(await send(downProxy.url, '/echo/down', { key, body: 'x' }))).toBe('origin_unreachable');
+      expect(await problemCode(await send(downProxy.url, '/echo/down', { key, body: 'x' }))).toBe('origin_unreachable');
+      expect(await problemCode(await send(downProxy.url, '/echo/down', { key, body: 'x' }))).toBe('origin_unreachable');
       origin.setDown(false);
       const res = await send(downProxy.url, '/echo/down', { key, body: 'x' });
       expect(res.status).toBe(200);
@@ -95,7 +70,7 @@ describe('origin faults', () => {
 
   it('origin slower than ORIGIN_TIMEOUT_MS: 504 origin_timeout, then the late answer is replayed', async () => {
     const key = randomUUID();
-    expect(await code(await send(shared.proxy.url, '/slow/1800/late', { key, body: 'x' }))).toBe('origin_timeout');
+    expect(await problemCode(await send(shared.proxy.url, '/slow/1800/late', { key, body: 'x' }))).toBe('origin_timeout');
     // Stored by the attempt itself: the replay below cannot have joined a running attempt.
     await until(async () => (await keyInfo(shared.proxy.url, key)).state === 'complete');
     const replay = await send(shared.proxy.url, '/slow/1800/late', { key, body: 'x' });
@@ -115,8 +90,8 @@ describe('origin faults', () => {
 
   it('a connection reset mid-body: 502 origin_unreachable, nothing stored, the retry runs again', async () => {
     const key = randomUUID();
-    expect(await code(await send(shared.proxy.url, '/reset/mid-body', { key, body: 'x' }))).toBe('origin_unreachable');
-    expect(await code(await send(shared.proxy.url, '/reset/mid-body', { key, body: 'x' }))).toBe('origin_unreachable');
+    expect(await problemCode(await send(shared.proxy.url, '/reset/mid-body', { key, body: 'x' }))).toBe('origin_unreachable');
+    expect(await problemCode(await send(shared.proxy.url, '/reset/mid-body', { key, body: 'x' }))).toBe('origin_unreachable');
     expect(await originCount(shared.origin.url, { key })).toBe(2);
   });
 
@@ -176,7 +151,7 @@ describe('runtime faults', () => {
       expect(retryAfter).toBeGreaterThanOrEqual(1);
       // Retry-After rounds the rest of the stored lease up to whole seconds.
       expect(retryAfter).toBeLessThanOrEqual(Math.max(1, Math.ceil((leaseUntil! - asked) / 1000)));
-      expect(await code(held)).toBe('idempotency_key_in_progress');
+      expect(await problemCode(held)).toBe('idempotency_key_in_progress');
       // After the lease the key runs again, exactly once more, and is then stored.
       await until(() => Date.now() > leaseUntil!);
       const again = await send(crashing.url, '/slow/800/crash', { key, body: 'x' });

@@ -93,6 +93,32 @@ export function send(
   return fetch(`${base}${path}`, { method, headers: h, body: body ?? null, redirect: 'manual', ...(signal ? { signal } : {}) });
 }
 
+/** Polls `condition` every 25 ms until it holds (the test's own timeout bounds the wait). */
+export async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
+  while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 25));
+}
+
+/** The `code` of a problem document, or the status of any other answer. */
+export async function problemCode(res: Response): Promise<string> {
+  return res.headers.get('content-type') === 'application/problem+json'
+    ? ((await res.json()) as { code: string }).code
+    : String(res.status);
+}
+
+/** What the key API reports about a key. */
+export interface KeyInfo {
+  state?: 'in_flight' | 'complete' | 'too_large';
+  status?: number | null;
+  lease_until?: number | null;
+  expires_at?: number;
+}
+
+/** What the proxy at `base` reports about `key` (its key API), `{}` when it has no record. */
+export async function keyInfo(base: string, key: string, auth = 'Bearer e2e-token'): Promise<KeyInfo> {
+  const res = await send(base, `/_idempotency/keys/${encodeURIComponent(key)}`, { method: 'GET', auth });
+  return res.status === 200 ? ((await res.json()) as KeyInfo) : {};
+}
+
 /** Calls seen by the origin for an Idempotency-Key, or for a path. */
 export async function originCount(originUrl: string, query: { key: string } | { path: string }): Promise<number> {
   const res = await fetch(`${originUrl}/__calls?${new URLSearchParams(query)}`);

@@ -5,7 +5,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { originCount, proxyForFile, send } from './harness';
+import { type KeyInfo, keyInfo, originCount, problemCode, proxyForFile, send, until } from './harness';
 import { objectFiles, raw, rawProblemCode, userTables } from './wire';
 
 const ADMIN = `admin-${randomUUID()}`;
@@ -26,7 +26,6 @@ const admin = (
     auth: token === null ? null : `Bearer ${token}`,
     headers,
   });
-const code = async (res: Response) => ((await res.json()) as { code: string }).code;
 
 describe('a client asks what happened to its key', () => {
   it('sees a stored answer, then one in flight, and nothing for an unknown key', async () => {
@@ -43,14 +42,14 @@ describe('a client asks what happened to its key', () => {
     const slow = randomUUID();
     const sent = Date.now();
     const first = send(shared.proxy.url, '/slow/1500/e2e-inflight', { key: slow, body: 'x' });
-    let info: { state?: string; lease_until?: number } = {};
-    while (info.state !== 'in_flight') info = (await (await lookup(slow)).json()) as typeof info;
+    let info: KeyInfo = {};
+    await until(async () => (info = await keyInfo(shared.proxy.url, slow)).state === 'in_flight');
     // The lease (ORIGIN_LEASE_MS, 3 s) runs from when the attempt started, after the request was sent.
     expect(info.lease_until).toBeGreaterThanOrEqual(sent + 3000);
     await (await first).arrayBuffer();
 
-    expect(await code(await lookup(randomUUID()))).toBe('idempotency_key_not_found');
-    expect(await code(await lookup(key, 'Bearer another-client'))).toBe('idempotency_key_not_found');
+    expect(await problemCode(await lookup(randomUUID()))).toBe('idempotency_key_not_found');
+    expect(await problemCode(await lookup(key, 'Bearer another-client'))).toBe('idempotency_key_not_found');
   });
 
   it('leaves no storage behind when it looks up a key that has none', async () => {
@@ -80,10 +79,10 @@ describe('an operator purges a poisoned record', () => {
   it('is refused during a live attempt, which still completes and replays', async () => {
     const key = randomUUID();
     const first = send(shared.proxy.url, '/slow/700/e2e-purge-live', { key, body: 'x' });
-    while ((await originCount(shared.origin.url, { key })) === 0) await new Promise((r) => setTimeout(r, 25));
+    await until(async () => (await originCount(shared.origin.url, { key })) > 0);
     const refused = await admin('DELETE', key);
     expect(refused.headers.get('retry-after')).toMatch(/^\d+$/);
-    expect(await code(refused)).toBe('idempotency_key_in_progress');
+    expect(await problemCode(refused)).toBe('idempotency_key_in_progress');
     expect((await first).status).toBe(200);
     expect((await send(shared.proxy.url, '/slow/700/e2e-purge-live', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
     expect(await originCount(shared.origin.url, { key })).toBe(1);
@@ -93,9 +92,9 @@ describe('an operator purges a poisoned record', () => {
     const key = randomUUID();
     await send(shared.proxy.url, '/status/201/e2e-guarded', { key, body: 'x' });
     for (const method of ['GET', 'DELETE'] as const) {
-      expect(await code(await admin(method, key, undefined, 'wrong'))).toBe('unauthorized');
-      expect(await code(await admin(method, key, undefined, null))).toBe('unauthorized');
-      expect(await code(await admin(method, key, {}))).toBe('idempotency_scope_invalid');
+      expect(await problemCode(await admin(method, key, undefined, 'wrong'))).toBe('unauthorized');
+      expect(await problemCode(await admin(method, key, undefined, null))).toBe('unauthorized');
+      expect(await problemCode(await admin(method, key, {}))).toBe('idempotency_scope_invalid');
     }
     expect((await send(shared.proxy.url, '/status/201/e2e-guarded', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
     expect(await originCount(shared.origin.url, { key })).toBe(1);

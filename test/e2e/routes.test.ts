@@ -5,7 +5,18 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestOrigin, type TestOrigin } from '../origin/server';
-import { newStateDir, originCount, proxyForFile, removeDir, type RunningProxy, send, startProxy } from './harness';
+import {
+  keyInfo,
+  newStateDir,
+  originCount,
+  problemCode,
+  proxyForFile,
+  removeDir,
+  type RunningProxy,
+  send,
+  startProxy,
+  until,
+} from './harness';
 
 const ROUTES = [
   { pattern: '/pay/*', mode: 'required' },
@@ -14,12 +25,11 @@ const ROUTES = [
   { pattern: '/orders/:id', fingerprint: 'json', ignore_fields: ['/client_timestamp'] },
 ];
 const shared = proxyForFile({ IDEMPOTENCY_ROUTES: JSON.stringify(ROUTES) });
-const code = async (res: Response) => ((await res.json()) as { code: string }).code;
 
 describe('IDEMPOTENCY_ROUTES under wrangler dev', () => {
   it('"required" refuses a write without a key and never calls the origin; "off" calls it every time', async () => {
     const path = `/pay/${randomUUID()}`;
-    expect(await code(await send(shared.proxy.url, path, { body: 'x' }))).toBe('idempotency_key_missing');
+    expect(await problemCode(await send(shared.proxy.url, path, { body: 'x' }))).toBe('idempotency_key_missing');
     expect(await originCount(shared.origin.url, { path })).toBe(0);
     const key = randomUUID();
     for (let i = 0; i < 3; i++)
@@ -32,7 +42,7 @@ describe('IDEMPOTENCY_ROUTES under wrangler dev', () => {
     const order = (body: string) => send(shared.proxy.url, '/orders/42', { key, body, headers: { 'content-type': 'application/json' } });
     expect((await order('{"sku":"a","qty":2,"client_timestamp":1}')).status).toBe(200);
     expect((await order('{ "qty": 2, "client_timestamp": 99, "sku": "a" }')).headers.get('idempotent-replay')).toBe('true');
-    expect(await code(await order('{"sku":"a","qty":3,"client_timestamp":1}'))).toBe('idempotency_key_reused');
+    expect(await problemCode(await order('{"sku":"a","qty":3,"client_timestamp":1}'))).toBe('idempotency_key_reused');
     expect(await originCount(shared.origin.url, { key })).toBe(1);
   });
 
@@ -40,8 +50,9 @@ describe('IDEMPOTENCY_ROUTES under wrangler dev', () => {
     const [hook, other] = [randomUUID(), randomUUID()];
     await send(shared.proxy.url, '/hooks/h', { key: hook, body: 'x' });
     await send(shared.proxy.url, '/other/o', { key: other, body: 'x' });
-    const info = (await (await send(shared.proxy.url, `/_idempotency/keys/${hook}`, { method: 'GET' })).json()) as { expires_at: number };
-    while (Date.now() <= info.expires_at) await new Promise((r) => setTimeout(r, 50));
+    const { expires_at: expiresAt } = await keyInfo(shared.proxy.url, hook);
+    expect(expiresAt).toBeDefined();
+    await until(() => Date.now() > expiresAt!);
     expect((await send(shared.proxy.url, '/hooks/h', { key: hook, body: 'x' })).headers.get('idempotent-replay')).toBeNull();
     expect((await send(shared.proxy.url, '/other/o', { key: other, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
     expect([await originCount(shared.origin.url, { key: hook }), await originCount(shared.origin.url, { key: other })]).toEqual([2, 1]);
@@ -83,9 +94,9 @@ describe('a proxy whose table is invalid, and one forwarding to its own URL', ()
     for (const init of [{ key, body: 'x' }, { method: 'GET' }]) {
       const res = await send(proxy.url, '/loop/me', init);
       expect(res.status).toBe(508);
-      expect(await code(res)).toBe('loop_detected');
+      expect(await problemCode(res)).toBe('loop_detected');
     }
     // Nothing was stored for the key: the 508 is a server error, so the key is free.
-    expect(await code(await send(proxy.url, `/_idempotency/keys/${key}`, { method: 'GET' }))).toBe('idempotency_key_not_found');
+    expect(await problemCode(await send(proxy.url, `/_idempotency/keys/${key}`, { method: 'GET' }))).toBe('idempotency_key_not_found');
   });
 });

@@ -37,6 +37,10 @@ export default defineConfig({
         },
       },
       {
+        // Checks of the repository itself (docs against tests), in plain Node.
+        test: { name: 'node', include: ['test/node/**/*.test.ts'], environment: 'node' },
+      },
+      {
         // End-to-end tests in Node: the proxy under `wrangler dev` as users run it, a real origin,
         // real processes (crashes, restarts). One file at a time: the machine has 2 cores.
         test: {

@@ -90,6 +90,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     ttlMs,
     timeoutMs,
     leaseMs,
+    onUnknown,
     maxBodyBytes,
     required,
     run,
@@ -102,7 +103,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     rateLimit,
   } = resolved;
   const keyHeader = headerName.toLowerCase();
-  const limits = { timeoutMs, leaseMs, ttlMs };
+  const limits = { timeoutMs, leaseMs, ttlMs, onUnknown };
   const records = new Records({ ...resolved, jurisdictionName: name('jurisdiction') });
   const scopeHashOf = logScopeHash(resolved.logHashSecret);
   /** The default reporter without a `METRICS` dataset, built once. */

@@ -69,6 +69,14 @@ export interface IdempotencyOptions {
    */
   readonly leaseMs?: number;
   /**
+   * What happens when the outcome of an attempt is unknown: its object was reset (a crash, a deploy) before the
+   * answer was recorded, and its lease has ended. `retry` runs the next identical request again, with the same
+   * key forwarded so the origin can deduplicate; `hold` answers `409 idempotency_outcome_unknown` until an
+   * operator purges the key or it expires, so the request never runs twice.
+   * @default 'retry'
+   */
+  readonly onUnknown?: 'retry' | 'hold';
+  /**
    * Largest request body accepted and largest response stored, in bytes (at most 24 MiB).
    * @default 10485760
    */
@@ -169,6 +177,7 @@ export interface ResolvedOptions {
   readonly ttlMs: number;
   readonly timeoutMs: number;
   readonly leaseMs: number;
+  readonly onUnknown: 'retry' | 'hold';
   readonly maxBodyBytes: number;
   readonly required: boolean;
   readonly scope: Scope;
@@ -302,6 +311,7 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     ttlMs: ttlSeconds * 1000,
     timeoutMs,
     leaseMs,
+    onUnknown: oneOf('onUnknown', options.onUnknown, ['retry', 'hold']) ?? 'retry',
     maxBodyBytes: whole('maxBodyBytes', options.maxBodyBytes, 10 * 1024 * 1024, 1, MAX_BODY_BYTES_LIMIT),
     required: options.required ?? false,
     scope,

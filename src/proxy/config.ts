@@ -16,6 +16,7 @@ export interface ProxyVars {
   IDEMPOTENCY_TTL_SECONDS?: unknown;
   ORIGIN_TIMEOUT_MS?: unknown;
   ORIGIN_LEASE_MS?: unknown;
+  IDEMPOTENCY_ON_UNKNOWN?: unknown;
   MAX_BODY_BYTES?: unknown;
   REQUIRE_IDEMPOTENCY_KEY?: unknown;
   LOG_REQUESTS?: unknown;
@@ -80,6 +81,7 @@ export const VARIABLE_OF: Partial<Record<OptionName, string>> = {
   ttlSeconds: 'IDEMPOTENCY_TTL_SECONDS',
   timeoutMs: 'ORIGIN_TIMEOUT_MS',
   leaseMs: 'ORIGIN_LEASE_MS',
+  onUnknown: 'IDEMPOTENCY_ON_UNKNOWN',
   maxBodyBytes: 'MAX_BODY_BYTES',
   required: 'REQUIRE_IDEMPOTENCY_KEY',
   scope: 'IDEMPOTENCY_SCOPE_HEADERS',
@@ -195,6 +197,7 @@ export function readConfig(vars: ProxyVars): ProxyConfig {
     ttlSeconds: integer(vars, 'IDEMPOTENCY_TTL_SECONDS'),
     timeoutMs: integer(vars, 'ORIGIN_TIMEOUT_MS'),
     leaseMs: integer(vars, 'ORIGIN_LEASE_MS'),
+    onUnknown: string(vars, 'IDEMPOTENCY_ON_UNKNOWN') as IdempotencyOptions['onUnknown'],
     maxBodyBytes: integer(vars, 'MAX_BODY_BYTES'),
     required: boolean(vars, 'REQUIRE_IDEMPOTENCY_KEY'),
     scope: scopeHeaders === undefined ? undefined : { headers: scopeHeaders.split(',') },

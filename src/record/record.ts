@@ -17,17 +17,11 @@
  * may see the request again after the lease ends. The forwarded `Idempotency-Key` lets it deduplicate.
  */
 import { DurableObject } from 'cloudflare:workers';
-import type { Outcome, Settled } from '../shared/outcome';
+import { type Outcome, type Settled, isResultStatus } from '../shared/outcome';
 import type { AttemptLimits, AttemptSpec, BeginResult, PurgeResult, RecordInfo } from './api';
 import { callOrigin, withinLease } from './origin';
 import { type RecordRow, RecordStore, expiryOf } from './storage';
 import { checkAttempt, checkLimits, checkSettled, checkSpec } from './validate';
-
-/**
- * Answers that say "try again later", not results: storing one would replay a short overload for the whole
- * TTL and push clients onto new keys. Like 5xx, they free the key.
- */
-const TRANSIENT_STATUS = new Set([408, 425, 429]);
 
 interface Attempt {
   readonly id: string;
@@ -130,7 +124,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     const { state, status, created_at, expires_at, lease_until, method, path } = record;
     return {
       state,
-      status: state === 'in_flight' ? null : status,
+      status: state === 'in_flight' || state === 'unknown' ? null : status,
       created_at,
       expires_at,
       lease_until: state === 'in_flight' ? lease_until : null,
@@ -140,7 +134,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   }
 
   /**
-   * Deletes a stored record (complete, too large, or an attempt that died and whose lease has ended), so the
+   * Deletes a stored record (complete, too large, lost, unknown, or an attempt that died and whose lease has ended), so the
    * next request with the key runs again. An attempt that may still be running is left alone.
    */
   async purge(): Promise<PurgeResult> {
@@ -195,11 +189,22 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
         return { outcome: { kind: 'response', replayed: true, response: this.#store.response(record), expiresAt: record.expires_at } };
       case 'too_large':
         return { outcome: { kind: 'response_too_large', status: record.status ?? 0 } };
+      case 'lost':
+        return { outcome: { kind: 'response_lost', status: record.status ?? 0 } };
+      case 'unknown':
+        // Held by an earlier request under `hold`; a request whose policy is now `retry` takes over.
+        if (spec.onUnknown === 'hold') return { outcome: { kind: 'outcome_unknown' } };
+        return { start: { expiresAt: record.expires_at, createdAt: record.created_at ?? now } };
       case 'in_flight': {
         const attempt = this.#attempt;
         if (attempt?.id === record.attempt) return { join: attempt };
         // The row outlived its attempt: this instance was reset while the attempt was running.
         if (now < record.lease_until) return { outcome: { kind: 'in_progress', retryAfterMs: record.lease_until - now } };
+        // The lease has ended and nobody knows whether the origin ran the request.
+        if (spec.onUnknown === 'hold') {
+          this.#store.unknown(record.attempt);
+          return { outcome: { kind: 'outcome_unknown' } };
+        }
         // A take-over keeps the key's times (its in-flight row lives until the new lease ends anyway).
         return { start: { expiresAt: record.expires_at, createdAt: record.created_at ?? now } };
       }
@@ -251,12 +256,15 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
 
   /** Records how attempt `id` ended, if the row still belongs to it. */
   #record(id: string, settled: Settled): void {
-    if (settled.kind === 'response' && settled.response.status < 500 && !TRANSIENT_STATUS.has(settled.response.status)) {
+    if (settled.kind === 'response' && isResultStatus(settled.response.status)) {
       this.#store.complete(id, settled.response);
-    } else if (settled.kind === 'response_too_large') {
+    } else if (settled.kind === 'response_too_large' && isResultStatus(settled.status)) {
       this.#store.tooLarge(id, settled.status);
+    } else if (settled.kind === 'response_lost' && isResultStatus(settled.status)) {
+      // The status line of a result arrived: the write ran, so the key must never run it again.
+      this.#store.lost(id, settled.status);
     } else if (this.#store.release(id)) {
-      // 5xx and transient answers and failures are not stored: the key is free for the next request, and
+      // 5xx and transient answers (however they ended) and failures are not stored: the key is free for the next request, and
       // the alarm removes what is left of the object.
       void this.ctx.storage.setAlarm(Date.now());
     }

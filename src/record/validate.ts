@@ -53,6 +53,8 @@ export function checkLimits(limits: AttemptLimits): void {
   whole('ttlMs', limits.ttlMs, 1, MAX_TTL_SECONDS * 1000);
   if (limits.method !== undefined) text('method', limits.method, 64, HTTP_TOKEN);
   if (limits.path !== undefined) text('path', limits.path, 16 * 1024, /^\//);
+  if (limits.onUnknown !== undefined && limits.onUnknown !== 'retry' && limits.onUnknown !== 'hold')
+    fail('onUnknown must be "retry" or "hold"');
 }
 
 /**
@@ -89,6 +91,7 @@ export function checkSettled(settled: Settled): void {
       body('response.body', settled.response.body, false);
       return;
     case 'response_too_large':
+    case 'response_lost':
       whole('status', settled.status, 200, 599);
       return;
     case 'origin_timeout':

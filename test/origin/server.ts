@@ -16,6 +16,8 @@
  * - `/reset/...`          sends headers and part of the body, then destroys the connection
  * - `/redirect/...`       302 to `/echo/redirected`
  * - `/refuse/...`         closes the connection without an answer (an origin that is down)
+ * - `/reset-status/<code>/...` like `/reset`, with status `<code>` (issue #18: a result's body lost, or a 5xx's)
+ * - `/big-status/<code>/<n>/...` answers `<code>` with `<n>` bytes (issue #18: a 5xx over the body limit)
  *
  * Control (not counted): `GET /__calls?key=K` → `{ "count": n }` for Idempotency-Key K, `?path=P` for a
  * path, `GET /__calls`
@@ -125,6 +127,16 @@ export async function startTestOrigin(): Promise<TestOrigin> {
         res.write('partial');
         setTimeout(() => res.destroy(), 20);
         return;
+      case 'reset-status':
+        res.writeHead(Number(arg), { 'content-type': 'text/plain', 'content-length': '1000' });
+        res.write('partial');
+        setTimeout(() => res.destroy(), 20);
+        return;
+      case 'big-status': {
+        const bytes = patternBytes(Number(url.pathname.split('/')[3]));
+        res.writeHead(Number(arg), { 'content-type': 'application/octet-stream' });
+        return res.end(bytes);
+      }
       case 'redirect':
         res.writeHead(302, { location: '/echo/redirected' });
         return res.end();

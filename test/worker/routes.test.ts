@@ -117,6 +117,7 @@ describe('IDEMPOTENCY_ROUTES', () => {
     [[{ pattern: '/a/*', methods: [] }], 'IDEMPOTENCY_ROUTES[0].methods'],
     [[{ pattern: '/a/*', methods: ['PO ST'] }], 'IDEMPOTENCY_ROUTES[0].methods'],
     [[{ pattern: '/a/*', methods: 'POST' }], 'IDEMPOTENCY_ROUTES[0].methods'],
+    [[{ pattern: '/a/*', on_unknown: 'sometimes' }], 'IDEMPOTENCY_ROUTES[0].on_unknown'],
     ['[{"pattern": ', 'IDEMPOTENCY_ROUTES'],
   ])('refuses an invalid table %j, naming %s', async (table, field) => {
     const body = await expectProblem(

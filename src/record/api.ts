@@ -20,9 +20,9 @@ export interface AttemptLimits {
   /**
    * What a request does once an attempt ended without an answer (its object was reset and its lease has
    * ended): `retry` runs it again with the same key (the default), `hold` answers `outcome_unknown` until a
-   * purge or the expiry.
+   * purge or the expiry, `reconcile` (with {@link AttemptSpec.reconcile}) asks the origin first.
    */
-  readonly onUnknown?: 'retry' | 'hold';
+  readonly onUnknown?: 'retry' | 'hold' | 'reconcile';
   /** The method of the client's request, kept for lookups (`inspect`). */
   readonly method?: string;
   /** The path of the client's request (without its query), kept for lookups (`inspect`). */
@@ -44,6 +44,11 @@ export interface OriginRequest {
 /** What the Worker sends for a keyed request in proxy mode. */
 export interface AttemptSpec extends AttemptLimits {
   readonly origin: OriginRequest;
+  /**
+   * With `onUnknown: 'reconcile'`: the `GET` that asks the origin whether the request ran, with the retry's own
+   * scope headers and `Idempotency-Key` (so no credential is ever stored to make it).
+   */
+  readonly reconcile?: { readonly url: string; readonly headers: HeaderList };
 }
 
 /** Answer of `IdempotencyRecord.begin`: run the handler yourself, or what the client gets. */

@@ -20,8 +20,9 @@ import { DurableObject } from 'cloudflare:workers';
 import { type Outcome, type Settled, isResultStatus } from '../shared/outcome';
 import type { AttemptLimits, AttemptSpec, BeginResult, PurgeResult, RecordInfo } from './api';
 import { callOrigin, withinLease } from './origin';
+import { reconcile } from './reconcile';
 import { type RecordRow, RecordStore, expiryOf } from './storage';
-import { checkAttempt, checkLimits, checkSettled, checkSpec } from './validate';
+import { checkAttempt, checkLimits, checkReconcile, checkSettled, checkSpec } from './validate';
 
 interface Attempt {
   readonly id: string;
@@ -34,12 +35,16 @@ interface Attempt {
 type Decision =
   | { readonly start: { readonly expiresAt: number; readonly createdAt: number } }
   | { readonly join: Attempt }
-  | { readonly outcome: Outcome };
+  | { readonly outcome: Outcome }
+  /** `reconcile`: the row of a dead attempt, now `unknown`; the origin is asked before anything runs again. */
+  | { readonly reconcile: RecordRow };
 
 /** The Durable Object class; one instance per `(scope hash, key)`. */
 export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   readonly #store: RecordStore;
   #attempt: Attempt | undefined;
+  /** The reconcile request in progress, if any: concurrent retries share it (one GET at a time). */
+  #reconciling: Promise<Outcome> | undefined;
 
   constructor(ctx: DurableObjectState, env: Record<string, unknown>) {
     super(ctx, env);
@@ -56,9 +61,11 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   execute(spec: AttemptSpec): Promise<Outcome> {
     // Checked synchronously: a refused call throws to its caller and starts nothing.
     const headers = checkSpec(spec);
+    const reconcileHeaders = checkReconcile(spec);
     const decision = this.#decide(spec);
     if ('outcome' in decision) return Promise.resolve(decision.outcome);
     if ('join' in decision) return this.#await(decision.join, spec.timeoutMs, false);
+    if ('reconcile' in decision) return this.#reconcile(spec, headers, reconcileHeaders, decision.reconcile);
     const attempt = this.#start(spec, decision.start, () => callOrigin(spec.origin, headers, spec.leaseMs));
     return this.#await(attempt, spec.timeoutMs, true);
   }
@@ -75,6 +82,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     checkLimits(spec);
     const decision = this.#decide(spec);
     if ('outcome' in decision) return Promise.resolve(decision.outcome);
+    // Handler mode has no origin to ask (the middleware refuses reconcile there): the key stays held.
+    if ('reconcile' in decision) return Promise.resolve({ kind: 'outcome_unknown' });
     if ('join' in decision) return this.#await(decision.join, spec.timeoutMs, false);
     let settle!: (settled: Settled) => void;
     const reported = new Promise<Settled>((resolve) => (settle = resolve));
@@ -194,6 +203,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
       case 'unknown':
         // Held by an earlier request under `hold`; a request whose policy is now `retry` takes over.
         if (spec.onUnknown === 'hold') return { outcome: { kind: 'outcome_unknown' } };
+        if (spec.onUnknown === 'reconcile') return { reconcile: record };
         return { start: { expiresAt: record.expires_at, createdAt: record.created_at ?? now } };
       case 'in_flight': {
         const attempt = this.#attempt;
@@ -201,9 +211,9 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
         // The row outlived its attempt: this instance was reset while the attempt was running.
         if (now < record.lease_until) return { outcome: { kind: 'in_progress', retryAfterMs: record.lease_until - now } };
         // The lease has ended and nobody knows whether the origin ran the request.
-        if (spec.onUnknown === 'hold') {
+        if (spec.onUnknown === 'hold' || spec.onUnknown === 'reconcile') {
           this.#store.unknown(record.attempt);
-          return { outcome: { kind: 'outcome_unknown' } };
+          return spec.onUnknown === 'hold' ? { outcome: { kind: 'outcome_unknown' } } : { reconcile: { ...record, state: 'unknown' } };
         }
         // A take-over keeps the key's times (its in-flight row lives until the new lease ends anyway).
         return { start: { expiresAt: record.expires_at, createdAt: record.created_at ?? now } };
@@ -268,6 +278,43 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
       // the alarm removes what is left of the object.
       void this.ctx.storage.setAlarm(Date.now());
     }
+  }
+
+  /**
+   * `reconcile`: asks the origin whether the dead attempt of `row` ran. A 2xx answer becomes the key's stored
+   * answer (a replay: this request did not cause it); 404 starts the attempt; anything else holds the key and
+   * the next retry asks again. Concurrent retries share one question.
+   */
+  async #reconcile(spec: AttemptSpec, headers: Headers, asking: Headers | undefined, row: RecordRow): Promise<Outcome> {
+    const shared = this.#reconciling;
+    if (shared !== undefined) {
+      const outcome = await shared;
+      return outcome.kind === 'response' ? { ...outcome, replayed: true } : outcome;
+    }
+    const question = this.#ask(spec, headers, asking, row);
+    this.#reconciling = question;
+    try {
+      return await question;
+    } finally {
+      this.#reconciling = undefined;
+    }
+  }
+
+  async #ask(spec: AttemptSpec, headers: Headers, asking: Headers | undefined, row: RecordRow): Promise<Outcome> {
+    const pending: Outcome = { kind: 'outcome_pending', retryAfterMs: 1000 };
+    if (spec.reconcile === undefined || asking === undefined) return pending;
+    const answer = await reconcile(spec.reconcile.url, asking, spec.origin.maxBodyBytes, spec.timeoutMs);
+    // Decided again synchronously after the await: a purge or another request may have changed the row.
+    const now = this.#store.read();
+    if (now?.attempt !== row.attempt || now.state !== 'unknown') return { kind: 'in_progress', retryAfterMs: 1000 };
+    if (answer === 'unknown') return pending;
+    if (answer === 'never_ran') {
+      const times = { expiresAt: now.expires_at, createdAt: now.created_at ?? Date.now() };
+      const attempt = this.#start(spec, times, () => callOrigin(spec.origin, headers, spec.leaseMs));
+      return this.#await(attempt, spec.timeoutMs, true);
+    }
+    this.#store.complete(row.attempt, answer.ran, 'unknown');
+    return { kind: 'response', replayed: true, response: answer.ran };
   }
 
   /** Waits for an attempt, at most `timeoutMs`; the attempt itself goes on regardless. */

@@ -160,8 +160,8 @@ export class RecordStore {
    * Stores the answer of `attempt`, if the row still belongs to it. A body up to {@link BODY_CHUNK_BYTES}
    * goes in the record row; a larger one in `body_chunk` rows, in the same transaction.
    */
-  complete(attempt: string, { status, headers, body }: StoredResponse): void {
-    const update = `UPDATE record SET state = 'complete', status = ?, headers = ?, body = ?, chunks = ? WHERE id = 1 AND attempt = ? AND state = 'in_flight'`;
+  complete(attempt: string, { status, headers, body }: StoredResponse, from: 'in_flight' | 'unknown' = 'in_flight'): void {
+    const update = `UPDATE record SET state = 'complete', status = ?, headers = ?, body = ?, chunks = ? WHERE id = 1 AND attempt = ? AND state = '${from}'`;
     if (body.byteLength <= BODY_CHUNK_BYTES) {
       this.#sql.exec(update, status, JSON.stringify(headers), body, 0, attempt);
       return;

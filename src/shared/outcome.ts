@@ -63,7 +63,9 @@ export type Outcome =
   /** The origin answered `status` (a result) but the answer broke off: it ran and never runs again under this key. */
   | { readonly kind: 'response_lost'; readonly status: number }
   /** An attempt died without an answer and the key's policy is `hold`: nobody knows whether the origin ran it. */
-  | { readonly kind: 'outcome_unknown' };
+  | { readonly kind: 'outcome_unknown' }
+  /** `reconcile`: the origin could not say whether it ran the request; the key is held and the next retry asks again. */
+  | { readonly kind: 'outcome_pending'; readonly retryAfterMs: number };
 
 /** The response header that marks a replayed answer. */
 export const REPLAY_HEADER = 'Idempotent-Replay';
@@ -107,6 +109,13 @@ export function outcomeProblem(outcome: Outcome): ProblemSpec | undefined {
       return {
         code: 'origin_response_lost',
         detail: `The origin answered ${outcome.status} but the answer broke off; it ran and will not run again under this Idempotency-Key.`,
+      };
+    case 'outcome_pending':
+      return {
+        code: 'idempotency_unavailable',
+        detail:
+          'An earlier attempt with this Idempotency-Key ended without an answer and the origin could not yet say whether it ran. Retry the same request after the Retry-After delay.',
+        retryAfterSeconds: outcome.retryAfterMs / 1000,
       };
     case 'outcome_unknown':
       return {

@@ -1,7 +1,8 @@
 /**
- * Issue #18 end to end: a runtime SIGKILLed mid-flight under `IDEMPOTENCY_ON_UNKNOWN=hold`, restarted on the same
- * persisted state. After the lease the key answers 409 idempotency_outcome_unknown and the origin is never called
- * again. Time bounds come from the stored lease (key API), never from a guess.
+ * Issue #18 end to end: a runtime SIGKILLed mid-flight, restarted on the same persisted state. After the lease,
+ * `hold` answers 409 idempotency_outcome_unknown and the origin is never called again; `reconcile` replays the
+ * reconcile URL's answer (one POST), or runs once more when it answers 404 (two POSTs). Time bounds come from the
+ * stored lease (key API), never from a guess.
  */
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
@@ -37,4 +38,47 @@ describe('unknown outcomes after a crash', () => {
       removeDir(dir);
     }
   });
+
+  it.each([
+    ['found', 1],
+    ['missing', 2],
+  ] as const)(
+    'reconcile: SIGKILL mid-flight, restart; after the lease the reconcile URL answers %s: %i POST(s) in all',
+    async (answer, posts) => {
+      const dir = newStateDir();
+      const vars = {
+        ...VARS,
+        IDEMPOTENCY_ON_UNKNOWN: 'reconcile',
+        IDEMPOTENCY_RECONCILE_URL: `/reconcile/${answer}/charges?idempotency_key={key}`,
+      };
+      let crashing = await startProxy({ originUrl: shared.origin.url, stateDir: dir, vars });
+      try {
+        const key = randomUUID();
+        const inflight = send(crashing.url, '/slow/800/reconcile-crash', { key, body: 'x' }).catch((error: unknown) => error);
+        await until(async () => (await originCount(shared.origin.url, { key })) === 1);
+        await crashing.kill();
+        expect(await inflight).toBeInstanceOf(Error);
+
+        crashing = await startProxy({ originUrl: shared.origin.url, stateDir: dir, vars });
+        const { lease_until: leaseUntil } = await keyInfo(crashing.url, key);
+        await until(() => Date.now() > leaseUntil!);
+        const after = await send(crashing.url, '/slow/800/reconcile-crash', { key, body: 'x' });
+        expect(after.status).toBe(200);
+        const body = (await after.json()) as { reconciled?: boolean; method?: string };
+        if (answer === 'found') {
+          expect(after.headers.get('idempotent-replay')).toBe('true');
+          expect(body).toMatchObject({ reconciled: true, key });
+        } else {
+          expect(after.headers.get('idempotent-replay')).toBeNull();
+          expect(body.method).toBe('POST');
+        }
+        const replay = await send(crashing.url, '/slow/800/reconcile-crash', { key, body: 'x' });
+        expect(replay.headers.get('idempotent-replay')).toBe('true');
+        expect(await originCount(shared.origin.url, { key })).toBe(posts);
+      } finally {
+        await crashing.stop();
+        removeDir(dir);
+      }
+    },
+  );
 });

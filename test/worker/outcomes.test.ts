@@ -6,7 +6,18 @@
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import type { AttemptLimits } from '../../src/record/api';
-import { answering, attemptSpec, expectProblem, newKey, originCalls, recordStub, resetObject, storedRecord, until } from './helpers';
+import {
+  answering,
+  attemptSpec,
+  expectProblem,
+  newKey,
+  originCalls,
+  originUrl,
+  recordStub,
+  resetObject,
+  storedRecord,
+  until,
+} from './helpers';
 
 const spec = (key: string, path: string, limits: Partial<AttemptLimits> = {}) =>
   attemptSpec(key, path, { timeoutMs: 2500, leaseMs: 2500, ...limits });
@@ -118,5 +129,66 @@ describe('idempotency() handler mode: a body that breaks after its status', () =
     await expectProblem(await app.request(key), 502, 'origin_unreachable');
     await expectProblem(await app.request(key), 502, 'origin_unreachable');
     expect(app.runs()).toBe(2);
+  });
+});
+
+describe('IdempotencyRecord: onUnknown reconcile', () => {
+  const reconciling = (key: string, path: string, answer: string) => ({
+    ...spec(key, path, { onUnknown: 'reconcile' }),
+    reconcile: {
+      url: `${originUrl}/reconcile/${answer}/charges?idempotency_key=${encodeURIComponent(key)}`,
+      headers: [
+        ['idempotency-key', key],
+        ['authorization', 'Bearer test-token'],
+      ] as [string, string][],
+    },
+  });
+  const reconcileCalls = async (key: string) =>
+    ((await (await fetch(`${originUrl}/__calls?reconcile=${encodeURIComponent(key)}`)).json()) as { count: number }).count;
+
+  it('stores and replays the 2xx answer of the reconcile URL: one POST, the credential sent, the key never runs again', async () => {
+    const key = newKey();
+    const leaseUntil = await diedMidFlight(key, '/slow/1000/found', { onUnknown: 'reconcile' });
+    await until(() => Date.now() > leaseUntil);
+    const outcome = await (await recordStub(key)).execute(reconciling(key, '/slow/1000/found', 'found'));
+    expect(outcome).toMatchObject({ kind: 'response', replayed: true, response: { status: 200 } });
+    if (outcome.kind !== 'response') return;
+    expect(JSON.parse(new TextDecoder().decode(outcome.response.body))).toMatchObject({ reconciled: true, key, credential: true });
+    expect(await storedRecord(key)).toMatchObject({ state: 'complete', status: 200 });
+    expect(await (await recordStub(key)).execute(reconciling(key, '/slow/1000/found', 'found'))).toMatchObject({
+      kind: 'response',
+      replayed: true,
+    });
+    expect(await originCalls(key)).toBe(1);
+    expect(await reconcileCalls(key)).toBe(1);
+  });
+
+  it('runs the request when the reconcile URL answers 404 (it never ran): exactly two POSTs', async () => {
+    const key = newKey();
+    const leaseUntil = await diedMidFlight(key, '/slow/1000/missing', { onUnknown: 'reconcile' });
+    await until(() => Date.now() > leaseUntil);
+    const outcome = await (await recordStub(key)).execute(reconciling(key, '/slow/1000/missing', 'missing'));
+    expect(outcome).toMatchObject({ kind: 'response', replayed: false, response: { status: 200 } });
+    expect(await originCalls(key)).toBe(2);
+    expect(await (await recordStub(key)).execute(reconciling(key, '/slow/1000/missing', 'missing'))).toMatchObject({
+      kind: 'response',
+      replayed: true,
+    });
+    expect(await originCalls(key)).toBe(2);
+  });
+
+  it('holds the key as unknown (503 with Retry-After) while the reconcile URL cannot say, and asks again on the next retry', async () => {
+    const key = newKey();
+    const leaseUntil = await diedMidFlight(key, '/slow/1000/broken', { onUnknown: 'reconcile' });
+    await until(() => Date.now() > leaseUntil);
+    for (let asked = 1; asked <= 2; asked++) {
+      expect(await (await recordStub(key)).execute(reconciling(key, '/slow/1000/broken', 'broken'))).toEqual({
+        kind: 'outcome_pending',
+        retryAfterMs: 1000,
+      });
+      expect(await reconcileCalls(key)).toBe(asked);
+    }
+    expect(await (await recordStub(key)).inspect()).toMatchObject({ state: 'unknown' });
+    expect(await originCalls(key)).toBe(1);
   });
 });

@@ -25,6 +25,7 @@ import { type RequestLog, consoleReporter, isRepeat, keyHashOf, logScopeHash } f
 import { type IdempotencyOptions, type OptionName, resolveOptions, untouched } from './options';
 import { type RecordRef, Records } from './records';
 import { isolateReplays as replays } from './replay-cache';
+import { reconcileRequest } from './reconcile';
 import { recordName } from './scope';
 
 /** Variables the middleware sets on the context. */
@@ -90,6 +91,8 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     ttlMs,
     timeoutMs,
     leaseMs,
+    onUnknown,
+    reconcileUrl,
     maxBodyBytes,
     required,
     run,
@@ -102,7 +105,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     rateLimit,
   } = resolved;
   const keyHeader = headerName.toLowerCase();
-  const limits = { timeoutMs, leaseMs, ttlMs };
+  const limits = { timeoutMs, leaseMs, ttlMs, onUnknown };
   const records = new Records({ ...resolved, jurisdictionName: name('jurisdiction') });
   const scopeHashOf = logScopeHash(resolved.logHashSecret);
   /** The default reporter without a `METRICS` dataset, built once. */
@@ -242,7 +245,9 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
       const target = run.target(ctx);
       const url = typeof target === 'string' ? target : target.href;
       const origin = { method: c.req.method, url, headers, body: c.req.raw.body === null ? null : body, maxBodyBytes };
-      outcome = await records.call(ref, async (stub) => (await stub.execute({ ...spec, origin })) as Outcome);
+      const asking =
+        reconcileUrl === undefined ? {} : { reconcile: reconcileRequest(reconcileUrl, url, key, keyHeader, headers, scope.kind) };
+      outcome = await records.call(ref, async (stub) => (await stub.execute({ ...spec, origin, ...asking })) as Outcome);
     } else {
       // Not retried: a begin() whose answer was lost may have acquired the key, and a retry would then
       // wait on an attempt nobody runs. The client retries instead (the key is then held until the lease ends).

@@ -69,6 +69,22 @@ export interface IdempotencyOptions {
    */
   readonly leaseMs?: number;
   /**
+   * What happens when the outcome of an attempt is unknown: its object was reset (a crash, a deploy) before the
+   * answer was recorded, and its lease has ended. `retry` runs the next identical request again, with the same
+   * key forwarded so the origin can deduplicate; `hold` answers `409 idempotency_outcome_unknown` until an
+   * operator purges the key or it expires, so the request never runs twice; `reconcile` (origin mode only, with
+   * `reconcileUrl`) asks the origin first: a 2xx answer of the reconcile URL is stored as the key's answer, a
+   * 404 lets the request run, anything else answers 503 `idempotency_unavailable` and the next retry asks again.
+   * @default 'retry'
+   */
+  readonly onUnknown?: 'retry' | 'hold' | 'reconcile';
+  /**
+   * With `onUnknown: 'reconcile'`: the path (and query) on the origin's host that says whether a request ran,
+   * `{key}` replaced by the percent-encoded key (`/v1/charges?idempotency_key={key}`). It is fetched with `GET`,
+   * the request's scope headers and its `Idempotency-Key`. Refused with any other `onUnknown`.
+   */
+  readonly reconcileUrl?: string;
+  /**
    * Largest request body accepted and largest response stored, in bytes (at most 24 MiB).
    * @default 10485760
    */
@@ -169,6 +185,8 @@ export interface ResolvedOptions {
   readonly ttlMs: number;
   readonly timeoutMs: number;
   readonly leaseMs: number;
+  readonly onUnknown: 'retry' | 'hold' | 'reconcile';
+  readonly reconcileUrl: string | undefined;
   readonly maxBodyBytes: number;
   readonly required: boolean;
   readonly scope: Scope;
@@ -230,6 +248,28 @@ function oneOf<T extends string>(option: OptionName, value: T | undefined, allow
   if (value !== undefined && !allowed.includes(value))
     throw new OptionsError([option], `{${option}} must be one of ${allowed.join(', ')}`, value);
   return value;
+}
+
+function unknownPolicy(options: IdempotencyOptions): Pick<ResolvedOptions, 'onUnknown' | 'reconcileUrl'> {
+  const onUnknown = oneOf('onUnknown', options.onUnknown, ['retry', 'hold', 'reconcile']) ?? 'retry';
+  const { reconcileUrl } = options;
+  if (reconcileUrl !== undefined && onUnknown !== 'reconcile')
+    throw new OptionsError(['reconcileUrl', 'onUnknown'], '{reconcileUrl} is only used when {onUnknown} is reconcile', reconcileUrl);
+  if (onUnknown !== 'reconcile') return { onUnknown, reconcileUrl: undefined };
+  // The object calls the reconcile URL itself, so only origin mode can reconcile: a handler has no origin to ask.
+  if (options.run?.mode !== 'origin') throw new OptionsError(['onUnknown', 'run'], '{onUnknown} reconcile needs the origin {run} mode');
+  if (
+    typeof reconcileUrl !== 'string' ||
+    !/^\/[^\s]*$/.test(reconcileUrl) ||
+    reconcileUrl.startsWith('//') ||
+    !reconcileUrl.includes('{key}')
+  )
+    throw new OptionsError(
+      ['reconcileUrl', 'onUnknown'],
+      '{reconcileUrl} must be a path starting with "/" that holds the key placeholder, when {onUnknown} is reconcile',
+      reconcileUrl,
+    );
+  return { onUnknown, reconcileUrl };
 }
 
 function fingerprintOf(options: IdempotencyOptions): ResolvedOptions['fingerprint'] {
@@ -302,6 +342,7 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     ttlMs: ttlSeconds * 1000,
     timeoutMs,
     leaseMs,
+    ...unknownPolicy(options),
     maxBodyBytes: whole('maxBodyBytes', options.maxBodyBytes, 10 * 1024 * 1024, 1, MAX_BODY_BYTES_LIMIT),
     required: options.required ?? false,
     scope,

@@ -79,6 +79,19 @@ export function resolveScope(option: ScopeOption | undefined): Scope | string {
 }
 
 /**
+ * The request headers a scope of `kind` is read from (`cookie` for a cookie), or `undefined` for a custom scope.
+ *
+ * @param kind - {@link Scope.kind}
+ */
+export function scopeHeaderNames(kind: string): string[] | undefined {
+  if (!kind.startsWith('headers:')) return undefined;
+  return kind
+    .slice('headers:'.length)
+    .split(',')
+    .map((entry) => (entry.startsWith('cookie:') ? 'cookie' : entry));
+}
+
+/**
  * The Durable Object name of a key. The JSON array keeps the parts apart whatever they contain, so a key
  * used by the proxy and by an app, or under two kinds of scope, can never name the same object.
  *

@@ -16,6 +16,8 @@ export interface ProxyVars {
   IDEMPOTENCY_TTL_SECONDS?: unknown;
   ORIGIN_TIMEOUT_MS?: unknown;
   ORIGIN_LEASE_MS?: unknown;
+  IDEMPOTENCY_ON_UNKNOWN?: unknown;
+  IDEMPOTENCY_RECONCILE_URL?: unknown;
   MAX_BODY_BYTES?: unknown;
   REQUIRE_IDEMPOTENCY_KEY?: unknown;
   LOG_REQUESTS?: unknown;
@@ -75,11 +77,15 @@ export class ConfigError extends Error {
   }
 }
 
+const PROXY_RUN = { mode: 'origin', target: () => 'about:blank' } as const;
+
 /** The variable each option comes from. */
 export const VARIABLE_OF: Partial<Record<OptionName, string>> = {
   ttlSeconds: 'IDEMPOTENCY_TTL_SECONDS',
   timeoutMs: 'ORIGIN_TIMEOUT_MS',
   leaseMs: 'ORIGIN_LEASE_MS',
+  onUnknown: 'IDEMPOTENCY_ON_UNKNOWN',
+  reconcileUrl: 'IDEMPOTENCY_RECONCILE_URL',
   maxBodyBytes: 'MAX_BODY_BYTES',
   required: 'REQUIRE_IDEMPOTENCY_KEY',
   scope: 'IDEMPOTENCY_SCOPE_HEADERS',
@@ -192,9 +198,14 @@ export function readConfig(vars: ProxyVars): ProxyConfig {
   const scopeHeaders = string(vars, 'IDEMPOTENCY_SCOPE_HEADERS');
   const options: IdempotencyOptions = defined({
     namespace: 'proxy',
+    // The proxy always runs in origin mode; its app sets the real target (this one only lets the checks that
+    // depend on the mode, such as onUnknown reconcile, see it).
+    run: PROXY_RUN,
     ttlSeconds: integer(vars, 'IDEMPOTENCY_TTL_SECONDS'),
     timeoutMs: integer(vars, 'ORIGIN_TIMEOUT_MS'),
     leaseMs: integer(vars, 'ORIGIN_LEASE_MS'),
+    onUnknown: string(vars, 'IDEMPOTENCY_ON_UNKNOWN') as IdempotencyOptions['onUnknown'],
+    reconcileUrl: string(vars, 'IDEMPOTENCY_RECONCILE_URL'),
     maxBodyBytes: integer(vars, 'MAX_BODY_BYTES'),
     required: boolean(vars, 'REQUIRE_IDEMPOTENCY_KEY'),
     scope: scopeHeaders === undefined ? undefined : { headers: scopeHeaders.split(',') },

@@ -33,7 +33,16 @@ export class RouteError extends Error {
 
 const VARIABLE = 'IDEMPOTENCY_ROUTES';
 const NUMBER_FIELDS = { ttl_seconds: 'ttlSeconds', timeout_ms: 'timeoutMs', lease_ms: 'leaseMs', max_body_bytes: 'maxBodyBytes' } as const;
-const FIELDS = new Set(['pattern', 'methods', 'mode', 'fingerprint', 'ignore_fields', ...Object.keys(NUMBER_FIELDS)]);
+const FIELDS = new Set([
+  'pattern',
+  'methods',
+  'mode',
+  'fingerprint',
+  'ignore_fields',
+  'on_unknown',
+  'reconcile_url',
+  ...Object.keys(NUMBER_FIELDS),
+]);
 
 function table(raw: unknown): unknown[] {
   if (Array.isArray(raw)) return raw;
@@ -81,6 +90,16 @@ function route(raw: unknown, index: number): RouteSpec {
   if (entry['fingerprint'] !== undefined) {
     options['fingerprint'] = entry['fingerprint'];
     fields.fingerprint = at('fingerprint');
+  }
+  if (entry['on_unknown'] !== undefined) {
+    options['onUnknown'] = entry['on_unknown'];
+    fields.onUnknown = at('on_unknown');
+    // A route's own policy does not inherit the global reconcile URL; only its own reconcile_url counts.
+    options['reconcileUrl'] = undefined;
+  }
+  if (entry['reconcile_url'] !== undefined) {
+    options['reconcileUrl'] = entry['reconcile_url'];
+    fields.reconcileUrl = at('reconcile_url');
   }
   if (entry['ignore_fields'] !== undefined) {
     options['ignoreFields'] = strings(at('ignore_fields'), entry['ignore_fields']);

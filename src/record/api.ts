@@ -17,6 +17,12 @@ export interface AttemptLimits {
   readonly leaseMs: number;
   /** How long the record lives, counted from the first request, in ms. */
   readonly ttlMs: number;
+  /**
+   * What a request does once an attempt ended without an answer (its object was reset and its lease has
+   * ended): `retry` runs it again with the same key (the default), `hold` answers `outcome_unknown` until a
+   * purge or the expiry, `reconcile` (with {@link AttemptSpec.reconcile}) asks the origin first.
+   */
+  readonly onUnknown?: 'retry' | 'hold' | 'reconcile';
   /** The method of the client's request, kept for lookups (`inspect`). */
   readonly method?: string;
   /** The path of the client's request (without its query), kept for lookups (`inspect`). */
@@ -38,6 +44,11 @@ export interface OriginRequest {
 /** What the Worker sends for a keyed request in proxy mode. */
 export interface AttemptSpec extends AttemptLimits {
   readonly origin: OriginRequest;
+  /**
+   * With `onUnknown: 'reconcile'`: the `GET` that asks the origin whether the request ran, with the retry's own
+   * scope headers and `Idempotency-Key` (so no credential is ever stored to make it).
+   */
+  readonly reconcile?: { readonly url: string; readonly headers: HeaderList };
 }
 
 /** Answer of `IdempotencyRecord.begin`: run the handler yourself, or what the client gets. */
@@ -45,8 +56,8 @@ export type BeginResult = { readonly kind: 'acquired'; readonly attempt: string 
 
 /** What `IdempotencyRecord.inspect` tells about a record; never its body. */
 export interface RecordInfo {
-  readonly state: 'in_flight' | 'complete' | 'too_large';
-  /** The stored status (`complete`, `too_large`). */
+  readonly state: 'in_flight' | 'complete' | 'too_large' | 'lost' | 'unknown';
+  /** The stored status (`complete`, `too_large`, `lost`). */
   readonly status: number | null;
   /** When the first request arrived, ms since the epoch (`null` for records stored before format 2). */
   readonly created_at: number | null;

@@ -17,17 +17,12 @@
  * may see the request again after the lease ends. The forwarded `Idempotency-Key` lets it deduplicate.
  */
 import { DurableObject } from 'cloudflare:workers';
-import type { Outcome, Settled } from '../shared/outcome';
+import { type Outcome, type Settled, isResultStatus } from '../shared/outcome';
 import type { AttemptLimits, AttemptSpec, BeginResult, PurgeResult, RecordInfo } from './api';
 import { callOrigin, withinLease } from './origin';
+import { reconcile } from './reconcile';
 import { type RecordRow, RecordStore, expiryOf } from './storage';
-import { checkAttempt, checkLimits, checkSettled, checkSpec } from './validate';
-
-/**
- * Answers that say "try again later", not results: storing one would replay a short overload for the whole
- * TTL and push clients onto new keys. Like 5xx, they free the key.
- */
-const TRANSIENT_STATUS = new Set([408, 425, 429]);
+import { checkAttempt, checkLimits, checkReconcile, checkSettled, checkSpec } from './validate';
 
 interface Attempt {
   readonly id: string;
@@ -40,12 +35,16 @@ interface Attempt {
 type Decision =
   | { readonly start: { readonly expiresAt: number; readonly createdAt: number } }
   | { readonly join: Attempt }
-  | { readonly outcome: Outcome };
+  | { readonly outcome: Outcome }
+  /** `reconcile`: the row of a dead attempt, now `unknown`; the origin is asked before anything runs again. */
+  | { readonly reconcile: RecordRow };
 
 /** The Durable Object class; one instance per `(scope hash, key)`. */
 export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   readonly #store: RecordStore;
   #attempt: Attempt | undefined;
+  /** The reconcile request in progress, if any: concurrent retries share it (one GET at a time). */
+  #reconciling: Promise<Outcome> | undefined;
 
   constructor(ctx: DurableObjectState, env: Record<string, unknown>) {
     super(ctx, env);
@@ -62,9 +61,11 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   execute(spec: AttemptSpec): Promise<Outcome> {
     // Checked synchronously: a refused call throws to its caller and starts nothing.
     const headers = checkSpec(spec);
+    const reconcileHeaders = checkReconcile(spec);
     const decision = this.#decide(spec);
     if ('outcome' in decision) return Promise.resolve(decision.outcome);
     if ('join' in decision) return this.#await(decision.join, spec.timeoutMs, false);
+    if ('reconcile' in decision) return this.#reconcile(spec, headers, reconcileHeaders, decision.reconcile);
     const attempt = this.#start(spec, decision.start, () => callOrigin(spec.origin, headers, spec.leaseMs));
     return this.#await(attempt, spec.timeoutMs, true);
   }
@@ -81,6 +82,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     checkLimits(spec);
     const decision = this.#decide(spec);
     if ('outcome' in decision) return Promise.resolve(decision.outcome);
+    // Handler mode has no origin to ask (the middleware refuses reconcile there): the key stays held.
+    if ('reconcile' in decision) return Promise.resolve({ kind: 'outcome_unknown' });
     if ('join' in decision) return this.#await(decision.join, spec.timeoutMs, false);
     let settle!: (settled: Settled) => void;
     const reported = new Promise<Settled>((resolve) => (settle = resolve));
@@ -130,7 +133,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     const { state, status, created_at, expires_at, lease_until, method, path } = record;
     return {
       state,
-      status: state === 'in_flight' ? null : status,
+      status: state === 'in_flight' || state === 'unknown' ? null : status,
       created_at,
       expires_at,
       lease_until: state === 'in_flight' ? lease_until : null,
@@ -140,7 +143,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   }
 
   /**
-   * Deletes a stored record (complete, too large, or an attempt that died and whose lease has ended), so the
+   * Deletes a stored record (complete, too large, lost, unknown, or an attempt that died and whose lease has ended), so the
    * next request with the key runs again. An attempt that may still be running is left alone.
    */
   async purge(): Promise<PurgeResult> {
@@ -195,11 +198,23 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
         return { outcome: { kind: 'response', replayed: true, response: this.#store.response(record), expiresAt: record.expires_at } };
       case 'too_large':
         return { outcome: { kind: 'response_too_large', status: record.status ?? 0 } };
+      case 'lost':
+        return { outcome: { kind: 'response_lost', status: record.status ?? 0 } };
+      case 'unknown':
+        // Held by an earlier request under `hold`; a request whose policy is now `retry` takes over.
+        if (spec.onUnknown === 'hold') return { outcome: { kind: 'outcome_unknown' } };
+        if (spec.onUnknown === 'reconcile') return { reconcile: record };
+        return { start: { expiresAt: record.expires_at, createdAt: record.created_at ?? now } };
       case 'in_flight': {
         const attempt = this.#attempt;
         if (attempt?.id === record.attempt) return { join: attempt };
         // The row outlived its attempt: this instance was reset while the attempt was running.
         if (now < record.lease_until) return { outcome: { kind: 'in_progress', retryAfterMs: record.lease_until - now } };
+        // The lease has ended and nobody knows whether the origin ran the request.
+        if (spec.onUnknown === 'hold' || spec.onUnknown === 'reconcile') {
+          this.#store.unknown(record.attempt);
+          return spec.onUnknown === 'hold' ? { outcome: { kind: 'outcome_unknown' } } : { reconcile: { ...record, state: 'unknown' } };
+        }
         // A take-over keeps the key's times (its in-flight row lives until the new lease ends anyway).
         return { start: { expiresAt: record.expires_at, createdAt: record.created_at ?? now } };
       }
@@ -251,15 +266,55 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
 
   /** Records how attempt `id` ended, if the row still belongs to it. */
   #record(id: string, settled: Settled): void {
-    if (settled.kind === 'response' && settled.response.status < 500 && !TRANSIENT_STATUS.has(settled.response.status)) {
+    if (settled.kind === 'response' && isResultStatus(settled.response.status)) {
       this.#store.complete(id, settled.response);
-    } else if (settled.kind === 'response_too_large') {
+    } else if (settled.kind === 'response_too_large' && isResultStatus(settled.status)) {
       this.#store.tooLarge(id, settled.status);
+    } else if (settled.kind === 'response_lost' && isResultStatus(settled.status)) {
+      // The status line of a result arrived: the write ran, so the key must never run it again.
+      this.#store.lost(id, settled.status);
     } else if (this.#store.release(id)) {
-      // 5xx and transient answers and failures are not stored: the key is free for the next request, and
+      // 5xx and transient answers (however they ended) and failures are not stored: the key is free for the next request, and
       // the alarm removes what is left of the object.
       void this.ctx.storage.setAlarm(Date.now());
     }
+  }
+
+  /**
+   * `reconcile`: asks the origin whether the dead attempt of `row` ran. A 2xx answer becomes the key's stored
+   * answer (a replay: this request did not cause it); 404 starts the attempt; anything else holds the key and
+   * the next retry asks again. Concurrent retries share one question.
+   */
+  async #reconcile(spec: AttemptSpec, headers: Headers, asking: Headers | undefined, row: RecordRow): Promise<Outcome> {
+    const shared = this.#reconciling;
+    if (shared !== undefined) {
+      const outcome = await shared;
+      return outcome.kind === 'response' ? { ...outcome, replayed: true } : outcome;
+    }
+    const question = this.#ask(spec, headers, asking, row);
+    this.#reconciling = question;
+    try {
+      return await question;
+    } finally {
+      this.#reconciling = undefined;
+    }
+  }
+
+  async #ask(spec: AttemptSpec, headers: Headers, asking: Headers | undefined, row: RecordRow): Promise<Outcome> {
+    const pending: Outcome = { kind: 'outcome_pending', retryAfterMs: 1000 };
+    if (spec.reconcile === undefined || asking === undefined) return pending;
+    const answer = await reconcile(spec.reconcile.url, asking, spec.origin.maxBodyBytes, spec.timeoutMs);
+    // Decided again synchronously after the await: a purge or another request may have changed the row.
+    const now = this.#store.read();
+    if (now?.attempt !== row.attempt || now.state !== 'unknown') return { kind: 'in_progress', retryAfterMs: 1000 };
+    if (answer === 'unknown') return pending;
+    if (answer === 'never_ran') {
+      const times = { expiresAt: now.expires_at, createdAt: now.created_at ?? Date.now() };
+      const attempt = this.#start(spec, times, () => callOrigin(spec.origin, headers, spec.leaseMs));
+      return this.#await(attempt, spec.timeoutMs, true);
+    }
+    this.#store.complete(row.attempt, answer.ran, 'unknown');
+    return { kind: 'response', replayed: true, response: answer.ran };
   }
 
   /** Waits for an attempt, at most `timeoutMs`; the attempt itself goes on regardless. */

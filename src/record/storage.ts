@@ -18,17 +18,22 @@ export const MAX_SQL_ROW_BYTES = 2_000_000;
 export const BODY_CHUNK_BYTES = 1024 * 1024;
 
 /**
- * Format of a stored record row (its `format` column). Format 2 added `created_at`, `method` and `path`. Rows of
- * format 1 are read as format 2 with those unknown (`null`); the table gains the columns on the next write.
+ * Format of a stored record row (its `format` column). Format 2 added `created_at`, `method` and `path`; format 3
+ * the states `lost` and `unknown`. Rows of formats 1 and 2 are read as they are (format 1 with the format 2
+ * columns `null`). SQLite cannot change a table's CHECK constraint, so the first write of new code to a table of
+ * an older format rebuilds it, rows included, in one transaction.
  */
-export const RECORD_FORMAT = 2;
+export const RECORD_FORMAT = 3;
 
-const CREATE_TABLE = `
-  CREATE TABLE IF NOT EXISTS record (
+/** Every state a row can be in (docs/storage-schema.md, "States"). */
+export type RecordState = 'in_flight' | 'complete' | 'too_large' | 'lost' | 'unknown';
+
+const createTable = (name: string): string => `
+  CREATE TABLE IF NOT EXISTS ${name} (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     format INTEGER NOT NULL,
     fingerprint TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('in_flight', 'complete', 'too_large')),
+    state TEXT NOT NULL CHECK (state IN ('in_flight', 'complete', 'too_large', 'lost', 'unknown')),
     attempt TEXT NOT NULL,
     lease_until INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
@@ -45,7 +50,7 @@ const CREATE_TABLE = `
 export interface RecordRow extends Record<string, SqlStorageValue> {
   format: number;
   fingerprint: string;
-  state: 'in_flight' | 'complete' | 'too_large';
+  state: RecordState;
   attempt: string;
   lease_until: number;
   expires_at: number;
@@ -85,10 +90,10 @@ export const expiryOf = (row: RecordRow): number =>
 export class RecordStore {
   readonly #storage: DurableObjectStorage;
   /**
-   * The format of the `record` table: none yet (0), 1 or 2; `undefined` until looked up, once per instance.
+   * The format of the `record` table: none yet (0), 1, 2 or 3; `undefined` until looked up, once per instance.
    * Reading never creates or changes the table, so a lookup of an unknown key writes nothing.
    */
-  #table: 0 | 1 | 2 | undefined;
+  #table: 0 | 1 | 2 | 3 | undefined;
 
   /** The SQL handle, taken once: every `storage.sql` access crosses into the runtime. */
   readonly #sql: SqlStorage;
@@ -98,10 +103,10 @@ export class RecordStore {
     this.#sql = storage.sql;
   }
 
-  #format(): 0 | 1 | 2 {
+  #format(): 0 | 1 | 2 | 3 {
     if (this.#table === undefined) {
       const table = this.#sql.exec<{ sql: string }>(`SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'record'`).toArray()[0];
-      this.#table = table === undefined ? 0 : table.sql.includes('created_at') ? 2 : 1;
+      this.#table = table === undefined ? 0 : table.sql.includes("'lost'") ? 3 : table.sql.includes('created_at') ? 2 : 1;
     }
     return this.#table;
   }
@@ -110,17 +115,33 @@ export class RecordStore {
   read(): RecordRow | undefined {
     const format = this.#format();
     if (format === 0) return undefined;
-    return this.#sql.exec<RecordRow>(`SELECT ${format === 2 ? COLUMNS_2 : COLUMNS_1_AS_2} FROM record WHERE id = 1`).toArray()[0];
+    return this.#sql.exec<RecordRow>(`SELECT ${format === 1 ? COLUMNS_1_AS_2 : COLUMNS_2} FROM record WHERE id = 1`).toArray()[0];
+  }
+
+  /**
+   * Makes the table one of the current format before a write: creates it, or rebuilds an older one (whose CHECK
+   * would refuse the states of format 3) with its row, in one transaction so a failure leaves the old table.
+   */
+  #writable(): void {
+    const format = this.#format();
+    if (format === 3) return;
+    if (format === 0) this.#sql.exec(createTable('record'));
+    else {
+      this.#storage.transactionSync(() => {
+        this.#sql.exec(createTable('record_next'));
+        this.#sql.exec(
+          `INSERT INTO record_next (id, ${COLUMNS_2}, body) SELECT id, ${format === 1 ? COLUMNS_1_AS_2 : COLUMNS_2}, body FROM record`,
+        );
+        this.#sql.exec(`DROP TABLE record`);
+        this.#sql.exec(`ALTER TABLE record_next RENAME TO record`);
+      });
+    }
+    this.#table = 3;
   }
 
   /** Replaces whatever is stored with the in-flight row of a new attempt, creating or migrating the table first. */
   begin(row: NewAttempt): void {
-    const format = this.#format();
-    if (format === 0) this.#sql.exec(CREATE_TABLE);
-    else if (format === 1) {
-      for (const column of ['created_at INTEGER', 'method TEXT', 'path TEXT']) this.#sql.exec(`ALTER TABLE record ADD COLUMN ${column}`);
-    }
-    this.#table = 2;
+    this.#writable();
     this.#sql.exec(
       `INSERT OR REPLACE INTO record (id, format, fingerprint, state, attempt, lease_until, expires_at, created_at, method, path)
        VALUES (1, ?, ?, 'in_flight', ?, ?, ?, ?, ?, ?)`,
@@ -139,8 +160,8 @@ export class RecordStore {
    * Stores the answer of `attempt`, if the row still belongs to it. A body up to {@link BODY_CHUNK_BYTES}
    * goes in the record row; a larger one in `body_chunk` rows, in the same transaction.
    */
-  complete(attempt: string, { status, headers, body }: StoredResponse): void {
-    const update = `UPDATE record SET state = 'complete', status = ?, headers = ?, body = ?, chunks = ? WHERE id = 1 AND attempt = ? AND state = 'in_flight'`;
+  complete(attempt: string, { status, headers, body }: StoredResponse, from: 'in_flight' | 'unknown' = 'in_flight'): void {
+    const update = `UPDATE record SET state = 'complete', status = ?, headers = ?, body = ?, chunks = ? WHERE id = 1 AND attempt = ? AND state = '${from}'`;
     if (body.byteLength <= BODY_CHUNK_BYTES) {
       this.#sql.exec(update, status, JSON.stringify(headers), body, 0, attempt);
       return;
@@ -162,6 +183,27 @@ export class RecordStore {
     this.#sql.exec(
       `UPDATE record SET state = 'too_large', status = ? WHERE id = 1 AND attempt = ? AND state = 'in_flight'`,
       status,
+      attempt,
+    );
+  }
+
+  /** Records that `attempt` got the status line of a result and then lost the body: it ran, nothing to replay. */
+  lost(attempt: string, status: number): void {
+    this.#writable();
+    this.#sql.exec(
+      `UPDATE record SET state = 'lost', status = ?, format = ? WHERE id = 1 AND attempt = ? AND state = 'in_flight'`,
+      status,
+      RECORD_FORMAT,
+      attempt,
+    );
+  }
+
+  /** Marks the row of a dead attempt (`hold` policy): nobody knows whether it ran, so the key is held. */
+  unknown(attempt: string): void {
+    this.#writable();
+    this.#sql.exec(
+      `UPDATE record SET state = 'unknown', format = ? WHERE id = 1 AND attempt = ? AND state = 'in_flight'`,
+      RECORD_FORMAT,
       attempt,
     );
   }

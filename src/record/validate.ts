@@ -53,6 +53,8 @@ export function checkLimits(limits: AttemptLimits): void {
   whole('ttlMs', limits.ttlMs, 1, MAX_TTL_SECONDS * 1000);
   if (limits.method !== undefined) text('method', limits.method, 64, HTTP_TOKEN);
   if (limits.path !== undefined) text('path', limits.path, 16 * 1024, /^\//);
+  if (limits.onUnknown !== undefined && limits.onUnknown !== 'retry' && limits.onUnknown !== 'hold' && limits.onUnknown !== 'reconcile')
+    fail('onUnknown must be "retry", "hold" or "reconcile"');
 }
 
 /**
@@ -65,18 +67,31 @@ export function checkSpec(spec: AttemptSpec): Headers {
   const { origin } = spec;
   if (typeof origin !== 'object' || origin === null) fail('origin must be an object');
   text('origin.method', origin.method, 64, HTTP_TOKEN);
-  let url: URL | undefined;
-  try {
-    url = new URL(origin.url);
-  } catch {
-    // reported below
-  }
-  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:'))
-    fail('origin.url must be an absolute http or https URL');
+  httpUrl('origin.url', origin.url);
   const headers = headerList('origin.headers', origin.headers);
   body('origin.body', origin.body, true);
   whole('origin.maxBodyBytes', origin.maxBodyBytes, 1, MAX_BODY_BYTES_LIMIT);
   return headers;
+}
+
+/** Refuses anything but an absolute http or https URL. */
+function httpUrl(field: string, value: string): void {
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    // reported below
+  }
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) fail(`${field} must be an absolute http or https URL`);
+}
+
+/** Checks the reconcile request of an `execute` spec; returns its headers, or `undefined` when there is none. */
+export function checkReconcile(spec: AttemptSpec): Headers | undefined {
+  const { reconcile } = spec;
+  if (reconcile === undefined) return undefined;
+  if (typeof reconcile !== 'object' || reconcile === null) fail('reconcile must be an object');
+  httpUrl('reconcile.url', reconcile.url);
+  return headerList('reconcile.headers', reconcile.headers);
 }
 
 /** Checks a result reported to `complete`: a response must be one a `Response` can replay. */
@@ -89,6 +104,7 @@ export function checkSettled(settled: Settled): void {
       body('response.body', settled.response.body, false);
       return;
     case 'response_too_large':
+    case 'response_lost':
       whole('status', settled.status, 200, 599);
       return;
     case 'origin_timeout':

@@ -6,7 +6,7 @@
  */
 import { concatBytes } from './bytes';
 import { storableHeaders } from './headers';
-import type { Settled } from './outcome';
+import { type Settled, isResultStatus } from './outcome';
 
 /** Stored header lists larger than this are refused like an oversized body. */
 const MAX_HEADERS_BYTES = 256 * 1024;
@@ -18,13 +18,22 @@ const MAX_HEADERS_BYTES = 256 * 1024;
  * @param maxBodyBytes - larger bodies give `response_too_large`
  * @param decoded - whether the body bytes are already decoded (true for `fetch()` answers, where
  *   `content-encoding` is then dropped); false keeps `content-encoding` for bytes served as they are
- * @throws when the body stream fails (e.g. the connection breaks mid-body)
+ * @returns the response; `response_lost` when a result's body breaks off (its status says the write ran);
+ *   `response_too_large` for a result too large to store; `origin_unreachable` when a 5xx or transient answer is
+ *   too large or breaks off (not results: the key is freed, so nothing must claim the request ran)
+ * @throws never for a failing body: only for what a `Response` itself refuses
  */
 export async function captureResponse(response: Response, maxBodyBytes: number, decoded: boolean): Promise<Settled> {
-  const body = await readLimited(response, maxBodyBytes);
+  const { status } = response;
+  let body: ArrayBuffer | undefined;
+  try {
+    body = await readLimited(response, maxBodyBytes);
+  } catch {
+    return isResultStatus(status) ? { kind: 'response_lost', status } : { kind: 'origin_unreachable' };
+  }
   const headers = storableHeaders(response.headers, decoded);
   if (body === undefined || JSON.stringify(headers).length > MAX_HEADERS_BYTES) {
-    return { kind: 'response_too_large', status: response.status };
+    return isResultStatus(status) ? { kind: 'response_too_large', status } : { kind: 'origin_unreachable' };
   }
   return { kind: 'response', response: { status: response.status, headers, body } };
 }

@@ -15,12 +15,26 @@ export interface StoredResponse {
   readonly body: ArrayBuffer;
 }
 
+/**
+ * Answers that say "try again later", not results: storing one would replay a short overload for the whole
+ * TTL and push clients onto new keys. Like 5xx, they free the key.
+ */
+const TRANSIENT_STATUS = new Set([408, 425, 429]);
+
+/**
+ * Whether a status is a result of the request (below 500, not 408/425/429): once such a status line has
+ * arrived, the write ran, whatever happens to its body afterwards.
+ */
+export const isResultStatus = (status: number): boolean => status < 500 && !TRANSIENT_STATUS.has(status);
+
 /** How an attempt ended (the origin call in proxy mode, the app's handler in handler mode). */
 export type Settled =
   | { readonly kind: 'response'; readonly response: StoredResponse }
   | { readonly kind: 'origin_timeout' }
   | { readonly kind: 'origin_unreachable' }
-  | { readonly kind: 'response_too_large'; readonly status: number };
+  | { readonly kind: 'response_too_large'; readonly status: number }
+  /** The status line of a result arrived, then the body broke off (a reset, the lease's end): the write ran. */
+  | { readonly kind: 'response_lost'; readonly status: number };
 
 /** The result of one keyed request, as decided by the Durable Object. */
 export type Outcome =
@@ -45,7 +59,13 @@ export type Outcome =
   /** The origin could not be reached or broke the connection; nothing was stored. */
   | { readonly kind: 'origin_unreachable' }
   /** The origin ran the request but its answer is too large to store (body over the limit, or headers over 256 KiB). */
-  | { readonly kind: 'response_too_large'; readonly status: number };
+  | { readonly kind: 'response_too_large'; readonly status: number }
+  /** The origin answered `status` (a result) but the answer broke off: it ran and never runs again under this key. */
+  | { readonly kind: 'response_lost'; readonly status: number }
+  /** An attempt died without an answer and the key's policy is `hold`: nobody knows whether the origin ran it. */
+  | { readonly kind: 'outcome_unknown' }
+  /** `reconcile`: the origin could not say whether it ran the request; the key is held and the next retry asks again. */
+  | { readonly kind: 'outcome_pending'; readonly retryAfterMs: number };
 
 /** The response header that marks a replayed answer. */
 export const REPLAY_HEADER = 'Idempotent-Replay';
@@ -84,6 +104,24 @@ export function outcomeProblem(outcome: Outcome): ProblemSpec | undefined {
       return {
         code: 'response_too_large',
         detail: `The origin ran the request and answered with status ${outcome.status}, but the answer is larger than this layer stores (its body over the body limit, or its headers over 256 KiB), so it was not stored. The request will not run again under this Idempotency-Key.`,
+      };
+    case 'response_lost':
+      return {
+        code: 'origin_response_lost',
+        detail: `The origin answered ${outcome.status} but the answer broke off; it ran and will not run again under this Idempotency-Key.`,
+      };
+    case 'outcome_pending':
+      return {
+        code: 'idempotency_unavailable',
+        detail:
+          'An earlier attempt with this Idempotency-Key ended without an answer and the origin could not yet say whether it ran. Retry the same request after the Retry-After delay.',
+        retryAfterSeconds: outcome.retryAfterMs / 1000,
+      };
+    case 'outcome_unknown':
+      return {
+        code: 'idempotency_outcome_unknown',
+        detail:
+          'An earlier attempt with this Idempotency-Key ended without an answer, so whether it ran is unknown. It will not run again under this key until an operator purges it or it expires.',
       };
   }
 }

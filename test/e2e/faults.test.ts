@@ -88,11 +88,13 @@ describe('origin faults', () => {
     expect(await originCount(shared.origin.url, { key })).toBe(3);
   });
 
-  it('a connection reset mid-body: 502 origin_unreachable, nothing stored, the retry runs again', async () => {
+  // Issue #18: a 200 status line arrived, so the write ran; the broken body must not free the key.
+  it('a connection reset mid-body after a 200: 502 origin_response_lost, state lost, never a second call', async () => {
     const key = randomUUID();
-    expect(await problemCode(await send(shared.proxy.url, '/reset/mid-body', { key, body: 'x' }))).toBe('origin_unreachable');
-    expect(await problemCode(await send(shared.proxy.url, '/reset/mid-body', { key, body: 'x' }))).toBe('origin_unreachable');
-    expect(await originCount(shared.origin.url, { key })).toBe(2);
+    expect(await problemCode(await send(shared.proxy.url, '/reset/mid-body', { key, body: 'x' }))).toBe('origin_response_lost');
+    expect(await problemCode(await send(shared.proxy.url, '/reset/mid-body', { key, body: 'x' }))).toBe('origin_response_lost');
+    expect(await keyInfo(shared.proxy.url, key)).toMatchObject({ state: 'lost', status: 200 });
+    expect(await originCount(shared.origin.url, { key })).toBe(1);
   });
 
   it('large, binary and multi-cookie answers replay byte for byte', async () => {

@@ -107,7 +107,7 @@ export async function problemCode(res: Response): Promise<string> {
 
 /** What the key API reports about a key. */
 export interface KeyInfo {
-  state?: 'in_flight' | 'complete' | 'too_large';
+  state?: 'in_flight' | 'complete' | 'too_large' | 'lost' | 'unknown';
   status?: number | null;
   lease_until?: number | null;
   expires_at?: number;

@@ -16,6 +16,10 @@
  * - `/reset/...`          sends headers and part of the body, then destroys the connection
  * - `/redirect/...`       302 to `/echo/redirected`
  * - `/refuse/...`         closes the connection without an answer (an origin that is down)
+ * - `/reset-status/<code>/...` like `/reset`, with status `<code>` (issue #18: a result's body lost, or a 5xx's)
+ * - `/big-status/<code>/<n>/...` answers `<code>` with `<n>` bytes (issue #18: a 5xx over the body limit)
+ * - `/reconcile/<found|missing|broken>/...` the reconcile URL of issue #18: 200 `{ reconciled, key, credential }`,
+ *   404 or 500. Not counted with the key's calls: `GET /__calls?reconcile=K` counts these for Idempotency-Key K
  *
  * Control (not counted): `GET /__calls?key=K` → `{ "count": n }` for Idempotency-Key K, `?path=P` for a
  * path, `GET /__calls`
@@ -62,11 +66,21 @@ export async function startTestOrigin(): Promise<TestOrigin> {
   const server = createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://origin');
     if (url.pathname.startsWith('/refuse/')) return req.socket.destroy();
+    const reconciles = url.searchParams.get('reconcile');
+    if (url.pathname === '/__calls' && reconciles !== null) return json(res, 200, { count: calls.get(`reconcile:${reconciles}`) ?? 0 });
     if (url.pathname === '/__calls') {
       const key = url.searchParams.get('key');
       const path = url.searchParams.get('path');
       if (path !== null) return json(res, 200, { count: calls.get(`path:${path}`) ?? 0 });
       return json(res, 200, key === null ? { total } : { count: calls.get(key) ?? 0 });
+    }
+    if (url.pathname.startsWith('/reconcile/')) {
+      const key = String(req.headers['idempotency-key'] ?? '');
+      calls.set(`reconcile:${key}`, (calls.get(`reconcile:${key}`) ?? 0) + 1);
+      const answer = url.pathname.split('/')[2];
+      if (answer === 'missing') return json(res, 404, { error: 'no such request' });
+      if (answer === 'broken') return json(res, 500, { error: 'cannot say' });
+      return json(res, 200, { reconciled: true, key, credential: req.headers.authorization !== undefined, query: url.search });
     }
     if (url.pathname === '/__last') return json(res, 200, last.get(url.searchParams.get('key') ?? '') ?? null);
 
@@ -125,6 +139,16 @@ export async function startTestOrigin(): Promise<TestOrigin> {
         res.write('partial');
         setTimeout(() => res.destroy(), 20);
         return;
+      case 'reset-status':
+        res.writeHead(Number(arg), { 'content-type': 'text/plain', 'content-length': '1000' });
+        res.write('partial');
+        setTimeout(() => res.destroy(), 20);
+        return;
+      case 'big-status': {
+        const bytes = patternBytes(Number(url.pathname.split('/')[3]));
+        res.writeHead(Number(arg), { 'content-type': 'application/octet-stream' });
+        return res.end(bytes);
+      }
       case 'redirect':
         res.writeHead(302, { location: '/echo/redirected' });
         return res.end();

@@ -85,6 +85,9 @@ describe('readConfig()', () => {
     [{ ORIGIN_URL: ORIGIN, MAX_BODY_BYTES: String(MAX_BODY_BYTES_LIMIT + 1) }, ['MAX_BODY_BYTES']],
     [{ ORIGIN_URL: ORIGIN, REQUIRE_IDEMPOTENCY_KEY: 'yes' }, ['REQUIRE_IDEMPOTENCY_KEY']],
     [{ ORIGIN_URL: ORIGIN, LOG_REQUESTS: 'sometimes' }, ['LOG_REQUESTS']],
+    [{ ORIGIN_URL: ORIGIN, IDEMPOTENCY_ON_UNKNOWN: 'maybe' }, ['IDEMPOTENCY_ON_UNKNOWN']],
+    [{ ORIGIN_URL: ORIGIN, IDEMPOTENCY_ON_UNKNOWN: 'reconcile' }, ['IDEMPOTENCY_RECONCILE_URL', 'IDEMPOTENCY_ON_UNKNOWN']],
+    [{ ORIGIN_URL: ORIGIN, IDEMPOTENCY_RECONCILE_URL: '/r/{key}' }, ['IDEMPOTENCY_RECONCILE_URL', 'IDEMPOTENCY_ON_UNKNOWN']],
   ])('refuses %j naming %j', (vars, variables) => {
     const error = refusal(vars);
     expect(error.variables).toEqual(variables);

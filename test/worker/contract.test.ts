@@ -353,11 +353,27 @@ describe('origin failures', () => {
     expect(await originCalls(key)).toBe(2);
   });
 
-  it('answers 502 origin_unreachable when the connection breaks mid-body, and stores nothing', async () => {
+  // Issue #18: once a result's status line arrived, the write ran; a broken body must not free the key.
+  it('answers 502 origin_response_lost when the connection breaks mid-body after a result status, and never runs the key again', async () => {
     const key = newKey();
-    await expectProblem(await send('/reset/r', { key, body: 'x' }), 502, 'origin_unreachable');
-    await expectProblem(await send('/reset/r', { key, body: 'x' }), 502, 'origin_unreachable');
-    expect(await originCalls(key)).toBe(2);
+    await expectProblem(await send('/reset/r', { key, body: 'x' }), 502, 'origin_response_lost');
+    await expectProblem(await send('/reset/r', { key, body: 'x' }), 502, 'origin_response_lost');
+    expect(await originCalls(key)).toBe(1);
+    expect(await storedRecord(key)).toMatchObject({ state: 'lost', status: 200 });
+    const created = newKey();
+    await expectProblem(await send('/reset-status/201/r', { key: created, body: 'x' }), 502, 'origin_response_lost');
+    await expectProblem(await send('/reset-status/201/r', { key: created, body: 'x' }), 502, 'origin_response_lost');
+    expect(await originCalls(created)).toBe(1);
+  });
+
+  it('frees the key when a 5xx or transient answer breaks off mid-body or is over MAX_BODY_BYTES', async () => {
+    for (const path of ['/reset-status/503/r', '/reset-status/429/r', `/big-status/503/${10 * 1024 * 1024 + 1}/b`]) {
+      const key = newKey();
+      await expectProblem(await send(path, { key, body: 'x' }), 502, 'origin_unreachable');
+      await until(async () => (await storedRecord(key)) === undefined);
+      await expectProblem(await send(path, { key, body: 'x' }), 502, 'origin_unreachable');
+      expect(await originCalls(key)).toBe(2);
+    }
   });
 
   it('answers 504 origin_timeout to a slow first call, stores the late answer and replays it without a second call', async () => {

@@ -1,9 +1,12 @@
 /** Helpers shared by the workerd tests: send through the proxy, ask the real origin what it saw. */
 import { runInDurableObject } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
+import { Hono } from 'hono';
 import { expect, inject } from 'vitest';
+import { idempotency, type IdempotencyOptions } from '../../src/middleware';
 import { recordName } from '../../src/middleware/scope';
 import { proxyFor } from '../../src/proxy/app';
+import type { AttemptLimits, AttemptSpec } from '../../src/record/api';
 import type { IdempotencyRecord } from '../../src/record/record';
 import { sha256Hex } from '../../src/shared/hash';
 
@@ -165,4 +168,51 @@ export async function expectProblem(res: Response, status: number, code: string)
 /** The `code` of a problem document, or the status as a string for any other answer. */
 export async function codeOf(res: Response): Promise<string> {
   return res.headers.get('content-type') === 'application/problem+json' ? ((await res.json()) as ProblemBody).code : String(res.status);
+}
+
+/** An `execute()` argument for a POST of `path` at the test origin, with `key` and the default test credential. */
+export function attemptSpec(key: string, path: string, overrides: Partial<AttemptLimits> & { maxBodyBytes?: number } = {}): AttemptSpec {
+  const { maxBodyBytes = 1024 * 1024, ...limits } = overrides;
+  return {
+    fingerprint: `fp:${path}`,
+    timeoutMs: 3000,
+    leaseMs: 4000,
+    ttlMs: 60_000,
+    ...limits,
+    origin: {
+      method: 'POST',
+      url: `${originUrl}${path}`,
+      headers: [
+        ['idempotency-key', key],
+        ['authorization', 'Bearer test-token'],
+      ],
+      body: new TextEncoder().encode('body').buffer as ArrayBuffer,
+      maxBodyBytes,
+    },
+  };
+}
+
+/** Resets the object as a deploy or crash would: in-memory state is lost, storage stays. */
+export async function resetObject(key: string): Promise<void> {
+  await runInDurableObject(await recordStub(key), (_, state) => {
+    try {
+      state.abort('test reset');
+    } catch {
+      // abort() throws to unwind the caller; the reset has happened.
+    }
+  }).catch(() => undefined);
+}
+
+/** A Hono app in handler mode whose one handler gives `answer()` and counts its runs; `request(key)` POSTs to it. */
+export function answering(answer: () => Response | Promise<Response>, options: IdempotencyOptions = {}) {
+  let runs = 0;
+  const app = new Hono();
+  app.use(idempotency({ reporter: false, ...options }));
+  app.post('*', () => {
+    runs++;
+    return answer();
+  });
+  const request = (key: string) =>
+    Promise.resolve(app.request('/x', { method: 'POST', headers: { authorization: 'Bearer t', 'idempotency-key': key }, body: 'x' }, env));
+  return { request, runs: () => runs };
 }

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { RequestLog } from '../../src/middleware/log';
 import { fingerprintRequest } from '../../src/middleware/fingerprint';
 import { idempotency, type IdempotencyOptions } from '../../src/middleware';
-import { expectProblem, newKey, recordStub, storedRecord, until } from './helpers';
+import { answering, expectProblem, newKey, recordStub, storedRecord, until } from './helpers';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -258,21 +258,6 @@ describe('idempotency() logs', () => {
 
 describe('idempotency(): what a handler answers is stored and replayed exactly', () => {
   /** An app whose handler answers what the test says, counting its runs. */
-  function answering(answer: () => Response | Promise<Response>, options: IdempotencyOptions = {}) {
-    let runs = 0;
-    const app = new Hono();
-    app.use(idempotency({ reporter: false, ...options }));
-    app.post('*', () => {
-      runs++;
-      return answer();
-    });
-    const request = (key: string) =>
-      Promise.resolve(
-        app.request('/x', { method: 'POST', headers: { authorization: 'Bearer t', 'idempotency-key': key }, body: 'x' }, env),
-      );
-    return { request, runs: () => runs };
-  }
-
   it.each([204, 304])('replays a %i without a body', async (status) => {
     const app = answering(() => new Response(null, { status, headers: { etag: '"v1"' } }));
     const key = newKey();

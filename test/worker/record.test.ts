@@ -5,33 +5,11 @@
  */
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { AttemptLimits, AttemptSpec } from '../../src/record/api';
 import { sha256Hex } from '../../src/shared/hash';
 import type { Settled } from '../../src/shared/outcome';
-import { newKey, originCalls, originUrl, recordStub, send, storedRecord, until } from './helpers';
+import { attemptSpec as spec, newKey, originCalls, originUrl, recordStub, resetObject, send, storedRecord, until } from './helpers';
 
 afterEach(() => vi.restoreAllMocks());
-
-function spec(key: string, path: string, overrides: Partial<AttemptLimits> & { maxBodyBytes?: number } = {}): AttemptSpec {
-  const { maxBodyBytes = 1024 * 1024, ...limits } = overrides;
-  return {
-    fingerprint: `fp:${path}`,
-    timeoutMs: 3000,
-    leaseMs: 4000,
-    ttlMs: 60_000,
-    ...limits,
-    origin: {
-      method: 'POST',
-      url: `${originUrl}${path}`,
-      headers: [
-        ['idempotency-key', key],
-        ['authorization', 'Bearer test-token'],
-      ],
-      body: new TextEncoder().encode('body').buffer as ArrayBuffer,
-      maxBodyBytes,
-    },
-  };
-}
 
 /** User tables and the alarm: what the object still holds. */
 async function storageOf(key: string) {
@@ -42,17 +20,6 @@ async function storageOf(key: string) {
       .map((t) => t.name),
     alarm: await state.storage.getAlarm(),
   }));
-}
-
-/** Resets the object as a deploy or crash would: in-memory state is lost, storage stays. */
-async function resetObject(key: string): Promise<void> {
-  await runInDurableObject(await recordStub(key), (_, state) => {
-    try {
-      state.abort('test reset');
-    } catch {
-      // abort() throws to unwind the caller; the reset has happened.
-    }
-  }).catch(() => undefined);
 }
 
 /** Waits until the origin has received the request of `key` (so an attempt really is mid-flight). */

@@ -117,6 +117,11 @@ describe('IDEMPOTENCY_ROUTES', () => {
     [[{ pattern: '/a/*', methods: [] }], 'IDEMPOTENCY_ROUTES[0].methods'],
     [[{ pattern: '/a/*', methods: ['PO ST'] }], 'IDEMPOTENCY_ROUTES[0].methods'],
     [[{ pattern: '/a/*', methods: 'POST' }], 'IDEMPOTENCY_ROUTES[0].methods'],
+    [[{ pattern: '/a/*', on_unknown: 'sometimes' }], 'IDEMPOTENCY_ROUTES[0].on_unknown'],
+    [[{ pattern: '/a/*', on_unknown: 'hold', reconcile_url: '/r/{key}' }], 'IDEMPOTENCY_ROUTES[0].reconcile_url'],
+    [[{ pattern: '/a/*', reconcile_url: '/r/{key}' }], 'IDEMPOTENCY_ROUTES[0].reconcile_url'],
+    [[{ pattern: '/a/*', on_unknown: 'reconcile' }], 'IDEMPOTENCY_ROUTES[0].on_unknown'],
+    [[{ pattern: '/a/*', on_unknown: 'reconcile', reconcile_url: 'https://elsewhere/{key}' }], 'IDEMPOTENCY_ROUTES[0].reconcile_url'],
     ['[{"pattern": ', 'IDEMPOTENCY_ROUTES'],
   ])('refuses an invalid table %j, naming %s', async (table, field) => {
     const body = await expectProblem(

@@ -30,10 +30,12 @@ function failing(method: RecordMethod, error: Error, failures = Infinity) {
 describe('an unavailable idempotency store', () => {
   it('answers 503 with Retry-After when SQLite refuses the write, without calling the origin', async () => {
     const key = newKey();
-    // The object's storage is broken for real: its table exists and refuses every new row.
+    // The object's storage is broken for real: its table (of the current format, so it is not rebuilt) exists and
+    // refuses every new row.
     await runInDurableObject(await recordStub(key), (_, state) => {
       state.storage.sql.exec(
-        `CREATE TABLE record (id INTEGER PRIMARY KEY, format INTEGER, fingerprint TEXT, state TEXT, attempt TEXT, lease_until INTEGER,
+        `CREATE TABLE record (id INTEGER PRIMARY KEY, format INTEGER, fingerprint TEXT,
+          state TEXT CHECK (state IN ('in_flight', 'complete', 'too_large', 'lost', 'unknown')), attempt TEXT, lease_until INTEGER,
           expires_at INTEGER, status INTEGER, headers TEXT, body BLOB, chunks INTEGER DEFAULT 0, created_at INTEGER, method TEXT, path TEXT)`,
       );
       state.storage.sql.exec(`CREATE TRIGGER refuse BEFORE INSERT ON record BEGIN SELECT RAISE(ABORT, 'disk full'); END`);

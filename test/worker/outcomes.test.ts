@@ -1,0 +1,194 @@
+/**
+ * Issue #18: a write never runs twice after a broken answer, and an unknown outcome can be held. Against the
+ * real `IdempotencyRecord` in workerd and the counting test origin; waits poll for stored state, and time
+ * bounds are read from the stored lease.
+ */
+import { runInDurableObject } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import type { AttemptLimits } from '../../src/record/api';
+import {
+  answering,
+  attemptSpec,
+  expectProblem,
+  newKey,
+  originCalls,
+  originUrl,
+  recordStub,
+  resetObject,
+  storedRecord,
+  until,
+} from './helpers';
+
+const spec = (key: string, path: string, limits: Partial<AttemptLimits> = {}) =>
+  attemptSpec(key, path, { timeoutMs: 2500, leaseMs: 2500, ...limits });
+
+/** Starts an attempt at a slow origin, waits until the origin has it, resets the object: the outcome is unknown. */
+async function diedMidFlight(key: string, path: string, limits: Partial<AttemptLimits>): Promise<number> {
+  const first = Promise.allSettled([(await recordStub(key)).execute(spec(key, path, limits))]);
+  await until(async () => (await originCalls(key)) > 0);
+  await resetObject(key);
+  await first;
+  const { lease_until: leaseUntil } = (await storedRecord(key))!;
+  return leaseUntil;
+}
+
+describe('IdempotencyRecord: onUnknown', () => {
+  it('hold: after the lease of a dead attempt the key answers outcome_unknown, never a second call; a purge frees it', async () => {
+    const key = newKey();
+    const limits = { onUnknown: 'hold' as const };
+    const leaseUntil = await diedMidFlight(key, '/slow/1000/hold', limits);
+    expect((await (await recordStub(key)).execute(spec(key, '/slow/1000/hold', limits))).kind).toBe('in_progress');
+    await until(() => Date.now() > leaseUntil);
+    expect(await (await recordStub(key)).execute(spec(key, '/slow/1000/hold', limits))).toEqual({ kind: 'outcome_unknown' });
+    expect(await (await recordStub(key)).execute(spec(key, '/slow/1000/hold', limits))).toEqual({ kind: 'outcome_unknown' });
+    expect(await (await recordStub(key)).inspect()).toMatchObject({ state: 'unknown', status: null, lease_until: null });
+    expect(await originCalls(key)).toBe(1);
+    expect(await (await recordStub(key)).purge()).toEqual({ kind: 'purged', state: 'unknown' });
+    expect(await (await recordStub(key)).execute(spec(key, '/slow/10/hold', limits))).toMatchObject({ kind: 'response' });
+  });
+
+  it('hold, then a request whose policy is retry: that request takes the held key over with the same key', async () => {
+    const key = newKey();
+    const leaseUntil = await diedMidFlight(key, '/slow/1000/switch', { onUnknown: 'hold' });
+    await until(() => Date.now() > leaseUntil);
+    expect((await (await recordStub(key)).execute(spec(key, '/slow/1000/switch', { onUnknown: 'hold' }))).kind).toBe('outcome_unknown');
+    expect(await (await recordStub(key)).execute(spec(key, '/slow/1000/switch', { onUnknown: 'retry' }))).toMatchObject({
+      kind: 'response',
+      replayed: false,
+    });
+    expect(await originCalls(key)).toBe(2);
+  });
+});
+
+describe('IdempotencyRecord: lost answers', () => {
+  it('handler mode: a complete() saying the body broke after a result status stores lost; 5xx lost frees the key', async () => {
+    const limits = { fingerprint: 'fp', timeoutMs: 1000, leaseMs: 2000, ttlMs: 60_000 };
+    const acquire = async (key: string) => {
+      const begun = await (await recordStub(key)).begin(limits);
+      if (begun.kind !== 'acquired') throw new Error('not acquired');
+      return begun.attempt;
+    };
+    const key = newKey();
+    await (await recordStub(key)).complete(await acquire(key), { kind: 'response_lost', status: 201 });
+    expect(await (await recordStub(key)).begin(limits)).toEqual({ kind: 'response_lost', status: 201 });
+    expect(await (await recordStub(key)).inspect()).toMatchObject({ state: 'lost', status: 201 });
+    const other = newKey();
+    await (await recordStub(other)).complete(await acquire(other), { kind: 'response_lost', status: 503 });
+    expect(await storedRecord(other)).toBeUndefined();
+  });
+
+  it('a table created by format 2 (whose CHECK knows three states) is rebuilt and then accepts lost, its row kept', async () => {
+    const key = newKey();
+    await runInDurableObject(await recordStub(key), (_, state) => {
+      state.storage.sql.exec(`CREATE TABLE record (
+        id INTEGER PRIMARY KEY CHECK (id = 1), format INTEGER NOT NULL, fingerprint TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('in_flight', 'complete', 'too_large')), attempt TEXT NOT NULL,
+        lease_until INTEGER NOT NULL, expires_at INTEGER NOT NULL, status INTEGER, headers TEXT, body BLOB,
+        chunks INTEGER NOT NULL DEFAULT 0, created_at INTEGER, method TEXT, path TEXT)`);
+      const now = Date.now();
+      state.storage.sql.exec(
+        `INSERT INTO record (id, format, fingerprint, state, attempt, lease_until, expires_at, created_at, method, path)
+         VALUES (1, 2, 'fp', 'in_flight', 'old-attempt', ?, ?, ?, 'POST', '/old')`,
+        now + 60_000,
+        now + 120_000,
+        now,
+      );
+    });
+    await (await recordStub(key)).complete('old-attempt', { kind: 'response_lost', status: 200 });
+    expect(await (await recordStub(key)).inspect()).toMatchObject({ state: 'lost', status: 200, method: 'POST', path: '/old' });
+    const format = await runInDurableObject(await recordStub(key), (_, state) =>
+      state.storage.sql.exec<{ format: number }>(`SELECT format FROM record`).one(),
+    );
+    expect(format.format).toBe(3);
+  });
+});
+
+describe('idempotency() handler mode: a body that breaks after its status', () => {
+  const breaking = (status: number) => () =>
+    new Response(
+      new ReadableStream({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode('partial'));
+          controller.error(new Error('handler body broke'));
+        },
+      }),
+      { status },
+    );
+
+  it('answers 502 origin_response_lost for a result status and never runs the handler again', async () => {
+    const app = answering(breaking(201));
+    const key = newKey();
+    await expectProblem(await app.request(key), 502, 'origin_response_lost');
+    await expectProblem(await app.request(key), 502, 'origin_response_lost');
+    expect(app.runs()).toBe(1);
+  });
+
+  it('frees the key for a 5xx whose body breaks', async () => {
+    const app = answering(breaking(503));
+    const key = newKey();
+    await expectProblem(await app.request(key), 502, 'origin_unreachable');
+    await expectProblem(await app.request(key), 502, 'origin_unreachable');
+    expect(app.runs()).toBe(2);
+  });
+});
+
+describe('IdempotencyRecord: onUnknown reconcile', () => {
+  const reconciling = (key: string, path: string, answer: string) => ({
+    ...spec(key, path, { onUnknown: 'reconcile' }),
+    reconcile: {
+      url: `${originUrl}/reconcile/${answer}/charges?idempotency_key=${encodeURIComponent(key)}`,
+      headers: [
+        ['idempotency-key', key],
+        ['authorization', 'Bearer test-token'],
+      ] as [string, string][],
+    },
+  });
+  const reconcileCalls = async (key: string) =>
+    ((await (await fetch(`${originUrl}/__calls?reconcile=${encodeURIComponent(key)}`)).json()) as { count: number }).count;
+
+  it('stores and replays the 2xx answer of the reconcile URL: one POST, the credential sent, the key never runs again', async () => {
+    const key = newKey();
+    const leaseUntil = await diedMidFlight(key, '/slow/1000/found', { onUnknown: 'reconcile' });
+    await until(() => Date.now() > leaseUntil);
+    const outcome = await (await recordStub(key)).execute(reconciling(key, '/slow/1000/found', 'found'));
+    expect(outcome).toMatchObject({ kind: 'response', replayed: true, response: { status: 200 } });
+    if (outcome.kind !== 'response') return;
+    expect(JSON.parse(new TextDecoder().decode(outcome.response.body))).toMatchObject({ reconciled: true, key, credential: true });
+    expect(await storedRecord(key)).toMatchObject({ state: 'complete', status: 200 });
+    expect(await (await recordStub(key)).execute(reconciling(key, '/slow/1000/found', 'found'))).toMatchObject({
+      kind: 'response',
+      replayed: true,
+    });
+    expect(await originCalls(key)).toBe(1);
+    expect(await reconcileCalls(key)).toBe(1);
+  });
+
+  it('runs the request when the reconcile URL answers 404 (it never ran): exactly two POSTs', async () => {
+    const key = newKey();
+    const leaseUntil = await diedMidFlight(key, '/slow/1000/missing', { onUnknown: 'reconcile' });
+    await until(() => Date.now() > leaseUntil);
+    const outcome = await (await recordStub(key)).execute(reconciling(key, '/slow/1000/missing', 'missing'));
+    expect(outcome).toMatchObject({ kind: 'response', replayed: false, response: { status: 200 } });
+    expect(await originCalls(key)).toBe(2);
+    expect(await (await recordStub(key)).execute(reconciling(key, '/slow/1000/missing', 'missing'))).toMatchObject({
+      kind: 'response',
+      replayed: true,
+    });
+    expect(await originCalls(key)).toBe(2);
+  });
+
+  it('holds the key as unknown (503 with Retry-After) while the reconcile URL cannot say, and asks again on the next retry', async () => {
+    const key = newKey();
+    const leaseUntil = await diedMidFlight(key, '/slow/1000/broken', { onUnknown: 'reconcile' });
+    await until(() => Date.now() > leaseUntil);
+    for (let asked = 1; asked <= 2; asked++) {
+      expect(await (await recordStub(key)).execute(reconciling(key, '/slow/1000/broken', 'broken'))).toEqual({
+        kind: 'outcome_pending',
+        retryAfterMs: 1000,
+      });
+      expect(await reconcileCalls(key)).toBe(asked);
+    }
+    expect(await (await recordStub(key)).inspect()).toMatchObject({ state: 'unknown' });
+    expect(await originCalls(key)).toBe(1);
+  });
+});

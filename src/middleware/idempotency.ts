@@ -20,7 +20,7 @@ import { sha256Hex } from '../shared/hash';
 import { forwardableHeaders, forwardedHeader } from '../shared/headers';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
 import { type Outcome, type Settled, outcomeProblem, sendStored, storedResponse } from '../shared/outcome';
-import { PROBLEMS, type ProblemSpec, Rejection, problem, reject } from '../shared/problem';
+import { type ProblemSpec, Rejection, reject } from '../shared/problem';
 import { type RequestLog, consoleReporter, isRepeat, keyHashOf, logScopeHash } from './log';
 import { type IdempotencyOptions, type OptionName, resolveOptions, untouched } from './options';
 import { type RecordRef, Records } from './records';
@@ -103,6 +103,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     scope,
     namespace,
     rateLimit,
+    answers,
   } = resolved;
   const keyHeader = headerName.toLowerCase();
   const limits = { timeoutMs, leaseMs, ttlMs, onUnknown };
@@ -148,8 +149,8 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
   /** Sends a problem, unless `onError` replaces it. */
   async function answer(c: Context, spec: ProblemSpec): Promise<Response> {
     const { code, detail, cause } = spec;
-    const replaced = await onError?.({ code, status: PROBLEMS[code].status, detail, ...(cause === undefined ? {} : { cause }) }, c);
-    return replaced ?? problem(code, detail, spec.retryAfterSeconds);
+    const replaced = await onError?.({ code, status: answers.status(code), detail, ...(cause === undefined ? {} : { cause }) }, c);
+    return replaced ?? answers.problem(spec, c.req.raw);
   }
 
   return createMiddleware<IdempotencyEnv>(async function idempotency(c, next) {
@@ -190,7 +191,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
       return limited ?? c.res;
     } catch (error) {
       if (!(error instanceof Rejection)) throw error;
-      const entry = { outcome: 'rejected' as const, status: PROBLEMS[error.problem.code].status, code: error.problem.code };
+      const entry = { outcome: 'rejected' as const, status: answers.status(error.problem.code), code: error.problem.code };
       if (keyed === undefined) report(c, started, entry);
       else await reportKeyed(c, keyed, entry);
       return answer(ctx, error.problem);
@@ -231,7 +232,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
       if (cached.fingerprint !== fingerprint) return refuse(c, keyed, { kind: 'conflict' }, true);
       if (cached.response !== undefined && cached.init !== undefined) {
         await reportKeyed(c, keyed, { outcome: 'replayed', status: cached.response.status, origin_ms: 0, cached: true });
-        return sendStored(cached.response, cached.init);
+        return answers.own(sendStored(cached.response, cached.init), c.req.raw);
       }
     }
 
@@ -261,7 +262,10 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     if (outcome.expiresAt !== undefined) {
       replays.set(name, { fingerprint, response: outcome.response, keyHash: keyed.keyHash, expiresAt: outcome.expiresAt }, Date.now());
     }
-    const response = storedResponse(outcome);
+    // A replay is the layer's own answer; the first one is the origin's, whose CORS policy stands.
+    const response = outcome.replayed
+      ? answers.own(storedResponse(outcome), c.req.raw)
+      : answers.exposeTo(storedResponse(outcome), c.req.raw);
     await reportKeyed(c, keyed, {
       outcome: outcome.replayed ? 'replayed' : 'executed',
       status: response.status,
@@ -281,7 +285,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     const kind = outcome.kind === 'conflict' || outcome.kind === 'in_progress' ? outcome.kind : 'executed';
     await reportKeyed(c, keyed, {
       outcome: kind,
-      status: PROBLEMS[failure.code].status,
+      status: answers.status(failure.code),
       code: failure.code,
       ...(cached ? { cached } : {}),
     });
@@ -298,13 +302,16 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     } catch {
       settled = { kind: 'origin_unreachable' };
     }
+    let storedUntil: number | null = null;
     try {
-      await records.call(ref, (stub) => stub.complete(attemptId, settled));
+      storedUntil = (await records.call(ref, (stub) => stub.complete(attemptId, settled))) ?? null;
     } catch (error) {
       // Not recorded: the key stays held until the lease ends. The client still gets the answer.
       const cause = error instanceof Rejection ? error.problem.cause : error;
       console.error(JSON.stringify({ event: 'complete_failed', key_hash: keyHashOf(ref.id), error: String(cause) }));
     }
-    return settled.kind === 'response' ? { kind: 'response', replayed: false, response: settled.response } : settled;
+    if (settled.kind !== 'response') return settled;
+    const outcome = { kind: 'response', replayed: false, response: settled.response } as const;
+    return storedUntil === null ? outcome : { ...outcome, storedUntil };
   }
 }

@@ -10,6 +10,7 @@
 import type { Context } from 'hono';
 import { HTTP_TOKEN } from '../shared/headers';
 import { MAX_ATTEMPT_MS, MAX_BODY_BYTES_LIMIT, MAX_TTL_SECONDS } from '../shared/limits';
+import { Answers, corsOrigins } from '../shared/answers';
 import type { ProblemCode } from '../shared/problem';
 import { type Fingerprinter, fingerprinter } from './fingerprint';
 import type { Reporter } from './log';
@@ -172,6 +173,25 @@ export interface IdempotencyOptions {
    * @default false
    */
   readonly logRepeats?: boolean;
+  /**
+   * The shape of every error the layer answers with: `'problem'` (RFC 9457 `application/problem+json`) or
+   * `'error_object'` (`application/json`, `{ "error": { "type": "idempotency_error", "code", "message", "status" } }`,
+   * what Stripe-, OpenAI- and Stainless-style SDKs read).
+   * @default 'problem'
+   */
+  readonly errorFormat?: 'problem' | 'error_object';
+  /**
+   * The status of `idempotency_key_reused`: 409, or 422 as the IETF idempotency-key draft has it.
+   * @default 409
+   */
+  readonly conflictStatus?: 409 | 422;
+  /**
+   * Page origins (`['https://app.example.com']`) or `'*'` whose pages may read the answers the layer produces
+   * itself (problems, replays): those get `Access-Control-Allow-Origin` and `Access-Control-Expose-Headers`.
+   * Preflights are not answered: the app (or origin) must allow the `Idempotency-Key` request header itself.
+   * @default none (no CORS headers)
+   */
+  readonly cors?: '*' | readonly string[];
 }
 
 /** The name of an option. */
@@ -204,6 +224,8 @@ export interface ResolvedOptions {
   readonly reporter: Reporter | false | undefined;
   readonly logPassThrough: boolean;
   readonly logRepeats: boolean;
+  /** How the layer's own answers are written: problem format, conflict status, CORS. */
+  readonly answers: Answers;
 }
 
 const DEFAULT_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE'];
@@ -335,6 +357,13 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
   if (options.logHashSecret !== undefined && options.logHashSecret.length < 16) {
     throw new OptionsError(['logHashSecret'], '{logHashSecret} must be at least 16 characters long');
   }
+  const errorFormat = oneOf('errorFormat', options.errorFormat, ['problem', 'error_object']) ?? 'problem';
+  const conflictStatus = options.conflictStatus ?? 409;
+  if (conflictStatus !== 409 && conflictStatus !== 422)
+    throw new OptionsError(['conflictStatus'], '{conflictStatus} must be 409 or 422', conflictStatus);
+  const cors = options.cors === undefined ? undefined : corsOrigins(options.cors);
+  if (options.cors !== undefined && cors === undefined)
+    throw new OptionsError(['cors'], '{cors} must be "*" or a list of origins such as https://app.example.com', options.cors);
   return {
     binding,
     methods,
@@ -358,6 +387,7 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     reporter: options.reporter,
     logPassThrough: options.logPassThrough ?? false,
     logRepeats: options.logRepeats ?? false,
+    answers: new Answers({ format: errorFormat, conflictStatus }, cors),
   };
 }
 

@@ -24,7 +24,7 @@ export interface Learned {
 
 /** A cached record: what a replay or a conflict needs, prepared once. */
 export interface CachedRecord extends Learned {
-  /** The replay's status and headers, built once and copied by every replay. */
+  /** The replay's status and headers (`Idempotent-Replay`, `Idempotency-Expires`), built once and copied by every replay. */
   readonly init: ResponseInit | undefined;
 }
 
@@ -99,7 +99,7 @@ export class ReplayCache {
     const until = Math.min(expiresAt - CLOCK_MARGIN_MS, now + MAX_AGE_MS);
     if (until <= now) return;
     this.delete(name);
-    this.#add(name, { ...record, init: response && responseInit(response, true), until, bytes });
+    this.#add(name, { ...record, init: response && responseInit(response, true, expiresAt), until, bytes });
     for (const [oldest, entry] of this.#entries) {
       if (this.#bytes <= this.#maxBytes && this.#entries.size <= this.#maxEntries) break;
       this.#remove(oldest, entry);

@@ -7,11 +7,10 @@
  */
 import { Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { HTTPException } from 'hono/http-exception';
 import { createIdempotency } from '../middleware/idempotency';
 import type { IdempotencyOptions, OptionName } from '../middleware/options';
-import { Rejection, problem } from '../shared/problem';
-import { ConfigError, type ProxyConfig, type ProxyVars, readConfig, variableOf } from './config';
+import type { Answers } from '../shared/answers';
+import { ConfigError, type ProxyConfig, type ProxyVars, answersOf, readConfig, variableOf } from './config';
 import { directForwarding, passThrough } from './forward';
 import { KeyRecords, keysApi } from './keys';
 import { looped, originTarget, viaWith } from './target';
@@ -39,6 +38,7 @@ export interface Proxy {
 /** The app of a valid configuration. */
 function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
   const app = new Hono<ProxyEnv>();
+  const { answers } = config.resolved;
   const all = config.logRequests === 'all';
   const reporting = config.logRequests === 'none' ? { reporter: false as const } : { logPassThrough: all, logRepeats: all };
   const policy = (options: IdempotencyOptions, maxBodyBytes: number, off: boolean, name: (option: OptionName) => string): Policy => ({
@@ -50,7 +50,7 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
         ) as unknown as MiddlewareHandler),
     limit: bodyLimit({
       maxSize: maxBodyBytes,
-      onError: () => problem('request_too_large', `The request body exceeds ${maxBodyBytes} bytes.`),
+      onError: (c) => answers.problem({ code: 'request_too_large', detail: `The request body exceeds ${maxBodyBytes} bytes.` }, c.req.raw),
     }),
   });
   const global = policy(config.options, config.resolved.maxBodyBytes, false, variableOf);
@@ -63,7 +63,10 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
     // request could come back here (wrangler dev, a misrouted zone) the mark breaks the loop.
     app.use(async (c, next) => {
       if (looped(c.req.raw))
-        return problem('loop_detected', 'This request has already passed through this proxy; it was not forwarded again.');
+        return answers.problem(
+          { code: 'loop_detected', detail: 'This request has already passed through this proxy; it was not forwarded again.' },
+          c.req.raw,
+        );
       const headers = new Headers(c.req.raw.headers);
       headers.set('via', viaWith(c.req.raw));
       c.req.raw = new Request(c.req.raw, { headers });
@@ -90,23 +93,18 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
   app.all(
     '*',
     (c, next) => (c.get('policy') ?? global).limit(c, next),
-    (c) => passThrough(c.req.raw, originTarget(config.origin, c.req.url)),
+    (c) => passThrough(c.req.raw, originTarget(config.origin, c.req.url), answers),
   );
-  app.onError((error, c) => {
-    if (error instanceof Rejection) return problem(error.problem.code, error.problem.detail, error.problem.retryAfterSeconds);
-    if (error instanceof HTTPException) return error.getResponse();
-    console.error(JSON.stringify({ event: 'internal_error', method: c.req.method, error: String(error) }));
-    return problem('internal_error', 'The proxy failed unexpectedly.');
-  });
+  app.onError((error, c) => answers.error(error, c.req.raw));
   return app;
 }
 
 /** The app of an invalid configuration: every request gets `configuration_invalid`. */
-function misconfigured(error: ConfigError): Hono {
+function misconfigured(error: ConfigError, answers: Answers): Hono {
   const app = new Hono();
-  app.all('*', () => {
+  app.all('*', (c) => {
     console.error(JSON.stringify({ event: 'configuration_invalid', variables: error.variables, message: error.message }));
-    return problem('configuration_invalid', `The proxy is misconfigured: ${error.message}.`);
+    return answers.problem({ code: 'configuration_invalid', detail: `The proxy is misconfigured: ${error.message}.` }, c.req.raw);
   });
   return app;
 }
@@ -134,7 +132,7 @@ export function proxyFor(env: ProxyVars): Proxy {
       built = { fetch, app, keys, error: undefined };
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
-      const app = misconfigured(error);
+      const app = misconfigured(error, answersOf(env));
       built = { fetch: (request, env, ctx) => Promise.resolve(app.fetch(request, env, ctx)), app, keys: undefined, error };
     }
     proxies.set(env, built);

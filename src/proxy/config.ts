@@ -8,6 +8,7 @@
  * `configuration_invalid` problem that names the variables involved, never their values.
  */
 import { type IdempotencyOptions, type OptionName, OptionsError, type ResolvedOptions, resolveOptions } from '../middleware/options';
+import { Answers } from '../shared/answers';
 import { RouteError, type RouteSpec, readRoutes } from './routes';
 
 /** The variables and bindings this module reads (wrangler passes a TOML number as a number). */
@@ -29,6 +30,9 @@ export interface ProxyVars {
   IDEMPOTENCY_ADMIN_TOKEN?: unknown;
   LOG_HASH_SECRET?: unknown;
   IDEMPOTENCY_RATE_LIMITER?: unknown;
+  IDEMPOTENCY_ERROR_FORMAT?: unknown;
+  IDEMPOTENCY_CONFLICT_STATUS?: unknown;
+  IDEMPOTENCY_CORS_ORIGINS?: unknown;
 }
 
 /** Where requests go: a fixed origin (its path prefixes every request path), or each request's own URL. */
@@ -93,6 +97,9 @@ export const VARIABLE_OF: Partial<Record<OptionName, string>> = {
   locationHint: 'IDEMPOTENCY_LOCATION_HINT',
   logHashSecret: 'LOG_HASH_SECRET',
   rateLimit: 'IDEMPOTENCY_RATE_LIMITER',
+  errorFormat: 'IDEMPOTENCY_ERROR_FORMAT',
+  conflictStatus: 'IDEMPOTENCY_CONFLICT_STATUS',
+  cors: 'IDEMPOTENCY_CORS_ORIGINS',
 };
 
 /** How errors name a global option: by its variable. */
@@ -173,6 +180,28 @@ function defined<T extends object>(value: T): { [K in keyof T]: Exclude<T[K], un
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> };
 }
 
+/** The options that shape the layer's own answers (format, conflict status, CORS), as the variables set them. */
+function answerOptions(vars: ProxyVars): IdempotencyOptions {
+  const cors = string(vars, 'IDEMPOTENCY_CORS_ORIGINS');
+  return defined({
+    errorFormat: string(vars, 'IDEMPOTENCY_ERROR_FORMAT') as IdempotencyOptions['errorFormat'],
+    conflictStatus: integer(vars, 'IDEMPOTENCY_CONFLICT_STATUS') as IdempotencyOptions['conflictStatus'],
+    cors: cors === undefined ? undefined : cors === '*' ? '*' : cors.split(','),
+  });
+}
+
+/**
+ * How the answers of a configuration that may be invalid are written: as its variables say when those are valid
+ * themselves, else the defaults. So `configuration_invalid` follows `IDEMPOTENCY_ERROR_FORMAT` wherever it can.
+ */
+export function answersOf(vars: ProxyVars): Answers {
+  try {
+    return resolveOptions(answerOptions(vars)).answers;
+  } catch {
+    return new Answers();
+  }
+}
+
 /** Resolves options, turning a refusal into a {@link ConfigError} that names the settings by `name`. */
 function resolve(options: IdempotencyOptions, name: (option: OptionName) => string): ResolvedOptions {
   try {
@@ -214,6 +243,7 @@ export function readConfig(vars: ProxyVars): ProxyConfig {
     logHashSecret: string(vars, 'LOG_HASH_SECRET'),
     // The per-credential limit is on when the rate limiting binding is declared in wrangler.toml.
     rateLimit: vars.IDEMPOTENCY_RATE_LIMITER === undefined ? undefined : { binding: 'IDEMPOTENCY_RATE_LIMITER' },
+    ...answerOptions(vars),
   });
   const resolved = resolve(options, variableOf);
   let specs: RouteSpec[];

@@ -5,6 +5,7 @@
  */
 import { untouched } from '../middleware/options';
 import { carriesHopByHop, endToEnd, forwardableHeaders } from '../shared/headers';
+import type { Answers } from '../shared/answers';
 import { outcomeResponse } from '../shared/outcome';
 import { Rejection } from '../shared/problem';
 import type { ProxyConfig } from './config';
@@ -15,7 +16,7 @@ import { originTarget, pathAndQuery } from './target';
  * `Connection` names dropped, as for keyed writes), the body streamed, redirects returned, no timeout of its own
  * (the client decides how long to wait for a read). An unreachable origin becomes a problem response.
  */
-export async function passThrough(request: Request, target: string): Promise<Response> {
+export async function passThrough(request: Request, target: string, answers: Answers): Promise<Response> {
   // The request's own headers unless it carries a hop-by-hop header the runtime does not drop itself (nearly
   // never: no copy); the runtime sets Host from the target URL.
   const headers = carriesHopByHop(request.headers) ? forwardableHeaders(request.headers) : request.headers;
@@ -23,7 +24,7 @@ export async function passThrough(request: Request, target: string): Promise<Res
   try {
     response = await fetch(target, { method: request.method, headers, body: request.body, redirect: 'manual' });
   } catch {
-    return outcomeResponse({ kind: 'origin_unreachable' });
+    return outcomeResponse({ kind: 'origin_unreachable' }, answers, request);
   }
   return endToEnd(response);
 }
@@ -56,7 +57,7 @@ export function directForwarding(config: ProxyConfig): ((request: Request) => Pr
       if (error instanceof Rejection) return undefined;
       throw error;
     }
-    return passThrough(request, target);
+    return passThrough(request, target, resolved.answers);
   };
 }
 

@@ -20,7 +20,8 @@ import { recordName } from '../middleware/scope';
 import type { PurgeResult, RecordInfo } from '../record/api';
 import { sha256Hex } from '../shared/hash';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
-import { Rejection, problem, reject } from '../shared/problem';
+import type { Answers } from '../shared/answers';
+import { reject } from '../shared/problem';
 import { variableOf } from './config';
 
 /** What a lookup answers: the record, and the key it was asked for. */
@@ -116,14 +117,13 @@ function checkKey(key: string): string {
   return key;
 }
 
-/** The JSON answer of a lookup. */
+/** The JSON answer of a lookup (a missing record is a rejection, answered like every other). */
 function found(info: KeyInfo | null): Response {
-  if (info === null)
-    return problem('idempotency_key_not_found', 'There is no record for this key under this credential (or it has expired).');
+  if (info === null) reject('idempotency_key_not_found', 'There is no record for this key under this credential (or it has expired).');
   return Response.json(info, { headers: { 'cache-control': 'no-store' } });
 }
 
-/** The problem answer of a purge that did not purge. */
+/** The answer of a purge (one that did not purge is a rejection). */
 function purged(result: PurgeResult): Response {
   switch (result.kind) {
     case 'purged':
@@ -131,10 +131,10 @@ function purged(result: PurgeResult): Response {
     case 'not_found':
       return found(null);
     case 'in_progress':
-      return problem(
+      return reject(
         'idempotency_key_in_progress',
         'An attempt with this key is still running; it is left alone. Retry after the Retry-After delay.',
-        result.retryAfterMs / 1000,
+        { retryAfterSeconds: result.retryAfterMs / 1000 },
       );
   }
 }
@@ -148,6 +148,12 @@ function purged(result: PurgeResult): Response {
  */
 export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOptions, adminToken: string | undefined): Hono {
   const api = new Hono();
+  const answers: Answers = options.answers;
+  // Every answer of the key API is the layer's own: readable by a listed page (errors are made so by onError).
+  api.use(async (c, next) => {
+    await next();
+    if (c.error === undefined) c.res = answers.own(c.res, c.req.raw);
+  });
   // Hono routes on the path with percent-encoding undone (all but reserved characters, as decodeURI does), so the
   // key is what follows the route's own prefix in that path: exactly one segment, or a 400.
   const keyOf = (path: string, route: string) => keyFromPath(path.slice(prefix.length + route.length));
@@ -163,7 +169,7 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
     if (adminToken === undefined) reject('not_found', 'There is nothing at this path.');
     const authorization = c.req.header('authorization') ?? '';
     if (!authorization.startsWith('Bearer ') || !(await timingSafeEqual(authorization.slice('Bearer '.length), adminToken))) {
-      return unauthorized('The admin API needs Authorization: Bearer with the admin token.');
+      reject('unauthorized', 'The admin API needs Authorization: Bearer with the admin token.');
     }
     const scopeHash = c.req.header('idempotency-scope')?.trim().toLowerCase();
     if (scopeHash === undefined || !SCOPE_HASH.test(scopeHash)) {
@@ -184,20 +190,8 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
     if ((c.req.method === 'GET' || c.req.method === 'DELETE') && /^\/?(?:(?:admin\/?)?(?:keys\/?)?)?$/.test(rest)) {
       reject('idempotency_key_invalid', 'The path names no key (a "." or ".." segment in its place is resolved away by the URL).');
     }
-    return problem('not_found', 'There is nothing at this path.');
+    return reject('not_found', 'There is nothing at this path.');
   });
-  api.onError((error) => {
-    if (error instanceof Rejection) {
-      if (error.problem.code === 'unauthorized') return unauthorized(error.problem.detail);
-      return problem(error.problem.code, error.problem.detail, error.problem.retryAfterSeconds);
-    }
-    throw error;
-  });
+  api.onError((error, c) => answers.error(error, c.req.raw));
   return api;
-}
-
-function unauthorized(detail: string): Response {
-  const response = problem('unauthorized', detail);
-  response.headers.set('www-authenticate', 'Bearer');
-  return response;
 }

@@ -24,9 +24,15 @@ import { reconcile } from './reconcile';
 import { type RecordRow, RecordStore, expiryOf } from './storage';
 import { checkAttempt, checkLimits, checkReconcile, checkSettled, checkSpec } from './validate';
 
+/** How an attempt ended, and until when its answer is stored (`undefined`: not stored). */
+interface Finished {
+  readonly settled: Settled;
+  readonly storedUntil: number | undefined;
+}
+
 interface Attempt {
   readonly id: string;
-  readonly done: Promise<Settled>;
+  readonly done: Promise<Finished>;
   /** Settles a handler-mode attempt (see {@link IdempotencyRecord.complete}). */
   readonly settle?: (settled: Settled) => void;
 }
@@ -98,27 +104,28 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
    *
    * @param attempt - the id `begin` returned
    * @param settled - the response (or failure) to record
+   * @returns when the key can run again if the response was stored (ms since the epoch), else `null`
    */
-  complete(attempt: string, settled: Settled): Promise<void> {
+  complete(attempt: string, settled: Settled): Promise<number | null> {
     checkAttempt(attempt);
     checkSettled(settled);
     return this.#complete(attempt, settled);
   }
 
-  async #complete(attempt: string, settled: Settled): Promise<void> {
+  async #complete(attempt: string, settled: Settled): Promise<number | null> {
     const live = this.#attempt;
     if (live?.id === attempt && live.settle) {
       live.settle(settled);
-      await live.done;
-      return;
+      return (await live.done).storedUntil ?? null;
     }
     const record = this.#store.read();
     if (record?.attempt === attempt && record.state === 'in_flight') {
-      this.#record(attempt, settled);
+      return this.#record(attempt, settled) ? record.expires_at : null;
     } else if (record === undefined) {
       // Nothing to record into (expired, or already collected): let the alarm remove the empty table.
       await this.ctx.storage.setAlarm(Date.now());
     }
+    return null;
   }
 
   /**
@@ -245,29 +252,30 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     });
     // At the expiry: if the attempt is still running then, the alarm re-arms itself until its lease ends.
     void this.ctx.storage.setAlarm(expiresAt);
-    const done = this.#finish(id, run());
+    const done = this.#finish(id, run(), expiresAt);
     const attempt: Attempt = settle ? { id, done, settle } : { id, done };
     this.#attempt = attempt;
     return attempt;
   }
 
-  async #finish(id: string, work: Promise<Settled>): Promise<Settled> {
+  async #finish(id: string, work: Promise<Settled>, expiresAt: number): Promise<Finished> {
     const settled = await work;
     if (this.#attempt?.id === id) this.#attempt = undefined;
+    let stored = false;
     try {
-      this.#record(id, settled);
+      stored = this.#record(id, settled);
     } catch (error) {
       // Storage refused the write (or the instance is going away). The in-flight row stays, so the key
       // is held until its lease ends rather than silently re-run.
       console.error(JSON.stringify({ event: 'store_failed', error: String(error) }));
     }
-    return settled;
+    return { settled, storedUntil: stored ? expiresAt : undefined };
   }
 
-  /** Records how attempt `id` ended, if the row still belongs to it. */
-  #record(id: string, settled: Settled): void {
+  /** Records how attempt `id` ended, if the row still belongs to it; returns whether its response was stored. */
+  #record(id: string, settled: Settled): boolean {
     if (settled.kind === 'response' && isResultStatus(settled.response.status)) {
-      this.#store.complete(id, settled.response);
+      return this.#store.complete(id, settled.response);
     } else if (settled.kind === 'response_too_large' && isResultStatus(settled.status)) {
       this.#store.tooLarge(id, settled.status);
     } else if (settled.kind === 'response_lost' && isResultStatus(settled.status)) {
@@ -278,6 +286,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
       // the alarm removes what is left of the object.
       void this.ctx.storage.setAlarm(Date.now());
     }
+    return false;
   }
 
   /**
@@ -313,8 +322,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
       const attempt = this.#start(spec, times, () => callOrigin(spec.origin, headers, spec.leaseMs));
       return this.#await(attempt, spec.timeoutMs, true);
     }
-    this.#store.complete(row.attempt, answer.ran, 'unknown');
-    return { kind: 'response', replayed: true, response: answer.ran };
+    const stored = this.#store.complete(row.attempt, answer.ran, 'unknown');
+    return { kind: 'response', replayed: true, response: answer.ran, ...(stored ? { storedUntil: now.expires_at } : {}) };
   }
 
   /** Waits for an attempt, at most `timeoutMs`; the attempt itself goes on regardless. */
@@ -323,9 +332,12 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     const timedOut = new Promise<undefined>((resolve) => {
       timer = setTimeout(resolve, timeoutMs);
     });
-    const settled = await Promise.race([attempt.done, timedOut]);
+    const finished = await Promise.race([attempt.done, timedOut]);
     clearTimeout(timer);
-    if (settled === undefined) return first ? { kind: 'origin_timeout' } : { kind: 'in_progress', retryAfterMs: 1000 };
-    return settled.kind === 'response' ? { kind: 'response', replayed: !first, response: settled.response } : settled;
+    if (finished === undefined) return first ? { kind: 'origin_timeout' } : { kind: 'in_progress', retryAfterMs: 1000 };
+    const { settled, storedUntil } = finished;
+    if (settled.kind !== 'response') return settled;
+    const outcome = { kind: 'response', replayed: !first, response: settled.response } as const;
+    return storedUntil === undefined ? outcome : { ...outcome, storedUntil };
   }
 }

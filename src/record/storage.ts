@@ -159,22 +159,24 @@ export class RecordStore {
   /**
    * Stores the answer of `attempt`, if the row still belongs to it. A body up to {@link BODY_CHUNK_BYTES}
    * goes in the record row; a larger one in `body_chunk` rows, in the same transaction.
+   *
+   * @returns whether it was stored (the row was still the attempt's)
    */
-  complete(attempt: string, { status, headers, body }: StoredResponse, from: 'in_flight' | 'unknown' = 'in_flight'): void {
+  complete(attempt: string, { status, headers, body }: StoredResponse, from: 'in_flight' | 'unknown' = 'in_flight'): boolean {
     const update = `UPDATE record SET state = 'complete', status = ?, headers = ?, body = ?, chunks = ? WHERE id = 1 AND attempt = ? AND state = '${from}'`;
     if (body.byteLength <= BODY_CHUNK_BYTES) {
-      this.#sql.exec(update, status, JSON.stringify(headers), body, 0, attempt);
-      return;
+      return this.#sql.exec(update, status, JSON.stringify(headers), body, 0, attempt).rowsWritten > 0;
     }
     const chunks = Math.ceil(body.byteLength / BODY_CHUNK_BYTES);
-    this.#storage.transactionSync(() => {
-      if (this.#sql.exec(update, status, JSON.stringify(headers), null, chunks, attempt).rowsWritten === 0) return;
+    return this.#storage.transactionSync(() => {
+      if (this.#sql.exec(update, status, JSON.stringify(headers), null, chunks, attempt).rowsWritten === 0) return false;
       this.#sql.exec(`CREATE TABLE IF NOT EXISTS body_chunk (seq INTEGER PRIMARY KEY, data BLOB NOT NULL)`);
       for (let seq = 0; seq < chunks; seq++) {
         const data = body.slice(seq * BODY_CHUNK_BYTES, (seq + 1) * BODY_CHUNK_BYTES);
         if (data.byteLength > MAX_SQL_ROW_BYTES) throw new RangeError('body chunk exceeds the SQLite row limit');
         this.#sql.exec(`INSERT INTO body_chunk (seq, data) VALUES (?, ?)`, seq, data);
       }
+      return true;
     });
   }
 

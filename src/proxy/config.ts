@@ -162,6 +162,17 @@ function apiPrefix(vars: ProxyVars): string | undefined {
   return raw;
 }
 
+/** The shortest admin token accepted: 32 characters (of a random token, at least 128 bits even in hex). */
+const MIN_ADMIN_TOKEN = 32;
+
+function adminToken(vars: ProxyVars): string | undefined {
+  const token = string(vars, 'IDEMPOTENCY_ADMIN_TOKEN');
+  // It can purge any client's records: a short one could be guessed online, one request at a time.
+  if (token !== undefined && token.length < MIN_ADMIN_TOKEN)
+    throw new ConfigError(['IDEMPOTENCY_ADMIN_TOKEN'], `IDEMPOTENCY_ADMIN_TOKEN must be at least ${MIN_ADMIN_TOKEN} characters long`);
+  return token;
+}
+
 /** Drops the keys whose value is `undefined` (the options use `exactOptionalPropertyTypes`). */
 function defined<T extends object>(value: T): { [K in keyof T]: Exclude<T[K], undefined> } {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> };
@@ -223,6 +234,6 @@ export function readConfig(vars: ProxyVars): ProxyConfig {
     resolved,
     routes,
     apiPrefix: apiPrefix(vars),
-    adminToken: string(vars, 'IDEMPOTENCY_ADMIN_TOKEN'),
+    adminToken: adminToken(vars),
   };
 }

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../src/shared/hash';
-import { newKey, originCalls, sendWith, storedRecord } from './helpers';
+import { expectProblem, newKey, originCalls, sendWith, storedRecord } from './helpers';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 const vars = { IDEMPOTENCY_ADMIN_TOKEN: ADMIN };
@@ -53,5 +53,19 @@ describe('HEAD on the key API (issue #20, finding 1)', () => {
     // What "/admin/keys/.." becomes once the URL parser has resolved the dot segment away.
     const res = await sendWith(vars, '/_idempotency/admin', { method: 'HEAD', auth });
     expect(res.status).toBe(400);
+  });
+});
+
+describe('IDEMPOTENCY_ADMIN_TOKEN (issue #20, finding 8)', () => {
+  it('refuses a token under 32 characters with configuration_invalid, naming the variable and not the value', async () => {
+    const short = 'admin-token-for-tests-012345678'; // 31 characters
+    for (const init of [{ method: 'GET' }, { key: newKey(), body: 'x' }]) {
+      const res = await sendWith({ IDEMPOTENCY_ADMIN_TOKEN: short }, '/echo/short-admin', init);
+      const body = await expectProblem(res, 500, 'configuration_invalid');
+      expect(body.detail).toContain('IDEMPOTENCY_ADMIN_TOKEN');
+      expect(body.detail).not.toContain(short);
+    }
+    // 32 characters are enough.
+    expect((await sendWith({ IDEMPOTENCY_ADMIN_TOKEN: `${short}9` }, '/echo/short-admin', { method: 'GET' })).status).toBe(200);
   });
 });

@@ -10,11 +10,12 @@ import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { createIdempotency } from '../middleware/idempotency';
 import type { IdempotencyOptions, OptionName } from '../middleware/options';
-import { Rejection, problem } from '../shared/problem';
+import { Rejection, problem, reject } from '../shared/problem';
 import { ConfigError, type ProxyConfig, type ProxyVars, readConfig, variableOf } from './config';
 import { directForwarding, passThrough } from './forward';
 import { KeyRecords, keysApi } from './keys';
-import { looped, originTarget, viaWith } from './target';
+import { reservedPath } from './reserved';
+import { looped, originTarget, pathAndQuery, pathnameOf, viaWith } from './target';
 
 /** How the requests of one route (or of no route) are handled. */
 interface Policy {
@@ -55,8 +56,17 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
   });
   const global = policy(config.options, config.resolved.maxBodyBytes, false, variableOf);
 
-  // The key API answers itself: nothing under its prefix is ever forwarded.
-  if (config.apiPrefix !== undefined) app.route(config.apiPrefix, keysApi(config.apiPrefix, keys, config.resolved, config.adminToken));
+  // The key API answers itself: nothing under its prefix is ever forwarded, nor anything an origin could read as
+  // under it (//_idempotency, /_IDEMPOTENCY, /_idempotency;x): those carry the admin token as well as the API does.
+  if (config.apiPrefix !== undefined) {
+    app.route(config.apiPrefix, keysApi(config.apiPrefix, keys, config.resolved, config.adminToken));
+    const reserved = reservedPath(config.apiPrefix);
+    app.use((c, next) => {
+      if (reserved(pathnameOf(pathAndQuery(c.req.url))))
+        reject('path_invalid', 'The path could be read as the key API in another spelling; it is not forwarded.');
+      return next();
+    });
+  }
 
   if (config.origin.mode === 'request') {
     // Forwarding to the request's own URL reaches the zone's origin server in production, but anywhere a

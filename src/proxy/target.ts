@@ -44,6 +44,12 @@ export function pathAndQuery(requestUrl: string): string {
   return start === -1 ? '/' : requestUrl.slice(start);
 }
 
+/** The path of a {@link pathAndQuery} without its query. */
+export function pathnameOf(pathAndQuery: string): string {
+  const query = pathAndQuery.indexOf('?');
+  return query === -1 ? pathAndQuery : pathAndQuery.slice(0, query);
+}
+
 /**
  * Whether a (parsed, so already dot-normalised) path could still step outside a base path: an encoded
  * separator, or a segment that decodes to `.` or `..`. A segment is compared up to its first `;` (decoded, so

@@ -69,3 +69,32 @@ describe('IDEMPOTENCY_ADMIN_TOKEN (issue #20, finding 8)', () => {
     expect((await sendWith({ IDEMPOTENCY_ADMIN_TOKEN: `${short}9` }, '/echo/short-admin', { method: 'GET' })).status).toBe(200);
   });
 });
+
+describe('the admin token never reaches the origin (issue #20, finding 5)', () => {
+  it.each([
+    '//_idempotency/admin/keys/K',
+    '///_idempotency/admin/keys/K',
+    '/_IDEMPOTENCY/admin/keys/K',
+    '/_Idempotency/keys/K',
+    '/_idempotency;x=1/admin/keys/K',
+    '/%255Fidempotency/admin/keys/K',
+    '/%5F%49dempotency/admin/keys/K',
+    '/x/%252e%252e/_idempotency/admin/keys/K',
+    '/_idempotency%20/admin/keys/K',
+  ])('refuses %s with 400 path_invalid, read or keyed write, and forwards nothing', async (path) => {
+    for (const method of ['GET', 'POST', 'DELETE']) {
+      const key = newKey();
+      const init = { method, key, auth: `Bearer ${ADMIN}`, ...(method === 'POST' ? { body: 'x' } : {}) };
+      await expectProblem(await sendWith(vars, path, init), 400, 'path_invalid');
+      expect(await originCalls(key)).toBe(0);
+    }
+  });
+
+  it('still forwards a path that only contains the prefix further on, or a longer first segment', async () => {
+    for (const path of ['/echo/_idempotency/admin', '/echo/x/_IDEMPOTENCY', '/_idempotency2/echo']) {
+      const key = newKey();
+      expect((await sendWith(vars, path, { method: 'GET', key })).status).not.toBe(400);
+      expect(await originCalls(key)).toBe(1);
+    }
+  });
+});

@@ -27,7 +27,16 @@ import { checkAttempt, checkLimits, checkSettled, checkSpec } from './validate';
  * Answers that say "try again later", not results: storing one would replay a short overload for the whole
  * TTL and push clients onto new keys. Like 5xx, they free the key.
  */
-const TRANSIENT_STATUS = new Set([408, 425, 429]);
+const TRANSIENT_STATUS = [408, 425, 429];
+
+/**
+ * Answers that refused the credential: no write ran under it, so there is no result to keep, and storing one
+ * would let anyone with random credentials fill storage for the TTL.
+ */
+const CREDENTIAL_REFUSED = [401, 403];
+
+/** Statuses below 500 that are not results of the write: never stored, they free the key like 5xx (both modes). */
+const NOT_RESULTS = new Set([...TRANSIENT_STATUS, ...CREDENTIAL_REFUSED]);
 
 interface Attempt {
   readonly id: string;
@@ -251,7 +260,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
 
   /** Records how attempt `id` ended, if the row still belongs to it. */
   #record(id: string, settled: Settled): void {
-    if (settled.kind === 'response' && settled.response.status < 500 && !TRANSIENT_STATUS.has(settled.response.status)) {
+    if (settled.kind === 'response' && settled.response.status < 500 && !NOT_RESULTS.has(settled.response.status)) {
       this.#store.complete(id, settled.response);
     } else if (settled.kind === 'response_too_large') {
       this.#store.tooLarge(id, settled.status);

@@ -96,7 +96,8 @@ export interface IdempotencyOptions {
    * The request fingerprint a key is bound to, always over method, path and query, and the body:
    * - `'bytes'`: the exact body bytes;
    * - `'json'`: the body as RFC 8785 canonical JSON (key order and white space do not matter), without the
-   *   members named by `ignoreFields`; a body that is not JSON falls back to its exact bytes;
+   *   members named by `ignoreFields`; a body that is not JSON, is over 1 MiB or nests deeper than 64 falls
+   *   back to its exact bytes (so key order and white space matter for it);
    * - a function of the request and its body bytes.
    * @default 'bytes'
    */

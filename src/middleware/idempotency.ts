@@ -23,6 +23,7 @@ import { type Outcome, type Settled, outcomeProblem, sendStored, storedResponse 
 import { PROBLEMS, type ProblemSpec, Rejection, problem, reject } from '../shared/problem';
 import { type RequestLog, consoleReporter, isRepeat, keyHashOf, logScopeHash } from './log';
 import { type IdempotencyOptions, type OptionName, resolveOptions, untouched } from './options';
+import { limitRates } from './rate-limit';
 import { type RecordRef, Records } from './records';
 import { isolateReplays as replays } from './replay-cache';
 import { recordName } from './scope';
@@ -99,9 +100,9 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     onError,
     scope,
     namespace,
-    rateLimit,
   } = resolved;
   const keyHeader = headerName.toLowerCase();
+  const rateLimited = resolved.rateLimit !== undefined || resolved.ipRateLimit !== undefined;
   const limits = { timeoutMs, leaseMs, ttlMs };
   const records = new Records({ ...resolved, jurisdictionName: name('jurisdiction') });
   const scopeHashOf = logScopeHash(resolved.logHashSecret);
@@ -172,7 +173,9 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
       if (scopeValue === undefined) return passOn(c, next, started);
       const scopeHash = await sha256Hex(scopeValue);
       keyed = { key: parsed.key, name: recordName(namespace, scope.kind, scopeHash, parsed.key), keyHash: undefined, scopeHash, started };
-      if (rateLimit !== undefined) await limitRate(c, scopeHash);
+      // Before any object is created: past a limit, nothing is stored and the origin is not called.
+      if (rateLimited)
+        await limitRates(c.env, resolved, { scope: scopeValue, ip: c.req.raw.headers.get('cf-connecting-ip') ?? undefined }, scopeHash);
       // For the app's handler (handler mode): in origin mode nothing runs after this middleware.
       if (run.mode === 'handler') c.set('idempotencyKey', parsed.key);
       const current = keyed;
@@ -193,18 +196,6 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
       return answer(ctx, error.problem);
     }
   });
-
-  /** Refuses a keyed write past the scope's rate limit, before any object is created. */
-  async function limitRate(c: Context<IdempotencyEnv>, scopeHash: string): Promise<void> {
-    const { binding, retryAfterSeconds } = rateLimit!;
-    const limiter = c.env[binding] as RateLimit | undefined;
-    if (limiter === undefined) return reject('configuration_invalid', `The rate limiting binding ${binding} is missing.`);
-    const { success } = await limiter.limit({ key: scopeHash });
-    if (!success)
-      reject('rate_limited', `Too many keyed requests with this credential. Retry after ${retryAfterSeconds} seconds.`, {
-        retryAfterSeconds,
-      });
-  }
 
   /** Runs a keyed request: the object decides, the attempt runs where `run` says; returns the answer. */
   async function attempt(c: Context<IdempotencyEnv>, keyed: Keyed, next: () => Promise<void>): Promise<Response> {

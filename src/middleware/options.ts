@@ -14,6 +14,7 @@ import type { ProblemCode } from '../shared/problem';
 import { type Fingerprinter, fingerprinter } from './fingerprint';
 import type { Reporter } from './log';
 import { JURISDICTIONS, LOCATION_HINTS } from './records';
+import type { ResolvedRateLimit } from './rate-limit';
 import type { RetryOptions } from './retry';
 import { type Scope, type ScopeOption, resolveScope } from './scope';
 
@@ -116,9 +117,16 @@ export interface IdempotencyOptions {
   readonly locationHint?: DurableObjectLocationHint;
   /**
    * A per-scope limit on keyed writes, with a Workers rate-limiting binding (`[[ratelimits]]`): past it, a
-   * keyed write gets 429 `rate_limited` with `Retry-After`, before any object is created.
+   * keyed write gets 429 `rate_limited` with `Retry-After`, before any object is created. The scope is counted
+   * with its white space collapsed and its scheme in lower case (`Bearer T` and `bearer  T` share a bucket).
    */
   readonly rateLimit?: { readonly binding: string; /** @default 60 */ readonly retryAfterSeconds?: number };
+  /**
+   * A per-client-address limit (the `CF-Connecting-IP` header Cloudflare's edge sets) with another rate-limiting
+   * binding, on keyed writes and key lookups: it also bounds a client that sends a new random credential every
+   * time. A request without the header (over a service binding, in local tests) is not counted.
+   */
+  readonly ipRateLimit?: { readonly binding: string; /** @default 60 */ readonly retryAfterSeconds?: number };
   /**
    * A secret that turns the hashes in log lines and data points into HMACs, so that nobody who reads the logs
    * can test guesses of a credential offline. Set it (a wrangler secret) when credentials may be weak.
@@ -178,7 +186,8 @@ export interface ResolvedOptions {
   readonly fingerprint: (c: Context, url: URL, body: ArrayBuffer) => Promise<string>;
   readonly jurisdiction: DurableObjectJurisdiction | undefined;
   readonly locationHint: DurableObjectLocationHint | undefined;
-  readonly rateLimit: { readonly binding: string; readonly retryAfterSeconds: number } | undefined;
+  readonly rateLimit: ResolvedRateLimit | undefined;
+  readonly ipRateLimit: ResolvedRateLimit | undefined;
   readonly logHashSecret: string | undefined;
   readonly onError: IdempotencyOptions['onError'];
   readonly run: IdempotencyMode;
@@ -231,6 +240,12 @@ function oneOf<T extends string>(option: OptionName, value: T | undefined, allow
   if (value !== undefined && !allowed.includes(value))
     throw new OptionsError([option], `{${option}} must be one of ${allowed.join(', ')}`, value);
   return value;
+}
+
+function limitOf(option: 'rateLimit' | 'ipRateLimit', limit: IdempotencyOptions['rateLimit']): ResolvedRateLimit | undefined {
+  if (limit === undefined) return undefined;
+  if (!NAME.test(limit.binding)) throw new OptionsError([option], `{${option}} must name a binding`, limit.binding);
+  return { binding: limit.binding, retryAfterSeconds: whole(option, limit.retryAfterSeconds, 60, 1, 3600) };
 }
 
 function fingerprintOf(options: IdempotencyOptions): ResolvedOptions['fingerprint'] {
@@ -290,9 +305,10 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
   const namespace = options.namespace ?? 'app';
   if (!NAME.test(namespace)) throw new OptionsError(['namespace'], '{namespace} must be 1 to 64 visible ASCII characters', namespace);
   const retry = options.retry === false ? { attempts: 1, baseDelayMs: 0 } : options.retry;
-  const rateLimit = options.rateLimit;
-  if (rateLimit !== undefined && !NAME.test(rateLimit.binding))
-    throw new OptionsError(['rateLimit'], '{rateLimit} must name a binding', rateLimit.binding);
+  const rateLimit = limitOf('rateLimit', options.rateLimit);
+  const ipRateLimit = limitOf('ipRateLimit', options.ipRateLimit);
+  if (rateLimit !== undefined && ipRateLimit !== undefined && rateLimit.binding === ipRateLimit.binding)
+    throw new OptionsError(['ipRateLimit', 'rateLimit'], '{ipRateLimit} must be another binding than {rateLimit}', ipRateLimit.binding);
   if (options.logHashSecret !== undefined && options.logHashSecret.length < 16) {
     throw new OptionsError(['logHashSecret'], '{logHashSecret} must be at least 16 characters long');
   }
@@ -310,7 +326,8 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     fingerprint: fingerprintOf(options),
     jurisdiction: oneOf('jurisdiction', options.jurisdiction, JURISDICTIONS),
     locationHint: oneOf('locationHint', options.locationHint, LOCATION_HINTS),
-    rateLimit: rateLimit && { binding: rateLimit.binding, retryAfterSeconds: whole('rateLimit', rateLimit.retryAfterSeconds, 60, 1, 3600) },
+    rateLimit,
+    ipRateLimit,
     logHashSecret: options.logHashSecret,
     onError: options.onError,
     run: options.run ?? { mode: 'handler' },

@@ -27,6 +27,7 @@ export interface ProxyVars {
   IDEMPOTENCY_ADMIN_TOKEN?: unknown;
   LOG_HASH_SECRET?: unknown;
   IDEMPOTENCY_RATE_LIMITER?: unknown;
+  IDEMPOTENCY_IP_RATE_LIMITER?: unknown;
 }
 
 /** Where requests go: a fixed origin (its path prefixes every request path), or each request's own URL. */
@@ -87,6 +88,7 @@ export const VARIABLE_OF: Partial<Record<OptionName, string>> = {
   locationHint: 'IDEMPOTENCY_LOCATION_HINT',
   logHashSecret: 'LOG_HASH_SECRET',
   rateLimit: 'IDEMPOTENCY_RATE_LIMITER',
+  ipRateLimit: 'IDEMPOTENCY_IP_RATE_LIMITER',
 };
 
 /** How errors name a global option: by its variable. */
@@ -214,6 +216,8 @@ export function readConfig(vars: ProxyVars): ProxyConfig {
     logHashSecret: string(vars, 'LOG_HASH_SECRET'),
     // The per-credential limit is on when the rate limiting binding is declared in wrangler.toml.
     rateLimit: vars.IDEMPOTENCY_RATE_LIMITER === undefined ? undefined : { binding: 'IDEMPOTENCY_RATE_LIMITER' },
+    // And the per-address limit (CF-Connecting-IP) when its own binding is declared.
+    ipRateLimit: vars.IDEMPOTENCY_IP_RATE_LIMITER === undefined ? undefined : { binding: 'IDEMPOTENCY_IP_RATE_LIMITER' },
   });
   const resolved = resolve(options, variableOf);
   let specs: RouteSpec[];

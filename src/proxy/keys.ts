@@ -10,10 +10,11 @@
  * A lookup never returns a stored body and writes nothing. Every error is a problem document that says nothing
  * about whether a key exists under another credential.
  */
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import { timingSafeEqual } from 'hono/utils/buffer';
 import { consoleReporter, keyHashOf, logScopeHash } from '../middleware/log';
 import type { ResolvedOptions } from '../middleware/options';
+import { limitRates } from '../middleware/rate-limit';
 import { Records } from '../middleware/records';
 import { isolateReplays } from '../middleware/replay-cache';
 import { recordName } from '../middleware/scope';
@@ -152,15 +153,27 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
   // key is what follows the route's own prefix in that path: exactly one segment, or a 400.
   const keyOf = (path: string, route: string) => keyFromPath(path.slice(prefix.length + route.length));
 
+  const ipOf = (c: Context) => c.req.header('cf-connecting-ip');
+
   api.get('/keys/*', async (c) => {
     const scope = options.scope.read(c, (name) => c.req.header(name));
     const key = keyOf(c.req.path, '/keys/');
     if (scope === undefined) reject('unauthorized', 'Send the credential the key was used with.');
-    return found(await records.inspect(c.env as Record<string, unknown>, await sha256Hex(scope), key));
+    const scopeHash = await sha256Hex(scope);
+    // Limited like keyed writes: a lookup reaches an object too.
+    const env = c.env as Record<string, unknown>;
+    await limitRates(env, options, { scope, ip: ipOf(c) }, scopeHash);
+    return found(await records.inspect(env, scopeHash, key));
   });
 
   api.on(['GET', 'DELETE'], '/admin/keys/*', async (c) => {
     if (adminToken === undefined) reject('not_found', 'There is nothing at this path.');
+    // By address only, before the token is compared: it bounds guesses of the token.
+    await limitRates(
+      c.env as Record<string, unknown>,
+      { rateLimit: undefined, ipRateLimit: options.ipRateLimit },
+      { scope: undefined, ip: ipOf(c) },
+    );
     const authorization = c.req.header('authorization') ?? '';
     if (!authorization.startsWith('Bearer ') || !(await timingSafeEqual(authorization.slice('Bearer '.length), adminToken))) {
       return unauthorized('The admin API needs Authorization: Bearer with the admin token.');

@@ -172,7 +172,14 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
       const scopeValue = scope.read(ctx, header);
       if (scopeValue === undefined) return passOn(c, next, started);
       const scopeHash = await sha256Hex(scopeValue);
-      keyed = { key: parsed.key, name: recordName(namespace, scope.kind, scopeHash, parsed.key), keyHash: undefined, scopeHash, started };
+      const host = resolved.hostScoped ? new URL(c.req.url).host : undefined;
+      keyed = {
+        key: parsed.key,
+        name: recordName(namespace, scope.kind, scopeHash, parsed.key, host),
+        keyHash: undefined,
+        scopeHash,
+        started,
+      };
       // Before any object is created: past a limit, nothing is stored and the origin is not called.
       if (rateLimited)
         await limitRates(c.env, resolved, { scope: scopeValue, ip: c.req.raw.headers.get('cf-connecting-ip') ?? undefined }, scopeHash);

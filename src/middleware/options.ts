@@ -128,6 +128,14 @@ export interface IdempotencyOptions {
    */
   readonly ipRateLimit?: { readonly binding: string; /** @default 60 */ readonly retryAfterSeconds?: number };
   /**
+   * Whether the request's host (`api.example.com`, with a port if it has one) is part of each key's record and
+   * of its fingerprint: for an app (or the proxy with `ORIGIN_URL = "request"`) that serves several hostnames,
+   * where the same key and body on another host is another request. Turning it on or off renames every record
+   * (stored keys are then not found).
+   * @default false
+   */
+  readonly hostScoped?: boolean;
+  /**
    * A secret that turns the hashes in log lines and data points into HMACs, so that nobody who reads the logs
    * can test guesses of a credential offline. Set it (a wrangler secret) when credentials may be weak.
    */
@@ -182,6 +190,7 @@ export interface ResolvedOptions {
   readonly required: boolean;
   readonly scope: Scope;
   readonly namespace: string;
+  readonly hostScoped: boolean;
   /** The fingerprint of a request, given its parsed URL and body bytes. */
   readonly fingerprint: (c: Context, url: URL, body: ArrayBuffer) => Promise<string>;
   readonly jurisdiction: DurableObjectJurisdiction | undefined;
@@ -263,6 +272,8 @@ function fingerprintOf(options: IdempotencyOptions): ResolvedOptions['fingerprin
       `{ignoreFields} ${compute.replace('json', 'json {fingerprint}')}`,
       ignoreFields,
     );
+  // A path always starts with "/", so "host/path" can never be mistaken for another host's path.
+  if (options.hostScoped === true) return (c, url, body) => compute(c.req.method, url.host + url.pathname + url.search, body);
   return (c, url, body) => compute(c.req.method, url.pathname + url.search, body);
 }
 
@@ -323,6 +334,7 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     required: options.required ?? false,
     scope,
     namespace,
+    hostScoped: options.hostScoped ?? false,
     fingerprint: fingerprintOf(options),
     jurisdiction: oneOf('jurisdiction', options.jurisdiction, JURISDICTIONS),
     locationHint: oneOf('locationHint', options.locationHint, LOCATION_HINTS),

@@ -102,6 +102,7 @@ export function resolveScope(option: ScopeOption | undefined): Scope | string {
  * @param kind - {@link Scope.kind}
  * @param scopeHash - hex SHA-256 of the scope
  * @param key - the normalised key
+ * @param host - with `hostScoped`, the request's host: a fifth part, so names without it never change
  */
-export const recordName = (namespace: string, kind: string, scopeHash: string, key: string): string =>
-  JSON.stringify([namespace, kind, scopeHash, key]);
+export const recordName = (namespace: string, kind: string, scopeHash: string, key: string, host?: string): string =>
+  JSON.stringify(host === undefined ? [namespace, kind, scopeHash, key] : [namespace, kind, scopeHash, key, host]);

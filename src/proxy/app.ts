@@ -56,6 +56,16 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
   });
   const global = policy(config.options, config.resolved.maxBodyBytes, false, variableOf);
 
+  const { origin } = config;
+  if (origin.mode === 'request') {
+    // Only the hosts this proxy serves: where the runtime takes Host from the client (self-hosted workerd), any
+    // other would make it fetch a host of the client's choosing.
+    app.use((c, next) => {
+      if (!origin.hosts.has(new URL(c.req.url).hostname))
+        reject('host_not_allowed', 'This proxy does not serve the host of this request; nothing was forwarded.');
+      return next();
+    });
+  }
   // The key API answers itself: nothing under its prefix is ever forwarded, nor anything an origin could read as
   // under it (//_idempotency, /_IDEMPOTENCY, /_idempotency;x): those carry the admin token as well as the API does.
   if (config.apiPrefix !== undefined) {
@@ -68,15 +78,13 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
     });
   }
 
-  if (config.origin.mode === 'request') {
+  if (origin.mode === 'request') {
     // Forwarding to the request's own URL reaches the zone's origin server in production, but anywhere a
     // request could come back here (wrangler dev, a misrouted zone) the mark breaks the loop.
     app.use(async (c, next) => {
       if (looped(c.req.raw))
         return problem('loop_detected', 'This request has already passed through this proxy; it was not forwarded again.');
-      const headers = new Headers(c.req.raw.headers);
-      headers.set('via', viaWith(c.req.raw));
-      c.req.raw = new Request(c.req.raw, { headers });
+      c.req.raw = new Request(c.req.raw, { headers: markedHeaders(c.req.raw) });
       return next();
     });
   }
@@ -109,6 +117,22 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
     return problem('internal_error', 'The proxy failed unexpectedly.');
   });
   return app;
+}
+
+/**
+ * The request's headers with this proxy's `Via` entry, and without `via` among the names in `Connection`: those
+ * headers are dropped before forwarding, and a client could otherwise remove the loop guard's own entry.
+ */
+function markedHeaders(request: Request): Headers {
+  const headers = new Headers(request.headers);
+  headers.set('via', viaWith(request));
+  const connection = headers.get('connection');
+  if (connection !== null) {
+    const kept = connection.split(',').filter((name) => name.trim() !== '' && name.trim().toLowerCase() !== 'via');
+    if (kept.length === 0) headers.delete('connection');
+    else headers.set('connection', kept.join(','));
+  }
+  return headers;
 }
 
 /** The app of an invalid configuration: every request gets `configuration_invalid`. */

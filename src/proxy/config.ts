@@ -28,6 +28,7 @@ export interface ProxyVars {
   LOG_HASH_SECRET?: unknown;
   IDEMPOTENCY_RATE_LIMITER?: unknown;
   IDEMPOTENCY_IP_RATE_LIMITER?: unknown;
+  ORIGIN_HOSTS?: unknown;
 }
 
 /** Where requests go: a fixed origin (its path prefixes every request path), or each request's own URL. */
@@ -40,7 +41,11 @@ export type OriginConfig =
       /** What every target starts with: the origin (scheme, host, port) and the base path. */
       readonly prefix: string;
     }
-  | { readonly mode: 'request' };
+  | {
+      readonly mode: 'request';
+      /** `ORIGIN_HOSTS`, lower case: the only hosts requests are forwarded to. */
+      readonly hosts: ReadonlySet<string>;
+    };
 
 /** A route of the table with its options resolved. */
 export interface ProxyRoute extends RouteSpec {
@@ -123,10 +128,22 @@ function string(vars: ProxyVars, name: keyof ProxyVars): string | undefined {
   return raw.trim();
 }
 
+/** A DNS name or an IPv4 address (letters, digits, hyphens, dots), or an IPv6 address in brackets. */
+const HOST_NAME = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$|^\[[0-9a-f:.]+\]$/;
+
 function origin(vars: ProxyVars): OriginConfig {
   const raw = string(vars, 'ORIGIN_URL');
   if (raw === undefined) throw new ConfigError(['ORIGIN_URL'], 'ORIGIN_URL is required (an absolute http or https URL, or "request")');
-  if (raw === 'request') return { mode: 'request' };
+  const hosts = string(vars, 'ORIGIN_HOSTS');
+  if (raw === 'request') {
+    // Without a list, a runtime that takes Host from the client (self-hosted workerd) would fetch any host for it.
+    if (hosts === undefined) throw new ConfigError(['ORIGIN_HOSTS', 'ORIGIN_URL'], 'ORIGIN_HOSTS is required with ORIGIN_URL = "request"');
+    const names = hosts.split(',').map((name) => name.trim().toLowerCase());
+    if (!names.every((name) => HOST_NAME.test(name)))
+      throw new ConfigError(['ORIGIN_HOSTS'], 'ORIGIN_HOSTS must be comma-separated host names (api.example.com)');
+    return { mode: 'request', hosts: new Set(names) };
+  }
+  if (hosts !== undefined) throw new ConfigError(['ORIGIN_HOSTS', 'ORIGIN_URL'], 'ORIGIN_HOSTS is only used with ORIGIN_URL = "request"');
   let url: URL;
   try {
     url = new URL(raw);
@@ -203,8 +220,12 @@ function resolve(options: IdempotencyOptions, name: (option: OptionName) => stri
  */
 export function readConfig(vars: ProxyVars): ProxyConfig {
   const scopeHeaders = string(vars, 'IDEMPOTENCY_SCOPE_HEADERS');
+  const target = origin(vars);
   const options: IdempotencyOptions = defined({
     namespace: 'proxy',
+    // Forwarding to each request's own URL: the host is part of the request, so of its record and fingerprint.
+    // Only then: with a fixed ORIGIN_URL, record names and fingerprints stay as they were (stored keys remain).
+    hostScoped: target.mode === 'request' ? true : undefined,
     ttlSeconds: integer(vars, 'IDEMPOTENCY_TTL_SECONDS'),
     timeoutMs: integer(vars, 'ORIGIN_TIMEOUT_MS'),
     leaseMs: integer(vars, 'ORIGIN_LEASE_MS'),
@@ -232,7 +253,7 @@ export function readConfig(vars: ProxyVars): ProxyConfig {
     return { ...spec, merged, resolved: resolve(merged, (option) => spec.fields[option] ?? variableOf(option)) };
   });
   return {
-    origin: origin(vars),
+    origin: target,
     logRequests: logRequests(vars),
     options,
     resolved,

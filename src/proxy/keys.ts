@@ -63,9 +63,22 @@ export class KeyRecords {
     this.#scopeHash = logScopeHash(options.logHashSecret);
   }
 
-  /** The record name of a key under a scope hash. */
-  name(scopeHash: string, key: string): string {
-    return recordName(this.#options.namespace, this.#options.scope.kind, scopeHash, key);
+  /**
+   * The record name of a key under a scope hash (and, with `ORIGIN_URL = "request"`, a host).
+   *
+   * @throws `TypeError` when the records are per host and `host` is missing, or when they are not and it is given
+   */
+  name(scopeHash: string, key: string, host?: string): string {
+    if (this.#options.hostScoped !== (host !== undefined)) {
+      throw new TypeError(
+        this.#options.hostScoped
+          ? 'IdempotencyService: with ORIGIN_URL = "request" records are per host: pass the host'
+          : 'IdempotencyService: records are not per host: pass no host',
+      );
+    }
+    if (host !== undefined && (typeof host !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(host)))
+      throw new TypeError('IdempotencyService: host must be a host name');
+    return recordName(this.#options.namespace, this.#options.scope.kind, scopeHash, key, host?.toLowerCase());
   }
 
   /**
@@ -73,8 +86,8 @@ export class KeyRecords {
    *
    * @throws `TypeError` for a malformed scope hash or key
    */
-  async inspect(env: Record<string, unknown>, scopeHash: string, key: string): Promise<KeyInfo | null> {
-    const ref = this.#records.locate(env, this.name(checkScopeHash(scopeHash), checkKey(key)));
+  async inspect(env: Record<string, unknown>, scopeHash: string, key: string, host?: string): Promise<KeyInfo | null> {
+    const ref = this.#records.locate(env, this.name(checkScopeHash(scopeHash), checkKey(key), host));
     const info = await this.#records.call(ref, async (stub) => (await stub.inspect()) as RecordInfo | null);
     return info === null ? null : { key, ...info };
   }
@@ -84,8 +97,8 @@ export class KeyRecords {
    *
    * @throws `TypeError` for a malformed scope hash or key
    */
-  async purge(env: Record<string, unknown>, scopeHash: string, key: string): Promise<PurgeResult> {
-    const name = this.name(checkScopeHash(scopeHash), checkKey(key));
+  async purge(env: Record<string, unknown>, scopeHash: string, key: string, host?: string): Promise<PurgeResult> {
+    const name = this.name(checkScopeHash(scopeHash), checkKey(key), host);
     const ref = this.#records.locate(env, name);
     // Never retried: a purge whose answer was lost would be retried into `not_found`, and its audit line lost.
     const result = await this.#records.call(ref, async (stub) => (await stub.purge()) as PurgeResult, { attempts: 1 });
@@ -154,6 +167,8 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
   const keyOf = (path: string, route: string) => keyFromPath(path.slice(prefix.length + route.length));
 
   const ipOf = (c: Context) => c.req.header('cf-connecting-ip');
+  // With ORIGIN_URL = "request" the records of each host are apart: a lookup names the records of its own host.
+  const hostOf = (c: Context) => (options.hostScoped ? new URL(c.req.url).host : undefined);
 
   api.get('/keys/*', async (c) => {
     const scope = options.scope.read(c, (name) => c.req.header(name));
@@ -163,7 +178,7 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
     // Limited like keyed writes: a lookup reaches an object too.
     const env = c.env as Record<string, unknown>;
     await limitRates(env, options, { scope, ip: ipOf(c) }, scopeHash);
-    return found(await records.inspect(env, scopeHash, key));
+    return found(await records.inspect(env, scopeHash, key, hostOf(c)));
   });
 
   api.on(['GET', 'DELETE'], '/admin/keys/*', async (c) => {
@@ -189,7 +204,9 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
     const env = c.env as Record<string, unknown>;
     // Only DELETE purges. Hono routes HEAD as GET (and drops the body), so HEAD is a lookup: testing for GET
     // here would have made every HEAD a purge.
-    return c.req.method === 'DELETE' ? purged(await records.purge(env, scopeHash, key)) : found(await records.inspect(env, scopeHash, key));
+    return c.req.method === 'DELETE'
+      ? purged(await records.purge(env, scopeHash, key, hostOf(c)))
+      : found(await records.inspect(env, scopeHash, key, hostOf(c)));
   });
 
   api.all('*', (c) => {

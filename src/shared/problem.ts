@@ -20,6 +20,7 @@ export const PROBLEMS = {
   idempotency_key_reused: { status: 409, title: 'Idempotency-Key reused with a different request' },
   idempotency_key_in_progress: { status: 409, title: 'A request with this Idempotency-Key is in progress' },
   request_too_large: { status: 413, title: 'Request body too large' },
+  host_not_allowed: { status: 421, title: 'Host not served by this proxy' },
   rate_limited: { status: 429, title: 'Too many keyed requests' },
   internal_error: { status: 500, title: 'Internal error' },
   configuration_invalid: { status: 500, title: 'Proxy configuration invalid' },

@@ -6,6 +6,8 @@
  * - `GET {prefix}/keys/{key}`: a client looks up its own key, with the credential it used it with.
  * - `GET` / `DELETE {prefix}/admin/keys/{key}`: an operator, with `Authorization: Bearer <IDEMPOTENCY_ADMIN_TOKEN>`,
  *   looks up or purges the key of the client named by `Idempotency-Scope` (hex SHA-256 of its scope).
+ * - `{prefix}/key` and `{prefix}/admin/key`: the same, with the key in the `Idempotency-Key` header instead of
+ *   the path, so that keys need not appear in request logs. `HEAD` is `GET` without a body everywhere.
  *
  * A lookup never returns a stored body and writes nothing. Every error is a problem document that says nothing
  * about whether a key exists under another credential.
@@ -170,18 +172,29 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
   // With ORIGIN_URL = "request" the records of each host are apart: a lookup names the records of its own host.
   const hostOf = (c: Context) => (options.hostScoped ? new URL(c.req.url).host : undefined);
 
-  api.get('/keys/*', async (c) => {
+  // The key in the path (`/keys/{key}`), or in the key header (`/key`): a key in a header stays out of request logs.
+  const keyHeader = options.headerName.toLowerCase();
+  const keyFrom = (c: Context, route: string): string => {
+    if (route !== '') return keyOf(c.req.path, route);
+    const raw = c.req.header(keyHeader);
+    if (raw === undefined) reject('idempotency_key_missing', `Name the key in the ${options.headerName} header.`);
+    const parsed = parseIdempotencyKey(raw);
+    if (!parsed.ok) reject('idempotency_key_invalid', describeKeyError(parsed.error));
+    return parsed.key;
+  };
+
+  const lookup = async (c: Context, route: string) => {
     const scope = options.scope.read(c, (name) => c.req.header(name));
-    const key = keyOf(c.req.path, '/keys/');
+    const key = keyFrom(c, route);
     if (scope === undefined) reject('unauthorized', 'Send the credential the key was used with.');
     const scopeHash = await sha256Hex(scope);
     // Limited like keyed writes: a lookup reaches an object too.
     const env = c.env as Record<string, unknown>;
     await limitRates(env, options, { scope, ip: ipOf(c) }, scopeHash);
     return found(await records.inspect(env, scopeHash, key, hostOf(c)));
-  });
+  };
 
-  api.on(['GET', 'DELETE'], '/admin/keys/*', async (c) => {
+  const admin = async (c: Context, route: string) => {
     if (adminToken === undefined) reject('not_found', 'There is nothing at this path.');
     // By address only, before the token is compared: it bounds guesses of the token.
     await limitRates(
@@ -200,14 +213,19 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
         'Name the client with Idempotency-Scope: the hex SHA-256 of its credential (e.g. of its whole Authorization value).',
       );
     }
-    const key = keyOf(c.req.path, '/admin/keys/');
+    const key = keyFrom(c, route);
     const env = c.env as Record<string, unknown>;
     // Only DELETE purges. Hono routes HEAD as GET (and drops the body), so HEAD is a lookup: testing for GET
     // here would have made every HEAD a purge.
     return c.req.method === 'DELETE'
       ? purged(await records.purge(env, scopeHash, key, hostOf(c)))
       : found(await records.inspect(env, scopeHash, key, hostOf(c)));
-  });
+  };
+
+  api.get('/keys/*', (c) => lookup(c, '/keys/'));
+  api.get('/key', (c) => lookup(c, ''));
+  api.on(['GET', 'DELETE'], '/admin/keys/*', (c) => admin(c, '/admin/keys/'));
+  api.on(['GET', 'DELETE'], '/admin/key', (c) => admin(c, ''));
 
   api.all('*', (c) => {
     // What a key path becomes once the URL parser has resolved a dot segment in place of the key ("keys/.."

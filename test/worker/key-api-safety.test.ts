@@ -98,3 +98,33 @@ describe('the admin token never reaches the origin (issue #20, finding 5)', () =
     }
   });
 });
+
+describe('lookups with the key in the Idempotency-Key header (issue #20, finding 8)', () => {
+  it('GET {prefix}/key looks up the client’s own key without the key in the URL', async () => {
+    const key = newKey();
+    await sendWith(vars, '/echo/header-lookup', { key, body: 'x' });
+    const res = await sendWith(vars, '/_idempotency/key', { method: 'GET', key: `"${key}"` });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ key, state: 'complete', path: '/echo/header-lookup' });
+    await expectProblem(
+      await sendWith(vars, '/_idempotency/key', { method: 'GET', key, auth: 'Bearer other' }),
+      404,
+      'idempotency_key_not_found',
+    );
+    await expectProblem(await sendWith(vars, '/_idempotency/key', { method: 'GET' }), 400, 'idempotency_key_missing');
+    await expectProblem(await sendWith(vars, '/_idempotency/key', { method: 'GET', key: 'a b' }), 400, 'idempotency_key_invalid');
+  });
+
+  it('GET, HEAD and DELETE {prefix}/admin/key do what the path forms do; only DELETE purges', async () => {
+    const key = newKey();
+    await sendWith(vars, '/echo/header-admin', { key, body: 'x' });
+    const headers = { 'idempotency-scope': await sha256Hex(auth) };
+    const as = (method: string) => sendWith(vars, '/_idempotency/admin/key', { method, key, auth: `Bearer ${ADMIN}`, headers });
+    expect(((await (await as('GET')).json()) as { state: string }).state).toBe('complete');
+    expect((await as('HEAD')).status).toBe(200);
+    expect((await storedRecord(key))?.state).toBe('complete');
+    expect((await as('DELETE')).status).toBe(204);
+    expect(await storedRecord(key)).toBeUndefined();
+    await expectProblem(await sendWith(vars, '/_idempotency/admin/key', { method: 'GET', key, headers }), 401, 'unauthorized');
+  });
+});

@@ -21,9 +21,12 @@ export default defineConfig({
                 ORIGIN_LEASE_MS: '4000',
                 MAX_BODY_BYTES: String(10 * 1024 * 1024),
               },
-              // A real rate-limiting binding for the rate limit tests (bound as IDEMPOTENCY_RATE_LIMITER there
-              // only: the proxy limits keyed writes whenever that binding exists).
-              ratelimits: { TEST_RATE_LIMITER: { namespace_id: '1001', simple: { limit: 3, period: 60 } } },
+              // Real rate-limiting bindings for the rate limit tests (bound as IDEMPOTENCY_RATE_LIMITER and
+              // IDEMPOTENCY_IP_RATE_LIMITER there only: the proxy limits whenever such a binding exists).
+              ratelimits: {
+                TEST_RATE_LIMITER: { namespace_id: '1001', simple: { limit: 3, period: 60 } },
+                TEST_IP_RATE_LIMITER: { namespace_id: '1002', simple: { limit: 3, period: 60 } },
+              },
             },
           })),
         ],

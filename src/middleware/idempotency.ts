@@ -23,6 +23,7 @@ import { type Outcome, type Settled, outcomeProblem, sendStored, storedResponse 
 import { type ProblemSpec, Rejection, reject } from '../shared/problem';
 import { type RequestLog, consoleReporter, isRepeat, keyHashOf, logScopeHash } from './log';
 import { type IdempotencyOptions, type OptionName, resolveOptions, untouched } from './options';
+import { limitRates } from './rate-limit';
 import { type RecordRef, Records } from './records';
 import { isolateReplays as replays } from './replay-cache';
 import { reconcileRequest } from './reconcile';
@@ -102,10 +103,10 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
     onError,
     scope,
     namespace,
-    rateLimit,
     answers,
   } = resolved;
   const keyHeader = headerName.toLowerCase();
+  const rateLimited = resolved.rateLimit !== undefined || resolved.ipRateLimit !== undefined;
   const limits = { timeoutMs, leaseMs, ttlMs, onUnknown };
   const records = new Records({ ...resolved, jurisdictionName: name('jurisdiction') });
   const scopeHashOf = logScopeHash(resolved.logHashSecret);
@@ -175,8 +176,17 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
       const scopeValue = scope.read(ctx, header);
       if (scopeValue === undefined) return passOn(c, next, started);
       const scopeHash = await sha256Hex(scopeValue);
-      keyed = { key: parsed.key, name: recordName(namespace, scope.kind, scopeHash, parsed.key), keyHash: undefined, scopeHash, started };
-      if (rateLimit !== undefined) await limitRate(c, scopeHash);
+      const host = resolved.hostScoped ? new URL(c.req.url).host : undefined;
+      keyed = {
+        key: parsed.key,
+        name: recordName(namespace, scope.kind, scopeHash, parsed.key, host),
+        keyHash: undefined,
+        scopeHash,
+        started,
+      };
+      // Before any object is created: past a limit, nothing is stored and the origin is not called.
+      if (rateLimited)
+        await limitRates(c.env, resolved, { scope: scopeValue, ip: c.req.raw.headers.get('cf-connecting-ip') ?? undefined }, scopeHash);
       // For the app's handler (handler mode): in origin mode nothing runs after this middleware.
       if (run.mode === 'handler') c.set('idempotencyKey', parsed.key);
       const current = keyed;
@@ -197,18 +207,6 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
       return answer(ctx, error.problem);
     }
   });
-
-  /** Refuses a keyed write past the scope's rate limit, before any object is created. */
-  async function limitRate(c: Context<IdempotencyEnv>, scopeHash: string): Promise<void> {
-    const { binding, retryAfterSeconds } = rateLimit!;
-    const limiter = c.env[binding] as RateLimit | undefined;
-    if (limiter === undefined) return reject('configuration_invalid', `The rate limiting binding ${binding} is missing.`);
-    const { success } = await limiter.limit({ key: scopeHash });
-    if (!success)
-      reject('rate_limited', `Too many keyed requests with this credential. Retry after ${retryAfterSeconds} seconds.`, {
-        retryAfterSeconds,
-      });
-  }
 
   /** Runs a keyed request: the object decides, the attempt runs where `run` says; returns the answer. */
   async function attempt(c: Context<IdempotencyEnv>, keyed: Keyed, next: () => Promise<void>): Promise<Response> {

@@ -15,6 +15,7 @@ import type { ProblemCode } from '../shared/problem';
 import { type Fingerprinter, fingerprinter } from './fingerprint';
 import type { Reporter } from './log';
 import { JURISDICTIONS, LOCATION_HINTS } from './records';
+import type { ResolvedRateLimit } from './rate-limit';
 import type { RetryOptions } from './retry';
 import { type Scope, type ScopeOption, resolveScope } from './scope';
 
@@ -113,7 +114,8 @@ export interface IdempotencyOptions {
    * The request fingerprint a key is bound to, always over method, path and query, and the body:
    * - `'bytes'`: the exact body bytes;
    * - `'json'`: the body as RFC 8785 canonical JSON (key order and white space do not matter), without the
-   *   members named by `ignoreFields`; a body that is not JSON falls back to its exact bytes;
+   *   members named by `ignoreFields`; a body that is not JSON, is over 1 MiB or nests deeper than 64 falls
+   *   back to its exact bytes (so key order and white space matter for it);
    * - a function of the request and its body bytes.
    * @default 'bytes'
    */
@@ -132,9 +134,24 @@ export interface IdempotencyOptions {
   readonly locationHint?: DurableObjectLocationHint;
   /**
    * A per-scope limit on keyed writes, with a Workers rate-limiting binding (`[[ratelimits]]`): past it, a
-   * keyed write gets 429 `rate_limited` with `Retry-After`, before any object is created.
+   * keyed write gets 429 `rate_limited` with `Retry-After`, before any object is created. The scope is counted
+   * with its white space collapsed and its scheme in lower case (`Bearer T` and `bearer  T` share a bucket).
    */
   readonly rateLimit?: { readonly binding: string; /** @default 60 */ readonly retryAfterSeconds?: number };
+  /**
+   * A per-client-address limit (the `CF-Connecting-IP` header Cloudflare's edge sets) with another rate-limiting
+   * binding, on keyed writes and key lookups: it also bounds a client that sends a new random credential every
+   * time. A request without the header (over a service binding, in local tests) is not counted.
+   */
+  readonly ipRateLimit?: { readonly binding: string; /** @default 60 */ readonly retryAfterSeconds?: number };
+  /**
+   * Whether the request's host (`api.example.com`, with a port if it has one) is part of each key's record and
+   * of its fingerprint: for an app (or the proxy with `ORIGIN_URL = "request"`) that serves several hostnames,
+   * where the same key and body on another host is another request. Turning it on or off renames every record
+   * (stored keys are then not found).
+   * @default false
+   */
+  readonly hostScoped?: boolean;
   /**
    * A secret that turns the hashes in log lines and data points into HMACs, so that nobody who reads the logs
    * can test guesses of a credential offline. Set it (a wrangler secret) when credentials may be weak.
@@ -211,11 +228,13 @@ export interface ResolvedOptions {
   readonly required: boolean;
   readonly scope: Scope;
   readonly namespace: string;
+  readonly hostScoped: boolean;
   /** The fingerprint of a request, given its parsed URL and body bytes. */
   readonly fingerprint: (c: Context, url: URL, body: ArrayBuffer) => Promise<string>;
   readonly jurisdiction: DurableObjectJurisdiction | undefined;
   readonly locationHint: DurableObjectLocationHint | undefined;
-  readonly rateLimit: { readonly binding: string; readonly retryAfterSeconds: number } | undefined;
+  readonly rateLimit: ResolvedRateLimit | undefined;
+  readonly ipRateLimit: ResolvedRateLimit | undefined;
   readonly logHashSecret: string | undefined;
   readonly onError: IdempotencyOptions['onError'];
   readonly run: IdempotencyMode;
@@ -294,6 +313,12 @@ function unknownPolicy(options: IdempotencyOptions): Pick<ResolvedOptions, 'onUn
   return { onUnknown, reconcileUrl };
 }
 
+function limitOf(option: 'rateLimit' | 'ipRateLimit', limit: IdempotencyOptions['rateLimit']): ResolvedRateLimit | undefined {
+  if (limit === undefined) return undefined;
+  if (!NAME.test(limit.binding)) throw new OptionsError([option], `{${option}} must name a binding`, limit.binding);
+  return { binding: limit.binding, retryAfterSeconds: whole(option, limit.retryAfterSeconds, 60, 1, 3600) };
+}
+
 function fingerprintOf(options: IdempotencyOptions): ResolvedOptions['fingerprint'] {
   const { fingerprint = 'bytes', ignoreFields = [] } = options;
   if (typeof fingerprint === 'function') {
@@ -309,6 +334,8 @@ function fingerprintOf(options: IdempotencyOptions): ResolvedOptions['fingerprin
       `{ignoreFields} ${compute.replace('json', 'json {fingerprint}')}`,
       ignoreFields,
     );
+  // A path always starts with "/", so "host/path" can never be mistaken for another host's path.
+  if (options.hostScoped === true) return (c, url, body) => compute(c.req.method, url.host + url.pathname + url.search, body);
   return (c, url, body) => compute(c.req.method, url.pathname + url.search, body);
 }
 
@@ -351,9 +378,10 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
   const namespace = options.namespace ?? 'app';
   if (!NAME.test(namespace)) throw new OptionsError(['namespace'], '{namespace} must be 1 to 64 visible ASCII characters', namespace);
   const retry = options.retry === false ? { attempts: 1, baseDelayMs: 0 } : options.retry;
-  const rateLimit = options.rateLimit;
-  if (rateLimit !== undefined && !NAME.test(rateLimit.binding))
-    throw new OptionsError(['rateLimit'], '{rateLimit} must name a binding', rateLimit.binding);
+  const rateLimit = limitOf('rateLimit', options.rateLimit);
+  const ipRateLimit = limitOf('ipRateLimit', options.ipRateLimit);
+  if (rateLimit !== undefined && ipRateLimit !== undefined && rateLimit.binding === ipRateLimit.binding)
+    throw new OptionsError(['ipRateLimit', 'rateLimit'], '{ipRateLimit} must be another binding than {rateLimit}', ipRateLimit.binding);
   if (options.logHashSecret !== undefined && options.logHashSecret.length < 16) {
     throw new OptionsError(['logHashSecret'], '{logHashSecret} must be at least 16 characters long');
   }
@@ -376,10 +404,12 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     required: options.required ?? false,
     scope,
     namespace,
+    hostScoped: options.hostScoped ?? false,
     fingerprint: fingerprintOf(options),
     jurisdiction: oneOf('jurisdiction', options.jurisdiction, JURISDICTIONS),
     locationHint: oneOf('locationHint', options.locationHint, LOCATION_HINTS),
-    rateLimit: rateLimit && { binding: rateLimit.binding, retryAfterSeconds: whole('rateLimit', rateLimit.retryAfterSeconds, 60, 1, 3600) },
+    rateLimit,
+    ipRateLimit,
     logHashSecret: options.logHashSecret,
     onError: options.onError,
     run: options.run ?? { mode: 'handler' },

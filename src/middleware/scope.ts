@@ -36,6 +36,19 @@ const malformed = (header: string): never =>
 
 const WELL_FORMED = /^[\t\x20-\x7e]*[\x21-\x7e][\t\x20-\x7e]*$/;
 
+/**
+ * How many cookies named `name` a `Cookie` value holds. Pairs are split on `;` and on `,` too (several `Cookie`
+ * fields may arrive joined by a comma; a cookie value cannot hold one, RFC 6265 §4.1.1).
+ */
+function cookieCount(value: string, name: string): number {
+  let count = 0;
+  for (const pair of value.split(/[;,]/)) {
+    const equals = pair.indexOf('=');
+    if (equals !== -1 && pair.slice(0, equals).trim() === name) count++;
+  }
+  return count;
+}
+
 /** Checks the scope option and returns how to read it; a message naming the problem when it is invalid. */
 export function resolveScope(option: ScopeOption | undefined): Scope | string {
   if (typeof option === 'function') return { kind: 'custom', read: (c) => option(c) ?? undefined };
@@ -59,6 +72,9 @@ export function resolveScope(option: ScopeOption | undefined): Scope | string {
       }
       const found = parseCookies(value, cookie)[cookie];
       if (found !== undefined && !WELL_FORMED.test(found)) malformed(entry);
+      // Which of two same-named cookies an origin reads is its own choice: the scope could be one and the
+      // session the origin acts for the other.
+      if (cookieCount(value, cookie) > 1) reject('authorization_invalid', 'The scope cookie is sent more than once; send it once.');
       return found;
     });
   }
@@ -99,6 +115,7 @@ export function scopeHeaderNames(kind: string): string[] | undefined {
  * @param kind - {@link Scope.kind}
  * @param scopeHash - hex SHA-256 of the scope
  * @param key - the normalised key
+ * @param host - with `hostScoped`, the request's host: a fifth part, so names without it never change
  */
-export const recordName = (namespace: string, kind: string, scopeHash: string, key: string): string =>
-  JSON.stringify([namespace, kind, scopeHash, key]);
+export const recordName = (namespace: string, kind: string, scopeHash: string, key: string, host?: string): string =>
+  JSON.stringify(host === undefined ? [namespace, kind, scopeHash, key] : [namespace, kind, scopeHash, key, host]);

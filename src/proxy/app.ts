@@ -11,9 +11,11 @@ import { createIdempotency } from '../middleware/idempotency';
 import type { IdempotencyOptions, OptionName } from '../middleware/options';
 import type { Answers } from '../shared/answers';
 import { ConfigError, type ProxyConfig, type ProxyVars, answersOf, readConfig, variableOf } from './config';
+import { reject } from '../shared/problem';
 import { directForwarding, passThrough } from './forward';
 import { KeyRecords, keysApi } from './keys';
-import { looped, originTarget, viaWith } from './target';
+import { reservedPath } from './reserved';
+import { looped, originTarget, pathAndQuery, pathnameOf, viaWith } from './target';
 
 /** How the requests of one route (or of no route) are handled. */
 interface Policy {
@@ -55,10 +57,29 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
   });
   const global = policy(config.options, config.resolved.maxBodyBytes, false, variableOf);
 
-  // The key API answers itself: nothing under its prefix is ever forwarded.
-  if (config.apiPrefix !== undefined) app.route(config.apiPrefix, keysApi(config.apiPrefix, keys, config.resolved, config.adminToken));
+  const { origin } = config;
+  if (origin.mode === 'request') {
+    // Only the hosts this proxy serves: where the runtime takes Host from the client (self-hosted workerd), any
+    // other would make it fetch a host of the client's choosing.
+    app.use((c, next) => {
+      if (!origin.hosts.has(new URL(c.req.url).hostname))
+        reject('host_not_allowed', 'This proxy does not serve the host of this request; nothing was forwarded.');
+      return next();
+    });
+  }
+  // The key API answers itself: nothing under its prefix is ever forwarded, nor anything an origin could read as
+  // under it (//_idempotency, /_IDEMPOTENCY, /_idempotency;x): those carry the admin token as well as the API does.
+  if (config.apiPrefix !== undefined) {
+    app.route(config.apiPrefix, keysApi(config.apiPrefix, keys, config.resolved, config.adminToken));
+    const reserved = reservedPath(config.apiPrefix);
+    app.use((c, next) => {
+      if (reserved(pathnameOf(pathAndQuery(c.req.url))))
+        reject('path_invalid', 'The path could be read as the key API in another spelling; it is not forwarded.');
+      return next();
+    });
+  }
 
-  if (config.origin.mode === 'request') {
+  if (origin.mode === 'request') {
     // Forwarding to the request's own URL reaches the zone's origin server in production, but anywhere a
     // request could come back here (wrangler dev, a misrouted zone) the mark breaks the loop.
     app.use(async (c, next) => {
@@ -67,9 +88,7 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
           { code: 'loop_detected', detail: 'This request has already passed through this proxy; it was not forwarded again.' },
           c.req.raw,
         );
-      const headers = new Headers(c.req.raw.headers);
-      headers.set('via', viaWith(c.req.raw));
-      c.req.raw = new Request(c.req.raw, { headers });
+      c.req.raw = new Request(c.req.raw, { headers: markedHeaders(c.req.raw) });
       return next();
     });
   }
@@ -97,6 +116,22 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
   );
   app.onError((error, c) => answers.error(error, c.req.raw));
   return app;
+}
+
+/**
+ * The request's headers with this proxy's `Via` entry, and without `via` among the names in `Connection`: those
+ * headers are dropped before forwarding, and a client could otherwise remove the loop guard's own entry.
+ */
+function markedHeaders(request: Request): Headers {
+  const headers = new Headers(request.headers);
+  headers.set('via', viaWith(request));
+  const connection = headers.get('connection');
+  if (connection !== null) {
+    const kept = connection.split(',').filter((name) => name.trim() !== '' && name.trim().toLowerCase() !== 'via');
+    if (kept.length === 0) headers.delete('connection');
+    else headers.set('connection', kept.join(','));
+  }
+  return headers;
 }
 
 /** The app of an invalid configuration: every request gets `configuration_invalid`. */

@@ -33,6 +33,8 @@ export interface ProxyVars {
   IDEMPOTENCY_ERROR_FORMAT?: unknown;
   IDEMPOTENCY_CONFLICT_STATUS?: unknown;
   IDEMPOTENCY_CORS_ORIGINS?: unknown;
+  IDEMPOTENCY_IP_RATE_LIMITER?: unknown;
+  ORIGIN_HOSTS?: unknown;
 }
 
 /** Where requests go: a fixed origin (its path prefixes every request path), or each request's own URL. */
@@ -45,7 +47,11 @@ export type OriginConfig =
       /** What every target starts with: the origin (scheme, host, port) and the base path. */
       readonly prefix: string;
     }
-  | { readonly mode: 'request' };
+  | {
+      readonly mode: 'request';
+      /** `ORIGIN_HOSTS`, lower case: the only hosts requests are forwarded to. */
+      readonly hosts: ReadonlySet<string>;
+    };
 
 /** A route of the table with its options resolved. */
 export interface ProxyRoute extends RouteSpec {
@@ -100,6 +106,7 @@ export const VARIABLE_OF: Partial<Record<OptionName, string>> = {
   errorFormat: 'IDEMPOTENCY_ERROR_FORMAT',
   conflictStatus: 'IDEMPOTENCY_CONFLICT_STATUS',
   cors: 'IDEMPOTENCY_CORS_ORIGINS',
+  ipRateLimit: 'IDEMPOTENCY_IP_RATE_LIMITER',
 };
 
 /** How errors name a global option: by its variable. */
@@ -134,10 +141,22 @@ function string(vars: ProxyVars, name: keyof ProxyVars): string | undefined {
   return raw.trim();
 }
 
+/** A DNS name or an IPv4 address (letters, digits, hyphens, dots), or an IPv6 address in brackets. */
+const HOST_NAME = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$|^\[[0-9a-f:.]+\]$/;
+
 function origin(vars: ProxyVars): OriginConfig {
   const raw = string(vars, 'ORIGIN_URL');
   if (raw === undefined) throw new ConfigError(['ORIGIN_URL'], 'ORIGIN_URL is required (an absolute http or https URL, or "request")');
-  if (raw === 'request') return { mode: 'request' };
+  const hosts = string(vars, 'ORIGIN_HOSTS');
+  if (raw === 'request') {
+    // Without a list, a runtime that takes Host from the client (self-hosted workerd) would fetch any host for it.
+    if (hosts === undefined) throw new ConfigError(['ORIGIN_HOSTS', 'ORIGIN_URL'], 'ORIGIN_HOSTS is required with ORIGIN_URL = "request"');
+    const names = hosts.split(',').map((name) => name.trim().toLowerCase());
+    if (!names.every((name) => HOST_NAME.test(name)))
+      throw new ConfigError(['ORIGIN_HOSTS'], 'ORIGIN_HOSTS must be comma-separated host names (api.example.com)');
+    return { mode: 'request', hosts: new Set(names) };
+  }
+  if (hosts !== undefined) throw new ConfigError(['ORIGIN_HOSTS', 'ORIGIN_URL'], 'ORIGIN_HOSTS is only used with ORIGIN_URL = "request"');
   let url: URL;
   try {
     url = new URL(raw);
@@ -173,6 +192,17 @@ function apiPrefix(vars: ProxyVars): string | undefined {
   if (!/^(?:\/[A-Za-z0-9._~-]+)+$/.test(raw))
     throw new ConfigError(['IDEMPOTENCY_API_PREFIX'], 'IDEMPOTENCY_API_PREFIX must be a path such as "/_idempotency", or "off"');
   return raw;
+}
+
+/** The shortest admin token accepted: 32 characters (of a random token, at least 128 bits even in hex). */
+const MIN_ADMIN_TOKEN = 32;
+
+function adminToken(vars: ProxyVars): string | undefined {
+  const token = string(vars, 'IDEMPOTENCY_ADMIN_TOKEN');
+  // It can purge any client's records: a short one could be guessed online, one request at a time.
+  if (token !== undefined && token.length < MIN_ADMIN_TOKEN)
+    throw new ConfigError(['IDEMPOTENCY_ADMIN_TOKEN'], `IDEMPOTENCY_ADMIN_TOKEN must be at least ${MIN_ADMIN_TOKEN} characters long`);
+  return token;
 }
 
 /** Drops the keys whose value is `undefined` (the options use `exactOptionalPropertyTypes`). */
@@ -225,11 +255,15 @@ function resolve(options: IdempotencyOptions, name: (option: OptionName) => stri
  */
 export function readConfig(vars: ProxyVars): ProxyConfig {
   const scopeHeaders = string(vars, 'IDEMPOTENCY_SCOPE_HEADERS');
+  const target = origin(vars);
   const options: IdempotencyOptions = defined({
     namespace: 'proxy',
     // The proxy always runs in origin mode; its app sets the real target (this one only lets the checks that
     // depend on the mode, such as onUnknown reconcile, see it).
     run: PROXY_RUN,
+    // Forwarding to each request's own URL: the host is part of the request, so of its record and fingerprint.
+    // Only then: with a fixed ORIGIN_URL, record names and fingerprints stay as they were (stored keys remain).
+    hostScoped: target.mode === 'request' ? true : undefined,
     ttlSeconds: integer(vars, 'IDEMPOTENCY_TTL_SECONDS'),
     timeoutMs: integer(vars, 'ORIGIN_TIMEOUT_MS'),
     leaseMs: integer(vars, 'ORIGIN_LEASE_MS'),
@@ -244,6 +278,8 @@ export function readConfig(vars: ProxyVars): ProxyConfig {
     // The per-credential limit is on when the rate limiting binding is declared in wrangler.toml.
     rateLimit: vars.IDEMPOTENCY_RATE_LIMITER === undefined ? undefined : { binding: 'IDEMPOTENCY_RATE_LIMITER' },
     ...answerOptions(vars),
+    // And the per-address limit (CF-Connecting-IP) when its own binding is declared.
+    ipRateLimit: vars.IDEMPOTENCY_IP_RATE_LIMITER === undefined ? undefined : { binding: 'IDEMPOTENCY_IP_RATE_LIMITER' },
   });
   const resolved = resolve(options, variableOf);
   let specs: RouteSpec[];
@@ -258,12 +294,12 @@ export function readConfig(vars: ProxyVars): ProxyConfig {
     return { ...spec, merged, resolved: resolve(merged, (option) => spec.fields[option] ?? variableOf(option)) };
   });
   return {
-    origin: origin(vars),
+    origin: target,
     logRequests: logRequests(vars),
     options,
     resolved,
     routes,
     apiPrefix: apiPrefix(vars),
-    adminToken: string(vars, 'IDEMPOTENCY_ADMIN_TOKEN'),
+    adminToken: adminToken(vars),
   };
 }

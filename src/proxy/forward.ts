@@ -9,7 +9,8 @@ import type { Answers } from '../shared/answers';
 import { outcomeResponse } from '../shared/outcome';
 import { Rejection } from '../shared/problem';
 import type { ProxyConfig } from './config';
-import { originTarget, pathAndQuery } from './target';
+import { reservedPath } from './reserved';
+import { originTarget, pathAndQuery, pathnameOf } from './target';
 
 /**
  * Forwards the request as it is, like a plain reverse proxy: the end-to-end headers (those the request's
@@ -40,15 +41,16 @@ export async function passThrough(request: Request, target: string, answers: Ans
 export function directForwarding(config: ProxyConfig): ((request: Request) => Promise<Response> | undefined) | undefined {
   const { origin, routes, logRequests, resolved, apiPrefix } = config;
   if (routes.length > 0 || origin.mode !== 'url' || logRequests === 'all') return undefined;
-  const underPrefix = apiPrefix === undefined ? undefined : new RegExp(`^${apiPrefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?:[/?]|$)`);
+  const reserved = apiPrefix === undefined ? undefined : reservedPath(apiPrefix);
   return (request) => {
     if (!untouched(resolved, request.method, request.headers)) return undefined;
     const length = request.headers.get('content-length');
     if (length === null ? request.body !== null : Number(length) > resolved.maxBodyBytes) return undefined;
-    if (underPrefix !== undefined) {
-      // The app routes on the decoded path (/%5Fidempotency is the key API there too): an encoded path is its to judge.
+    if (reserved !== undefined) {
+      // The app routes on the decoded path (/%5Fidempotency is the key API there too): an encoded path is its to
+      // judge, and so is any spelling of the prefix (//_idempotency, /_IDEMPOTENCY), which it refuses.
       const path = pathAndQuery(request.url);
-      if (underPrefix.test(path) || encodedPath(path)) return undefined;
+      if (encodedPath(path) || reserved(pathnameOf(path))) return undefined;
     }
     let target: string;
     try {

@@ -6,14 +6,17 @@
  * - `GET {prefix}/keys/{key}`: a client looks up its own key, with the credential it used it with.
  * - `GET` / `DELETE {prefix}/admin/keys/{key}`: an operator, with `Authorization: Bearer <IDEMPOTENCY_ADMIN_TOKEN>`,
  *   looks up or purges the key of the client named by `Idempotency-Scope` (hex SHA-256 of its scope).
+ * - `{prefix}/key` and `{prefix}/admin/key`: the same, with the key in the `Idempotency-Key` header instead of
+ *   the path, so that keys need not appear in request logs. `HEAD` is `GET` without a body everywhere.
  *
  * A lookup never returns a stored body and writes nothing. Every error is a problem document that says nothing
  * about whether a key exists under another credential.
  */
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import { timingSafeEqual } from 'hono/utils/buffer';
 import { consoleReporter, keyHashOf, logScopeHash } from '../middleware/log';
 import type { ResolvedOptions } from '../middleware/options';
+import { limitRates } from '../middleware/rate-limit';
 import { Records } from '../middleware/records';
 import { isolateReplays } from '../middleware/replay-cache';
 import { recordName } from '../middleware/scope';
@@ -63,9 +66,22 @@ export class KeyRecords {
     this.#scopeHash = logScopeHash(options.logHashSecret);
   }
 
-  /** The record name of a key under a scope hash. */
-  name(scopeHash: string, key: string): string {
-    return recordName(this.#options.namespace, this.#options.scope.kind, scopeHash, key);
+  /**
+   * The record name of a key under a scope hash (and, with `ORIGIN_URL = "request"`, a host).
+   *
+   * @throws `TypeError` when the records are per host and `host` is missing, or when they are not and it is given
+   */
+  name(scopeHash: string, key: string, host?: string): string {
+    if (this.#options.hostScoped !== (host !== undefined)) {
+      throw new TypeError(
+        this.#options.hostScoped
+          ? 'IdempotencyService: with ORIGIN_URL = "request" records are per host: pass the host'
+          : 'IdempotencyService: records are not per host: pass no host',
+      );
+    }
+    if (host !== undefined && (typeof host !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(host)))
+      throw new TypeError('IdempotencyService: host must be a host name');
+    return recordName(this.#options.namespace, this.#options.scope.kind, scopeHash, key, host?.toLowerCase());
   }
 
   /**
@@ -73,8 +89,8 @@ export class KeyRecords {
    *
    * @throws `TypeError` for a malformed scope hash or key
    */
-  async inspect(env: Record<string, unknown>, scopeHash: string, key: string): Promise<KeyInfo | null> {
-    const ref = this.#records.locate(env, this.name(checkScopeHash(scopeHash), checkKey(key)));
+  async inspect(env: Record<string, unknown>, scopeHash: string, key: string, host?: string): Promise<KeyInfo | null> {
+    const ref = this.#records.locate(env, this.name(checkScopeHash(scopeHash), checkKey(key), host));
     const info = await this.#records.call(ref, async (stub) => (await stub.inspect()) as RecordInfo | null);
     return info === null ? null : { key, ...info };
   }
@@ -84,8 +100,8 @@ export class KeyRecords {
    *
    * @throws `TypeError` for a malformed scope hash or key
    */
-  async purge(env: Record<string, unknown>, scopeHash: string, key: string): Promise<PurgeResult> {
-    const name = this.name(checkScopeHash(scopeHash), checkKey(key));
+  async purge(env: Record<string, unknown>, scopeHash: string, key: string, host?: string): Promise<PurgeResult> {
+    const name = this.name(checkScopeHash(scopeHash), checkKey(key), host);
     const ref = this.#records.locate(env, name);
     // Never retried: a purge whose answer was lost would be retried into `not_found`, and its audit line lost.
     const result = await this.#records.call(ref, async (stub) => (await stub.purge()) as PurgeResult, { attempts: 1 });
@@ -158,15 +174,40 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
   // key is what follows the route's own prefix in that path: exactly one segment, or a 400.
   const keyOf = (path: string, route: string) => keyFromPath(path.slice(prefix.length + route.length));
 
-  api.get('/keys/*', async (c) => {
-    const scope = options.scope.read(c, (name) => c.req.header(name));
-    const key = keyOf(c.req.path, '/keys/');
-    if (scope === undefined) reject('unauthorized', 'Send the credential the key was used with.');
-    return found(await records.inspect(c.env as Record<string, unknown>, await sha256Hex(scope), key));
-  });
+  const ipOf = (c: Context) => c.req.header('cf-connecting-ip');
+  // With ORIGIN_URL = "request" the records of each host are apart: a lookup names the records of its own host.
+  const hostOf = (c: Context) => (options.hostScoped ? new URL(c.req.url).host : undefined);
 
-  api.on(['GET', 'DELETE'], '/admin/keys/*', async (c) => {
+  // The key in the path (`/keys/{key}`), or in the key header (`/key`): a key in a header stays out of request logs.
+  const keyHeader = options.headerName.toLowerCase();
+  const keyFrom = (c: Context, route: string): string => {
+    if (route !== '') return keyOf(c.req.path, route);
+    const raw = c.req.header(keyHeader);
+    if (raw === undefined) reject('idempotency_key_missing', `Name the key in the ${options.headerName} header.`);
+    const parsed = parseIdempotencyKey(raw);
+    if (!parsed.ok) reject('idempotency_key_invalid', describeKeyError(parsed.error));
+    return parsed.key;
+  };
+
+  const lookup = async (c: Context, route: string) => {
+    const scope = options.scope.read(c, (name) => c.req.header(name));
+    const key = keyFrom(c, route);
+    if (scope === undefined) reject('unauthorized', 'Send the credential the key was used with.');
+    const scopeHash = await sha256Hex(scope);
+    // Limited like keyed writes: a lookup reaches an object too.
+    const env = c.env as Record<string, unknown>;
+    await limitRates(env, options, { scope, ip: ipOf(c) }, scopeHash);
+    return found(await records.inspect(env, scopeHash, key, hostOf(c)));
+  };
+
+  const admin = async (c: Context, route: string) => {
     if (adminToken === undefined) reject('not_found', 'There is nothing at this path.');
+    // By address only, before the token is compared: it bounds guesses of the token.
+    await limitRates(
+      c.env as Record<string, unknown>,
+      { rateLimit: undefined, ipRateLimit: options.ipRateLimit },
+      { scope: undefined, ip: ipOf(c) },
+    );
     const authorization = c.req.header('authorization') ?? '';
     if (!authorization.startsWith('Bearer ') || !(await timingSafeEqual(authorization.slice('Bearer '.length), adminToken))) {
       reject('unauthorized', 'The admin API needs Authorization: Bearer with the admin token.');
@@ -178,16 +219,28 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
         'Name the client with Idempotency-Scope: the hex SHA-256 of its credential (e.g. of its whole Authorization value).',
       );
     }
-    const key = keyOf(c.req.path, '/admin/keys/');
+    const key = keyFrom(c, route);
     const env = c.env as Record<string, unknown>;
-    return c.req.method === 'GET' ? found(await records.inspect(env, scopeHash, key)) : purged(await records.purge(env, scopeHash, key));
-  });
+    // Only DELETE purges. Hono routes HEAD as GET (and drops the body), so HEAD is a lookup: testing for GET
+    // here would have made every HEAD a purge.
+    return c.req.method === 'DELETE'
+      ? purged(await records.purge(env, scopeHash, key, hostOf(c)))
+      : found(await records.inspect(env, scopeHash, key, hostOf(c)));
+  };
+
+  api.get('/keys/*', (c) => lookup(c, '/keys/'));
+  api.get('/key', (c) => lookup(c, ''));
+  api.on(['GET', 'DELETE'], '/admin/keys/*', (c) => admin(c, '/admin/keys/'));
+  api.on(['GET', 'DELETE'], '/admin/key', (c) => admin(c, ''));
 
   api.all('*', (c) => {
     // What a key path becomes once the URL parser has resolved a dot segment in place of the key ("keys/.."
     // is the prefix itself), or a key path without a key.
     const rest = c.req.path.slice(prefix.length);
-    if ((c.req.method === 'GET' || c.req.method === 'DELETE') && /^\/?(?:(?:admin\/?)?(?:keys\/?)?)?$/.test(rest)) {
+    if (
+      (c.req.method === 'GET' || c.req.method === 'HEAD' || c.req.method === 'DELETE') &&
+      /^\/?(?:(?:admin\/?)?(?:keys\/?)?)?$/.test(rest)
+    ) {
       reject('idempotency_key_invalid', 'The path names no key (a "." or ".." segment in its place is resolved away by the URL).');
     }
     return reject('not_found', 'There is nothing at this path.');

@@ -7,7 +7,9 @@
  * services = [{ binding = "IDEMPOTENCY_SERVICE", service = "idempotency-proxy", entrypoint = "IdempotencyService" }]
  * ```
  * Then `await env.IDEMPOTENCY_SERVICE.fetch(request)` behaves exactly like a request to the proxy's URL: the
- * request's path and query are sent to `ORIGIN_URL`, keyed writes at most once. An internal admin Worker can
+ * request's path and query are sent to `ORIGIN_URL`, keyed writes at most once. With `ORIGIN_URL = "request"` the
+ * request goes to its own URL instead: its host must be one of `ORIGIN_HOSTS` (else `421 host_not_allowed`) and
+ * is part of each key's record, so the same key on another host is another key. An internal admin Worker can
  * also look up and purge records with `inspect` and `purge`, without the admin token: holding the service
  * binding is the authorization.
  */
@@ -21,7 +23,8 @@ export class IdempotencyService extends WorkerEntrypoint<Env> {
   /**
    * Handles `request` as the proxy would.
    *
-   * @param request - any request; its URL's host is ignored, its path and query go to the origin
+   * @param request - any request; its path and query go to `ORIGIN_URL` (whose host is used, not the request's),
+   * or with `ORIGIN_URL = "request"` to the request's own URL, if its host is one of `ORIGIN_HOSTS`
    * @returns the origin's answer, a replay, or a problem document
    */
   override async fetch(request: Request): Promise<Response> {
@@ -33,11 +36,12 @@ export class IdempotencyService extends WorkerEntrypoint<Env> {
    *
    * @param scopeHash - hex SHA-256 of the client's scope (its whole `Authorization` value by default)
    * @param key - the key, normalised (as the proxy forwards it)
+   * @param host - with `ORIGIN_URL = "request"` (only then), the host the key was used on (`api.example.com`)
    * @returns the record, or `null` when there is none (or it has expired)
-   * @throws `TypeError` for a malformed scope hash or key; `Error` when the proxy is misconfigured
+   * @throws `TypeError` for a malformed scope hash, key or host; `Error` when the proxy is misconfigured
    */
-  async inspect(scopeHash: string, key: string): Promise<KeyInfo | null> {
-    return this.#keys().inspect(this.env as unknown as Record<string, unknown>, scopeHash, key);
+  async inspect(scopeHash: string, key: string, host?: string): Promise<KeyInfo | null> {
+    return this.#keys().inspect(this.env as unknown as Record<string, unknown>, scopeHash, key, host);
   }
 
   /**
@@ -46,10 +50,11 @@ export class IdempotencyService extends WorkerEntrypoint<Env> {
    *
    * @param scopeHash - hex SHA-256 of the client's scope
    * @param key - the key, normalised
-   * @throws `TypeError` for a malformed scope hash or key; `Error` when the proxy is misconfigured
+   * @param host - with `ORIGIN_URL = "request"` (only then), the host the key was used on
+   * @throws `TypeError` for a malformed scope hash, key or host; `Error` when the proxy is misconfigured
    */
-  async purge(scopeHash: string, key: string): Promise<PurgeResult> {
-    return this.#keys().purge(this.env as unknown as Record<string, unknown>, scopeHash, key);
+  async purge(scopeHash: string, key: string, host?: string): Promise<PurgeResult> {
+    return this.#keys().purge(this.env as unknown as Record<string, unknown>, scopeHash, key, host);
   }
 
   #keys(): KeyRecords {

@@ -44,9 +44,17 @@ export function pathAndQuery(requestUrl: string): string {
   return start === -1 ? '/' : requestUrl.slice(start);
 }
 
+/** The path of a {@link pathAndQuery} without its query. */
+export function pathnameOf(pathAndQuery: string): string {
+  const query = pathAndQuery.indexOf('?');
+  return query === -1 ? pathAndQuery : pathAndQuery.slice(0, query);
+}
+
 /**
  * Whether a (parsed, so already dot-normalised) path could still step outside a base path: an encoded
- * separator, or a segment that decodes to `.` or `..`.
+ * separator, or a segment that decodes to `.` or `..`. A segment is compared up to its first `;` (decoded, so
+ * `%3B` too): Tomcat and Jetty strip path parameters before they resolve dot segments, so `/..;/manager` is
+ * `/../manager` to them, though the URL parser leaves it alone.
  */
 function escapesBase(pathname: string): boolean {
   if (ENCODED_SEPARATOR.test(pathname) || pathname.includes('\\')) return true;
@@ -55,9 +63,10 @@ function escapesBase(pathname: string): boolean {
     try {
       decoded = decodeURIComponent(segment);
     } catch {
-      // not decodable: not a dot segment either
+      // not decodable: compared as it is
     }
-    return decoded === '.' || decoded === '..';
+    const name = decoded.split(';', 1)[0];
+    return name === '.' || name === '..';
   });
 }
 

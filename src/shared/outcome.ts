@@ -17,16 +17,19 @@ export interface StoredResponse {
 }
 
 /**
- * Answers that say "try again later", not results: storing one would replay a short overload for the whole
- * TTL and push clients onto new keys. Like 5xx, they free the key.
+ * Statuses below 500 that are not results of the write, in both modes: never stored, they free the key like 5xx.
+ * - 408, 425, 429 say "try again later": storing one would replay a short overload for the whole TTL and push
+ *   clients onto new keys.
+ * - 401, 403 refused the credential: no write ran under it, and storing them would let anyone with random
+ *   credentials fill storage for the TTL.
  */
-const TRANSIENT_STATUS = new Set([408, 425, 429]);
+const NOT_RESULTS: ReadonlySet<number> = new Set([408, 425, 429, 401, 403]);
 
 /**
- * Whether a status is a result of the request (below 500, not 408/425/429): once such a status line has
- * arrived, the write ran, whatever happens to its body afterwards.
+ * Whether a status is a result of the request (below 500, not one of {@link NOT_RESULTS}): once such a status line
+ * has arrived, the write ran, whatever happens to its body afterwards.
  */
-export const isResultStatus = (status: number): boolean => status < 500 && !TRANSIENT_STATUS.has(status);
+export const isResultStatus = (status: number): boolean => status < 500 && !NOT_RESULTS.has(status);
 
 /** How an attempt ended (the origin call in proxy mode, the app's handler in handler mode). */
 export type Settled =

@@ -31,6 +31,8 @@ export const PROBLEMS = {
   // The origin may have run the request and nobody knows its outcome: retrying under the key cannot tell either.
   idempotency_outcome_unknown: { status: 409, title: 'The outcome of the request with this Idempotency-Key is unknown', retry: false },
   request_too_large: { status: 413, title: 'Request body too large', retry: false },
+  // Another host is never served by this deployment: the same request will be refused again.
+  host_not_allowed: { status: 421, title: 'Host not served by this proxy', retry: false },
   rate_limited: { status: 429, title: 'Too many keyed requests', retry: true },
   // A bug does not go away by itself: retrying would only repeat it.
   internal_error: { status: 500, title: 'Internal error', retry: false },

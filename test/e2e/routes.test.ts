@@ -89,7 +89,7 @@ describe('a proxy whose table is invalid, and one forwarding to its own URL', ()
   });
 
   it('answers 508 loop_detected when ORIGIN_URL = "request" sends a request back to the proxy itself', async () => {
-    const proxy = await start({}, 'request');
+    const proxy = await start({ ORIGIN_HOSTS: '127.0.0.1' }, 'request');
     const key = randomUUID();
     for (const init of [{ key, body: 'x' }, { method: 'GET' }]) {
       const res = await send(proxy.url, '/loop/me', init);

@@ -37,6 +37,15 @@ export default defineConfig({
         },
       },
       {
+        // The client's rules in Node, against a real origin but no proxy: quick, no wrangler.
+        test: {
+          name: 'client',
+          include: ['test/client/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 30_000,
+        },
+      },
+      {
         // End-to-end tests in Node: the proxy under `wrangler dev` as users run it, a real origin,
         // real processes (crashes, restarts). One file at a time: the machine has 2 cores.
         test: {

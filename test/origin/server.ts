@@ -16,6 +16,9 @@
  * - `/reset/...`          sends headers and part of the body, then destroys the connection
  * - `/redirect/...`       302 to `/echo/redirected`
  * - `/refuse/...`         closes the connection without an answer (an origin that is down)
+ * - `/no-retry/<code>/...` answers `<code>` with `x-should-retry: false`: a server that says "never retry"
+ * - `/expiring/<s>/<code>/...` answers `<code>` with `Idempotency-Expires` `<s>` seconds from now: a server whose
+ *   key stops protecting soon
  *
  * Control (not counted): `GET /__calls?key=K` → `{ "count": n }` for Idempotency-Key K, `?path=P` for a
  * path, `GET /__calls`
@@ -125,6 +128,14 @@ export async function startTestOrigin(): Promise<TestOrigin> {
         res.write('partial');
         setTimeout(() => res.destroy(), 20);
         return;
+      case 'no-retry':
+        res.setHeader('x-should-retry', 'false');
+        return json(res, Number(arg), { status: Number(arg), call: count });
+      case 'expiring': {
+        const status = Number(url.pathname.split('/')[3]);
+        res.setHeader('idempotency-expires', new Date(Date.now() + Number(arg) * 1000).toUTCString());
+        return json(res, status, { status, call: count });
+      }
       case 'redirect':
         res.writeHead(302, { location: '/echo/redirected' });
         return res.end();

@@ -36,7 +36,14 @@ describe('every attempt sends the same request', () => {
     const res = await idempotentFetch(`${origin.url}${path}`, {
       method: 'POST',
       body: stream,
-      idempotency: { ...quick, onKey: (key) => void seenKeys.push(key) },
+      idempotency: {
+        ...quick,
+        // Awaited before the first attempt: the origin has seen nothing yet.
+        onKey: async (key) => {
+          seenKeys.push(key);
+          expect(await calls(path)).toBe(0);
+        },
+      },
     });
     expect(res.status).toBe(200);
     const echo = (await res.json()) as SeenRequest & { call: number };

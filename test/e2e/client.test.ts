@@ -64,12 +64,12 @@ describe('idempotentFetch through the proxy', () => {
     const first = send(shared.proxy.url, path, { key, body: 'x' });
     await until(async () => (await originCount(shared.origin.url, { key })) === 1);
     const events: RetryEvent[] = [];
-    const res = await idempotentFetch(url(path), {
-      method: 'POST',
-      headers,
-      body: 'x',
-      idempotency: { key, onRetry: (event) => void events.push(event) },
-    });
+    const [impatient, res] = await Promise.all([
+      // Asked to wait longer than it will: it returns the 409 as it is.
+      idempotentFetch(url(path), { method: 'POST', headers, body: 'x', idempotency: { key, maxRetryAfterMs: 0 } }),
+      idempotentFetch(url(path), { method: 'POST', headers, body: 'x', idempotency: { key, onRetry: (event) => void events.push(event) } }),
+    ]);
+    expect([impatient.status, idempotentFetch.info(impatient)?.attempts]).toEqual([409, 1]);
     expect(res.status).toBe(200);
     expect(idempotentFetch.info(res)).toMatchObject({ key, replayed: true });
     const [waited] = events;
@@ -113,7 +113,8 @@ describe('idempotentFetch through the proxy', () => {
       headers,
       body: 'x',
       signal: controller.signal,
-      idempotency: { key, initialDelayMs: 60_000, maxDelayMs: 60_000, onRetry: () => void (retrying = true) },
+      // A wait longer than the test may take: only the abort can end it in time.
+      idempotency: { key, initialDelayMs: 600_000, maxDelayMs: 600_000, onRetry: () => void (retrying = true) },
     });
     await until(() => retrying);
     controller.abort(reason);

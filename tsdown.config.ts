@@ -1,10 +1,10 @@
 import { defineConfig } from 'tsdown';
 
-// The package build: one ESM module and one declaration file in dist/, from the package entry.
-// `hono` (a peer dependency), `structured-headers` (a dependency) and the runtime's own
-// `cloudflare:workers` stay imports.
+// The package build: ESM modules and declaration files in dist/, one per package entry: `index` (the
+// middleware and the object; `hono` (a peer dependency), `structured-headers` (a dependency) and the runtime's
+// own `cloudflare:workers` stay imports) and `client` (`idempotentFetch`, which imports nothing).
 export default defineConfig({
-  entry: ['src/index.ts'],
+  entry: { index: 'src/index.ts', client: 'src/client/index.ts' },
   format: 'esm',
   platform: 'neutral',
   target: 'es2023',

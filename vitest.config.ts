@@ -40,8 +40,14 @@ export default defineConfig({
         },
       },
       {
-        // Checks of the repository itself (docs against tests), in plain Node.
-        test: { name: 'node', include: ['test/node/**/*.test.ts'], environment: 'node' },
+        // Plain Node: checks of the repository itself (docs against tests), and the client's rules against a real
+        // origin without the proxy (quick, no wrangler).
+        test: {
+          name: 'node',
+          include: ['test/node/**/*.test.ts', 'test/client/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 30_000,
+        },
       },
       {
         // End-to-end tests in Node: the proxy under `wrangler dev` as users run it, a real origin,

@@ -1,7 +1,10 @@
 /**
  * The package as a Hono user gets it: `npm pack`, the tarball installed into a fresh Worker project in a
  * temporary directory, type-checked there with strict settings (and without skipLibCheck), bundled with
- * `wrangler deploy --dry-run`, served with `wrangler dev`, and sent the same keyed POST twice.
+ * `wrangler deploy --dry-run`, served with `wrangler dev`, and sent the same keyed POST twice. Its second entry,
+ * `idempotency-proxy/client`, is type-checked in the same project for Workers, for Node (`@types/node` only)
+ * and for browsers (the DOM library), and a Node script resolving it from the package charges the served app
+ * twice under one key.
  */
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -58,6 +61,52 @@ tag = "v1"
 new_sqlite_classes = ["IdempotencyRecord"]
 `;
 
+// The client from a Worker: one more source file of the app, type-checked with it.
+const WORKER_CLIENT = `import { idempotentFetch, type IdempotencyInfo } from '${pkg.name}/client';
+
+export async function relay(request: Request, env: { UPSTREAM: Fetcher }): Promise<IdempotencyInfo | undefined> {
+  const res = await idempotentFetch(request, { idempotency: { retries: 2, fetch: (r) => env.UPSTREAM.fetch(r) } });
+  return idempotentFetch.info(res);
+}
+`;
+
+// The client from Node (run by the test, and type-checked against @types/node without the DOM library) and
+// from a browser page (type-checked against the DOM library).
+const NODE_CLIENT = `import { idempotentFetch, type IdempotentRequestInit } from '${pkg.name}/client';
+
+const init: IdempotentRequestInit = {
+  method: 'POST',
+  headers: { authorization: 'Bearer e2e-token', 'content-type': 'application/json' },
+  body: '{"amount":700}',
+};
+let key = '';
+const first = await idempotentFetch(String(process.argv[2]), { ...init, idempotency: { onKey: (k) => void (key = k) } });
+const second = await idempotentFetch(String(process.argv[2]), { ...init, idempotency: { key, attemptTimeoutMs: 30_000 } });
+console.log(JSON.stringify({ key, info: [idempotentFetch.info(first), idempotentFetch.info(second)], bodies: [await first.json(), await second.json()] }));
+`;
+
+const BROWSER_CLIENT = `import { idempotentFetch } from '${pkg.name}/client';
+
+const stop = new AbortController();
+document.querySelector('button')?.addEventListener('click', () => stop.abort());
+export const res: Promise<Response> = idempotentFetch(new URL('/api/charges', location.href), {
+  method: 'POST',
+  body: new FormData(),
+  signal: stop.signal,
+  idempotency: { onRetry: ({ attempt, delayMs }) => console.log(attempt, delayMs) },
+});
+`;
+
+const strict = { target: 'ES2022', strict: true, skipLibCheck: false, noEmit: true };
+const NODE_TSCONFIG = {
+  compilerOptions: { ...strict, lib: ['ES2022'], module: 'NodeNext', moduleResolution: 'NodeNext', types: ['node'] },
+  include: ['node'],
+};
+const BROWSER_TSCONFIG = {
+  compilerOptions: { ...strict, lib: ['ES2022', 'DOM'], module: 'ESNext', moduleResolution: 'Bundler', types: [] },
+  include: ['browser'],
+};
+
 const TSCONFIG = {
   compilerOptions: {
     target: 'ES2022',
@@ -87,8 +136,8 @@ beforeAll(() => {
   ];
   tarball = join(project, packed.filename);
   files = packed.files.map((file) => file.path).sort();
-  mkdirSync(join(project, 'app/src'), { recursive: true });
   const app = join(project, 'app');
+  for (const dir of ['src', 'node', 'browser']) mkdirSync(join(app, dir), { recursive: true });
   writeFileSync(
     join(app, 'package.json'),
     JSON.stringify({
@@ -96,12 +145,17 @@ beforeAll(() => {
       private: true,
       type: 'module',
       dependencies: { [pkg.name]: `file:${tarball}`, hono: version('hono') },
-      devDependencies: { '@cloudflare/workers-types': version('@cloudflare/workers-types') },
+      devDependencies: { '@cloudflare/workers-types': version('@cloudflare/workers-types'), '@types/node': version('@types/node') },
     }),
   );
   writeFileSync(join(app, 'src/index.ts'), APP);
   writeFileSync(join(app, 'wrangler.toml'), WRANGLER);
   writeFileSync(join(app, 'tsconfig.json'), JSON.stringify(TSCONFIG));
+  writeFileSync(join(app, 'src/relay.ts'), WORKER_CLIENT);
+  writeFileSync(join(app, 'node/charge.mts'), NODE_CLIENT);
+  writeFileSync(join(app, 'tsconfig.node.json'), JSON.stringify(NODE_TSCONFIG));
+  writeFileSync(join(app, 'browser/page.ts'), BROWSER_CLIENT);
+  writeFileSync(join(app, 'tsconfig.browser.json'), JSON.stringify(BROWSER_TSCONFIG));
   // From npm's cache, which `npm ci` of this repository has filled with every package the app needs.
   npm(['install', '--prefer-offline', '--ignore-scripts'], app);
 }, 120_000);
@@ -114,7 +168,16 @@ afterAll(async () => {
 
 describe('the packed package', () => {
   it('holds the build, the README, the license and the changelog, and nothing else', () => {
-    expect(files).toEqual(['CHANGELOG.md', 'LICENSE', 'README.md', 'dist/index.d.ts', 'dist/index.js', 'package.json']);
+    expect(files).toEqual([
+      'CHANGELOG.md',
+      'LICENSE',
+      'README.md',
+      'dist/client.d.ts',
+      'dist/client.js',
+      'dist/index.d.ts',
+      'dist/index.js',
+      'package.json',
+    ]);
   });
 
   it("installs with hono as a peer: the app's own copy, not a second one", () => {
@@ -122,10 +185,18 @@ describe('the packed package', () => {
     expect(() => readFileSync(join(nested, 'package.json'))).toThrow();
   });
 
-  it("type-checks in the user's project with strict settings and without skipLibCheck", () => {
-    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(project, 'app/tsconfig.json')], {
-      encoding: 'utf8',
-    });
+  it("type-checks in the user's project with strict settings and without skipLibCheck, the client for Workers, Node and browsers", () => {
+    for (const config of ['tsconfig.json', 'tsconfig.node.json', 'tsconfig.browser.json']) {
+      execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(project, 'app', config)], {
+        encoding: 'utf8',
+      });
+    }
+  });
+
+  it('keeps the client free of imports: nothing of hono, the runtime or any dependency', () => {
+    const client = readFileSync(join(project, 'app/node_modules', pkg.name, 'dist/client.js'), 'utf8');
+    expect(client).not.toMatch(/^\s*(import|export)\b[^;]*\bfrom\s/m);
+    expect(client).not.toMatch(/\bimport\s*\(/);
   });
 
   it('bundles with wrangler deploy --dry-run', () => {
@@ -152,5 +223,19 @@ describe('the packed package', () => {
     const [stored, replayed] = [(await first.json()) as { run: number }, await replay.json()];
     expect(replayed).toEqual(stored);
     expect(stored.run).toBe(1);
+  });
+
+  it('from Node, idempotency-proxy/client resolves and charges the served app once under one key', () => {
+    // Node 22 strips the script's types itself; the client only needs what Node 20 has.
+    const out = execFileSync(process.execPath, [join(project, 'app/node/charge.mts'), `${worker!.url}/api/charges`], {
+      cwd: join(project, 'app'),
+      encoding: 'utf8',
+    });
+    const { key, info, bodies } = JSON.parse(out) as { key: string; info: unknown[]; bodies: { run: number }[] };
+    expect(info).toMatchObject([
+      { key, attempts: 1, replayed: false },
+      { key, attempts: 1, replayed: true },
+    ]);
+    expect(bodies[1]).toEqual(bodies[0]);
   });
 });

@@ -25,6 +25,9 @@
  * - `/cors/...`           an origin with its own CORS policy for browser pages: answers a preflight `OPTIONS` itself
  *   (any page origin; `Idempotency-Key`, `Authorization` and `Content-Type` allowed), and adds
  *   `Access-Control-Allow-Origin` to its echo
+ * - `/no-retry/<code>/...` answers `<code>` with `x-should-retry: false`: a server that says "never retry"
+ * - `/expiring/<s>/<code>/...` answers `<code>` with `Idempotency-Expires` `<s>` seconds from now: a server whose
+ *   key stops protecting soon
  *
  * Control (not counted): `GET /__calls?key=K` → `{ "count": n }` for Idempotency-Key K, `?path=P` for a
  * path, `GET /__calls`
@@ -166,6 +169,14 @@ export async function startTestOrigin(): Promise<TestOrigin> {
         const bytes = patternBytes(Number(url.pathname.split('/')[3]));
         res.writeHead(Number(arg), { 'content-type': 'application/octet-stream' });
         return res.end(bytes);
+      }
+      case 'no-retry':
+        res.setHeader('x-should-retry', 'false');
+        return json(res, Number(arg), { status: Number(arg), call: count });
+      case 'expiring': {
+        const status = Number(url.pathname.split('/')[3]);
+        res.setHeader('idempotency-expires', new Date(Date.now() + Number(arg) * 1000).toUTCString());
+        return json(res, status, { status, call: count });
       }
       case 'redirect':
         res.writeHead(302, { location: '/echo/redirected' });

@@ -1,0 +1,141 @@
+/**
+ * `idempotentFetch` against the proxy under `wrangler dev`, in front of the counting origin. ORIGIN_TIMEOUT_MS
+ * is 3 s here (a client attempt timeout of 1 s fits well below it) and ORIGIN_LEASE_MS 8 s. Waits poll the
+ * origin's counts or the key API; the client's own waits are the server's Retry-After or a short backoff.
+ */
+import { randomUUID } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { idempotentFetch, type RetryEvent } from '../../src/client/index.ts';
+import { keyInfo, originCount, problemCode, proxyForFile, send, until } from './harness';
+
+const shared = proxyForFile({ ORIGIN_TIMEOUT_MS: '3000', ORIGIN_LEASE_MS: '8000' });
+const headers = { authorization: 'Bearer e2e-token' };
+const url = (path: string) => `${shared.proxy.url}${path}`;
+/** Quick backoff: these tests are about what is retried, not about how long the client waits. */
+const quick = { initialDelayMs: 1, maxDelayMs: 2 };
+
+/** A `fetch` for the client that counts the attempts leaving it. */
+function counting(): { sent: Request[]; fetch: (request: Request) => Promise<Response> } {
+  const sent: Request[] = [];
+  return { sent, fetch: (request) => (sent.push(request), fetch(request)) };
+}
+
+describe('idempotentFetch through the proxy', () => {
+  it('a first attempt that times out on the client is retried with its key and gets the replay: the origin runs once', async () => {
+    const key = randomUUID();
+    const events: RetryEvent[] = [];
+    const res = await idempotentFetch(url(`/slow/2000/timeout-${key}`), {
+      method: 'POST',
+      headers,
+      body: 'charge',
+      idempotency: {
+        ...quick,
+        key,
+        attemptTimeoutMs: 1000,
+        // Retry once the first attempt, which the proxy carries on, has stored its answer.
+        onRetry: async (event) => {
+          events.push(event);
+          await until(async () => (await keyInfo(shared.proxy.url, key)).state === 'complete');
+        },
+      },
+    });
+    expect(res.status).toBe(200);
+    expect(idempotentFetch.info(res)).toMatchObject({ key, attempts: 2, replayed: true });
+    expect(events.map((event) => (event.error as Error).name)).toEqual(['TimeoutError']);
+    expect(await originCount(shared.origin.url, { key })).toBe(1);
+  });
+
+  it('a key reused with another body stops at once: one request, the 409 returned', async () => {
+    const key = randomUUID();
+    const path = `/echo/reuse-${key}`;
+    expect((await idempotentFetch(url(path), { method: 'POST', headers, body: 'a', idempotency: { key } })).status).toBe(200);
+    const { sent, fetch } = counting();
+    const res = await idempotentFetch(url(path), { method: 'POST', headers, body: 'b', idempotency: { ...quick, key, fetch } });
+    expect(res.status).toBe(409);
+    expect(await problemCode(res)).toBe('idempotency_key_reused');
+    expect(sent).toHaveLength(1);
+    expect(idempotentFetch.info(res)).toMatchObject({ key, attempts: 1, replayed: false });
+    expect(await originCount(shared.origin.url, { key })).toBe(1);
+  });
+
+  it('an in-progress answer is waited out for Retry-After, then the replay comes: the origin runs once', async () => {
+    const key = randomUUID();
+    const path = `/slow/4500/busy-${key}`;
+    const first = send(shared.proxy.url, path, { key, body: 'x' });
+    await until(async () => (await originCount(shared.origin.url, { key })) === 1);
+    const events: RetryEvent[] = [];
+    const [impatient, res] = await Promise.all([
+      // Asked to wait longer than it will: it returns the 409 as it is.
+      idempotentFetch(url(path), { method: 'POST', headers, body: 'x', idempotency: { key, maxRetryAfterMs: 0 } }),
+      idempotentFetch(url(path), { method: 'POST', headers, body: 'x', idempotency: { key, onRetry: (event) => void events.push(event) } }),
+    ]);
+    expect([impatient.status, idempotentFetch.info(impatient)?.attempts]).toEqual([409, 1]);
+    expect(res.status).toBe(200);
+    expect(idempotentFetch.info(res)).toMatchObject({ key, replayed: true });
+    const [waited] = events;
+    expect([waited?.response?.status, waited?.code]).toEqual([409, 'idempotency_key_in_progress']);
+    const asked = waited!.response!.headers;
+    expect(waited!.delayMs).toBe(Number(asked.get('retry-after-ms') ?? Number(asked.get('retry-after')) * 1000));
+    expect(await problemCode(await first)).toBe('origin_timeout');
+    expect(await originCount(shared.origin.url, { key })).toBe(1);
+  });
+
+  it('a 503 marked x-should-retry: false is returned without a retry; a plain 503 is retried', async () => {
+    const key = randomUUID();
+    const res = await idempotentFetch(url(`/no-retry/503/advice-${key}`), {
+      method: 'POST',
+      headers,
+      body: 'x',
+      idempotency: { ...quick, key },
+    });
+    expect([res.status, res.headers.get('x-should-retry')]).toEqual([503, 'false']);
+    expect(idempotentFetch.info(res)?.attempts).toBe(1);
+    expect(await originCount(shared.origin.url, { key })).toBe(1);
+
+    const plain = randomUUID();
+    const retried = await idempotentFetch(url(`/status/503/advice-${plain}`), {
+      method: 'POST',
+      headers,
+      body: 'x',
+      idempotency: { ...quick, key: plain, retries: 2 },
+    });
+    expect(idempotentFetch.info(retried)?.attempts).toBe(3);
+    expect(await originCount(shared.origin.url, { key: plain })).toBe(3);
+  });
+
+  it("init.signal aborted during a backoff wait rejects with the signal's reason, and nothing more is sent", async () => {
+    const key = randomUUID();
+    const controller = new AbortController();
+    const reason = new Error('the user left');
+    let retrying = false;
+    const operation = idempotentFetch(url(`/status/503/abort-wait-${key}`), {
+      method: 'POST',
+      headers,
+      body: 'x',
+      signal: controller.signal,
+      // A wait longer than the test may take: only the abort can end it in time.
+      idempotency: { key, initialDelayMs: 600_000, maxDelayMs: 600_000, onRetry: () => void (retrying = true) },
+    });
+    await until(() => retrying);
+    controller.abort(reason);
+    await expect(operation).rejects.toBe(reason);
+    expect(await originCount(shared.origin.url, { key })).toBe(1);
+  });
+
+  it("idempotency.signal aborted during an attempt rejects with the signal's reason, without a retry", async () => {
+    const key = randomUUID();
+    const controller = new AbortController();
+    const reason = new Error('cancelled');
+    const events: RetryEvent[] = [];
+    const operation = idempotentFetch(url(`/slow/2000/abort-attempt-${key}`), {
+      method: 'POST',
+      headers,
+      body: 'x',
+      idempotency: { ...quick, key, signal: controller.signal, onRetry: (event) => void events.push(event) },
+    });
+    await until(async () => (await originCount(shared.origin.url, { key })) === 1);
+    controller.abort(reason);
+    await expect(operation).rejects.toBe(reason);
+    expect(events).toEqual([]);
+  });
+});

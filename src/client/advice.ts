@@ -59,11 +59,12 @@ export function shouldRetry(status: number, headers: Headers, code: string | und
 
 /**
  * Whether the body of an answer is worth reading for a code: an error in JSON (problem documents are
- * `application/problem+json`; the `error_object` envelope is `application/json`) with no advice header, small
- * enough (by its declared length) that reading a copy costs nothing.
+ * `application/problem+json`; the `error_object` envelope is `application/json`), small enough (by its declared
+ * length) that reading a copy costs nothing. Read even when an advice header decides: a key reuse is never retried
+ * whatever a header says, and `onRetry` is told the code.
  */
 export function mayCarryCode(status: number, headers: Headers): boolean {
-  if (status < 400 || headers.has('x-should-retry') || headers.has('stripe-should-retry')) return false;
+  if (status < 400) return false;
   const type = headers.get('content-type')?.split(';')[0]?.trim().toLowerCase();
   if (type !== 'application/problem+json' && type !== 'application/json') return false;
   const length = Number(headers.get('content-length') ?? 0);

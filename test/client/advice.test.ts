@@ -56,7 +56,7 @@ describe('problemCodeOf and mayCarryCode', () => {
     expect(mayCarryCode(429, h({ 'content-type': 'application/json; charset=utf-8' }))).toBe(true);
     expect(mayCarryCode(200, h({ 'content-type': 'application/json' }))).toBe(false);
     expect(mayCarryCode(503, h({ 'content-type': 'text/html' }))).toBe(false);
-    expect(mayCarryCode(503, h({ 'content-type': 'application/json', 'x-should-retry': 'true' }))).toBe(false);
+    expect(mayCarryCode(503, h({ 'content-type': 'application/json', 'x-should-retry': 'true' }))).toBe(true);
     expect(mayCarryCode(503, h({ 'content-type': 'application/json', 'content-length': String(1 << 20) }))).toBe(false);
   });
 });

@@ -199,7 +199,7 @@ describe('runtime faults', () => {
       expect(userTables(file!)).toEqual(['record']);
       // The alarm is set for the record's expiry.
       expect(storedAlarm(file!)).toBe(storedExpiry(file!));
-      await until(() => userTables(file!).length === 0);
+      await until(() => userTables(file!).length === 0, 'the expiry alarm to empty the object');
       // deleteAll() took the alarm with it (compatibility date >= 2026-02-24): nothing is left to fire.
       expect(storedAlarm(file!)).toBeNull();
       // The key runs again after expiry.

@@ -101,9 +101,16 @@ export function send(
   return fetch(`${base}${path}`, { method, headers: h, body: body ?? null, redirect: 'manual', ...(signal ? { signal } : {}) });
 }
 
-/** Polls `condition` every 25 ms until it holds (the test's own timeout bounds the wait). */
-export async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
-  while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 25));
+/**
+ * Polls `condition` every 25 ms until it holds; after `timeoutMs` it fails, saying what it waited for (rather
+ * than leaving the test's own timeout to report a hang).
+ */
+export async function until(condition: () => boolean | Promise<boolean>, what = 'the condition', timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`until: gave up after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
 }
 
 /** The `code` of a problem document, or the status of any other answer. */

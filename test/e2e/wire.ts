@@ -61,14 +61,23 @@ export const objectFiles = (stateDir: string): string[] =>
 
 /**
  * Reads a Durable Object's SQLite file while the runtime may be writing it: read-only, waiting up to 5 s for
- * the runtime's write lock instead of failing with "database is locked".
+ * the runtime's write lock instead of failing with "database is locked". A read that meets the runtime
+ * rewriting the file (its `deleteAll()` at expiry) can fail with "disk I/O error"; it is tried again, a bounded
+ * number of times, since what the test waits for is exactly that rewrite having finished.
  */
 function readObjectFile<T>(file: string, read: (db: DatabaseSync) => T): T {
-  const db = new DatabaseSync(file, { readOnly: true, timeout: 5000 });
-  try {
-    return read(db);
-  } finally {
-    db.close();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const db = new DatabaseSync(file, { readOnly: true, timeout: 5000 });
+      try {
+        return read(db);
+      } finally {
+        db.close();
+      }
+    } catch (error) {
+      if (attempt >= 40 || !/disk I\/O error/.test(String(error))) throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+    }
   }
 }
 

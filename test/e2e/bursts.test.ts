@@ -47,7 +47,8 @@ describe('bursts', () => {
         ),
       );
     const first = await round();
-    expect(first.every(({ status, replay }) => status === 200 && replay === null)).toBe(true);
+    // Every first answer is the key's own run; anything else is listed with its body, so a failure says what it was.
+    expect(first.filter(({ status, replay }) => status !== 200 || replay !== null)).toEqual([]);
     expect(new Set(first.map(({ body }) => body)).size).toBe(keys.length);
     const second = await round();
     for (const [i, answer] of second.entries()) expect(answer, keys[i]).toEqual({ status: 200, replay: 'true', body: first[i]!.body });

@@ -137,9 +137,13 @@ export async function storedRecord(key: string, scope = 'Bearer test-token', nam
   });
 }
 
-/** Polls `condition` every 25 ms until it holds (the test's own timeout bounds the wait). */
-export async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
-  while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 25));
+/** Polls `condition` every 25 ms until it holds; gives up, naming `what`, after `timeoutMs`. */
+export async function until(condition: () => boolean | Promise<boolean>, what = 'the condition', timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`gave up after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
 }
 
 export interface ProblemBody {

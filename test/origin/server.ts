@@ -185,6 +185,11 @@ export async function startTestOrigin(): Promise<TestOrigin> {
         return json(res, 200, { ...seen, call: count });
     }
   });
+  // workerd keeps connections to the origin open for reuse. A server that closes an idle one (Node's default after
+  // 5 s) just as workerd sends the next request on it makes that request fail before any status line (the classic
+  // keep-alive race), which a loaded CI machine hit in bursts. Real origins keep idle connections longer than their
+  // clients do for the same reason.
+  server.keepAliveTimeout = 75_000;
   let down = false;
   const sockets = new Set<Socket>();
   server.on('connection', (socket: Socket) => {

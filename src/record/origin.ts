@@ -27,17 +27,22 @@ export async function callOrigin(origin: OriginRequest, headers: Headers, leaseM
     });
     return await captureResponse(response, origin.maxBodyBytes, true);
   } catch {
-    return lease.signal.aborted ? { kind: 'origin_timeout' } : { kind: 'origin_unreachable' };
+    // No status line: the request may have reached the origin (workerd reports a refused and a broken connection
+    // alike), so whether it ran is unknown. A body that breaks later is captureResponse's to judge, by its status.
+    return lease.signal.aborted ? { kind: 'origin_timeout', mayHaveRun: true } : { kind: 'origin_unreachable', mayHaveRun: true };
   } finally {
     clearTimeout(timer);
   }
 }
 
-/** `result`, or `origin_timeout` if it has not settled when the lease ends (the timer is cleared). */
+/**
+ * `result`, or `origin_timeout` if it has not settled when the lease ends (the timer is cleared): the handler did
+ * not report, and may have run the write.
+ */
 export async function withinLease(result: Promise<Settled>, leaseMs: number): Promise<Settled> {
   let timer: ReturnType<typeof setTimeout> | null = null;
   const expired = new Promise<Settled>((resolve) => {
-    timer = setTimeout(() => resolve({ kind: 'origin_timeout' }), leaseMs);
+    timer = setTimeout(() => resolve({ kind: 'origin_timeout', mayHaveRun: true }), leaseMs);
   });
   try {
     return await Promise.race([result, expired]);

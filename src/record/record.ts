@@ -24,11 +24,18 @@ import { reconcile } from './reconcile';
 import { type RecordRow, RecordStore, expiryOf } from './storage';
 import { checkAttempt, checkLimits, checkReconcile, checkSettled, checkSpec } from './validate';
 
-/** How an attempt ended, and until when its answer is stored (`undefined`: not stored). */
+/**
+ * How an attempt ended, and until when its answer is stored (`undefined`: not stored); `held` when its outcome is
+ * unknown and its policy holds the key rather than freeing it.
+ */
 interface Finished {
   readonly settled: Settled;
   readonly storedUntil: number | undefined;
+  readonly held: boolean;
 }
+
+/** The policy for an unknown outcome: whether it holds the key (`hold`, `reconcile`) instead of freeing it. */
+const holdsUnknown = (policy: AttemptLimits['onUnknown']): boolean => policy === 'hold' || policy === 'reconcile';
 
 interface Attempt {
   readonly id: string;
@@ -120,7 +127,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     }
     const record = this.#store.read();
     if (record?.attempt === attempt && record.state === 'in_flight') {
-      return this.#record(attempt, settled) ? record.expires_at : null;
+      // The reset took the attempt's policy with it: an unknown outcome frees the key, as `retry` does.
+      return this.#record(attempt, settled, undefined) === 'stored' ? record.expires_at : null;
     } else if (record === undefined) {
       // Nothing to record into (expired, or already collected): let the alarm remove the empty table.
       await this.ctx.storage.setAlarm(Date.now());
@@ -252,30 +260,39 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     });
     // At the expiry: if the attempt is still running then, the alarm re-arms itself until its lease ends.
     void this.ctx.storage.setAlarm(expiresAt);
-    const done = this.#finish(id, run(), expiresAt);
+    const done = this.#finish(id, run(), expiresAt, spec.onUnknown);
     const attempt: Attempt = settle ? { id, done, settle } : { id, done };
     this.#attempt = attempt;
     return attempt;
   }
 
-  async #finish(id: string, work: Promise<Settled>, expiresAt: number): Promise<Finished> {
+  async #finish(id: string, work: Promise<Settled>, expiresAt: number, onUnknown: AttemptLimits['onUnknown']): Promise<Finished> {
     const settled = await work;
     if (this.#attempt?.id === id) this.#attempt = undefined;
-    let stored = false;
+    let recorded: 'stored' | 'held' | undefined;
     try {
-      stored = this.#record(id, settled);
+      recorded = this.#record(id, settled, onUnknown);
     } catch (error) {
       // Storage refused the write (or the instance is going away). The in-flight row stays, so the key
       // is held until its lease ends rather than silently re-run.
       console.error(JSON.stringify({ event: 'store_failed', error: String(error) }));
     }
-    return { settled, storedUntil: stored ? expiresAt : undefined };
+    return { settled, storedUntil: recorded === 'stored' ? expiresAt : undefined, held: recorded === 'held' };
   }
 
-  /** Records how attempt `id` ended, if the row still belongs to it; returns whether its response was stored. */
-  #record(id: string, settled: Settled): boolean {
+  /**
+   * Records how attempt `id` ended, if the row still belongs to it: `stored` when its response was stored, `held`
+   * when its outcome is unknown and `onUnknown` holds the key (state `unknown`, as for a reset after its lease).
+   */
+  #record(id: string, settled: Settled, onUnknown: AttemptLimits['onUnknown']): 'stored' | 'held' | undefined {
     if (settled.kind === 'response' && isResultStatus(settled.response.status)) {
-      return this.#store.complete(id, settled.response);
+      return this.#store.complete(id, settled.response) ? 'stored' : undefined;
+    } else if (
+      (settled.kind === 'origin_timeout' || settled.kind === 'origin_unreachable') &&
+      settled.mayHaveRun &&
+      holdsUnknown(onUnknown)
+    ) {
+      return this.#store.unknown(id) ? 'held' : undefined;
     } else if (settled.kind === 'response_too_large' && isResultStatus(settled.status)) {
       this.#store.tooLarge(id, settled.status);
     } else if (settled.kind === 'response_lost' && isResultStatus(settled.status)) {
@@ -286,7 +303,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
       // the alarm removes what is left of the object.
       void this.ctx.storage.setAlarm(Date.now());
     }
-    return false;
+    return undefined;
   }
 
   /**
@@ -335,7 +352,9 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     const finished = await Promise.race([attempt.done, timedOut]);
     clearTimeout(timer);
     if (finished === undefined) return first ? { kind: 'origin_timeout' } : { kind: 'in_progress', retryAfterMs: 1000 };
-    const { settled, storedUntil } = finished;
+    const { settled, storedUntil, held } = finished;
+    if (settled.kind === 'origin_timeout' || settled.kind === 'origin_unreachable')
+      return held ? { kind: settled.kind, held } : { kind: settled.kind };
     if (settled.kind !== 'response') return settled;
     const outcome = { kind: 'response', replayed: !first, response: settled.response } as const;
     return storedUntil === undefined ? outcome : { ...outcome, storedUntil };

@@ -200,13 +200,18 @@ export class RecordStore {
     );
   }
 
-  /** Marks the row of a dead attempt (`hold` policy): nobody knows whether it ran, so the key is held. */
-  unknown(attempt: string): void {
+  /**
+   * Marks the row of an attempt whose outcome is unknown (`hold`, `reconcile`): it died, or failed with no status
+   * line; nobody knows whether it ran, so the key is held. Returns whether the row was still the attempt's.
+   */
+  unknown(attempt: string): boolean {
     this.#writable();
-    this.#sql.exec(
-      `UPDATE record SET state = 'unknown', format = ? WHERE id = 1 AND attempt = ? AND state = 'in_flight'`,
-      RECORD_FORMAT,
-      attempt,
+    return (
+      this.#sql.exec(
+        `UPDATE record SET state = 'unknown', format = ? WHERE id = 1 AND attempt = ? AND state = 'in_flight'`,
+        RECORD_FORMAT,
+        attempt,
+      ).rowsWritten > 0
     );
   }
 

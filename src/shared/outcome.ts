@@ -31,11 +31,15 @@ const NOT_RESULTS: ReadonlySet<number> = new Set([408, 425, 429, 401, 403]);
  */
 export const isResultStatus = (status: number): boolean => status < 500 && !NOT_RESULTS.has(status);
 
-/** How an attempt ended (the origin call in proxy mode, the app's handler in handler mode). */
+/**
+ * How an attempt ended (the origin call in proxy mode, the app's handler in handler mode). `mayHaveRun` marks a
+ * failure that came after the request may have reached the origin and before any status line: a connection that
+ * broke or was refused (workerd reports both alike), or a lease that ended first. Whether the write ran is unknown.
+ */
 export type Settled =
   | { readonly kind: 'response'; readonly response: StoredResponse }
-  | { readonly kind: 'origin_timeout' }
-  | { readonly kind: 'origin_unreachable' }
+  | { readonly kind: 'origin_timeout'; readonly mayHaveRun?: true }
+  | { readonly kind: 'origin_unreachable'; readonly mayHaveRun?: true }
   | { readonly kind: 'response_too_large'; readonly status: number }
   /** The status line of a result arrived, then the body broke off (a reset, the lease's end): the write ran. */
   | { readonly kind: 'response_lost'; readonly status: number };
@@ -66,10 +70,16 @@ export type Outcome =
     }
   /** An attempt with this key is still running (or died and its lease has not ended yet). */
   | { readonly kind: 'in_progress'; readonly retryAfterMs: number }
-  /** The origin did not answer within the client's wait; the attempt goes on and will be stored. */
-  | { readonly kind: 'origin_timeout' }
-  /** The origin could not be reached or broke the connection; nothing was stored. */
-  | { readonly kind: 'origin_unreachable' }
+  /**
+   * The origin did not answer within the client's wait; the attempt goes on and will be stored. `held`: the attempt
+   * ended (its lease) with no status line, and the key's policy (`hold`, `reconcile`) now holds it as unknown.
+   */
+  | { readonly kind: 'origin_timeout'; readonly held?: true }
+  /**
+   * The origin could not be reached or broke the connection; nothing was stored. `held`: no status line arrived, so
+   * the origin may have run it, and the key's policy (`hold`, `reconcile`) holds the key as unknown instead of freeing it.
+   */
+  | { readonly kind: 'origin_unreachable'; readonly held?: true }
   /** The origin ran the request but its answer is too large to store (body over the limit, or headers over 256 KiB). */
   | { readonly kind: 'response_too_large'; readonly status: number }
   /** The origin answered `status` (a result) but the answer broke off: it ran and never runs again under this key. */
@@ -86,6 +96,10 @@ export const EXPIRES_HEADER = 'Idempotency-Expires';
 
 /** When the key of an answer can run again, if it has a record. */
 export const keyExpiry = (outcome: Extract<Outcome, { kind: 'response' }>): number | undefined => outcome.expiresAt ?? outcome.storedUntil;
+
+/** What a client is told of a key its policy holds after an attempt whose outcome is unknown. */
+const HELD =
+  'This Idempotency-Key is held as unknown: a retry answers idempotency_outcome_unknown (policy hold) or first asks the origin whether it ran (policy reconcile).';
 
 /** Statuses whose responses cannot carry a body (Fetch standard "null body status"). */
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
@@ -110,12 +124,18 @@ export function outcomeProblem(outcome: Outcome): ProblemSpec | undefined {
     case 'origin_timeout':
       return {
         code: 'origin_timeout',
-        detail: 'The origin did not answer in time. The attempt continues; retry with the same Idempotency-Key to get its result.',
+        detail:
+          outcome.held === true
+            ? `The origin did not answer within the attempt's lease, so it may have run the request. ${HELD}`
+            : 'The origin did not answer in time. The attempt continues; retry with the same Idempotency-Key to get its result.',
       };
     case 'origin_unreachable':
       return {
         code: 'origin_unreachable',
-        detail: 'The origin could not be reached or failed mid-response. Nothing was stored; retrying is safe.',
+        detail:
+          outcome.held === true
+            ? `The connection to the origin failed before it answered, so it may have run the request. ${HELD}`
+            : 'The origin could not be reached or failed mid-response. Nothing was stored; retrying is safe.',
       };
     case 'response_too_large':
       return {

@@ -17,6 +17,8 @@
  * - `/redirect/...`       302 to `/echo/redirected`
  * - `/refuse/...`         closes the connection without an answer (an origin that is down)
  * - `/reset-status/<code>/...` like `/reset`, with status `<code>` (issue #18: a result's body lost, or a 5xx's)
+ * - `/drip/<ms>/...`     200 with part of its body at once and the rest after `<ms>` milliseconds
+ * - `/reset-before-status/...` reads the request, then resets the connection before any status line (issue #18)
  * - `/big-status/<code>/<n>/...` answers `<code>` with `<n>` bytes (issue #18: a 5xx over the body limit)
  * - `/reconcile/<found|missing|broken>/...` the reconcile URL of issue #18: 200 `{ reconciled, key, credential }`,
  *   404 or 500. Not counted with the key's calls: `GET /__calls?reconcile=K` counts these for Idempotency-Key K
@@ -164,6 +166,16 @@ export async function startTestOrigin(): Promise<TestOrigin> {
         res.writeHead(Number(arg), { 'content-type': 'text/plain', 'content-length': '1000' });
         res.write('partial');
         setTimeout(() => res.destroy(), 20);
+        return;
+      case 'drip':
+        // A result whose body takes `<ms>` to arrive: a lease that ends first cuts it off mid-body.
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '14' });
+        res.write('partial');
+        setTimeout(() => res.end('-rest!!'), Number(arg));
+        return;
+      case 'reset-before-status':
+        // Counted, then reset before a status line: the origin may have run the write, and nobody knows.
+        req.socket.resetAndDestroy();
         return;
       case 'big-status': {
         const bytes = patternBytes(Number(url.pathname.split('/')[3]));

@@ -22,6 +22,20 @@ import {
 const spec = (key: string, path: string, limits: Partial<AttemptLimits> = {}) =>
   attemptSpec(key, path, { timeoutMs: 2500, leaseMs: 2500, ...limits });
 
+/** A spec under `reconcile` whose reconcile URL answers `answer` (`found`, `missing`, `broken`). */
+const reconciling = (key: string, path: string, answer: string) => ({
+  ...spec(key, path, { onUnknown: 'reconcile' }),
+  reconcile: {
+    url: `${originUrl}/reconcile/${answer}/charges?idempotency_key=${encodeURIComponent(key)}`,
+    headers: [
+      ['idempotency-key', key],
+      ['authorization', 'Bearer test-token'],
+    ] as [string, string][],
+  },
+});
+const reconcileCalls = async (key: string) =>
+  ((await (await fetch(`${originUrl}/__calls?reconcile=${encodeURIComponent(key)}`)).json()) as { count: number }).count;
+
 /** Starts an attempt at a slow origin, waits until the origin has it, resets the object: the outcome is unknown. */
 async function diedMidFlight(key: string, path: string, limits: Partial<AttemptLimits>): Promise<number> {
   const first = Promise.allSettled([(await recordStub(key)).execute(spec(key, path, limits))]);
@@ -133,19 +147,6 @@ describe('idempotency() handler mode: a body that breaks after its status', () =
 });
 
 describe('IdempotencyRecord: onUnknown reconcile', () => {
-  const reconciling = (key: string, path: string, answer: string) => ({
-    ...spec(key, path, { onUnknown: 'reconcile' }),
-    reconcile: {
-      url: `${originUrl}/reconcile/${answer}/charges?idempotency_key=${encodeURIComponent(key)}`,
-      headers: [
-        ['idempotency-key', key],
-        ['authorization', 'Bearer test-token'],
-      ] as [string, string][],
-    },
-  });
-  const reconcileCalls = async (key: string) =>
-    ((await (await fetch(`${originUrl}/__calls?reconcile=${encodeURIComponent(key)}`)).json()) as { count: number }).count;
-
   it('stores and replays the 2xx answer of the reconcile URL: one POST, the credential sent, the key never runs again', async () => {
     const key = newKey();
     const leaseUntil = await diedMidFlight(key, '/slow/1000/found', { onUnknown: 'reconcile' });
@@ -189,6 +190,63 @@ describe('IdempotencyRecord: onUnknown reconcile', () => {
       expect(await reconcileCalls(key)).toBe(asked);
     }
     expect(await (await recordStub(key)).inspect()).toMatchObject({ state: 'unknown' });
+    expect(await originCalls(key)).toBe(1);
+  });
+});
+
+describe('IdempotencyRecord: an origin call that ends without a status line', () => {
+  it('hold: a connection reset before the status holds the key as unknown; the retry answers outcome_unknown, no second call', async () => {
+    const key = newKey();
+    const limits = { onUnknown: 'hold' as const };
+    expect(await (await recordStub(key)).execute(spec(key, '/reset-before-status/hold', limits))).toEqual({
+      kind: 'origin_unreachable',
+      held: true,
+    });
+    expect(await storedRecord(key)).toMatchObject({ state: 'unknown' });
+    expect(await (await recordStub(key)).execute(spec(key, '/reset-before-status/hold', limits))).toEqual({ kind: 'outcome_unknown' });
+    expect(await (await recordStub(key)).inspect()).toMatchObject({ state: 'unknown' });
+    expect(await originCalls(key)).toBe(1);
+  });
+
+  it('reconcile: the retry asks the origin, and its answer is replayed: one POST in all', async () => {
+    const key = newKey();
+    const first = await (await recordStub(key)).execute(reconciling(key, '/reset-before-status/rc', 'found'));
+    expect(first).toEqual({ kind: 'origin_unreachable', held: true });
+    expect(await (await recordStub(key)).execute(reconciling(key, '/reset-before-status/rc', 'found'))).toMatchObject({
+      kind: 'response',
+      replayed: true,
+      response: { status: 200 },
+    });
+    expect(await originCalls(key)).toBe(1);
+    expect(await reconcileCalls(key)).toBe(1);
+  });
+
+  it('retry (the default): the key is freed and the retry runs again with the same key', async () => {
+    const key = newKey();
+    expect(await (await recordStub(key)).execute(spec(key, '/reset-before-status/retry'))).toEqual({ kind: 'origin_unreachable' });
+    expect(await storedRecord(key)).toBeUndefined();
+    await (await recordStub(key)).execute(spec(key, '/reset-before-status/retry'));
+    expect(await originCalls(key)).toBe(2);
+  });
+
+  it('hold: a lease that ends before the status line holds the key as unknown', async () => {
+    const key = newKey();
+    const limits = { onUnknown: 'hold' as const, leaseMs: 400, timeoutMs: 400 };
+    await (await recordStub(key)).execute(spec(key, '/slow/1500/lease-hold', limits));
+    await until(async () => (await storedRecord(key))?.state === 'unknown', 'the lease to end and hold the key');
+    expect(await (await recordStub(key)).execute(spec(key, '/slow/1500/lease-hold', limits))).toEqual({ kind: 'outcome_unknown' });
+    expect(await originCalls(key)).toBe(1);
+  });
+
+  it('a lease that ends while a result body is arriving stores lost: 502 origin_response_lost, never a second call', async () => {
+    const key = newKey();
+    const limits = { leaseMs: 400, timeoutMs: 400 };
+    await (await recordStub(key)).execute(spec(key, '/drip/1500/lease-body', limits));
+    await until(async () => (await storedRecord(key))?.state === 'lost', 'the lease to end mid-body');
+    expect(await (await recordStub(key)).execute(spec(key, '/drip/1500/lease-body', limits))).toEqual({
+      kind: 'response_lost',
+      status: 200,
+    });
     expect(await originCalls(key)).toBe(1);
   });
 });

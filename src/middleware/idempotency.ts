@@ -22,7 +22,7 @@ import { describeKeyError, parseIdempotencyKey } from '../shared/key';
 import { type Outcome, type Settled, outcomeProblem, sendStored, storedResponse } from '../shared/outcome';
 import { type ProblemSpec, Rejection, reject } from '../shared/problem';
 import { type RequestLog, consoleReporter, isRepeat, keyHashOf, logScopeHash } from './log';
-import { type IdempotencyOptions, type OptionName, resolveOptions, untouched } from './options';
+import { type IdempotencyOptions, type ResolvedOptions, resolveOptions, untouched } from './options';
 import { limitRates } from './rate-limit';
 import { type RecordRef, Records } from './records';
 import { isolateReplays as replays } from './replay-cache';
@@ -78,15 +78,11 @@ interface Keyed {
  * ```
  */
 export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler<IdempotencyEnv> {
-  return createIdempotency(options, String);
+  return createIdempotency(resolveOptions(options));
 }
 
-/**
- * {@link idempotency}, with the settings named by `name` in the errors it sends (the proxy names its wrangler
- * variables).
- */
-export function createIdempotency(options: IdempotencyOptions, name: (option: OptionName) => string): MiddlewareHandler<IdempotencyEnv> {
-  const resolved = resolveOptions(options);
+/** {@link idempotency} for options already resolved (the proxy resolves its variables once, in `readConfig`). */
+export function createIdempotency(resolved: ResolvedOptions): MiddlewareHandler<IdempotencyEnv> {
   const {
     headerName,
     ttlMs,
@@ -108,7 +104,7 @@ export function createIdempotency(options: IdempotencyOptions, name: (option: Op
   const keyHeader = headerName.toLowerCase();
   const rateLimited = resolved.rateLimit !== undefined || resolved.ipRateLimit !== undefined;
   const limits = { timeoutMs, leaseMs, ttlMs, onUnknown };
-  const records = new Records({ ...resolved, jurisdictionName: name('jurisdiction') });
+  const records = new Records(resolved);
   const scopeHashOf = logScopeHash(resolved.logHashSecret);
   /** The default reporter without a `METRICS` dataset, built once. */
   const consoleOnly = consoleReporter(undefined, { repeats: logRepeats });

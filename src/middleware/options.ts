@@ -232,6 +232,8 @@ export interface ResolvedOptions {
   /** The fingerprint of a request, given its parsed URL and body bytes. */
   readonly fingerprint: (c: Context, url: URL, body: ArrayBuffer) => Promise<string>;
   readonly jurisdiction: DurableObjectJurisdiction | undefined;
+  /** How answers name the jurisdiction setting: `jurisdiction` here, its variable where the proxy resolves. */
+  readonly jurisdictionName: string;
   readonly locationHint: DurableObjectLocationHint | undefined;
   readonly rateLimit: ResolvedRateLimit | undefined;
   readonly ipRateLimit: ResolvedRateLimit | undefined;
@@ -407,6 +409,7 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     hostScoped: options.hostScoped ?? false,
     fingerprint: fingerprintOf(options),
     jurisdiction: oneOf('jurisdiction', options.jurisdiction, JURISDICTIONS),
+    jurisdictionName: 'jurisdiction',
     locationHint: oneOf('locationHint', options.locationHint, LOCATION_HINTS),
     rateLimit,
     ipRateLimit,

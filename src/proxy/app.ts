@@ -8,9 +8,9 @@
 import { Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { createIdempotency } from '../middleware/idempotency';
-import type { IdempotencyOptions, OptionName } from '../middleware/options';
+import type { ResolvedOptions } from '../middleware/options';
 import type { Answers } from '../shared/answers';
-import { ConfigError, type ProxyConfig, type ProxyVars, answersOf, readConfig, variableOf } from './config';
+import { ConfigError, type ProxyConfig, type ProxyVars, answersOf, readConfig } from './config';
 import { reject } from '../shared/problem';
 import { directForwarding, passThrough } from './forward';
 import { KeyRecords, keysApi } from './keys';
@@ -31,7 +31,6 @@ type ProxyEnv = { Variables: { policy: Policy } };
 export interface Proxy {
   /** Answers a request: forwarded directly when nothing else is needed, else through the app. */
   fetch(request: Request, env: ProxyVars, ctx?: ExecutionContext): Promise<Response>;
-  readonly app: Hono<ProxyEnv> | Hono;
   /** Lookups and purges of its records; `undefined` when the configuration is invalid ({@link error}). */
   readonly keys: KeyRecords | undefined;
   readonly error: ConfigError | undefined;
@@ -41,21 +40,15 @@ export interface Proxy {
 function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
   const app = new Hono<ProxyEnv>();
   const { answers } = config.resolved;
-  const all = config.logRequests === 'all';
-  const reporting = config.logRequests === 'none' ? { reporter: false as const } : { logPassThrough: all, logRepeats: all };
-  const policy = (options: IdempotencyOptions, maxBodyBytes: number, off: boolean, name: (option: OptionName) => string): Policy => ({
-    protect: off
-      ? (_, next) => next()
-      : (createIdempotency(
-          { ...options, ...reporting, run: { mode: 'origin', target: (c) => originTarget(config.origin, c.req.url) } },
-          name,
-        ) as unknown as MiddlewareHandler),
+  const policy = (options: ResolvedOptions, off: boolean): Policy => ({
+    protect: off ? (_, next) => next() : (createIdempotency(options) as unknown as MiddlewareHandler),
     limit: bodyLimit({
-      maxSize: maxBodyBytes,
-      onError: (c) => answers.problem({ code: 'request_too_large', detail: `The request body exceeds ${maxBodyBytes} bytes.` }, c.req.raw),
+      maxSize: options.maxBodyBytes,
+      onError: (c) =>
+        answers.problem({ code: 'request_too_large', detail: `The request body exceeds ${options.maxBodyBytes} bytes.` }, c.req.raw),
     }),
   });
-  const global = policy(config.options, config.resolved.maxBodyBytes, false, variableOf);
+  const global = policy(config.resolved, false);
 
   const { origin } = config;
   if (origin.mode === 'request') {
@@ -94,12 +87,7 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
   }
   // The first route that matches (pattern and method) decides; a request that matches none follows the globals.
   for (const route of config.routes) {
-    const chosen = policy(
-      route.merged,
-      route.resolved.maxBodyBytes,
-      route.mode === 'off',
-      (option) => route.fields[option] ?? variableOf(option),
-    );
+    const chosen = policy(route.resolved, route.mode === 'off');
     app.on([...route.resolved.methods], route.pattern, async (c, next) => {
       if (c.get('policy') === undefined) c.set('policy', chosen);
       await next();
@@ -164,11 +152,11 @@ export function proxyFor(env: ProxyVars): Proxy {
       const fetch: Proxy['fetch'] = direct
         ? (request, env, ctx) => direct(request) ?? Promise.resolve(app.fetch(request, env, ctx))
         : (request, env, ctx) => Promise.resolve(app.fetch(request, env, ctx));
-      built = { fetch, app, keys, error: undefined };
+      built = { fetch, keys, error: undefined };
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       const app = misconfigured(error, answersOf(env));
-      built = { fetch: (request, env, ctx) => Promise.resolve(app.fetch(request, env, ctx)), app, keys: undefined, error };
+      built = { fetch: (request, env, ctx) => Promise.resolve(app.fetch(request, env, ctx)), keys: undefined, error };
     }
     proxies.set(env, built);
   }

@@ -10,6 +10,7 @@
 import { type IdempotencyOptions, type OptionName, OptionsError, type ResolvedOptions, resolveOptions } from '../middleware/options';
 import { Answers } from '../shared/answers';
 import { RouteError, type RouteSpec, readRoutes } from './routes';
+import { originTarget } from './target';
 
 /** The variables and bindings this module reads (wrangler passes a TOML number as a number). */
 export interface ProxyVars {
@@ -41,7 +42,6 @@ export interface ProxyVars {
 export type OriginConfig =
   | {
       readonly mode: 'url';
-      readonly url: URL;
       /** The path of `ORIGIN_URL` without its trailing slash (`""` for a bare host). */
       readonly basePath: string;
       /** What every target starts with: the origin (scheme, host, port) and the base path. */
@@ -53,10 +53,8 @@ export type OriginConfig =
       readonly hosts: ReadonlySet<string>;
     };
 
-/** A route of the table with its options resolved. */
+/** A route of the table with its options resolved: the global options with the route's on top. */
 export interface ProxyRoute extends RouteSpec {
-  /** The global options with the route's on top. */
-  readonly merged: IdempotencyOptions;
   readonly resolved: ResolvedOptions;
 }
 
@@ -65,9 +63,7 @@ export interface ProxyConfig {
   readonly origin: OriginConfig;
   /** Which requests write a JSON log line: none, those the layer decides other than replays, or all. */
   readonly logRequests: 'none' | 'keyed' | 'all';
-  /** The options as the variables set them (defaults not applied), for `idempotency()`. */
-  readonly options: IdempotencyOptions;
-  /** The same options resolved (defaults applied, checked). */
+  /** The options the variables set, resolved once (defaults applied, checked): the middleware's and the key API's. */
   readonly resolved: ResolvedOptions;
   readonly routes: readonly ProxyRoute[];
   /** The path prefix of the key API, or `undefined` when it is off. */
@@ -86,8 +82,6 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
   }
 }
-
-const PROXY_RUN = { mode: 'origin', target: () => 'about:blank' } as const;
 
 /** The variable each option comes from. */
 export const VARIABLE_OF: Partial<Record<OptionName, string>> = {
@@ -169,7 +163,7 @@ function origin(vars: ProxyVars): OriginConfig {
     throw new ConfigError(['ORIGIN_URL'], 'ORIGIN_URL must not carry a query, fragment or credentials');
   }
   const basePath = url.pathname.replace(/\/+$/, '');
-  return { mode: 'url', url, basePath, prefix: url.origin + basePath };
+  return { mode: 'url', basePath, prefix: url.origin + basePath };
 }
 
 /**
@@ -178,12 +172,12 @@ function origin(vars: ProxyVars): OriginConfig {
  */
 function logRequests(vars: ProxyVars): ProxyConfig['logRequests'] {
   const raw = vars.LOG_REQUESTS;
-  if (isUnset(raw)) return 'keyed';
-  const text = String(raw).trim().toLowerCase();
-  if (text === 'all') return 'all';
-  if (text === 'true' || text === '1' || text === 'keyed') return 'keyed';
-  if (text === 'false' || text === '0' || text === 'none') return 'none';
-  throw new ConfigError(['LOG_REQUESTS'], 'LOG_REQUESTS must be "true", "all" or "false"');
+  if (typeof raw === 'string' && raw.trim().toLowerCase() === 'all') return 'all';
+  try {
+    return boolean(vars, 'LOG_REQUESTS') === false ? 'none' : 'keyed';
+  } catch {
+    throw new ConfigError(['LOG_REQUESTS'], 'LOG_REQUESTS must be "true", "all" or "false"');
+  }
 }
 
 function apiPrefix(vars: ProxyVars): string | undefined {
@@ -232,10 +226,13 @@ export function answersOf(vars: ProxyVars): Answers {
   }
 }
 
-/** Resolves options, turning a refusal into a {@link ConfigError} that names the settings by `name`. */
+/**
+ * Resolves options, turning a refusal into a {@link ConfigError} that names the settings by `name`; the answers at
+ * run time name the jurisdiction setting the same way.
+ */
 function resolve(options: IdempotencyOptions, name: (option: OptionName) => string): ResolvedOptions {
   try {
-    return resolveOptions(options);
+    return { ...resolveOptions(options), jurisdictionName: name('jurisdiction') };
   } catch (error) {
     if (!(error instanceof OptionsError)) throw error;
     throw new ConfigError(error.options.map(name), error.describe(name));
@@ -256,11 +253,14 @@ function resolve(options: IdempotencyOptions, name: (option: OptionName) => stri
 export function readConfig(vars: ProxyVars): ProxyConfig {
   const scopeHeaders = string(vars, 'IDEMPOTENCY_SCOPE_HEADERS');
   const target = origin(vars);
+  const logging = logRequests(vars);
   const options: IdempotencyOptions = defined({
     namespace: 'proxy',
-    // The proxy always runs in origin mode; its app sets the real target (this one only lets the checks that
-    // depend on the mode, such as onUnknown reconcile, see it).
-    run: PROXY_RUN,
+    // The proxy always runs in origin mode: the object fetches the request's target.
+    run: { mode: 'origin' as const, target: (c: { req: { url: string } }) => originTarget(target, c.req.url) },
+    reporter: logging === 'none' ? (false as const) : undefined,
+    logPassThrough: logging === 'all',
+    logRepeats: logging === 'all',
     // Forwarding to each request's own URL: the host is part of the request, so of its record and fingerprint.
     // Only then: with a fixed ORIGIN_URL, record names and fingerprints stay as they were (stored keys remain).
     hostScoped: target.mode === 'request' ? true : undefined,
@@ -291,12 +291,11 @@ export function readConfig(vars: ProxyVars): ProxyConfig {
   }
   const routes = specs.map((spec): ProxyRoute => {
     const merged = { ...options, ...spec.options };
-    return { ...spec, merged, resolved: resolve(merged, (option) => spec.fields[option] ?? variableOf(option)) };
+    return { ...spec, resolved: resolve(merged, (option) => spec.fields[option] ?? variableOf(option)) };
   });
   return {
     origin: target,
-    logRequests: logRequests(vars),
-    options,
+    logRequests: logging,
     resolved,
     routes,
     apiPrefix: apiPrefix(vars),

@@ -25,7 +25,6 @@ import { sha256Hex } from '../shared/hash';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
 import type { Answers } from '../shared/answers';
 import { reject } from '../shared/problem';
-import { variableOf } from './config';
 
 /** What a lookup answers: the record, and the key it was asked for. */
 export type KeyInfo = RecordInfo & { readonly key: string };
@@ -62,7 +61,7 @@ export class KeyRecords {
 
   constructor(options: ResolvedOptions) {
     this.#options = options;
-    this.#records = new Records({ ...options, jurisdictionName: variableOf('jurisdiction') });
+    this.#records = new Records(options);
     this.#scopeHash = logScopeHash(options.logHashSecret);
   }
 

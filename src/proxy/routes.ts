@@ -11,8 +11,6 @@ export type RouteMode = 'off' | 'optional' | 'required';
 
 /** One route of the table, checked. */
 export interface RouteSpec {
-  /** Its position in the table. */
-  readonly index: number;
   readonly pattern: string;
   readonly mode: RouteMode;
   /** The options this route sets (on top of the global ones); its methods are checked with them. */
@@ -105,7 +103,7 @@ function route(raw: unknown, index: number): RouteSpec {
     options['ignoreFields'] = strings(at('ignore_fields'), entry['ignore_fields']);
     fields.ignoreFields = at('ignore_fields');
   }
-  return { index, pattern, mode, options: options as IdempotencyOptions, fields };
+  return { pattern, mode, options: options as IdempotencyOptions, fields };
 }
 
 /**

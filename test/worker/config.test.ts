@@ -66,6 +66,13 @@ describe('readConfig()', () => {
     expect(readConfig({ ORIGIN_URL: ORIGIN, LOG_REQUESTS: 'all' }).logRequests).toBe('all');
   });
 
+  it('resolves once: the options the middleware gets are those of readConfig, origin mode and logging included', () => {
+    const config = readConfig({ ORIGIN_URL: ORIGIN, LOG_REQUESTS: 'false', IDEMPOTENCY_JURISDICTION: 'eu' });
+    expect(config.resolved).toMatchObject({ reporter: false, jurisdictionName: 'IDEMPOTENCY_JURISDICTION', run: { mode: 'origin' } });
+    expect(readConfig({ ORIGIN_URL: ORIGIN, LOG_REQUESTS: 'all' }).resolved).toMatchObject({ logPassThrough: true, logRepeats: true });
+    expect(() => readConfig({ ORIGIN_URL: ORIGIN, LOG_REQUESTS: 'keyed' })).toThrow(/LOG_REQUESTS must be "true", "all" or "false"/);
+  });
+
   it('reads a TOML number as it reads a string', () => {
     expect(readConfig({ ORIGIN_URL: ORIGIN, IDEMPOTENCY_TTL_SECONDS: 60 }).resolved.ttlMs).toBe(60_000);
   });

@@ -4,7 +4,7 @@
  * one `fetch` and, usually, returns the origin's own response object.
  */
 import { untouched } from '../middleware/options';
-import { carriesHopByHop, endToEnd, forwardableHeaders } from '../shared/headers';
+import { endToEnd, passThroughHeaders } from '../shared/headers';
 import type { Answers } from '../shared/answers';
 import { outcomeResponse } from '../shared/outcome';
 import { Rejection } from '../shared/problem';
@@ -18,11 +18,9 @@ import { originTarget, pathAndQuery, pathnameOf } from './target';
  * (the client decides how long to wait for a read). An unreachable origin becomes a problem response.
  */
 export async function passThrough(request: Request, target: string, answers: Answers): Promise<Response> {
-  // The request's own headers unless it carries a hop-by-hop header the runtime does not drop itself (nearly
-  // never: no copy); the runtime sets Host from the target URL.
-  const headers = carriesHopByHop(request.headers) ? forwardableHeaders(request.headers) : request.headers;
   let response: Response;
   try {
+    const headers = passThroughHeaders(request.headers);
     response = await fetch(target, { method: request.method, headers, body: request.body, redirect: 'manual' });
   } catch {
     return outcomeResponse({ kind: 'origin_unreachable' }, answers, request);

@@ -112,10 +112,23 @@ export function forwardedHeader(headers: Headers): (name: string) => string | un
   return (name) => (isHopByHop(name) || dropped?.has(name) ? undefined : (headers.get(name) ?? undefined));
 }
 
-/** The client's end-to-end request headers to forward to the origin, as pairs. */
-export function forwardableHeaders(headers: Headers): HeaderList {
-  const skip = hopByHop(headers, NOT_FORWARDED);
+/** `headers` as pairs, without the names in `skip`. */
+function without(headers: Headers, skip: ReadonlySet<string>): HeaderList {
   const list: HeaderList = [];
   for (const [name, value] of headers) if (!skip.has(name)) list.push([name, value]);
   return list;
+}
+
+/** The client's end-to-end request headers for an origin call whose answer is read (and stored), as pairs. */
+export function forwardableHeaders(headers: Headers): HeaderList {
+  return without(headers, hopByHop(headers, NOT_FORWARDED));
+}
+
+/**
+ * The request headers of a pass-through, whose answer goes back to the client as the origin sent it: the
+ * end-to-end headers, `Accept-Encoding` included. The request's own object when it carries no hop-by-hop header
+ * (nearly always: no copy); `Host` is the target's either way, since the runtime sets it.
+ */
+export function passThroughHeaders(headers: Headers): Headers {
+  return carriesHopByHop(headers) ? toHeaders(without(headers, hopByHop(headers, ['host']))) : headers;
 }

@@ -63,10 +63,10 @@ export const objectFiles = (stateDir: string): string[] =>
 /**
  * Reads a Durable Object's SQLite file while the runtime may be writing it: read-only, waiting up to 5 s for
  * the runtime's write lock instead of failing with "database is locked". A read that meets the runtime
- * rewriting the file (its `deleteAll()` at expiry) can fail with "disk I/O error"; it is tried again, a bounded
- * number of times, since what the test waits for is exactly that rewrite having finished; so can an open that
- * meets the file between its removal and its re-creation ("unable to open database file"). A file that is gone
- * reads as an empty database: it holds no table and no alarm.
+ * rewriting the file (its `deleteAll()` at expiry) fails in several ways ("disk I/O error", "unable to open
+ * database file", "attempt to write a readonly database" when it finds the rewrite's journal), all SQLite
+ * errors: any of them is tried again, a bounded number of times, since what the test waits for is exactly that
+ * rewrite having finished. A file that is gone reads as an empty database: it holds no table and no alarm.
  */
 function readObjectFile<T>(file: string, read: (db: DatabaseSync) => T): T {
   for (let attempt = 1; ; attempt++) {
@@ -78,7 +78,7 @@ function readObjectFile<T>(file: string, read: (db: DatabaseSync) => T): T {
         db.close();
       }
     } catch (error) {
-      if (attempt >= 40 || !/disk I\/O error|unable to open database file/.test(String(error))) throw error;
+      if (attempt >= 40 || (error as { code?: unknown }).code !== 'ERR_SQLITE_ERROR') throw error;
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
     }
   }

@@ -21,7 +21,8 @@ import { type Outcome, type Settled, isResultStatus } from '../shared/outcome';
 import type { AttemptLimits, AttemptSpec, BeginResult, PurgeResult, RecordInfo } from './api';
 import { callOrigin, withinLease } from './origin';
 import { reconcile } from './reconcile';
-import { type RecordRow, RecordStore, expiryOf } from './storage';
+import { Keys, openResponse, sealResponse } from './sealed-store';
+import { type RecordRow, RecordStore, type StoredParts, expiryOf } from './storage';
 import { checkAttempt, checkLimits, checkReconcile, checkSettled, checkSpec } from './validate';
 
 /**
@@ -49,12 +50,16 @@ type Decision =
   | { readonly start: { readonly expiresAt: number; readonly createdAt: number } }
   | { readonly join: Attempt }
   | { readonly outcome: Outcome }
+  /** `replay`: a complete row, whose answer is read (and opened, when sealed) before it is sent. */
+  | { readonly replay: RecordRow }
   /** `reconcile`: the row of a dead attempt, now `unknown`; the origin is asked before anything runs again. */
   | { readonly reconcile: RecordRow };
 
 /** The Durable Object class; one instance per `(scope hash, key)`. */
 export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   readonly #store: RecordStore;
+  /** `IDEMPOTENCY_ENCRYPTION_KEYS`, read from this object's own env (the proxy's, or the middleware's Worker). */
+  readonly #keys = new Keys();
   #attempt: Attempt | undefined;
   /** The reconcile request in progress, if any: concurrent retries share it (one GET at a time). */
   #reconciling: Promise<Outcome> | undefined;
@@ -77,6 +82,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     const reconcileHeaders = checkReconcile(spec);
     const decision = this.#decide(spec);
     if ('outcome' in decision) return Promise.resolve(decision.outcome);
+    if ('replay' in decision) return this.#replay(decision.replay);
     if ('join' in decision) return this.#await(decision.join, spec.timeoutMs, false);
     if ('reconcile' in decision) return this.#reconcile(spec, headers, reconcileHeaders, decision.reconcile);
     const attempt = this.#start(spec, decision.start, () => callOrigin(spec.origin, headers, spec.leaseMs));
@@ -95,6 +101,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     checkLimits(spec);
     const decision = this.#decide(spec);
     if ('outcome' in decision) return Promise.resolve(decision.outcome);
+    if ('replay' in decision) return this.#replay(decision.replay);
     // Handler mode has no origin to ask (the middleware refuses reconcile there): the key stays held.
     if ('reconcile' in decision) return Promise.resolve({ kind: 'outcome_unknown' });
     if ('join' in decision) return this.#await(decision.join, spec.timeoutMs, false);
@@ -127,8 +134,10 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     }
     const record = this.#store.read();
     if (record?.attempt === attempt && record.state === 'in_flight') {
-      // The reset took the attempt's policy with it: an unknown outcome frees the key, as `retry` does.
-      return this.#record(attempt, settled, undefined) === 'stored' ? record.expires_at : null;
+      // The reset took the attempt's policy with it: an unknown outcome frees the key, as `retry` does. Sealed first; the
+      // store after it is guarded by the attempt, so a change meanwhile is never overwritten.
+      const sealed = await this.#seal(attempt, settled);
+      return this.#record(attempt, settled, sealed, undefined) === 'stored' ? record.expires_at : null;
     } else if (record === undefined) {
       // Nothing to record into (expired, or already collected): let the alarm remove the empty table.
       await this.ctx.storage.setAlarm(Date.now());
@@ -210,7 +219,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     }
     switch (record.state) {
       case 'complete':
-        return { outcome: { kind: 'response', replayed: true, response: this.#store.response(record), expiresAt: record.expires_at } };
+        return { replay: record };
       case 'too_large':
         return { outcome: { kind: 'response_too_large', status: record.status ?? 0 } };
       case 'lost':
@@ -268,11 +277,14 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
 
   async #finish(id: string, work: Promise<Settled>, expiresAt: number, onUnknown: AttemptLimits['onUnknown']): Promise<Finished> {
     const settled = await work;
-    if (this.#attempt?.id === id) this.#attempt = undefined;
     let recorded: 'stored' | 'held' | undefined;
     try {
-      recorded = this.#record(id, settled, onUnknown);
+      // Sealed while the attempt is still live here (duplicates keep joining it), then stored synchronously.
+      const sealed = await this.#seal(id, settled);
+      if (this.#attempt?.id === id) this.#attempt = undefined;
+      recorded = this.#record(id, settled, sealed, onUnknown);
     } catch (error) {
+      if (this.#attempt?.id === id) this.#attempt = undefined;
       // Storage refused the write (or the instance is going away). The in-flight row stays, so the key
       // is held until its lease ends rather than silently re-run.
       console.error(JSON.stringify({ event: 'store_failed', error: String(error) }));
@@ -280,13 +292,41 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     return { settled, storedUntil: recorded === 'stored' ? expiresAt : undefined, held: recorded === 'held' };
   }
 
+  /** The keyring, when `IDEMPOTENCY_ENCRYPTION_KEYS` is set. */
+  #keyring() {
+    return this.#keys.of(this.env['IDEMPOTENCY_ENCRYPTION_KEYS']);
+  }
+
+  /** The parts to store for a response that will be stored (sealed when a keyring is set); else `undefined`. */
+  async #seal(id: string, settled: Settled): Promise<StoredParts | undefined> {
+    if (settled.kind !== 'response' || !isResultStatus(settled.response.status)) return undefined;
+    return sealResponse(this.#keyring(), this.ctx.id.name, id, settled.response);
+  }
+
+  /** A complete row's answer; one that no configured key opens is never replayed (nor run again): 503. */
+  async #replay(row: RecordRow): Promise<Outcome> {
+    // Read synchronously with the decision; only opening it awaits.
+    const response = await openResponse(this.#keyring(), this.ctx.id.name, row.attempt, this.#store.response(row));
+    if ('unreadable' in response) {
+      console.error(JSON.stringify({ event: 'record_unreadable', key_id: response.unreadable }));
+      return { kind: 'record_unreadable' };
+    }
+    return { kind: 'response', replayed: true, response, expiresAt: row.expires_at };
+  }
+
   /**
    * Records how attempt `id` ended, if the row still belongs to it: `stored` when its response was stored, `held`
    * when its outcome is unknown and `onUnknown` holds the key (state `unknown`, as for a reset after its lease).
+   * `sealed` is what {@link #seal} prepared for a response to store.
    */
-  #record(id: string, settled: Settled, onUnknown: AttemptLimits['onUnknown']): 'stored' | 'held' | undefined {
+  #record(
+    id: string,
+    settled: Settled,
+    sealed: StoredParts | undefined,
+    onUnknown: AttemptLimits['onUnknown'],
+  ): 'stored' | 'held' | undefined {
     if (settled.kind === 'response' && isResultStatus(settled.response.status)) {
-      return this.#store.complete(id, settled.response) ? 'stored' : undefined;
+      return sealed !== undefined && this.#store.complete(id, sealed) ? 'stored' : undefined;
     } else if (
       (settled.kind === 'origin_timeout' || settled.kind === 'origin_unreachable') &&
       settled.mayHaveRun &&
@@ -330,6 +370,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     const pending: Outcome = { kind: 'outcome_pending', retryAfterMs: 1000 };
     if (spec.reconcile === undefined || asking === undefined) return pending;
     const answer = await reconcile(spec.reconcile.url, asking, spec.origin.maxBodyBytes, spec.timeoutMs);
+    const sealed = typeof answer === 'object' ? await this.#seal(row.attempt, { kind: 'response', response: answer.ran }) : undefined;
     // Decided again synchronously after the await: a purge or another request may have changed the row.
     const now = this.#store.read();
     if (now?.attempt !== row.attempt || now.state !== 'unknown') return { kind: 'in_progress', retryAfterMs: 1000 };
@@ -339,7 +380,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
       const attempt = this.#start(spec, times, () => callOrigin(spec.origin, headers, spec.leaseMs));
       return this.#await(attempt, spec.timeoutMs, true);
     }
-    const stored = this.#store.complete(row.attempt, answer.ran, 'unknown');
+    const stored = sealed !== undefined && this.#store.complete(row.attempt, sealed, 'unknown');
     return { kind: 'response', replayed: true, response: answer.ran, ...(stored ? { storedUntil: now.expires_at } : {}) };
   }
 

@@ -87,7 +87,12 @@ export type Outcome =
   /** An attempt died without an answer and the key's policy is `hold`: nobody knows whether the origin ran it. */
   | { readonly kind: 'outcome_unknown' }
   /** `reconcile`: the origin could not say whether it ran the request; the key is held and the next retry asks again. */
-  | { readonly kind: 'outcome_pending'; readonly retryAfterMs: number };
+  | { readonly kind: 'outcome_pending'; readonly retryAfterMs: number }
+  /**
+   * The stored answer is sealed and no configured key of `IDEMPOTENCY_ENCRYPTION_KEYS` opens it (a key dropped too
+   * early, or changed bytes): never replayed, never run again; the row stays until an operator purges it.
+   */
+  | { readonly kind: 'record_unreadable' };
 
 /** The response header that marks a replayed answer. */
 export const REPLAY_HEADER = 'Idempotent-Replay';
@@ -153,6 +158,13 @@ export function outcomeProblem(outcome: Outcome): ProblemSpec | undefined {
         detail:
           'An earlier attempt with this Idempotency-Key ended without an answer and the origin could not yet say whether it ran. Retry the same request after the Retry-After delay.',
         retryAfterSeconds: outcome.retryAfterMs / 1000,
+      };
+    case 'record_unreadable':
+      return {
+        code: 'idempotency_unavailable',
+        detail:
+          'The stored answer for this Idempotency-Key cannot be read right now. The request was not run again; retry the same request after the Retry-After delay.',
+        retryAfterSeconds: 1,
       };
     case 'outcome_unknown':
       return {

@@ -113,7 +113,7 @@ describe('IdempotencyRecord: lost answers', () => {
     const format = await runInDurableObject(await recordStub(key), (_, state) =>
       state.storage.sql.exec<{ format: number }>(`SELECT format FROM record`).one(),
     );
-    expect(format.format).toBe(3);
+    expect(format.format).toBe(4);
   });
 });
 

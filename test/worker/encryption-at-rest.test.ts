@@ -1,0 +1,209 @@
+/**
+ * Encryption at rest wired into the object's storage (issue #20): with `IDEMPOTENCY_ENCRYPTION_KEYS` set, the
+ * stored headers and body are AES-256-GCM sealed, carry the key id, replay byte-exact, survive a rotation, and a
+ * row that no configured key opens answers 503 `idempotency_unavailable` without running the request again.
+ *
+ * The keyring is set per test on the object's own env (inside the real object, via runInDurableObject), not in
+ * vitest.config.ts: a keyring bound for the whole worker project would change what every other test stores and
+ * reads (they read plaintext rows directly). The object reads its keyring from `this.env` on every store and
+ * replay (parsed once per value), as it does in production; an eviction or reset brings the bound env back, so
+ * each test sets the keyring again before every call.
+ */
+import { runInDurableObject } from 'cloudflare:test';
+import { describe, expect, it, vi } from 'vitest';
+import { Answers } from '../../src/shared/answers';
+import { type Outcome, outcomeResponse } from '../../src/shared/outcome';
+import { attemptSpec as spec, newKey, originCalls, recordStub, resetObject } from './helpers';
+
+/** A fresh random 256-bit key in base64. */
+const secret = (): string => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));
+
+/** Sets (or, with `undefined`, removes) the keyring on the env of the live object of `key`. */
+async function useKeys(key: string, keys: string | undefined): Promise<void> {
+  await runInDurableObject(await recordStub(key), (instance) => {
+    const own = instance as unknown as { env: Record<string, unknown> };
+    own.env = { ...own.env, IDEMPOTENCY_ENCRYPTION_KEYS: keys };
+  });
+}
+
+/** Sets the keyring, then runs `path` under `key` through the real object (and the real origin). */
+async function run(key: string, keys: string | undefined, path: string): Promise<Outcome> {
+  await useKeys(key, keys);
+  return (await (await recordStub(key)).execute(spec(key, path, { maxBodyBytes: 4 * 1024 * 1024 }))) as Outcome;
+}
+
+type Raw = {
+  key_id: string | null;
+  format: number;
+  state: string;
+  headers: string | ArrayBuffer | null;
+  body: ArrayBuffer | null;
+};
+
+/** The stored row as SQLite holds it, with its body chunks. */
+async function raw(key: string): Promise<{ row: Raw; chunks: ArrayBuffer[] }> {
+  return runInDurableObject(await recordStub(key), (_, state) => {
+    const sql = state.storage.sql;
+    const row = sql.exec<Raw>(`SELECT key_id, format, state, headers, body FROM record`).one();
+    const hasChunks = sql.exec(`SELECT name FROM sqlite_master WHERE name = 'body_chunk'`).toArray().length > 0;
+    const chunks = hasChunks
+      ? sql
+          .exec<{ data: ArrayBuffer }>(`SELECT data FROM body_chunk ORDER BY seq`)
+          .toArray()
+          .map((c) => c.data)
+      : [];
+    return { row, chunks };
+  });
+}
+
+/** The record table as format 3 created it (no `key_id`). */
+const FORMAT_3_TABLE = `CREATE TABLE record (
+  id INTEGER PRIMARY KEY CHECK (id = 1), format INTEGER NOT NULL, fingerprint TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('in_flight', 'complete', 'too_large', 'lost', 'unknown')), attempt TEXT NOT NULL,
+  lease_until INTEGER NOT NULL, expires_at INTEGER NOT NULL, status INTEGER, headers TEXT, body BLOB,
+  chunks INTEGER NOT NULL DEFAULT 0, created_at INTEGER, method TEXT, path TEXT)`;
+
+const text = (value: string | ArrayBuffer | null): string =>
+  value === null ? '' : typeof value === 'string' ? value : new TextDecoder('latin1').decode(value);
+
+const responseOf = (outcome: Outcome) => {
+  if (outcome.kind !== 'response') throw new Error(`expected a response, got ${outcome.kind}`);
+  return outcome;
+};
+
+describe('encryption at rest: sealed rows', () => {
+  it('stores no header value or body byte in plaintext, carries the key id, and replays byte-exact', async () => {
+    const key = newKey();
+    const keys = `k1:${secret()}`;
+    const first = responseOf(await run(key, keys, '/cookies/plaintext-marker-7f3a'));
+    expect(new TextDecoder().decode(first.response.body)).toContain('"call"');
+    expect(first.response.headers).toContainEqual(['set-cookie', 'a=1; Path=/; HttpOnly']);
+    const { row } = await raw(key);
+    expect(row).toMatchObject({ key_id: 'k1', format: 4, state: 'complete' });
+    const stored = text(row.headers) + text(row.body);
+    expect(stored).not.toContain('"call"');
+    expect(stored).not.toContain('set-cookie');
+    expect(stored).not.toContain('HttpOnly');
+    expect(stored).not.toContain('Oct 2037');
+
+    await resetObject(key);
+    const replay = responseOf(await run(key, keys, '/cookies/plaintext-marker-7f3a'));
+    expect(replay.replayed).toBe(true);
+    expect(new Uint8Array(replay.response.body)).toEqual(new Uint8Array(first.response.body));
+    expect(replay.response.headers).toEqual(first.response.headers);
+    expect(await originCalls(key)).toBe(1);
+  });
+
+  it('seals each chunk of a body over 1 MiB and replays it byte-exact', async () => {
+    const key = newKey();
+    const keys = `k1:${secret()}`;
+    const first = responseOf(await run(key, keys, `/bytes/${1.5 * 1024 * 1024}/sealed-chunks`));
+    const { row, chunks } = await raw(key);
+    expect(row.key_id).toBe('k1');
+    expect(chunks).toHaveLength(2);
+    expect(chunks[0]!.byteLength).toBe(1024 * 1024 + 28);
+    const replay = responseOf(await run(key, keys, `/bytes/${1.5 * 1024 * 1024}/sealed-chunks`));
+    expect(new Uint8Array(replay.response.body)).toEqual(new Uint8Array(first.response.body));
+    expect(await originCalls(key)).toBe(1);
+  });
+
+  it('rotates: with the new key first, rows of the old key replay and new rows use the new id', async () => {
+    const [oldKey, newer] = [newKey(), newKey()];
+    const [k1, k2] = [secret(), secret()];
+    const before = responseOf(await run(oldKey, `k1:${k1}`, '/echo/rotate-old'));
+    const rotated = `k2:${k2},k1:${k1}`;
+    const replay = responseOf(await run(oldKey, rotated, '/echo/rotate-old'));
+    expect(replay.replayed).toBe(true);
+    expect(new Uint8Array(replay.response.body)).toEqual(new Uint8Array(before.response.body));
+    responseOf(await run(newer, rotated, '/echo/rotate-new'));
+    expect((await raw(newer)).row.key_id).toBe('k2');
+    expect((await raw(oldKey)).row.key_id).toBe('k1');
+  });
+});
+
+describe('encryption at rest: a row no configured key opens', () => {
+  it('answers 503 idempotency_unavailable (logged), never calls the origin again, and keeps the row', async () => {
+    const key = newKey();
+    responseOf(await run(key, `k1:${secret()}`, '/echo/dropped-key'));
+    const log = vi.spyOn(console, 'error');
+    const outcome = await run(key, `k2:${secret()}`, '/echo/dropped-key');
+    expect(outcome).toEqual({ kind: 'record_unreadable' });
+    expect(log).toHaveBeenCalledWith(JSON.stringify({ event: 'record_unreadable', key_id: 'k1' }));
+    log.mockRestore();
+    const res = outcomeResponse(outcome, new Answers());
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('1');
+    expect(((await res.json()) as { code: string }).code).toBe('idempotency_unavailable');
+    // Without any keyring, too: a sealed row is never read as plaintext.
+    expect(await run(key, undefined, '/echo/dropped-key')).toEqual({ kind: 'record_unreadable' });
+    expect(await originCalls(key)).toBe(1);
+    expect((await raw(key)).row).toMatchObject({ state: 'complete', key_id: 'k1' });
+  });
+
+  it('answers the same 503 when one stored byte was changed', async () => {
+    const key = newKey();
+    const keys = `k1:${secret()}`;
+    responseOf(await run(key, keys, '/echo/tampered'));
+    await runInDurableObject(await recordStub(key), (_, state) => {
+      const { body } = state.storage.sql.exec<{ body: ArrayBuffer }>(`SELECT body FROM record`).one();
+      const bytes = new Uint8Array(body.slice(0));
+      bytes[20] = bytes[20]! ^ 1;
+      state.storage.sql.exec(`UPDATE record SET body = ?`, bytes);
+    });
+    expect(await run(key, keys, '/echo/tampered')).toEqual({ kind: 'record_unreadable' });
+    expect(await originCalls(key)).toBe(1);
+  });
+});
+
+describe('encryption at rest: plaintext rows', () => {
+  it('replays a row written without a keyring after one is configured', async () => {
+    const key = newKey();
+    const first = responseOf(await run(key, undefined, '/echo/plaintext-then-keys'));
+    expect((await raw(key)).row.key_id).toBeNull();
+    const replay = responseOf(await run(key, `k1:${secret()}`, '/echo/plaintext-then-keys'));
+    expect(replay.replayed).toBe(true);
+    expect(new Uint8Array(replay.response.body)).toEqual(new Uint8Array(first.response.body));
+    expect(await originCalls(key)).toBe(1);
+  });
+
+  it('replays a complete row of a format 3 table (no key_id column) with a keyring set, and a write adds the column', async () => {
+    const key = newKey();
+    const path = '/echo/format-3-plaintext';
+    await runInDurableObject(await recordStub(key), (_, state) => {
+      state.storage.sql.exec(FORMAT_3_TABLE);
+      const now = Date.now();
+      state.storage.sql.exec(
+        `INSERT INTO record (id, format, fingerprint, state, attempt, lease_until, expires_at, status, headers, body, created_at)
+         VALUES (1, 3, ?, 'complete', 'old-attempt', ?, ?, 201, ?, ?, ?)`,
+        `fp:${path}`,
+        now,
+        now + 60_000,
+        JSON.stringify([['content-type', 'text/plain']]),
+        new TextEncoder().encode('stored by format 3'),
+        now,
+      );
+    });
+    const replay = responseOf(await run(key, `k1:${secret()}`, path));
+    expect(replay).toMatchObject({ replayed: true, response: { status: 201, headers: [['content-type', 'text/plain']] } });
+    expect(new TextDecoder().decode(replay.response.body)).toBe('stored by format 3');
+    expect(await originCalls(key)).toBe(0);
+  });
+
+  it('completes the in-flight row of a format 3 table sealed, the column added in place', async () => {
+    const key = newKey();
+    await runInDurableObject(await recordStub(key), (_, state) => {
+      state.storage.sql.exec(FORMAT_3_TABLE);
+      state.storage.sql.exec(
+        `INSERT INTO record (id, format, fingerprint, state, attempt, lease_until, expires_at) VALUES (1, 3, 'fp', 'in_flight', 'old-attempt', ?, ?)`,
+        Date.now() + 60_000,
+        Date.now() + 120_000,
+      );
+    });
+    await useKeys(key, `k1:${secret()}`);
+    const body = new TextEncoder().encode('reported after an upgrade').buffer as ArrayBuffer;
+    expect(
+      await (await recordStub(key)).complete('old-attempt', { kind: 'response', response: { status: 201, headers: [], body } }),
+    ).not.toBeNull();
+    expect((await raw(key)).row).toMatchObject({ state: 'complete', key_id: 'k1', format: 4 });
+  });
+});

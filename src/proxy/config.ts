@@ -9,6 +9,7 @@
  */
 import { type IdempotencyOptions, type OptionName, OptionsError, type ResolvedOptions, resolveOptions } from '../middleware/options';
 import { Answers } from '../shared/answers';
+import { SealConfigError, readKeyring } from '../record/seal';
 import { RouteError, type RouteSpec, readRoutes } from './routes';
 import { originTarget } from './target';
 
@@ -36,6 +37,7 @@ export interface ProxyVars {
   IDEMPOTENCY_CORS_ORIGINS?: unknown;
   IDEMPOTENCY_IP_RATE_LIMITER?: unknown;
   ORIGIN_HOSTS?: unknown;
+  IDEMPOTENCY_ENCRYPTION_KEYS?: unknown;
 }
 
 /** Where requests go: a fixed origin (its path prefixes every request path), or each request's own URL. */
@@ -199,6 +201,21 @@ function adminToken(vars: ProxyVars): string | undefined {
   return token;
 }
 
+/**
+ * Checks `IDEMPOTENCY_ENCRYPTION_KEYS` (the objects read it from the same env): a malformed keyring is refused at
+ * the first request rather than at the first store, where the answer would be lost. Empty or unset: no encryption.
+ */
+function encryptionKeys(vars: ProxyVars): void {
+  const raw = vars.IDEMPOTENCY_ENCRYPTION_KEYS;
+  if (raw === undefined || raw === '') return;
+  try {
+    readKeyring(raw);
+  } catch (error) {
+    if (!(error instanceof SealConfigError)) throw error;
+    throw new ConfigError(['IDEMPOTENCY_ENCRYPTION_KEYS'], error.message);
+  }
+}
+
 /** Drops the keys whose value is `undefined` (the options use `exactOptionalPropertyTypes`). */
 function defined<T extends object>(value: T): { [K in keyof T]: Exclude<T[K], undefined> } {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> };
@@ -282,6 +299,7 @@ export function readConfig(vars: ProxyVars): ProxyConfig {
     ipRateLimit: vars.IDEMPOTENCY_IP_RATE_LIMITER === undefined ? undefined : { binding: 'IDEMPOTENCY_IP_RATE_LIMITER' },
   });
   const resolved = resolve(options, variableOf);
+  encryptionKeys(vars);
   let specs: RouteSpec[];
   try {
     specs = readRoutes(vars.IDEMPOTENCY_ROUTES);

@@ -13,7 +13,7 @@ import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it, vi } from 'vitest';
 import { Answers } from '../../src/shared/answers';
 import { type Outcome, outcomeResponse } from '../../src/shared/outcome';
-import { attemptSpec as spec, newKey, originCalls, recordStub, resetObject } from './helpers';
+import { attemptSpec as spec, expectProblem, newKey, originCalls, recordStub, resetObject, sendWith } from './helpers';
 
 /** A fresh random 256-bit key in base64. */
 const secret = (): string => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));
@@ -205,5 +205,30 @@ describe('encryption at rest: plaintext rows', () => {
       await (await recordStub(key)).complete('old-attempt', { kind: 'response', response: { status: 201, headers: [], body } }),
     ).not.toBeNull();
     expect((await raw(key)).row).toMatchObject({ state: 'complete', key_id: 'k1', format: 4 });
+  });
+});
+
+describe('encryption at rest: configuration', () => {
+  it.each([
+    ['a 128-bit key', () => `k1:${btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))))}`],
+    ['an entry without an id', () => secret()],
+    ['a repeated id', () => `k1:${secret()},k1:${secret()}`],
+  ])('refuses %s with 500 configuration_invalid naming the variable, before any origin call, never showing the key', async (_, keys) => {
+    const value = keys();
+    const key = newKey();
+    const body = await expectProblem(
+      await sendWith({ IDEMPOTENCY_ENCRYPTION_KEYS: value }, '/echo/bad-keyring', { key, body: 'x' }),
+      500,
+      'configuration_invalid',
+    );
+    expect(body.detail).toContain('IDEMPOTENCY_ENCRYPTION_KEYS');
+    for (const part of value.split(/[,:]/)) expect(JSON.stringify(body)).not.toContain(part);
+    expect(await originCalls(key)).toBe(0);
+  });
+
+  it('accepts a valid keyring (and an empty value, which turns encryption off)', async () => {
+    for (const keys of [`k2:${secret()},k1:${secret()}`, '']) {
+      expect((await sendWith({ IDEMPOTENCY_ENCRYPTION_KEYS: keys }, '/echo/good-keyring', { key: newKey(), body: 'x' })).status).toBe(200);
+    }
   });
 });

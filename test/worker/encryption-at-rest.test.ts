@@ -209,21 +209,17 @@ describe('encryption at rest: plaintext rows', () => {
 });
 
 describe('encryption at rest: configuration', () => {
-  it.each([
-    ['a 128-bit key', () => `k1:${btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))))}`],
-    ['an entry without an id', () => secret()],
-    ['a repeated id', () => `k1:${secret()},k1:${secret()}`],
-  ])('refuses %s with 500 configuration_invalid naming the variable, before any origin call, never showing the key', async (_, keys) => {
-    const value = keys();
-    const key = newKey();
-    const body = await expectProblem(
-      await sendWith({ IDEMPOTENCY_ENCRYPTION_KEYS: value }, '/echo/bad-keyring', { key, body: 'x' }),
-      500,
-      'configuration_invalid',
-    );
-    expect(body.detail).toContain('IDEMPOTENCY_ENCRYPTION_KEYS');
-    for (const part of value.split(/[,:]/)) expect(JSON.stringify(body)).not.toContain(part);
-    expect(await originCalls(key)).toBe(0);
+  it('refuses a malformed keyring with 500 configuration_invalid naming the variable, before any origin call, never showing the key', async () => {
+    const short = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
+    // A 128-bit key, an entry without an id, a repeated id.
+    for (const value of [`k1:${short}`, secret(), `k1:${secret()},k1:${secret()}`]) {
+      const key = newKey();
+      const res = await sendWith({ IDEMPOTENCY_ENCRYPTION_KEYS: value }, '/echo/bad-keyring', { key, body: 'x' });
+      const body = await expectProblem(res, 500, 'configuration_invalid');
+      expect(body.detail).toContain('IDEMPOTENCY_ENCRYPTION_KEYS');
+      for (const part of value.split(/[,:]/)) expect(JSON.stringify(body)).not.toContain(part);
+      expect(await originCalls(key)).toBe(0);
+    }
   });
 
   it('accepts a valid keyring (and an empty value, which turns encryption off)', async () => {

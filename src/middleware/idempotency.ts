@@ -15,11 +15,12 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { createMiddleware } from 'hono/factory';
 import type { BeginResult } from '../record/api';
-import { captureResponse } from '../shared/capture';
+import { type LiveAnswer, liveAnswer } from '../shared/capture';
 import { sha256Hex } from '../shared/hash';
 import { forwardableHeaders, forwardedHeader } from '../shared/headers';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
-import { type Outcome, type Settled, outcomeProblem, sendStored, storedResponse } from '../shared/outcome';
+import { type Outcome, type Settled, isResultStatus, isStored, outcomeProblem, sendStored, storedResponse } from '../shared/outcome';
+import { within } from '../shared/timer';
 import { type ProblemSpec, Rejection, reject } from '../shared/problem';
 import { type RequestLog, consoleReporter, isRepeat, keyHashOf, logScopeHash } from './log';
 import { type IdempotencyOptions, type ResolvedOptions, resolveOptions, untouched } from './options';
@@ -46,6 +47,9 @@ export interface IdempotencyEnv {
 
 const rejectBody = (cause: unknown): never =>
   reject('request_body_invalid', 'The request body ended before its declared length or could not be read.', { cause });
+
+/** A handler-mode key the object gave this request to run. */
+type Acquired = Extract<BeginResult, { kind: 'acquired' }>;
 
 /** A keyed request on its way. */
 interface Keyed {
@@ -247,15 +251,15 @@ export function createIdempotency(resolved: ResolvedOptions): MiddlewareHandler<
       // Not retried: a begin() whose answer was lost may have acquired the key, and a retry would then
       // wait on an attempt nobody runs. The client retries instead (the key is then held until the lease ends).
       const begun = await records.call(ref, async (stub) => (await stub.begin(spec)) as BeginResult, { attempts: 1, baseDelayMs: 0 });
-      outcome = begun.kind === 'acquired' ? await runHandler(c, ref, begun.attempt, next) : begun;
+      outcome = begun.kind === 'acquired' ? await runHandler(c, ref, begun, next) : begun;
     }
     if (outcome.kind === 'conflict' && outcome.stored !== undefined)
       replays.set(name, { ...outcome.stored, keyHash: keyed.keyHash }, Date.now());
     if (outcome.kind !== 'response') return refuse(c, keyed, outcome);
     // Read back from storage (not just produced): it stays exactly this until it expires or is purged.
-    if (outcome.expiresAt !== undefined) {
-      replays.set(name, { fingerprint, response: outcome.response, keyHash: keyed.keyHash, expiresAt: outcome.expiresAt }, Date.now());
-    }
+    const { expiresAt, response: stored } = outcome;
+    if (expiresAt !== undefined && isStored(stored))
+      replays.set(name, { fingerprint, response: stored, keyHash: keyed.keyHash, expiresAt }, Date.now());
     // A replay is the layer's own answer; the first one is the origin's, whose CORS policy stands.
     const response = outcome.replayed
       ? answers.own(storedResponse(outcome), c.req.raw)
@@ -286,26 +290,49 @@ export function createIdempotency(resolved: ResolvedOptions): MiddlewareHandler<
     return answer(c as unknown as Context, failure);
   }
 
-  /** Handler mode, for the request that acquired the key: runs the handler and reports its answer. */
-  async function runHandler(c: Context<IdempotencyEnv>, ref: RecordRef, attemptId: string, next: () => Promise<void>): Promise<Outcome> {
+  /**
+   * Handler mode, for the request that acquired the key: runs the handler and reports its answer. An answer that has
+   * ended by the next turn is reported before it is sent, as a whole; a longer one streams to the client while it is
+   * captured, and is reported when it ends (`waitUntil`). Duplicates wait for the report either way.
+   */
+  async function runHandler(c: Context<IdempotencyEnv>, ref: RecordRef, acquired: Acquired, next: () => Promise<void>): Promise<Outcome> {
     await next();
-    let settled: Settled;
+    let live: LiveAnswer;
     try {
       // The handler's bytes are served as they are, so its content-encoding is kept.
-      settled = await captureResponse(c.res, maxBodyBytes, false);
+      live = liveAnswer(c.res, maxBodyBytes, false);
     } catch {
-      settled = { kind: 'origin_unreachable' };
+      const failed = { kind: 'origin_unreachable' } as const;
+      await completeAttempt(ref, acquired.attempt, failed);
+      return failed;
     }
-    let storedUntil: number | null = null;
+    const recorded = live.settled.then((settled) => completeAttempt(ref, acquired.attempt, settled));
+    const settled = await within(live.settled, 0);
+    if (settled !== undefined) {
+      const storedUntil = await recorded;
+      if (settled.kind !== 'response') return settled;
+      const outcome = { kind: 'response', replayed: false, response: settled.response } as const;
+      return storedUntil === null ? outcome : { ...outcome, storedUntil };
+    }
+    const { status, headers, body } = live;
     try {
-      storedUntil = (await records.call(ref, (stub) => stub.complete(attemptId, settled))) ?? null;
+      c.executionCtx.waitUntil(recorded);
+    } catch {
+      // No execution context (a test calling app.request): the stream's own end still reports it.
+    }
+    const outcome = { kind: 'response', replayed: false, response: { status, headers, body: body.first(recorded) } } as const;
+    return isResultStatus(status) ? { ...outcome, storedUntil: acquired.expiresAt } : outcome;
+  }
+
+  /** Reports the end of a handler-mode attempt; returns when the key can run again if its answer was stored. */
+  async function completeAttempt(ref: RecordRef, attemptId: string, settled: Settled): Promise<number | null> {
+    try {
+      return (await records.call(ref, (stub) => stub.complete(attemptId, settled))) ?? null;
     } catch (error) {
       // Not recorded: the key stays held until the lease ends. The client still gets the answer.
       const cause = error instanceof Rejection ? error.problem.cause : error;
       console.error(JSON.stringify({ event: 'complete_failed', key_hash: keyHashOf(ref.id), error: String(cause) }));
+      return null;
     }
-    if (settled.kind !== 'response') return settled;
-    const outcome = { kind: 'response', replayed: false, response: settled.response } as const;
-    return storedUntil === null ? outcome : { ...outcome, storedUntil };
   }
 }

@@ -51,8 +51,11 @@ export interface AttemptSpec extends AttemptLimits {
   readonly reconcile?: { readonly url: string; readonly headers: HeaderList };
 }
 
-/** Answer of `IdempotencyRecord.begin`: run the handler yourself, or what the client gets. */
-export type BeginResult = { readonly kind: 'acquired'; readonly attempt: string } | Outcome;
+/**
+ * Answer of `IdempotencyRecord.begin`: run the handler yourself (`expiresAt`: when the key can run again once the
+ * handler's answer holds it), or what the client gets.
+ */
+export type BeginResult = { readonly kind: 'acquired'; readonly attempt: string; readonly expiresAt: number } | Outcome;
 
 /** What `IdempotencyRecord.inspect` tells about a record; never its body. */
 export interface RecordInfo {

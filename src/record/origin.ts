@@ -3,50 +3,48 @@
  * How an attempt runs inside the object: the origin call (proxy mode) or the wait for the caller's report
  * (handler mode), both bounded by the attempt's lease.
  */
-import { captureResponse } from '../shared/capture';
+import { type LiveAnswer, liveAnswer } from '../shared/capture';
 import type { Settled } from '../shared/outcome';
+import { within } from '../shared/timer';
 import type { OriginRequest } from './api';
 
-/**
- * Calls the origin once and reads the whole answer; never throws. The call is abandoned when the lease
- * ends. The lease timer is cleared as soon as the answer is read: a pending timer would keep the object
- * from hibernating (and billed) for the rest of the lease.
- */
-export async function callOrigin(origin: OriginRequest, headers: Headers, leaseMs: number): Promise<Settled> {
-  const lease = new AbortController();
-  const timer = setTimeout(() => lease.abort(new DOMException('origin lease ended', 'TimeoutError')), leaseMs);
-  try {
-    // The header list is already end-to-end only (forwardableHeaders); storableHeaders drops the
-    // response's hop-by-hop headers, and content-encoding since reading the body decodes it.
-    const response = await fetch(origin.url, {
-      method: origin.method,
-      headers,
-      body: origin.body,
-      redirect: 'manual',
-      signal: lease.signal,
-    });
-    return await captureResponse(response, origin.maxBodyBytes, true);
-  } catch {
-    // No status line: the request may have reached the origin (workerd reports a refused and a broken connection
-    // alike), so whether it ran is unknown. A body that breaks later is captureResponse's to judge, by its status.
-    return lease.signal.aborted ? { kind: 'origin_timeout', mayHaveRun: true } : { kind: 'origin_unreachable', mayHaveRun: true };
-  } finally {
-    clearTimeout(timer);
-  }
+/** An attempt under way: its answer's head as soon as it arrives (proxy mode), and how the attempt ends. */
+export interface Running {
+  /** The origin's answer once its status line and headers have arrived; `undefined` when none arrived. */
+  readonly answer?: Promise<LiveAnswer | undefined>;
+  readonly settled: Promise<Settled>;
 }
 
 /**
- * `result`, or `origin_timeout` if it has not settled when the lease ends (the timer is cleared): the handler did
- * not report, and may have run the write.
+ * Calls the origin once; never rejects. The answer streams while its body is captured, until its end or the lease's
+ * (then a result's body breaks off: `response_lost`). The lease timer is cleared as soon as the answer has ended: a
+ * pending timer would keep the object from hibernating (and billed) for the rest of the lease.
+ */
+export function callOrigin(origin: OriginRequest, headers: Headers, leaseMs: number): Running {
+  const lease = new AbortController();
+  const timer = setTimeout(() => lease.abort(new DOMException('origin lease ended', 'TimeoutError')), leaseMs);
+  // The header list is already end-to-end only (forwardableHeaders); storableHeaders drops the response's hop-by-hop
+  // headers, and content-encoding since reading the body decodes it.
+  const answer = fetch(origin.url, { method: origin.method, headers, body: origin.body, redirect: 'manual', signal: lease.signal }).then(
+    (response) => liveAnswer(response, origin.maxBodyBytes, true),
+    () => undefined,
+  );
+  const settled = answer
+    .then(
+      (live): Promise<Settled> | Settled =>
+        live?.settled ??
+        // No status line: the request may have reached the origin (workerd reports a refused and a broken connection alike), so
+        // whether it ran is unknown. A body that breaks later is the capture's to judge, by its status.
+        (lease.signal.aborted ? { kind: 'origin_timeout', mayHaveRun: true } : { kind: 'origin_unreachable', mayHaveRun: true }),
+    )
+    .finally(() => clearTimeout(timer));
+  return { answer, settled };
+}
+
+/**
+ * `result`, or `origin_timeout` if it has not settled when the lease ends: the handler did not report, and may have
+ * run the write.
  */
 export async function withinLease(result: Promise<Settled>, leaseMs: number): Promise<Settled> {
-  let timer: ReturnType<typeof setTimeout> | null = null;
-  const expired = new Promise<Settled>((resolve) => {
-    timer = setTimeout(() => resolve({ kind: 'origin_timeout', mayHaveRun: true }), leaseMs);
-  });
-  try {
-    return await Promise.race([result, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return (await within(result, leaseMs)) ?? { kind: 'origin_timeout', mayHaveRun: true };
 }

@@ -19,31 +19,15 @@
 import { DurableObject } from 'cloudflare:workers';
 import { type Outcome, type Settled, isResultStatus } from '../shared/outcome';
 import type { AttemptLimits, AttemptSpec, BeginResult, PurgeResult, RecordInfo } from './api';
-import { callOrigin, withinLease } from './origin';
+import { type Attempt, type Finished, awaitAttempt } from './attempt';
+import { type Running, callOrigin, withinLease } from './origin';
 import { reconcile } from './reconcile';
 import { Keys, openResponse, sealResponse } from './sealed-store';
 import { type RecordRow, RecordStore, type StoredParts, expiryOf } from './storage';
 import { checkAttempt, checkLimits, checkReconcile, checkSettled, checkSpec } from './validate';
 
-/**
- * How an attempt ended, and until when its answer is stored (`undefined`: not stored); `held` when its outcome is
- * unknown and its policy holds the key rather than freeing it.
- */
-interface Finished {
-  readonly settled: Settled;
-  readonly storedUntil: number | undefined;
-  readonly held: boolean;
-}
-
 /** The policy for an unknown outcome: whether it holds the key (`hold`, `reconcile`) instead of freeing it. */
 const holdsUnknown = (policy: AttemptLimits['onUnknown']): boolean => policy === 'hold' || policy === 'reconcile';
-
-interface Attempt {
-  readonly id: string;
-  readonly done: Promise<Finished>;
-  /** Settles a handler-mode attempt (see {@link IdempotencyRecord.complete}). */
-  readonly settle?: (settled: Settled) => void;
-}
 
 /** What a request finds: an attempt to start (keeping a taken-over record's times) or join, or an answer. */
 type Decision =
@@ -83,10 +67,10 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     const decision = this.#decide(spec);
     if ('outcome' in decision) return Promise.resolve(decision.outcome);
     if ('replay' in decision) return this.#replay(decision.replay);
-    if ('join' in decision) return this.#await(decision.join, spec.timeoutMs, false);
+    if ('join' in decision) return awaitAttempt(decision.join, spec.timeoutMs, false);
     if ('reconcile' in decision) return this.#reconcile(spec, headers, reconcileHeaders, decision.reconcile);
     const attempt = this.#start(spec, decision.start, () => callOrigin(spec.origin, headers, spec.leaseMs));
-    return this.#await(attempt, spec.timeoutMs, true);
+    return awaitAttempt(attempt, spec.timeoutMs, true);
   }
 
   /**
@@ -95,7 +79,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
    * `complete` does not arrive within the lease, the attempt is abandoned and the key freed.
    *
    * @param spec - the fingerprint and limits
-   * @returns `{ kind: 'acquired', attempt }` for the caller that must run the request, else the outcome
+   * @returns `{ kind: 'acquired', attempt, expiresAt }` for the caller that must run the request, else the outcome
    */
   begin(spec: AttemptLimits): Promise<BeginResult> {
     checkLimits(spec);
@@ -104,11 +88,11 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     if ('replay' in decision) return this.#replay(decision.replay);
     // Handler mode has no origin to ask (the middleware refuses reconcile there): the key stays held.
     if ('reconcile' in decision) return Promise.resolve({ kind: 'outcome_unknown' });
-    if ('join' in decision) return this.#await(decision.join, spec.timeoutMs, false);
+    if ('join' in decision) return awaitAttempt(decision.join, spec.timeoutMs, false);
     let settle!: (settled: Settled) => void;
     const reported = new Promise<Settled>((resolve) => (settle = resolve));
-    const attempt = this.#start(spec, decision.start, () => withinLease(reported, spec.leaseMs), settle);
-    return Promise.resolve({ kind: 'acquired', attempt: attempt.id });
+    const attempt = this.#start(spec, decision.start, () => ({ settled: withinLease(reported, spec.leaseMs) }), settle);
+    return Promise.resolve({ kind: 'acquired', attempt: attempt.id, expiresAt: attempt.expiresAt });
   }
 
   /**
@@ -252,7 +236,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   #start(
     spec: AttemptLimits,
     times: { expiresAt: number; createdAt: number },
-    run: () => Promise<Settled>,
+    run: () => Running,
     settle?: (settled: Settled) => void,
   ): Attempt {
     const id = crypto.randomUUID();
@@ -269,8 +253,15 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     });
     // At the expiry: if the attempt is still running then, the alarm re-arms itself until its lease ends.
     void this.ctx.storage.setAlarm(expiresAt);
-    const done = this.#finish(id, run(), expiresAt, spec.onUnknown);
-    const attempt: Attempt = settle ? { id, done, settle } : { id, done };
+    const { answer, settled } = run();
+    const done = this.#finish(id, settled, expiresAt, spec.onUnknown);
+    const attempt: Attempt = {
+      id,
+      done,
+      expiresAt,
+      ...(answer === undefined ? {} : { answer }),
+      ...(settle === undefined ? {} : { settle }),
+    };
     this.#attempt = attempt;
     return attempt;
   }
@@ -378,26 +369,9 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     if (answer === 'never_ran') {
       const times = { expiresAt: now.expires_at, createdAt: now.created_at ?? Date.now() };
       const attempt = this.#start(spec, times, () => callOrigin(spec.origin, headers, spec.leaseMs));
-      return this.#await(attempt, spec.timeoutMs, true);
+      return awaitAttempt(attempt, spec.timeoutMs, true);
     }
     const stored = sealed !== undefined && this.#store.complete(row.attempt, sealed, 'unknown');
     return { kind: 'response', replayed: true, response: answer.ran, ...(stored ? { storedUntil: now.expires_at } : {}) };
-  }
-
-  /** Waits for an attempt, at most `timeoutMs`; the attempt itself goes on regardless. */
-  async #await(attempt: Attempt, timeoutMs: number, first: boolean): Promise<Outcome> {
-    let timer: ReturnType<typeof setTimeout> | null = null;
-    const timedOut = new Promise<undefined>((resolve) => {
-      timer = setTimeout(resolve, timeoutMs);
-    });
-    const finished = await Promise.race([attempt.done, timedOut]);
-    clearTimeout(timer);
-    if (finished === undefined) return first ? { kind: 'origin_timeout' } : { kind: 'in_progress', retryAfterMs: 1000 };
-    const { settled, storedUntil, held } = finished;
-    if (settled.kind === 'origin_timeout' || settled.kind === 'origin_unreachable')
-      return held ? { kind: settled.kind, held } : { kind: settled.kind };
-    if (settled.kind !== 'response') return settled;
-    const outcome = { kind: 'response', replayed: !first, response: settled.response } as const;
-    return storedUntil === undefined ? outcome : { ...outcome, storedUntil };
   }
 }

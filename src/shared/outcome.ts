@@ -17,6 +17,19 @@ export interface StoredResponse {
 }
 
 /**
+ * A response still arriving: its head, and its body as the origin (or the handler) sends it. Only the first answer
+ * of an attempt and the duplicates that join it are streamed; a replay from storage is a {@link StoredResponse}.
+ */
+export interface StreamedResponse {
+  readonly status: number;
+  readonly headers: HeaderList;
+  readonly body: ReadableStream<Uint8Array>;
+}
+
+/** Whether a response's body is all there (stored, or captured whole), not still streaming. */
+export const isStored = (response: StoredResponse | StreamedResponse): response is StoredResponse => response.body instanceof ArrayBuffer;
+
+/**
  * Statuses below 500 that are not results of the write, in both modes: never stored, they free the key like 5xx.
  * - 408, 425, 429 say "try again later": storing one would replay a short overload for the whole TTL and push
  *   clients onto new keys.
@@ -47,15 +60,16 @@ export type Settled =
 /** The result of one keyed request, as decided by the Durable Object. */
 export type Outcome =
   /**
-   * The origin's answer. `replayed` is false only for the request that ran the attempt (and those that joined
-   * it). `expiresAt` is set when the answer was read back from storage: the record stays exactly this until
-   * then. `storedUntil` is set when the attempt's answer was stored just now (not read back), and is when the key
-   * can run again. Either one is the answer's `Idempotency-Expires`.
+   * The origin's answer. `replayed` is false only for the request that ran the attempt. `expiresAt` is set when the
+   * answer was read back from storage: the record stays exactly this until then. `storedUntil` is set for the
+   * attempt's own answer (first or joined) when it holds the key: stored just now, or a result still streaming
+   * (stored when it ends, or kept as too large or lost); it is when the key can run again. Either one is the answer's
+   * `Idempotency-Expires`. The response is streamed while the attempt's answer is still arriving.
    */
   | {
       readonly kind: 'response';
       readonly replayed: boolean;
-      readonly response: StoredResponse;
+      readonly response: StoredResponse | StreamedResponse;
       readonly expiresAt?: number;
       readonly storedUntil?: number;
     }
@@ -179,7 +193,7 @@ export function outcomeProblem(outcome: Outcome): ProblemSpec | undefined {
  * How a stored response is sent: status, headers (with `Idempotent-Replay` for a replay, `Idempotency-Expires`
  * when the key's expiry is known) and encoding.
  */
-export function responseInit({ status, headers }: StoredResponse, replayed: boolean, expiresAt?: number): ResponseInit {
+export function responseInit({ status, headers }: StoredResponse | StreamedResponse, replayed: boolean, expiresAt?: number): ResponseInit {
   const init: ResponseInit = { status, headers: toHeaders(headers) };
   if (replayed) (init.headers as Headers).set(REPLAY_HEADER, 'true');
   if (expiresAt !== undefined) (init.headers as Headers).set(EXPIRES_HEADER, new Date(expiresAt).toUTCString());
@@ -188,9 +202,12 @@ export function responseInit({ status, headers }: StoredResponse, replayed: bool
   return init;
 }
 
-/** A stored response as sent to the client, from its {@link responseInit} (which it copies). */
-export const sendStored = (response: StoredResponse, init: ResponseInit): Response =>
-  new Response(NULL_BODY_STATUS.has(response.status) ? null : response.body, init);
+/** A stored (or streaming) response as sent to the client, from its {@link responseInit} (which it copies). */
+export function sendStored(response: StoredResponse | StreamedResponse, init: ResponseInit): Response {
+  if (!NULL_BODY_STATUS.has(response.status)) return new Response(response.body, init);
+  if (response.body instanceof ReadableStream) void response.body.cancel().catch(() => {});
+  return new Response(null, init);
+}
 
 /** The stored (or just captured) response of an outcome that carries one, as sent to the client. */
 export function storedResponse(outcome: Extract<Outcome, { kind: 'response' }>): Response {

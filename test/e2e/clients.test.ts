@@ -141,11 +141,14 @@ describe('stripe-node (maxNetworkRetries), IDEMPOTENCY_ERROR_FORMAT=error_object
     expect(await originCount(setup.origin.url, { key })).toBe(1);
   });
 
-  it('raises a 502 response_too_large after exactly one attempt', async () => {
+  it('gets an answer too large to store once, then raises a 502 response_too_large after exactly one attempt', async () => {
     const key = randomUUID();
-    const error = await rejection(stripe().rawRequest('POST', `/v1/sdk/0/5000/stripe-large-${randomUUID()}`, {}, { idempotencyKey: key }));
+    const path = `/v1/sdk/0/5000/stripe-large-${randomUUID()}`;
+    // The first answer streams through whole; only its retries hear it cannot be replayed.
+    expect(await stripe().rawRequest('POST', path, {}, { idempotencyKey: key })).toMatchObject({ object: 'sdk_object', call: 1 });
+    const error = await rejection(stripe().rawRequest('POST', path, {}, { idempotencyKey: key }));
     expect(error).toMatchObject({ statusCode: 502, code: 'response_too_large' });
-    expect(setup.toErrorObjects.attempts(key)).toBe(1);
+    expect(setup.toErrorObjects.attempts(key)).toBe(2);
     expect(await originCount(setup.origin.url, { key })).toBe(1);
   });
 });
@@ -175,11 +178,13 @@ describe('orb-billing, a Stainless-generated SDK (maxRetries), problem documents
     expect(await originCount(setup.origin.url, { key })).toBe(1);
   });
 
-  it('raises a 502 response_too_large after exactly one attempt', async () => {
+  it('gets an answer too large to store once, then raises a 502 response_too_large after exactly one attempt', async () => {
     const key = randomUUID();
-    const error = await rejection(orb().post(`/sdk/0/5000/orb-large-${randomUUID()}`, { body: {}, idempotencyKey: key }));
+    const path = `/sdk/0/5000/orb-large-${randomUUID()}`;
+    expect(await orb().post(path, { body: {}, idempotencyKey: key })).toMatchObject({ object: 'sdk_object', call: 1 });
+    const error = await rejection(orb().post(path, { body: {}, idempotencyKey: key }));
     expect(error).toMatchObject({ status: 502, error: { code: 'response_too_large' } });
-    expect(setup.toProblems.attempts(key)).toBe(1);
+    expect(setup.toProblems.attempts(key)).toBe(2);
     expect(await originCount(setup.origin.url, { key })).toBe(1);
   });
 });

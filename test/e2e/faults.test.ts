@@ -89,8 +89,12 @@ describe('origin faults', () => {
   });
 
   // Issue #18: a 200 status line arrived, so the write ran; the broken body must not free the key.
-  it('a connection reset mid-body after a 200: 502 origin_response_lost, state lost, never a second call', async () => {
+  it('a connection reset mid-body after a 200: the first client sees its body break off, then 502 origin_response_lost, state lost, never a second call', async () => {
     const key = randomUUID();
+    // The first client gets the answer as the origin sent it: its status, then a body that breaks off.
+    const first = await send(shared.proxy.url, '/reset/mid-body', { key, body: 'x' });
+    expect(first.status).toBe(200);
+    await expect(first.arrayBuffer()).rejects.toThrow();
     expect(await problemCode(await send(shared.proxy.url, '/reset/mid-body', { key, body: 'x' }))).toBe('origin_response_lost');
     expect(await problemCode(await send(shared.proxy.url, '/reset/mid-body', { key, body: 'x' }))).toBe('origin_response_lost');
     expect(await keyInfo(shared.proxy.url, key)).toMatchObject({ state: 'lost', status: 200 });

@@ -18,6 +18,8 @@
  * - `/refuse/...`         closes the connection without an answer (an origin that is down)
  * - `/reset-status/<code>/...` like `/reset`, with status `<code>` (issue #18: a result's body lost, or a 5xx's)
  * - `/drip/<ms>/...`     200 with part of its body at once and the rest after `<ms>` milliseconds
+ * - `/sse/<n>/<ms>/...`  200 `text/event-stream`: `<n>` events (`data: {"i":k,"call":c}`), one every `<ms>` ms, the
+ *   head at once (issue #19: a streaming API). `?pad=<bytes>` pads each event's data, for streams over a limit
  * - `/reset-before-status/...` reads the request, then resets the connection before any status line (issue #18)
  * - `/big-status/<code>/<n>/...` answers `<code>` with `<n>` bytes (issue #18: a 5xx over the body limit)
  * - `/reconcile/<found|missing|broken>/...` the reconcile URL of issue #18: 200 `{ reconciled, key, credential }`,
@@ -173,6 +175,22 @@ export async function startTestOrigin(): Promise<TestOrigin> {
         res.write('partial');
         setTimeout(() => res.end('-rest!!'), Number(arg));
         return;
+      case 'sse': {
+        const [events, every] = [Number(arg), Number(url.pathname.split('/')[3])];
+        const pad = 'p'.repeat(Number(url.searchParams.get('pad') ?? 0));
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+        res.flushHeaders();
+        let sent = 0;
+        const tick = setInterval(() => {
+          res.write(`data: ${JSON.stringify({ i: sent, call: count, pad })}\n\n`);
+          if (++sent === events) {
+            clearInterval(tick);
+            res.end();
+          }
+        }, every);
+        res.on('close', () => clearInterval(tick));
+        return;
+      }
       case 'reset-before-status':
         // Counted, then reset before a status line: the origin may have run the write, and nobody knows.
         req.socket.resetAndDestroy();

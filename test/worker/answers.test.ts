@@ -56,6 +56,8 @@ describe('retry advice', () => {
     expect(advice(await reused({}))).toBe('false');
     expect(advice(await send('/echo/answers-invalid', { key: 'a b', body: 'x' }))).toBe('false');
     const key = newKey();
+    // The first client gets the whole answer; the retries hear it cannot be replayed.
+    expect((await (await sendWith(SMALL, '/bytes/5000/answers-large', { key, body: 'x' })).arrayBuffer()).byteLength).toBe(5000);
     for (let i = 0; i < 2; i++) {
       const res = await sendWith(SMALL, '/bytes/5000/answers-large', { key, body: 'x' });
       await expectProblem(res.clone(), 502, 'response_too_large');

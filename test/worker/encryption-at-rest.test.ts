@@ -13,7 +13,17 @@ import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it, vi } from 'vitest';
 import { Answers } from '../../src/shared/answers';
 import { type Outcome, outcomeResponse } from '../../src/shared/outcome';
-import { attemptSpec as spec, expectProblem, newKey, originCalls, recordStub, resetObject, sendWith } from './helpers';
+import {
+  type ReadOutcome,
+  attemptSpec as spec,
+  expectProblem,
+  newKey,
+  originCalls,
+  readOutcome,
+  recordStub,
+  resetObject,
+  sendWith,
+} from './helpers';
 
 /** A fresh random 256-bit key in base64. */
 const secret = (): string => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));
@@ -27,9 +37,9 @@ async function useKeys(key: string, keys: string | undefined): Promise<void> {
 }
 
 /** Sets the keyring, then runs `path` under `key` through the real object (and the real origin). */
-async function run(key: string, keys: string | undefined, path: string): Promise<Outcome> {
+async function run(key: string, keys: string | undefined, path: string): Promise<ReadOutcome> {
   await useKeys(key, keys);
-  return (await (await recordStub(key)).execute(spec(key, path, { maxBodyBytes: 4 * 1024 * 1024 }))) as Outcome;
+  return readOutcome((await (await recordStub(key)).execute(spec(key, path, { maxBodyBytes: 4 * 1024 * 1024 }))) as Outcome);
 }
 
 type Raw = {
@@ -66,7 +76,7 @@ const FORMAT_3_TABLE = `CREATE TABLE record (
 const text = (value: string | ArrayBuffer | null): string =>
   value === null ? '' : typeof value === 'string' ? value : new TextDecoder('latin1').decode(value);
 
-const responseOf = (outcome: Outcome) => {
+const responseOf = (outcome: ReadOutcome) => {
   if (outcome.kind !== 'response') throw new Error(`expected a response, got ${outcome.kind}`);
   return outcome;
 };

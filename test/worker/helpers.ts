@@ -9,6 +9,7 @@ import { proxyFor } from '../../src/proxy/app';
 import type { AttemptLimits, AttemptSpec } from '../../src/record/api';
 import type { IdempotencyRecord } from '../../src/record/record';
 import { sha256Hex } from '../../src/shared/hash';
+import { type Outcome, type StoredResponse, isStored } from '../../src/shared/outcome';
 
 export const originUrl = inject('originUrl');
 
@@ -219,4 +220,16 @@ export function answering(answer: () => Response | Promise<Response>, options: I
   const request = (key: string) =>
     Promise.resolve(app.request('/x', { method: 'POST', headers: { authorization: 'Bearer t', 'idempotency-key': key }, body: 'x' }, env));
   return { request, runs: () => runs };
+}
+
+/** An outcome whose response, if any, has been read to its end (for a streamed one: once its record is stored). */
+export type ReadOutcome = Exclude<Outcome, { kind: 'response' }> | (Extract<Outcome, { kind: 'response' }> & { response: StoredResponse });
+
+/** Reads the response of an object's outcome to its end, whether it was read back from storage or is still streaming. */
+export async function readOutcome(returned: unknown): Promise<ReadOutcome> {
+  // The RPC stub's types lose the header tuples; the value is an Outcome.
+  const outcome = returned as Outcome;
+  if (outcome.kind !== 'response' || isStored(outcome.response)) return outcome as ReadOutcome;
+  const body = await new Response(outcome.response.body).arrayBuffer();
+  return { ...outcome, response: { ...outcome.response, body } };
 }

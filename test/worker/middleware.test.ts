@@ -291,6 +291,8 @@ describe('idempotency(): what a handler answers is stored and replayed exactly',
     for (let i = 0; i < 300; i++) headers.append('x-big', 'h'.repeat(1024));
     const app = answering(() => new Response('ok', { headers }));
     const key = newKey();
+    // The first client gets the handler's answer; it is not stored.
+    expect(await (await app.request(key)).text()).toBe('ok');
     await expectProblem(await app.request(key), 502, 'response_too_large');
     await expectProblem(await app.request(key), 502, 'response_too_large');
     expect(app.runs()).toBe(1);
@@ -298,7 +300,10 @@ describe('idempotency(): what a handler answers is stored and replayed exactly',
 
   it('answers 502 response_too_large for a body whose declared length is over the limit, and for one that only grows past it', async () => {
     const declared = answering(() => new Response(new Uint8Array(2000)), { maxBodyBytes: 1000 });
-    await expectProblem(await declared.request(newKey()), 502, 'response_too_large');
+    const declaredKey = newKey();
+    // The first client gets the whole answer, streamed; the key then holds it as too large.
+    expect((await (await declared.request(declaredKey)).arrayBuffer()).byteLength).toBe(2000);
+    await expectProblem(await declared.request(declaredKey), 502, 'response_too_large');
     const streamed = answering(
       () =>
         new Response(
@@ -311,7 +316,10 @@ describe('idempotency(): what a handler answers is stored and replayed exactly',
         ),
       { maxBodyBytes: 1000 },
     );
-    await expectProblem(await streamed.request(newKey()), 502, 'response_too_large');
+    const streamedKey = newKey();
+    expect((await (await streamed.request(streamedKey)).arrayBuffer()).byteLength).toBe(2000);
+    await expectProblem(await streamed.request(streamedKey), 502, 'response_too_large');
+    expect([declared.runs(), streamed.runs()]).toEqual([1, 1]);
   });
 });
 

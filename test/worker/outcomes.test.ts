@@ -13,6 +13,7 @@ import {
   newKey,
   originCalls,
   originUrl,
+  readOutcome,
   recordStub,
   resetObject,
   storedRecord,
@@ -151,7 +152,7 @@ describe('IdempotencyRecord: onUnknown reconcile', () => {
     const key = newKey();
     const leaseUntil = await diedMidFlight(key, '/slow/1000/found', { onUnknown: 'reconcile' });
     await until(() => Date.now() > leaseUntil);
-    const outcome = await (await recordStub(key)).execute(reconciling(key, '/slow/1000/found', 'found'));
+    const outcome = await readOutcome(await (await recordStub(key)).execute(reconciling(key, '/slow/1000/found', 'found')));
     expect(outcome).toMatchObject({ kind: 'response', replayed: true, response: { status: 200 } });
     if (outcome.kind !== 'response') return;
     expect(JSON.parse(new TextDecoder().decode(outcome.response.body))).toMatchObject({ reconciled: true, key, credential: true });

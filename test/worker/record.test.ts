@@ -7,7 +7,18 @@ import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'c
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { sha256Hex } from '../../src/shared/hash';
 import type { Settled } from '../../src/shared/outcome';
-import { attemptSpec as spec, newKey, originCalls, originUrl, recordStub, resetObject, send, storedRecord, until } from './helpers';
+import {
+  attemptSpec as spec,
+  newKey,
+  originCalls,
+  originUrl,
+  readOutcome,
+  recordStub,
+  resetObject,
+  send,
+  storedRecord,
+  until,
+} from './helpers';
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -33,7 +44,10 @@ const response = (status: number, text: string): Settled => ({
 describe('IdempotencyRecord: state survives a restart', () => {
   it('replays from storage after the object is evicted', async () => {
     const key = newKey();
-    expect((await send('/echo/evict', { key, body: 'x' })).status).toBe(200);
+    const first = await send('/echo/evict', { key, body: 'x' });
+    expect(first.status).toBe(200);
+    // Read to its end: the answer's end is sent only once it is stored.
+    await first.text();
     await evictDurableObject(await recordStub(key));
     const replay = await send('/echo/evict', { key, body: 'x' });
     expect(replay.headers.get('idempotent-replay')).toBe('true');
@@ -152,7 +166,7 @@ describe('IdempotencyRecord: an attempt that dies mid-flight', () => {
       state.storage.sql.exec(`CREATE TRIGGER refuse_store BEFORE UPDATE ON record BEGIN SELECT RAISE(ABORT, 'storage refused'); END`);
     });
     // The client still gets the origin's answer.
-    expect(await first).toMatchObject({ kind: 'response', replayed: false, response: { status: 200 } });
+    expect(await readOutcome(await first)).toMatchObject({ kind: 'response', replayed: false, response: { status: 200 } });
     expect(errors.some((line) => line.includes('"event":"store_failed"'))).toBe(true);
     expect((await storedRecord(key))?.state).toBe('in_flight');
     expect((await stub.execute(spec(key, '/slow/600/refused'))).kind).toBe('in_progress');
@@ -212,14 +226,14 @@ describe('IdempotencyRecord: expiry', () => {
     const key = newKey();
     const stub = await recordStub(key);
     const big = { ttlMs: 500, leaseMs: 400, timeoutMs: 400, maxBodyBytes: 8 * 1024 * 1024 };
-    await stub.execute(spec(key, `/bytes/${4 * 1024 * 1024}/chunks-old`, big));
+    await readOutcome(await stub.execute(spec(key, `/bytes/${4 * 1024 * 1024}/chunks-old`, big)));
     expect((await storedRecord(key))?.chunks).toBe(4);
     const { expires_at: expiresAt } = (await storedRecord(key))!;
     await until(() => Date.now() > expiresAt);
     const size = 2 * 1024 * 1024 + 5;
-    const fresh = await stub.execute({ ...spec(key, `/bytes/${size}/chunks-new`, { ...big, ttlMs: 60_000 }) });
+    const fresh = await readOutcome(await stub.execute({ ...spec(key, `/bytes/${size}/chunks-new`, { ...big, ttlMs: 60_000 }) }));
     expect(fresh).toMatchObject({ kind: 'response', replayed: false });
-    const replay = await stub.execute(spec(key, `/bytes/${size}/chunks-new`, { ...big, ttlMs: 60_000 }));
+    const replay = await readOutcome(await stub.execute(spec(key, `/bytes/${size}/chunks-new`, { ...big, ttlMs: 60_000 })));
     if (replay.kind !== 'response') throw new Error(`expected a replay, got ${replay.kind}`);
     const expected = new Uint8Array(size).map((_, i) => (i * 31 + 7) & 0xff);
     expect(replay.response.body.byteLength).toBe(size);
@@ -259,7 +273,7 @@ describe('IdempotencyRecord: storage never holds a half-written response', () =>
   it('keeps a body up to 1 MiB in the record row', async () => {
     const key = newKey();
     const stub = await recordStub(key);
-    await stub.execute(spec(key, `/bytes/${1024 * 1024}/inline`, { maxBodyBytes: 4 * 1024 * 1024 }));
+    await readOutcome(await stub.execute(spec(key, `/bytes/${1024 * 1024}/inline`, { maxBodyBytes: 4 * 1024 * 1024 })));
     const row = await runInDurableObject(stub, (_, state) => ({
       record: state.storage.sql.exec<{ size: number; chunks: number }>(`SELECT length(body) AS size, chunks FROM record`).one(),
       chunkTable: state.storage.sql.exec(`SELECT name FROM sqlite_master WHERE name = 'body_chunk'`).toArray().length,
@@ -270,7 +284,7 @@ describe('IdempotencyRecord: storage never holds a half-written response', () =>
   it('writes the record and its chunks in one transaction', async () => {
     const key = newKey();
     const stub = await recordStub(key);
-    await stub.execute(spec(key, `/bytes/${3 * 1024 * 1024}/tx`, { maxBodyBytes: 4 * 1024 * 1024 }));
+    await readOutcome(await stub.execute(spec(key, `/bytes/${3 * 1024 * 1024}/tx`, { maxBodyBytes: 4 * 1024 * 1024 })));
     const rows = await runInDurableObject(stub, (_, state) =>
       state.storage.sql
         .exec<{ chunks: number; stored: number; size: number }>(

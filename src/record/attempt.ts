@@ -1,0 +1,73 @@
+/**
+ * @module
+ * One attempt of a key, as the object runs it, and what a request waiting on it is answered.
+ *
+ * The wait a caller accepts (`timeoutMs`) is for the answer to begin: once the origin's status line and headers have
+ * arrived, the first request and every duplicate that joins get the answer as it streams, until it ends (within the
+ * attempt's lease). Handler-mode attempts have no live answer: their duplicates wait for the handler's report.
+ */
+import type { LiveAnswer } from '../shared/capture';
+import { type Outcome, type Settled, isResultStatus } from '../shared/outcome';
+import { within } from '../shared/timer';
+
+/**
+ * How an attempt ended, and until when its answer is stored (`undefined`: not stored); `held` when its outcome is
+ * unknown and its policy holds the key rather than freeing it.
+ */
+export interface Finished {
+  readonly settled: Settled;
+  readonly storedUntil: number | undefined;
+  readonly held: boolean;
+}
+
+export interface Attempt {
+  readonly id: string;
+  readonly done: Promise<Finished>;
+  /** Proxy mode: the origin's answer once its head has arrived (`undefined`: none arrived), its body still streaming. */
+  readonly answer?: Promise<LiveAnswer | undefined>;
+  /** When the key can run again if the attempt's answer holds it (stored, too large or lost). */
+  readonly expiresAt: number;
+  /** Settles a handler-mode attempt (see `IdempotencyRecord.complete`). */
+  readonly settle?: (settled: Settled) => void;
+}
+
+/**
+ * What a request waiting on `attempt` gets, waiting at most `timeoutMs` for the answer to begin; the attempt itself goes
+ * on regardless.
+ *
+ * @param first - whether this request started the attempt (its answer is not a replay, and it alone gets the bytes past
+ *   the capture limit)
+ */
+export async function awaitAttempt(attempt: Attempt, timeoutMs: number, first: boolean): Promise<Outcome> {
+  const { answer, done } = attempt;
+  // A call that got no head ends at once: its end is the answer.
+  const head: Promise<LiveAnswer | Finished> =
+    answer === undefined ? done : answer.then((live): Promise<LiveAnswer | Finished> | LiveAnswer => live ?? done);
+  const begun = await within(Promise.race([done, head]), timeoutMs);
+  if (begun === undefined) {
+    // Nobody will read the first answer when it comes: past the limit its source is cancelled, not waited on.
+    if (first) void answer?.then((live) => live?.body.abandon());
+    return first ? { kind: 'origin_timeout' } : { kind: 'in_progress', retryAfterMs: 1000 };
+  }
+  if (!('body' in begun)) return finishedOutcome(begun, first);
+  const { status, headers, body } = begun;
+  const holds = isResultStatus(status);
+  if (!first && body.capture === 'too_large') return holds ? { kind: 'response_too_large', status } : { kind: 'origin_unreachable' };
+  // Broken: the attempt ends at once, and its end says what the break means (lost, or a freed key).
+  if (!first && body.capture === 'broken') return finishedOutcome(await done, first);
+  const outcome = {
+    kind: 'response',
+    replayed: !first,
+    response: { status, headers, body: first ? body.first(done) : body.join(done) },
+  } as const;
+  return holds ? { ...outcome, storedUntil: attempt.expiresAt } : outcome;
+}
+
+/** The answer of an attempt that has ended. */
+function finishedOutcome({ settled, storedUntil, held }: Finished, first: boolean): Outcome {
+  if (settled.kind === 'origin_timeout' || settled.kind === 'origin_unreachable')
+    return held ? { kind: settled.kind, held } : { kind: settled.kind };
+  if (settled.kind !== 'response') return settled;
+  const outcome = { kind: 'response', replayed: !first, response: settled.response } as const;
+  return storedUntil === undefined ? outcome : { ...outcome, storedUntil };
+}

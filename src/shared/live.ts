@@ -1,0 +1,183 @@
+/**
+ * @module
+ * An answer's body while it arrives: read once from its source, captured for the record up to a limit, and
+ * streamed to the first client and to every duplicate that joins, each from its first byte.
+ *
+ * Invariants:
+ * - The source is read by one pump, as fast as it sends, whoever reads: a client that goes away or reads slowly
+ *   neither stops the capture nor makes it buffer more. The captured chunks are the one copy of the bytes; each
+ *   reader walks them by index.
+ * - Past the limit the capture stops (the answer is too large to store) and the rest goes to the first reader
+ *   only, one chunk at a time as it reads (back-pressure): memory stays at the limit plus one chunk. Joiners'
+ *   streams then break where the capture stopped; their retries are answered from the record.
+ * - If the first reader goes away past the limit, the source is cancelled: nobody needs the rest.
+ */
+import { concatBytes } from './bytes';
+
+/** How a body's capture ended: `whole` with every byte, `too_large` past the limit, `broken` when the source failed. */
+export type Captured =
+  { readonly kind: 'whole'; readonly body: ArrayBuffer } | { readonly kind: 'too_large' } | { readonly kind: 'broken' };
+
+export class LiveBody {
+  readonly #max: number;
+  readonly #chunks: Uint8Array[] = [];
+  #size = 0;
+  /** `open` while every byte is captured; `too_large` once capture stopped; `broken` when the source failed. */
+  #state: 'open' | 'too_large' | 'broken' = 'open';
+  /** Set once the source has ended (or was cancelled), whether or not the capture stopped before. */
+  #ended = false;
+  /** Past the limit: the chunk waiting for the first reader, and how to tell the pump it was taken. */
+  #overflow: { readonly chunk: Uint8Array; readonly taken: () => void } | undefined;
+  #firstGone = false;
+  #firstTaken = false;
+  /** Resolved (and replaced) whenever readers may have something new. */
+  #changed!: Promise<void>;
+  #notify!: () => void;
+  /** How the capture ended; settles once the source has ended (or, past the limit, the first reader went away). */
+  readonly ended: Promise<Captured>;
+
+  /**
+   * @param source - the body; `null` reads as empty
+   * @param max - the most bytes captured
+   * @param storable - `false` when the answer cannot be stored anyway (its headers are too large): capture stops at once
+   */
+  constructor(source: ReadableStream<Uint8Array> | null, max: number, storable = true) {
+    this.#max = storable ? max : -1;
+    this.#rearm();
+    this.ended = this.#pump(source);
+  }
+
+  /**
+   * `open` while every byte so far is captured (a joiner can be given them all); `too_large` once the capture stopped
+   * at the limit; `broken` once the source failed.
+   */
+  get capture(): 'open' | 'too_large' | 'broken' {
+    return this.#state;
+  }
+
+  /**
+   * The stream for the client whose request ran the attempt (taken once, unless abandoned).
+   *
+   * @param closing - the stream ends only once this has settled (the record is stored): a client that has read the
+   *   whole answer can count on its retry being a replay
+   */
+  first(closing: Promise<unknown> = Promise.resolve()): ReadableStream<Uint8Array> {
+    if (this.#firstTaken || this.#firstGone) throw new Error('the first reader was already taken or abandoned');
+    this.#firstTaken = true;
+    return this.#reader(true, closing);
+  }
+
+  /**
+   * Says that no first reader will come (or that it went away): past the limit the source is then cancelled instead
+   * of waiting for it. Until then, the bytes past the limit wait for the first reader.
+   */
+  abandon(): void {
+    this.#firstGone = true;
+    // A pump waiting for the gone reader to take a chunk past the limit goes on (and cancels the source).
+    const overflow = this.#overflow;
+    this.#overflow = undefined;
+    overflow?.taken();
+  }
+
+  /**
+   * A stream for a duplicate that joins: every captured byte from the first, then the rest as it arrives.
+   *
+   * @param closing - as for {@link first}
+   */
+  join(closing: Promise<unknown> = Promise.resolve()): ReadableStream<Uint8Array> {
+    return this.#reader(false, closing);
+  }
+
+  #rearm(): void {
+    this.#changed = new Promise((resolve) => (this.#notify = resolve));
+  }
+
+  #wake(): void {
+    this.#notify();
+    this.#rearm();
+  }
+
+  async #pump(source: ReadableStream<Uint8Array> | null): Promise<Captured> {
+    if (source === null) {
+      this.#ended = true;
+      return { kind: 'whole', body: new ArrayBuffer(0) };
+    }
+    const reader = source.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        // A byte stream refuses an empty chunk; it carries nothing anyway.
+        if (value.byteLength === 0) continue;
+        if (this.#state === 'open' && this.#size + value.byteLength <= this.#max) {
+          this.#chunks.push(value);
+          this.#size += value.byteLength;
+          this.#wake();
+          continue;
+        }
+        this.#state = 'too_large';
+        if (this.#firstGone) {
+          await reader.cancel().catch(() => {});
+          break;
+        }
+        await new Promise<void>((taken) => {
+          this.#overflow = { chunk: value, taken };
+          this.#wake();
+        });
+      }
+    } catch {
+      this.#state = 'broken';
+      this.#wake();
+      return { kind: 'broken' };
+    }
+    this.#ended = true;
+    this.#wake();
+    if (this.#state === 'too_large') return { kind: 'too_large' };
+    const body = concatBytes(this.#chunks);
+    // The readers still behind walk the whole body from now on: one copy of the bytes, not two.
+    let offset = 0;
+    this.#chunks.forEach((chunk, index) => {
+      this.#chunks[index] = new Uint8Array(body, offset, chunk.byteLength);
+      offset += chunk.byteLength;
+    });
+    return { kind: 'whole', body };
+  }
+
+  #reader(first: boolean, closing: Promise<unknown>): ReadableStream<Uint8Array> {
+    let next = 0;
+    return new ReadableStream({
+      type: 'bytes',
+      pull: async (controller) => {
+        for (;;) {
+          const chunk = this.#chunks[next];
+          if (chunk !== undefined) {
+            next += 1;
+            // A byte stream takes over the buffer it is given: every reader gets its own copy of a shared chunk.
+            controller.enqueue(chunk.slice());
+            return;
+          }
+          if (this.#state === 'broken') return controller.error(new Error("the origin's answer broke off"));
+          if (this.#state === 'too_large') {
+            // Joiners cannot be given the rest; the first reader gets it, one chunk at a time.
+            if (!first) return controller.error(new Error('the answer is too large to share'));
+            const overflow = this.#overflow;
+            if (overflow !== undefined) {
+              this.#overflow = undefined;
+              controller.enqueue(overflow.chunk);
+              overflow.taken();
+              return;
+            }
+          }
+          if (this.#ended) {
+            await Promise.allSettled([closing]);
+            return controller.close();
+          }
+          await this.#changed;
+        }
+      },
+      cancel: () => {
+        if (first) this.abandon();
+      },
+    });
+  }
+}

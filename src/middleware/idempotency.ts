@@ -303,10 +303,10 @@ export function createIdempotency(resolved: ResolvedOptions): MiddlewareHandler<
       live = liveAnswer(c.res, maxBodyBytes, false);
     } catch {
       const failed = { kind: 'origin_unreachable' } as const;
-      await completeAttempt(ref, acquired.attempt, failed);
+      await completeAttempt(ref, acquired, failed);
       return failed;
     }
-    const recorded = live.settled.then((settled) => completeAttempt(ref, acquired.attempt, settled));
+    const recorded = live.settled.then((settled) => completeAttempt(ref, acquired, settled));
     const settled = await within(live.settled, 0);
     if (settled !== undefined) {
       const storedUntil = await recorded;
@@ -325,9 +325,17 @@ export function createIdempotency(resolved: ResolvedOptions): MiddlewareHandler<
   }
 
   /** Reports the end of a handler-mode attempt; returns when the key can run again if its answer was stored. */
-  async function completeAttempt(ref: RecordRef, attemptId: string, settled: Settled): Promise<number | null> {
+  async function completeAttempt(ref: RecordRef, { attempt, report }: Acquired, settled: Settled): Promise<number | null> {
     try {
-      return (await records.call(ref, (stub) => stub.complete(attemptId, settled))) ?? null;
+      // In begin()'s RPC session: no second billed request.
+      return await report.complete(settled);
+    } catch {
+      // The session is gone (the object was reset meanwhile): the object still takes the report by the attempt's id.
+    } finally {
+      (report as Partial<Disposable>)[Symbol.dispose]?.();
+    }
+    try {
+      return (await records.call(ref, (stub) => stub.complete(attempt, settled))) ?? null;
     } catch (error) {
       // Not recorded: the key stays held until the lease ends. The client still gets the answer.
       const cause = error instanceof Rejection ? error.problem.cause : error;

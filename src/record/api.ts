@@ -6,6 +6,7 @@
  */
 import type { HeaderList } from '../shared/headers';
 import type { Outcome } from '../shared/outcome';
+import type { AttemptReport } from './record';
 
 /** The limits every attempt runs under; sent with every call to the object. */
 export interface AttemptLimits {
@@ -52,10 +53,13 @@ export interface AttemptSpec extends AttemptLimits {
 }
 
 /**
- * Answer of `IdempotencyRecord.begin`: run the handler yourself (`expiresAt`: when the key can run again once the
+ * Answer of `IdempotencyRecord.begin`: run the handler yourself and report its result on `report` (or, after the
+ * session was lost, with `IdempotencyRecord.complete(attempt, …)`; `expiresAt`: when the key can run again once the
  * handler's answer holds it), or what the client gets.
  */
-export type BeginResult = { readonly kind: 'acquired'; readonly attempt: string; readonly expiresAt: number } | Outcome;
+export type BeginResult =
+  | { readonly kind: 'acquired'; readonly attempt: string; readonly expiresAt: number; readonly report: AttemptReport }
+  | Outcome;
 
 /** What `IdempotencyRecord.inspect` tells about a record; never its body. */
 export interface RecordInfo {

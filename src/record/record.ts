@@ -16,7 +16,7 @@
  * Not guaranteed: if the instance dies after the origin ran but before the answer was stored, the origin
  * may see the request again after the lease ends. The forwarded `Idempotency-Key` lets it deduplicate.
  */
-import { DurableObject } from 'cloudflare:workers';
+import { DurableObject, RpcTarget } from 'cloudflare:workers';
 import { type Outcome, type Settled, isResultStatus } from '../shared/outcome';
 import type { AttemptLimits, AttemptSpec, BeginResult, PurgeResult, RecordInfo } from './api';
 import { type Attempt, type Finished, awaitAttempt } from './attempt';
@@ -38,6 +38,29 @@ type Decision =
   | { readonly replay: RecordRow }
   /** `reconcile`: the row of a dead attempt, now `unknown`; the origin is asked before anything runs again. */
   | { readonly reconcile: RecordRow };
+
+/**
+ * Handler mode: where the caller that acquired a key reports how its attempt ended. Returned by `begin`, so the
+ * report travels in the same RPC session as the `begin` call: one billed Durable Object request per first-time write.
+ */
+export class AttemptReport extends RpcTarget {
+  readonly #complete: (settled: Settled) => Promise<number | null>;
+
+  constructor(complete: (settled: Settled) => Promise<number | null>) {
+    super();
+    this.#complete = complete;
+  }
+
+  /**
+   * Reports the attempt's result, as {@link IdempotencyRecord.complete} does for its attempt.
+   *
+   * @returns when the key can run again if the response was stored (ms since the epoch), else `null`
+   */
+  complete(settled: Settled): Promise<number | null> {
+    checkSettled(settled);
+    return this.#complete(settled);
+  }
+}
 
 /** The Durable Object class; one instance per `(scope hash, key)`. */
 export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
@@ -79,7 +102,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
    * `complete` does not arrive within the lease, the attempt is abandoned and the key freed.
    *
    * @param spec - the fingerprint and limits
-   * @returns `{ kind: 'acquired', attempt, expiresAt }` for the caller that must run the request, else the outcome
+   * @returns `{ kind: 'acquired', attempt, expiresAt, report }` for the caller that must run the request (it reports on
+   *   `report`, in this call's RPC session), else the outcome
    */
   begin(spec: AttemptLimits): Promise<BeginResult> {
     checkLimits(spec);
@@ -92,7 +116,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     let settle!: (settled: Settled) => void;
     const reported = new Promise<Settled>((resolve) => (settle = resolve));
     const attempt = this.#start(spec, decision.start, () => ({ settled: withinLease(reported, spec.leaseMs) }), settle);
-    return Promise.resolve({ kind: 'acquired', attempt: attempt.id, expiresAt: attempt.expiresAt });
+    const report = new AttemptReport((settled) => this.#complete(attempt.id, settled));
+    return Promise.resolve({ kind: 'acquired', attempt: attempt.id, expiresAt: attempt.expiresAt, report });
   }
 
   /**

@@ -198,8 +198,8 @@ export function attemptSpec(key: string, path: string, overrides: Partial<Attemp
 }
 
 /** Resets the object as a deploy or crash would: in-memory state is lost, storage stays. */
-export async function resetObject(key: string): Promise<void> {
-  await runInDurableObject(await recordStub(key), (_, state) => {
+export async function resetObject(key: string, scope?: string, namespace?: string): Promise<void> {
+  await runInDurableObject(await recordStub(key, scope, namespace), (_, state) => {
     try {
       state.abort('test reset');
     } catch {

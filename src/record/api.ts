@@ -6,7 +6,7 @@
  */
 import type { HeaderList } from '../shared/headers';
 import type { Outcome } from '../shared/outcome';
-import type { AttemptReport } from './record';
+import type { AttemptReport } from './attempt';
 
 /** The limits every attempt runs under; sent with every call to the object. */
 export interface AttemptLimits {
@@ -58,8 +58,7 @@ export interface AttemptSpec extends AttemptLimits {
  * handler's answer holds it), or what the client gets.
  */
 export type BeginResult =
-  | { readonly kind: 'acquired'; readonly attempt: string; readonly expiresAt: number; readonly report: AttemptReport }
-  | Outcome;
+  { readonly kind: 'acquired'; readonly attempt: string; readonly expiresAt: number; readonly report: AttemptReport } | Outcome;
 
 /** What `IdempotencyRecord.inspect` tells about a record; never its body. */
 export interface RecordInfo {

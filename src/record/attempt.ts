@@ -6,9 +6,11 @@
  * arrived, the first request and every duplicate that joins get the answer as it streams, until it ends (within the
  * attempt's lease). Handler-mode attempts have no live answer: their duplicates wait for the handler's report.
  */
+import { RpcTarget } from 'cloudflare:workers';
 import type { LiveAnswer } from '../shared/capture';
 import { type Outcome, type Settled, isResultStatus } from '../shared/outcome';
 import { within } from '../shared/timer';
+import { checkSettled } from './validate';
 
 /**
  * How an attempt ended, and until when its answer is stored (`undefined`: not stored); `held` when its outcome is
@@ -29,6 +31,29 @@ export interface Attempt {
   readonly expiresAt: number;
   /** Settles a handler-mode attempt (see `IdempotencyRecord.complete`). */
   readonly settle?: (settled: Settled) => void;
+}
+
+/**
+ * Handler mode: where the caller that acquired a key reports how its attempt ended. Returned by `begin`, so the
+ * report travels in the same RPC session as the `begin` call: one billed Durable Object request per first-time write.
+ */
+export class AttemptReport extends RpcTarget {
+  readonly #complete: (settled: Settled) => Promise<number | null>;
+
+  constructor(complete: (settled: Settled) => Promise<number | null>) {
+    super();
+    this.#complete = complete;
+  }
+
+  /**
+   * Reports the attempt's result, as `IdempotencyRecord.complete` does for its attempt.
+   *
+   * @returns when the key can run again if the response was stored (ms since the epoch), else `null`
+   */
+  complete(settled: Settled): Promise<number | null> {
+    checkSettled(settled);
+    return this.#complete(settled);
+  }
 }
 
 /**

@@ -16,10 +16,11 @@
  * Not guaranteed: if the instance dies after the origin ran but before the answer was stored, the origin
  * may see the request again after the lease ends. The forwarded `Idempotency-Key` lets it deduplicate.
  */
-import { DurableObject, RpcTarget } from 'cloudflare:workers';
+import { DurableObject } from 'cloudflare:workers';
 import { type Outcome, type Settled, isResultStatus } from '../shared/outcome';
 import type { AttemptLimits, AttemptSpec, BeginResult, PurgeResult, RecordInfo } from './api';
-import { type Attempt, type Finished, awaitAttempt } from './attempt';
+import { type Attempt, AttemptReport, type Finished, awaitAttempt } from './attempt';
+import { counts, decide } from './decide';
 import { type Running, callOrigin, withinLease } from './origin';
 import { reconcile } from './reconcile';
 import { Keys, openResponse, sealResponse } from './sealed-store';
@@ -28,39 +29,6 @@ import { checkAttempt, checkLimits, checkReconcile, checkSettled, checkSpec } fr
 
 /** The policy for an unknown outcome: whether it holds the key (`hold`, `reconcile`) instead of freeing it. */
 const holdsUnknown = (policy: AttemptLimits['onUnknown']): boolean => policy === 'hold' || policy === 'reconcile';
-
-/** What a request finds: an attempt to start (keeping a taken-over record's times) or join, or an answer. */
-type Decision =
-  | { readonly start: { readonly expiresAt: number; readonly createdAt: number } }
-  | { readonly join: Attempt }
-  | { readonly outcome: Outcome }
-  /** `replay`: a complete row, whose answer is read (and opened, when sealed) before it is sent. */
-  | { readonly replay: RecordRow }
-  /** `reconcile`: the row of a dead attempt, now `unknown`; the origin is asked before anything runs again. */
-  | { readonly reconcile: RecordRow };
-
-/**
- * Handler mode: where the caller that acquired a key reports how its attempt ended. Returned by `begin`, so the
- * report travels in the same RPC session as the `begin` call: one billed Durable Object request per first-time write.
- */
-export class AttemptReport extends RpcTarget {
-  readonly #complete: (settled: Settled) => Promise<number | null>;
-
-  constructor(complete: (settled: Settled) => Promise<number | null>) {
-    super();
-    this.#complete = complete;
-  }
-
-  /**
-   * Reports the attempt's result, as {@link IdempotencyRecord.complete} does for its attempt.
-   *
-   * @returns when the key can run again if the response was stored (ms since the epoch), else `null`
-   */
-  complete(settled: Settled): Promise<number | null> {
-    checkSettled(settled);
-    return this.#complete(settled);
-  }
-}
 
 /** The Durable Object class; one instance per `(scope hash, key)`. */
 export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
@@ -87,7 +55,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     // Checked synchronously: a refused call throws to its caller and starts nothing.
     const headers = checkSpec(spec);
     const reconcileHeaders = checkReconcile(spec);
-    const decision = this.#decide(spec);
+    const decision = decide(this.#store, spec, this.#attempt);
     if ('outcome' in decision) return Promise.resolve(decision.outcome);
     if ('replay' in decision) return this.#replay(decision.replay);
     if ('join' in decision) return awaitAttempt(decision.join, spec.timeoutMs, false);
@@ -107,7 +75,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
    */
   begin(spec: AttemptLimits): Promise<BeginResult> {
     checkLimits(spec);
-    const decision = this.#decide(spec);
+    const decision = decide(this.#store, spec, this.#attempt);
     if ('outcome' in decision) return Promise.resolve(decision.outcome);
     if ('replay' in decision) return this.#replay(decision.replay);
     // Handler mode has no origin to ask (the middleware refuses reconcile there): the key stays held.
@@ -201,61 +169,14 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     await this.#store.clear();
   }
 
-  /** Whether `record` still counts: not expired, or the row of an attempt still running here (its answer is to come). */
-  #counts(record: RecordRow, now: number): boolean {
-    return expiryOf(record) > now || this.#attempt?.id === record.attempt;
-  }
-
   /** The record, unless it has expired. */
   #live(now: number): RecordRow | undefined {
     const record = this.#store.read();
-    return record !== undefined && this.#counts(record, now) ? record : undefined;
-  }
-
-  /** Decides synchronously (no await) what this request does, so that no other request interleaves. */
-  #decide(spec: AttemptLimits): Decision {
-    const now = Date.now();
-    let record = this.#store.read();
-    if (record !== undefined && !this.#counts(record, now)) {
-      // Expired (the alarm may be late or not yet run): the key is free again.
-      this.#store.expire(record);
-      record = undefined;
-    }
-    if (record === undefined) return { start: { expiresAt: now + spec.ttlMs, createdAt: now } };
-    if (record.fingerprint !== spec.fingerprint) {
-      const stored = record.state === 'in_flight' ? undefined : { fingerprint: record.fingerprint, expiresAt: record.expires_at };
-      return { outcome: stored === undefined ? { kind: 'conflict' } : { kind: 'conflict', stored } };
-    }
-    switch (record.state) {
-      case 'complete':
-        return { replay: record };
-      case 'too_large':
-        return { outcome: { kind: 'response_too_large', status: record.status ?? 0 } };
-      case 'lost':
-        return { outcome: { kind: 'response_lost', status: record.status ?? 0 } };
-      case 'unknown':
-        // Held by an earlier request under `hold`; a request whose policy is now `retry` takes over.
-        if (spec.onUnknown === 'hold') return { outcome: { kind: 'outcome_unknown' } };
-        if (spec.onUnknown === 'reconcile') return { reconcile: record };
-        return { start: { expiresAt: record.expires_at, createdAt: record.created_at ?? now } };
-      case 'in_flight': {
-        const attempt = this.#attempt;
-        if (attempt?.id === record.attempt) return { join: attempt };
-        // The row outlived its attempt: this instance was reset while the attempt was running.
-        if (now < record.lease_until) return { outcome: { kind: 'in_progress', retryAfterMs: record.lease_until - now } };
-        // The lease has ended and nobody knows whether the origin ran the request.
-        if (spec.onUnknown === 'hold' || spec.onUnknown === 'reconcile') {
-          this.#store.unknown(record.attempt);
-          return spec.onUnknown === 'hold' ? { outcome: { kind: 'outcome_unknown' } } : { reconcile: { ...record, state: 'unknown' } };
-        }
-        // A take-over keeps the key's times (its in-flight row lives until the new lease ends anyway).
-        return { start: { expiresAt: record.expires_at, createdAt: record.created_at ?? now } };
-      }
-    }
+    return record !== undefined && counts(record, now, this.#attempt) ? record : undefined;
   }
 
   /**
-   * Writes the in-flight row, then starts `run`, synchronously after {@link #decide}. The row is written
+   * Writes the in-flight row, then starts `run`, synchronously after {@link decide}. The row is written
    * first, so the output gate holds any fetch `run` makes until the row is durable.
    */
   #start(

@@ -5,7 +5,7 @@
  * Parsing the key, scoping it, fingerprinting the request, the Durable Object's state machine, the
  * stored record and the errors are the same in both modes; only where the attempt runs differs:
  * - `{ mode: 'handler' }` (default): the app's own handler runs in the Worker, under a lease held by
- *   the object (`begin` / `complete`). If the Worker is cut off mid-handler (client disconnect past the
+ *   the object (`begin`, then the report on what it returned: `handler.ts`). If the Worker is cut off mid-handler (client disconnect past the
  *   `waitUntil` window, CPU limit), the object never hears back: the key is held until the lease ends
  *   and may then run again.
  * - `{ mode: 'origin', target }`: the object itself fetches `target` (`execute`), so the attempt
@@ -15,17 +15,17 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { createMiddleware } from 'hono/factory';
 import type { BeginResult } from '../record/api';
-import { type LiveAnswer, liveAnswer } from '../shared/capture';
 import { sha256Hex } from '../shared/hash';
 import { forwardableHeaders, forwardedHeader } from '../shared/headers';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
-import { type Outcome, type Settled, isResultStatus, isStored, outcomeProblem, sendStored, storedResponse } from '../shared/outcome';
-import { within } from '../shared/timer';
+import { type Outcome, isStored, outcomeProblem, sendStored, storedResponse } from '../shared/outcome';
 import { type ProblemSpec, Rejection, reject } from '../shared/problem';
 import { type RequestLog, consoleReporter, isRepeat, keyHashOf, logScopeHash } from './log';
-import { type IdempotencyOptions, type ResolvedOptions, resolveOptions, untouched } from './options';
+import type { IdempotencyOptions } from './options';
+import { type ResolvedOptions, resolveOptions, untouched } from './resolve';
 import { limitRates } from './rate-limit';
-import { type RecordRef, Records } from './records';
+import { runHandler } from './handler';
+import { Records } from './records';
 import { isolateReplays as replays } from './replay-cache';
 import { reconcileRequest } from './reconcile';
 import { recordName } from './scope';
@@ -47,9 +47,6 @@ export interface IdempotencyEnv {
 
 const rejectBody = (cause: unknown): never =>
   reject('request_body_invalid', 'The request body ended before its declared length or could not be read.', { cause });
-
-/** A handler-mode key the object gave this request to run. */
-type Acquired = Extract<BeginResult, { kind: 'acquired' }>;
 
 /** A keyed request on its way. */
 interface Keyed {
@@ -251,7 +248,7 @@ export function createIdempotency(resolved: ResolvedOptions): MiddlewareHandler<
       // Not retried: a begin() whose answer was lost may have acquired the key, and a retry would then
       // wait on an attempt nobody runs. The client retries instead (the key is then held until the lease ends).
       const begun = await records.call(ref, async (stub) => (await stub.begin(spec)) as BeginResult, { attempts: 1, baseDelayMs: 0 });
-      outcome = begun.kind === 'acquired' ? await runHandler(c, ref, begun, next) : begun;
+      outcome = begun.kind === 'acquired' ? await runHandler(records, maxBodyBytes, c, ref, begun, next) : begun;
     }
     if (outcome.kind === 'conflict' && outcome.stored !== undefined)
       replays.set(name, { ...outcome.stored, keyHash: keyed.keyHash }, Date.now());
@@ -288,59 +285,5 @@ export function createIdempotency(resolved: ResolvedOptions): MiddlewareHandler<
       ...(cached ? { cached } : {}),
     });
     return answer(c as unknown as Context, failure);
-  }
-
-  /**
-   * Handler mode, for the request that acquired the key: runs the handler and reports its answer. An answer that has
-   * ended by the next turn is reported before it is sent, as a whole; a longer one streams to the client while it is
-   * captured, and is reported when it ends (`waitUntil`). Duplicates wait for the report either way.
-   */
-  async function runHandler(c: Context<IdempotencyEnv>, ref: RecordRef, acquired: Acquired, next: () => Promise<void>): Promise<Outcome> {
-    await next();
-    let live: LiveAnswer;
-    try {
-      // The handler's bytes are served as they are, so its content-encoding is kept.
-      live = liveAnswer(c.res, maxBodyBytes, false);
-    } catch {
-      const failed = { kind: 'origin_unreachable' } as const;
-      await completeAttempt(ref, acquired, failed);
-      return failed;
-    }
-    const recorded = live.settled.then((settled) => completeAttempt(ref, acquired, settled));
-    const settled = await within(live.settled, 0);
-    if (settled !== undefined) {
-      const storedUntil = await recorded;
-      if (settled.kind !== 'response') return settled;
-      const outcome = { kind: 'response', replayed: false, response: settled.response } as const;
-      return storedUntil === null ? outcome : { ...outcome, storedUntil };
-    }
-    const { status, headers, body } = live;
-    try {
-      c.executionCtx.waitUntil(recorded);
-    } catch {
-      // No execution context (a test calling app.request): the stream's own end still reports it.
-    }
-    const outcome = { kind: 'response', replayed: false, response: { status, headers, body: body.first(recorded) } } as const;
-    return isResultStatus(status) ? { ...outcome, storedUntil: acquired.expiresAt } : outcome;
-  }
-
-  /** Reports the end of a handler-mode attempt; returns when the key can run again if its answer was stored. */
-  async function completeAttempt(ref: RecordRef, { attempt, report }: Acquired, settled: Settled): Promise<number | null> {
-    try {
-      // In begin()'s RPC session: no second billed request.
-      return await report.complete(settled);
-    } catch {
-      // The session is gone (the object was reset meanwhile): the object still takes the report by the attempt's id.
-    } finally {
-      (report as Partial<Disposable>)[Symbol.dispose]?.();
-    }
-    try {
-      return (await records.call(ref, (stub) => stub.complete(attempt, settled))) ?? null;
-    } catch (error) {
-      // Not recorded: the key stays held until the lease ends. The client still gets the answer.
-      const cause = error instanceof Rejection ? error.problem.cause : error;
-      console.error(JSON.stringify({ event: 'complete_failed', key_hash: keyHashOf(ref.id), error: String(cause) }));
-      return null;
-    }
   }
 }

@@ -4,6 +4,7 @@
  */
 export { idempotency } from './idempotency';
 export type { IdempotencyEnv, IdempotencyVariables } from './idempotency';
-export { OptionsError, resolveOptions } from './options';
+export { OptionsError, resolveOptions } from './resolve';
 export { MAX_ATTEMPT_MS, MAX_BODY_BYTES_LIMIT, MAX_TTL_SECONDS } from '../shared/limits';
-export type { IdempotencyMode, IdempotencyOptions, IdempotencyProblem, OptionName, ResolvedOptions } from './options';
+export type { IdempotencyMode, IdempotencyOptions, IdempotencyProblem, OptionName } from './options';
+export type { ResolvedOptions } from './resolve';

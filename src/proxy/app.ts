@@ -8,7 +8,7 @@
 import { Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { createIdempotency } from '../middleware/idempotency';
-import type { ResolvedOptions } from '../middleware/options';
+import type { ResolvedOptions } from '../middleware/resolve';
 import type { Answers } from '../shared/answers';
 import { ConfigError, type ProxyConfig, type ProxyVars, answersOf, readConfig } from './config';
 import { reject } from '../shared/problem';

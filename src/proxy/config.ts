@@ -7,7 +7,8 @@
  * options module, which the proxy calls like any app would. A mistake is reported as a
  * `configuration_invalid` problem that names the variables involved, never their values.
  */
-import { type IdempotencyOptions, type OptionName, OptionsError, type ResolvedOptions, resolveOptions } from '../middleware/options';
+import type { IdempotencyOptions, OptionName } from '../middleware/options';
+import { OptionsError, type ResolvedOptions, resolveOptions } from '../middleware/resolve';
 import { Answers } from '../shared/answers';
 import { SealConfigError, readKeyring } from '../record/seal';
 import { RouteError, type RouteSpec, readRoutes } from './routes';

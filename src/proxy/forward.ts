@@ -3,7 +3,7 @@
  * Forwarding a request to the origin as it is: the path of most requests (reads, writes without a key). It costs
  * one `fetch` and, usually, returns the origin's own response object.
  */
-import { untouched } from '../middleware/options';
+import { untouched } from '../middleware/resolve';
 import { endToEnd, passThroughHeaders } from '../shared/headers';
 import type { Answers } from '../shared/answers';
 import { outcomeResponse } from '../shared/outcome';

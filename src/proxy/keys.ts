@@ -15,7 +15,7 @@
 import { type Context, Hono } from 'hono';
 import { timingSafeEqual } from 'hono/utils/buffer';
 import { consoleReporter, keyHashOf, logScopeHash } from '../middleware/log';
-import type { ResolvedOptions } from '../middleware/options';
+import type { ResolvedOptions } from '../middleware/resolve';
 import { limitRates } from '../middleware/rate-limit';
 import { Records } from '../middleware/records';
 import { isolateReplays } from '../middleware/replay-cache';

@@ -6,7 +6,7 @@
  */
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { resolveOptions } from '../../src/middleware/options';
+import { resolveOptions } from '../../src/middleware/resolve';
 import { sha256Hex } from '../../src/shared/hash';
 import { expectProblem, newKey, originCalls, sendWith } from './helpers';
 

@@ -20,5 +20,5 @@ export type { RetryOptions } from './middleware/retry';
 export { IdempotencyRecord } from './record/record';
 export type { AttemptLimits, AttemptSpec, BeginResult, OriginRequest, PurgeResult, RecordInfo } from './record/api';
 export type { HeaderList } from './shared/headers';
-export type { Outcome, Settled, StoredResponse } from './shared/outcome';
+export type { Outcome, Settled, StoredResponse } from './record/api';
 export type { ProblemCode } from './shared/problem';

@@ -4,13 +4,12 @@
  * captured while it streams to the client and reported to the object on the `AttemptReport` that `begin()` returned.
  */
 import type { Context } from 'hono';
-import type { BeginResult } from '../record/api';
+import { type BeginResult, type Outcome, type Settled, isResultStatus } from '../record/api';
 import { type LiveAnswer, liveAnswer } from '../shared/capture';
-import { type Outcome, type Settled, isResultStatus } from '../shared/outcome';
+
 import { Rejection } from '../shared/problem';
 import { within } from '../shared/timer';
-import { keyHashOf } from './log';
-import type { RecordRef, Records } from './records';
+import { type RecordRef, type Records, keyHashOf } from './records';
 
 /** A handler-mode key the object gave this request to run. */
 export type Acquired = Extract<BeginResult, { kind: 'acquired' }>;

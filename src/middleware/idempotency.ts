@@ -14,21 +14,20 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { createMiddleware } from 'hono/factory';
-import type { BeginResult } from '../record/api';
+import { type BeginResult, type Outcome, isStored } from '../record/api';
 import { sha256Hex } from '../shared/hash';
 import { forwardableHeaders, forwardedHeader } from '../shared/headers';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
-import { type Outcome, isStored, outcomeProblem, sendStored, storedResponse } from '../shared/outcome';
+import { outcomeProblem, sendStored, storedResponse } from '../shared/outcome';
 import { type ProblemSpec, Rejection, reject } from '../shared/problem';
-import { type RequestLog, consoleReporter, isRepeat, keyHashOf, logScopeHash } from './log';
+import { type RequestLog, consoleReporter, isRepeat, logScopeHash } from './log';
 import type { IdempotencyOptions } from './options';
 import { type ResolvedOptions, resolveOptions, untouched } from './resolve';
 import { limitRates } from './rate-limit';
 import { runHandler } from './handler';
-import { Records } from './records';
+import { Records, keyHashOf, recordName } from './records';
 import { isolateReplays as replays } from './replay-cache';
 import { reconcileRequest } from './reconcile';
-import { recordName } from './scope';
 
 /** Variables the middleware sets on the context. */
 export interface IdempotencyVariables {

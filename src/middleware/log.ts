@@ -55,9 +55,6 @@ export function consoleReporter(dataset?: AnalyticsEngineDataset, { repeats = fa
   };
 }
 
-/** The `key_hash` of log lines: the first 16 hex digits of the record's Durable Object id. */
-export const keyHashOf = (id: DurableObjectId): string => id.toString().slice(0, 16);
-
 /**
  * The `scope_hash` of log lines: the first 16 hex digits of the scope's SHA-256, or, with `secret`, of an
  * HMAC-SHA-256 of it. The plain SHA-256 of a weak credential (a `Basic` password) could be guessed offline; the

@@ -1,12 +1,29 @@
 /**
  * @module
- * Where a key's record lives: the Durable Object namespace binding (inside its jurisdiction, if one is set),
- * the object of a record name (placed by the location hint), and calls to it, retried only when the platform
- * says so. Shared by the middleware and the proxy's key API.
+ * The Worker-side client of the records: a key's record name, where it lives (the Durable Object namespace binding,
+ * inside its jurisdiction if one is set; the object of a record name, placed by the location hint), calls to it,
+ * retried only when the platform says so, and the hash that names it in log lines. Shared by the middleware and the
+ * proxy's key API.
  */
 import type { IdempotencyRecord } from '../record/record';
 import { reject } from '../shared/problem';
 import { type RetryOptions, callDurableObject } from './retry';
+
+/**
+ * The Durable Object name of a key. The JSON array keeps the parts apart whatever they contain, so a key
+ * used by the proxy and by an app, or under two kinds of scope, can never name the same object.
+ *
+ * @param namespace - who uses the record: `proxy`, or an app's `namespace` option
+ * @param kind - {@link Scope.kind}
+ * @param scopeHash - hex SHA-256 of the scope
+ * @param key - the normalised key
+ * @param host - with `hostScoped`, the request's host: a fifth part, so names without it never change
+ */
+export const recordName = (namespace: string, kind: string, scopeHash: string, key: string, host?: string): string =>
+  JSON.stringify(host === undefined ? [namespace, kind, scopeHash, key] : [namespace, kind, scopeHash, key, host]);
+
+/** The `key_hash` of log lines: the first 16 hex digits of the record's Durable Object id. */
+export const keyHashOf = (id: DurableObjectId): string => id.toString().slice(0, 16);
 
 /** The data residency regions of Durable Objects: objects created in one never leave it. */
 export const JURISDICTIONS = ['eu', 'fedramp', 'fedramp-high', 'us'] as const satisfies readonly DurableObjectJurisdiction[];

@@ -9,7 +9,8 @@
  * once ({@link ReplayCache.delete}) and every other isolate within that bound. Only records read back from
  * storage are cached (never a response still being stored), and only small ones.
  */
-import { type StoredResponse, responseInit } from '../shared/outcome';
+import type { StoredResponse } from '../record/api';
+import { responseInit } from '../shared/outcome';
 
 /** What a Worker learned of a stored record: enough to answer a conflict, and a replay when it has the response. */
 export interface Learned {

@@ -106,16 +106,3 @@ export function scopeHeaderNames(kind: string): string[] | undefined {
     .split(',')
     .map((entry) => (entry.startsWith('cookie:') ? 'cookie' : entry));
 }
-
-/**
- * The Durable Object name of a key. The JSON array keeps the parts apart whatever they contain, so a key
- * used by the proxy and by an app, or under two kinds of scope, can never name the same object.
- *
- * @param namespace - who uses the record: `proxy`, or an app's `namespace` option
- * @param kind - {@link Scope.kind}
- * @param scopeHash - hex SHA-256 of the scope
- * @param key - the normalised key
- * @param host - with `hostScoped`, the request's host: a fifth part, so names without it never change
- */
-export const recordName = (namespace: string, kind: string, scopeHash: string, key: string, host?: string): string =>
-  JSON.stringify(host === undefined ? [namespace, kind, scopeHash, key] : [namespace, kind, scopeHash, key, host]);

@@ -14,12 +14,11 @@
  */
 import { type Context, Hono } from 'hono';
 import { timingSafeEqual } from 'hono/utils/buffer';
-import { consoleReporter, keyHashOf, logScopeHash } from '../middleware/log';
+import { consoleReporter, logScopeHash } from '../middleware/log';
 import type { ResolvedOptions } from '../middleware/resolve';
 import { limitRates } from '../middleware/rate-limit';
-import { Records } from '../middleware/records';
+import { Records, keyHashOf, recordName } from '../middleware/records';
 import { isolateReplays } from '../middleware/replay-cache';
-import { recordName } from '../middleware/scope';
 import type { PurgeResult, RecordInfo } from '../record/api';
 import { sha256Hex } from '../shared/hash';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';

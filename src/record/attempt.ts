@@ -8,7 +8,7 @@
  */
 import { RpcTarget } from 'cloudflare:workers';
 import type { LiveAnswer } from '../shared/capture';
-import { type Outcome, type Settled, isResultStatus } from '../shared/outcome';
+import { type Outcome, type Settled, isResultStatus } from './api';
 import { within } from '../shared/timer';
 import { checkSettled } from './validate';
 

@@ -3,8 +3,7 @@
  * What a request finds for its key: decided synchronously (no await) from the stored row and the attempt running in
  * this instance, so that no other request interleaves between the decision and what it starts.
  */
-import type { Outcome } from '../shared/outcome';
-import type { AttemptLimits } from './api';
+import type { AttemptLimits, Outcome } from './api';
 import type { Attempt } from './attempt';
 import { type RecordRow, type RecordStore, expiryOf } from './storage';
 

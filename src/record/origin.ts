@@ -4,9 +4,8 @@
  * (handler mode), both bounded by the attempt's lease.
  */
 import { type LiveAnswer, liveAnswer } from '../shared/capture';
-import type { Settled } from '../shared/outcome';
 import { within } from '../shared/timer';
-import type { OriginRequest } from './api';
+import type { OriginRequest, Settled } from './api';
 
 /** An attempt under way: its answer's head as soon as it arrives (proxy mode), and how the attempt ends. */
 export interface Running {

@@ -4,7 +4,7 @@
  * The object calls this before anything runs again under the key (issue #18).
  */
 import { captureResponse } from '../shared/capture';
-import type { StoredResponse } from '../shared/outcome';
+import type { StoredResponse } from './api';
 
 /** What the origin said: it ran (its answer to store), it never ran, or it could not say. */
 export type Reconciled = { readonly ran: StoredResponse } | 'never_ran' | 'unknown';

@@ -17,8 +17,16 @@
  * may see the request again after the lease ends. The forwarded `Idempotency-Key` lets it deduplicate.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { type Outcome, type Settled, isResultStatus } from '../shared/outcome';
-import type { AttemptLimits, AttemptSpec, BeginResult, PurgeResult, RecordInfo } from './api';
+import {
+  type AttemptLimits,
+  type AttemptSpec,
+  type BeginResult,
+  type Outcome,
+  type PurgeResult,
+  type RecordInfo,
+  type Settled,
+  isResultStatus,
+} from './api';
 import { type Attempt, AttemptReport, type Finished, awaitAttempt } from './attempt';
 import { counts, decide } from './decide';
 import { type Running, callOrigin, withinLease } from './origin';

@@ -11,7 +11,7 @@
  */
 import { concatBytes } from '../shared/bytes';
 import type { HeaderList } from '../shared/headers';
-import type { StoredResponse } from '../shared/outcome';
+import type { StoredResponse } from './api';
 import { type Keyring, open, readKeyring, seal } from './seal';
 import { BODY_CHUNK_BYTES, type StoredParts } from './storage';
 

@@ -6,7 +6,7 @@
  */
 import { HTTP_TOKEN, type HeaderList } from '../shared/headers';
 import { MAX_ATTEMPT_MS, MAX_BODY_BYTES_LIMIT, MAX_TTL_SECONDS } from '../shared/limits';
-import type { Settled } from '../shared/outcome';
+import type { Settled } from './api';
 import type { AttemptLimits, AttemptSpec } from './api';
 
 function fail(what: string): never {

@@ -6,7 +6,7 @@
  */
 import { type HeaderList, storableHeaders } from './headers';
 import { type Captured, LiveBody } from './live';
-import { type Settled, isResultStatus } from './outcome';
+import { type Settled, isResultStatus } from '../record/api';
 
 /** Stored header lists larger than this are refused like an oversized body. */
 const MAX_HEADERS_BYTES = 256 * 1024;

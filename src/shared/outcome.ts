@@ -1,112 +1,15 @@
 /**
  * @module
- * What the Durable Object answers, and how that becomes an HTTP response.
+ * How what the Durable Object answers becomes an HTTP response, on the Worker's side.
  *
- * The object never builds HTTP responses itself: it returns an {@link Outcome} (plain data that
- * crosses RPC), and {@link outcomeResponse} is the one place that turns it into what the client sees.
+ * The object never builds HTTP responses itself: it returns an `Outcome` (plain data, and a stream for an answer
+ * still arriving, that crosses RPC; its contract is in `record/api.ts`), and {@link outcomeResponse} is the one
+ * place that turns it into what the client sees.
  */
-import { type HeaderList, toHeaders } from './headers';
+import type { Outcome, StoredResponse, StreamedResponse } from '../record/api';
+import { toHeaders } from './headers';
 import type { Answers } from './answers';
 import type { ProblemSpec } from './problem';
-
-/** A response as stored: status, end-to-end headers and the exact body bytes. */
-export interface StoredResponse {
-  readonly status: number;
-  readonly headers: HeaderList;
-  readonly body: ArrayBuffer;
-}
-
-/**
- * A response still arriving: its head, and its body as the origin (or the handler) sends it. Only the first answer
- * of an attempt and the duplicates that join it are streamed; a replay from storage is a {@link StoredResponse}.
- */
-export interface StreamedResponse {
-  readonly status: number;
-  readonly headers: HeaderList;
-  readonly body: ReadableStream<Uint8Array>;
-}
-
-/** Whether a response's body is all there (stored, or captured whole), not still streaming. */
-export const isStored = (response: StoredResponse | StreamedResponse): response is StoredResponse => response.body instanceof ArrayBuffer;
-
-/**
- * Statuses below 500 that are not results of the write, in both modes: never stored, they free the key like 5xx.
- * - 408, 425, 429 say "try again later": storing one would replay a short overload for the whole TTL and push
- *   clients onto new keys.
- * - 401, 403 refused the credential: no write ran under it, and storing them would let anyone with random
- *   credentials fill storage for the TTL.
- */
-const NOT_RESULTS: ReadonlySet<number> = new Set([408, 425, 429, 401, 403]);
-
-/**
- * Whether a status is a result of the request (below 500, not one of {@link NOT_RESULTS}): once such a status line
- * has arrived, the write ran, whatever happens to its body afterwards.
- */
-export const isResultStatus = (status: number): boolean => status < 500 && !NOT_RESULTS.has(status);
-
-/**
- * How an attempt ended (the origin call in proxy mode, the app's handler in handler mode). `mayHaveRun` marks a
- * failure that came after the request may have reached the origin and before any status line: a connection that
- * broke or was refused (workerd reports both alike), or a lease that ended first. Whether the write ran is unknown.
- */
-export type Settled =
-  | { readonly kind: 'response'; readonly response: StoredResponse }
-  | { readonly kind: 'origin_timeout'; readonly mayHaveRun?: true }
-  | { readonly kind: 'origin_unreachable'; readonly mayHaveRun?: true }
-  | { readonly kind: 'response_too_large'; readonly status: number }
-  /** The status line of a result arrived, then the body broke off (a reset, the lease's end): the write ran. */
-  | { readonly kind: 'response_lost'; readonly status: number };
-
-/** The result of one keyed request, as decided by the Durable Object. */
-export type Outcome =
-  /**
-   * The origin's answer. `replayed` is false only for the request that ran the attempt. `expiresAt` is set when the
-   * answer was read back from storage: the record stays exactly this until then. `storedUntil` is set for the
-   * attempt's own answer (first or joined) when it holds the key: stored just now, or a result still streaming
-   * (stored when it ends, or kept as too large or lost); it is when the key can run again. Either one is the answer's
-   * `Idempotency-Expires`. The response is streamed while the attempt's answer is still arriving.
-   */
-  | {
-      readonly kind: 'response';
-      readonly replayed: boolean;
-      readonly response: StoredResponse | StreamedResponse;
-      readonly expiresAt?: number;
-      readonly storedUntil?: number;
-    }
-  /** The key is bound to a different fingerprint. */
-  | {
-      readonly kind: 'conflict';
-      /**
-       * The fingerprint of a record that is stored (complete or too large), and when it expires: it stays so until
-       * then (or a purge), so a Worker may answer conflicts for it without asking again.
-       */
-      readonly stored?: { readonly fingerprint: string; readonly expiresAt: number };
-    }
-  /** An attempt with this key is still running (or died and its lease has not ended yet). */
-  | { readonly kind: 'in_progress'; readonly retryAfterMs: number }
-  /**
-   * The origin did not answer within the client's wait; the attempt goes on and will be stored. `held`: the attempt
-   * ended (its lease) with no status line, and the key's policy (`hold`, `reconcile`) now holds it as unknown.
-   */
-  | { readonly kind: 'origin_timeout'; readonly held?: true }
-  /**
-   * The origin could not be reached or broke the connection; nothing was stored. `held`: no status line arrived, so
-   * the origin may have run it, and the key's policy (`hold`, `reconcile`) holds the key as unknown instead of freeing it.
-   */
-  | { readonly kind: 'origin_unreachable'; readonly held?: true }
-  /** The origin ran the request but its answer is too large to store (body over the limit, or headers over 256 KiB). */
-  | { readonly kind: 'response_too_large'; readonly status: number }
-  /** The origin answered `status` (a result) but the answer broke off: it ran and never runs again under this key. */
-  | { readonly kind: 'response_lost'; readonly status: number }
-  /** An attempt died without an answer and the key's policy is `hold`: nobody knows whether the origin ran it. */
-  | { readonly kind: 'outcome_unknown' }
-  /** `reconcile`: the origin could not say whether it ran the request; the key is held and the next retry asks again. */
-  | { readonly kind: 'outcome_pending'; readonly retryAfterMs: number }
-  /**
-   * The stored answer is sealed and no configured key of `IDEMPOTENCY_ENCRYPTION_KEYS` opens it (a key dropped too
-   * early, or changed bytes): never replayed, never run again; the row stays until an operator purges it.
-   */
-  | { readonly kind: 'record_unreadable' };
 
 /** The response header that marks a replayed answer. */
 export const REPLAY_HEADER = 'Idempotent-Replay';

@@ -12,7 +12,8 @@
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it, vi } from 'vitest';
 import { Answers } from '../../src/shared/answers';
-import { type Outcome, outcomeResponse } from '../../src/shared/outcome';
+import type { Outcome } from '../../src/record/api';
+import { outcomeResponse } from '../../src/shared/outcome';
 import {
   type ReadOutcome,
   attemptSpec as spec,

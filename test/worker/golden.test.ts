@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { fingerprintRequest, fingerprinter } from '../../src/middleware/fingerprint';
-import { recordName, resolveScope } from '../../src/middleware/scope';
+import { recordName } from '../../src/middleware/records';
+import { resolveScope } from '../../src/middleware/scope';
 import { sha256Hex } from '../../src/shared/hash';
 
 const encode = (text: string) => new TextEncoder().encode(text).buffer as ArrayBuffer;

@@ -34,7 +34,8 @@ Load (autocannon):
   --origin-delay-ms MS  fixed delay of every origin answer           (default 0; the latency table is
                         meant for 20)
   --only a,b,...        run only these scenarios (direct, floor, passthrough_post, passthrough_get,
-                        replay, conflict, replay_unlogged, design_floor_first, first)
+                        replay, conflict, replay_unlogged, design_floor_first, first, replay_sealed,
+                        first_sealed)
 
 Scale mode:
   --scale-levels L,...  stored-key levels                            (default 1000,10000,100000)

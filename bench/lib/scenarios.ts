@@ -8,14 +8,18 @@ export const PATH = '/v1/charges';
 export const BODY = JSON.stringify({ amount: 500, currency: 'EUR', customer: 'cus_0001', memo: 'bench' }); // ~60 bytes
 export const OTHER_BODY = JSON.stringify({ amount: 501, currency: 'EUR', customer: 'cus_0001', memo: 'bench' });
 export const REPLAY_KEY = 'bench-replay-key';
+/** `IDEMPOTENCY_ENCRYPTION_KEYS` of the sealed slots: one 256-bit key, as a deployment with encryption at rest has. */
+export const BENCH_KEYRING = `bench:${Buffer.alloc(32, 7).toString('base64')}`;
 
 /**
- * Which process a scenario runs in. `product` and `product-unlogged` are long-lived and see no
+ * Which process a scenario runs in. `product`, `product-unlogged` and `product-sealed` are long-lived and see no
  * first-time traffic (the platform runs Workers and their objects apart: stateless requests do not share
- * a process with thousands of objects); `product-first` and `design-first` are started anew, on empty
- * storage, for every run of a first-time scenario.
+ * a process with thousands of objects); `product-first`, `product-first-sealed` and `design-first` are started
+ * anew, on empty storage, for every run of a first-time scenario. The `-sealed` slots run with
+ * {@link BENCH_KEYRING} set.
  */
-export type Slot = 'origin' | 'floor' | 'product' | 'product-unlogged' | 'product-first' | 'design-first';
+export type Slot =
+  'origin' | 'floor' | 'product' | 'product-unlogged' | 'product-sealed' | 'product-first' | 'product-first-sealed' | 'design-first';
 
 export interface Scenario {
   slot: Slot;
@@ -61,6 +65,19 @@ export const SCENARIOS = {
     originCalls: 'per-key',
   },
   first: { slot: 'product-first', method: 'POST', body: BODY, key: 'unique', expect: 201, replayed: false, originCalls: 'per-key' },
+  // Encryption at rest (issue #20): `replay` and `first` with the answers sealed. A hot key's replay is answered from
+  // the isolate's cache, which holds the opened answer, so `replay_sealed` shows what sealing costs the commonest
+  // replay; `first_sealed` pays for sealing the headers and body once per key.
+  replay_sealed: { slot: 'product-sealed', method: 'POST', body: BODY, key: 'fixed', expect: 201, replayed: true, originCalls: 'none' },
+  first_sealed: {
+    slot: 'product-first-sealed',
+    method: 'POST',
+    body: BODY,
+    key: 'unique',
+    expect: 201,
+    replayed: false,
+    originCalls: 'per-key',
+  },
 } as const satisfies Record<string, Scenario>;
 
 export type ScenarioName = keyof typeof SCENARIOS;

@@ -6,7 +6,16 @@
 import { fmt, median } from '../lib/env.ts';
 import { fail } from '../lib/load.ts';
 import { type Bench, type CpuUsPerReq, measure, startTarget, stopTarget } from '../lib/measure.ts';
-import { prime, replayKey, SCENARIO_NAMES, type ScenarioName, scenario, scenarioNames, type Slot } from '../lib/scenarios.ts';
+import {
+  BENCH_KEYRING,
+  prime,
+  replayKey,
+  SCENARIO_NAMES,
+  type ScenarioName,
+  scenario,
+  scenarioNames,
+  type Slot,
+} from '../lib/scenarios.ts';
 import type { Target } from '../lib/targets.ts';
 import type { WorkerId } from '../lib/workers.ts';
 
@@ -83,6 +92,10 @@ const RATIO_DEFS: [ScenarioName, ScenarioName, Metric, '>=' | '<=', number | nul
   ['first', 'design_floor_first', 'runtime CPU/req', '<=', 0.95],
   ['replay_unlogged', 'floor', 'req/s', '>=', null],
   ['replay_unlogged', 'replay', 'runtime CPU/req', '<=', null],
+  ['replay_sealed', 'replay', 'req/s', '>=', null],
+  ['replay_sealed', 'replay', 'runtime CPU/req', '<=', null],
+  ['first_sealed', 'first', 'req/s', '>=', null],
+  ['first_sealed', 'first', 'runtime CPU/req', '<=', null],
 ];
 
 /** [scenario, baseline] pairs of the latency table. */
@@ -92,6 +105,7 @@ const LATENCY_PAIRS: [ScenarioName, ScenarioName][] = [
   ['replay', 'floor'],
   ['first', 'floor'],
   ['first', 'design_floor_first'],
+  ['first_sealed', 'first'],
 ];
 
 /** The Worker each slot runs, and the vars on top of its own. */
@@ -99,7 +113,9 @@ const SLOTS: Record<Exclude<Slot, 'origin'>, { worker: WorkerId; vars?: Record<s
   floor: { worker: 'floor', fresh: false },
   product: { worker: 'product', fresh: false },
   'product-unlogged': { worker: 'product', vars: { LOG_REQUESTS: 'false' }, fresh: false },
+  'product-sealed': { worker: 'product', vars: { IDEMPOTENCY_ENCRYPTION_KEYS: BENCH_KEYRING }, fresh: false },
   'product-first': { worker: 'product', fresh: true },
+  'product-first-sealed': { worker: 'product', vars: { IDEMPOTENCY_ENCRYPTION_KEYS: BENCH_KEYRING }, fresh: true },
   'design-first': { worker: 'design', fresh: true },
 };
 

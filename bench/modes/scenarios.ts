@@ -17,6 +17,7 @@ import {
   type Slot,
 } from '../lib/scenarios.ts';
 import type { Target } from '../lib/targets.ts';
+import { STREAM } from './stream.ts';
 import type { WorkerId } from '../lib/workers.ts';
 
 export interface ScenarioRow {
@@ -129,7 +130,7 @@ const pick = (metric: Metric, x: { rps: number; cpuUsPerReq: CpuUsPerReq }): num
 
 export async function runScenarios(bench: Bench): Promise<ScenariosResult> {
   const { settings, origin } = bench;
-  const names = scenarioNames(settings.only ?? SCENARIO_NAMES);
+  const names = scenarioNames((settings.only ?? SCENARIO_NAMES).filter((name) => name !== STREAM));
   // Long-lived processes for the stateless scenarios, started one after the other.
   const lasting = new Map<Slot, Target>();
   for (const name of names) {

@@ -8,9 +8,9 @@ import { fail } from '../lib/load.ts';
 import { type Bench, type CpuUsPerReq, measure, startTarget, stopTarget } from '../lib/measure.ts';
 import {
   BENCH_KEYRING,
+  DEFAULT_SCENARIOS,
   prime,
   replayKey,
-  SCENARIO_NAMES,
   type ScenarioName,
   scenario,
   scenarioNames,
@@ -97,6 +97,8 @@ const RATIO_DEFS: [ScenarioName, ScenarioName, Metric, '>=' | '<=', number | nul
   ['replay_sealed', 'replay', 'runtime CPU/req', '<=', null],
   ['first_sealed', 'first', 'req/s', '>=', null],
   ['first_sealed', 'first', 'runtime CPU/req', '<=', null],
+  ['replay_large_sealed', 'replay_large', 'req/s', '>=', null],
+  ['replay_large_sealed', 'replay_large', 'runtime CPU/req', '<=', null],
 ];
 
 /** [scenario, baseline] pairs of the latency table. */
@@ -115,6 +117,8 @@ const SLOTS: Record<Exclude<Slot, 'origin'>, { worker: WorkerId; vars?: Record<s
   product: { worker: 'product', fresh: false },
   'product-unlogged': { worker: 'product', vars: { LOG_REQUESTS: 'false' }, fresh: false },
   'product-sealed': { worker: 'product', vars: { IDEMPOTENCY_ENCRYPTION_KEYS: BENCH_KEYRING }, fresh: false },
+  'product-large': { worker: 'product', fresh: false },
+  'product-large-sealed': { worker: 'product', vars: { IDEMPOTENCY_ENCRYPTION_KEYS: BENCH_KEYRING }, fresh: false },
   'product-first': { worker: 'product', fresh: true },
   'product-first-sealed': { worker: 'product', vars: { IDEMPOTENCY_ENCRYPTION_KEYS: BENCH_KEYRING }, fresh: true },
   'design-first': { worker: 'design', fresh: true },
@@ -130,7 +134,7 @@ const pick = (metric: Metric, x: { rps: number; cpuUsPerReq: CpuUsPerReq }): num
 
 export async function runScenarios(bench: Bench): Promise<ScenariosResult> {
   const { settings, origin } = bench;
-  const names = scenarioNames((settings.only ?? SCENARIO_NAMES).filter((name) => name !== STREAM));
+  const names = scenarioNames((settings.only ?? DEFAULT_SCENARIOS).filter((name) => name !== STREAM));
   // Long-lived processes for the stateless scenarios, started one after the other.
   const lasting = new Map<Slot, Target>();
   for (const name of names) {
@@ -140,8 +144,8 @@ export async function runScenarios(bench: Bench): Promise<ScenariosResult> {
   // Each process that serves a fixed-key scenario gets its own key stored once; its replays must repeat that body.
   const primed = new Map<Slot, string>();
   for (const [slot, target] of lasting) {
-    if (names.some((n) => scenario(n).slot === slot && scenario(n).key === 'fixed'))
-      primed.set(slot, await prime(target.url, slot, origin.count, () => origin.settle()));
+    const fixed = names.map(scenario).find((s) => s.slot === slot && s.key === 'fixed');
+    if (fixed !== undefined) primed.set(slot, await prime(target.url, slot, origin.count, () => origin.settle(), fixed.path));
   }
 
   console.log(

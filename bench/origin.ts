@@ -2,6 +2,11 @@
 // (201 for POST/PUT/PATCH/DELETE, 200 otherwise), after an optional fixed delay. It counts calls in total
 // and per Idempotency-Key header.
 //
+// Trickle (issue #19, counted like any call): a request for /v1/trickle?chunks=N&chunk_bytes=B&interval_ms=T gets
+// an application/octet-stream body of N chunks of B bytes, chunked, the first with the headers and one every T ms
+// after it. Chunk i is B bytes of the value i mod 256: every call answers the same bytes, so a replay can be
+// compared with the answer it repeats.
+//
 // Control (never counted):
 //   GET /__calls                -> {"total":n,"distinctKeys":n,"duplicatedKeys":n}
 //   GET /__calls?key=K          -> {"total":n,"count":n}            calls that carried Idempotency-Key K
@@ -43,6 +48,26 @@ function control(url: URL, res: ServerResponse): void {
   res.end(text);
 }
 
+function trickle(url: URL, status: number, res: ServerResponse): void {
+  const param = (name: string): number => Number(url.searchParams.get(name) ?? Number.NaN);
+  const chunks = param('chunks');
+  const chunkBytes = param('chunk_bytes');
+  const intervalMs = param('interval_ms');
+  if (![chunks, chunkBytes, intervalMs].every((n) => Number.isInteger(n) && n >= 0)) {
+    res.writeHead(400, { 'content-type': 'text/plain' });
+    return void res.end('trickle needs integer chunks, chunk_bytes and interval_ms\n');
+  }
+  res.writeHead(status, { 'content-type': 'application/octet-stream' });
+  let sent = 0;
+  const next = (): void => {
+    if (sent === chunks) return void res.end();
+    res.write(Buffer.alloc(chunkBytes, sent++ % 256));
+    if (sent === chunks) res.end();
+    else setTimeout(next, intervalMs);
+  };
+  next();
+}
+
 const server = createServer((req, res) => {
   if (req.url?.startsWith('/__calls')) return control(new URL(req.url, 'http://origin'), res);
   req.on('data', () => {});
@@ -50,6 +75,8 @@ const server = createServer((req, res) => {
     total++;
     const key = req.headers['idempotency-key'];
     if (typeof key === 'string') perKey.set(key, (perKey.get(key) ?? 0) + 1);
+    if (req.url?.startsWith('/v1/trickle'))
+      return trickle(new URL(req.url, 'http://origin'), WRITES.has(req.method ?? '') ? 201 : 200, res);
     const text = answer(req.method, total);
     const send = () => {
       res.writeHead(WRITES.has(req.method ?? '') ? 201 : 200, {

@@ -7,7 +7,8 @@
  * pass-through "floor" (`bench/floor/`), the simplest per-key Durable Object design, the "design floor"
  * (`bench/design-floor/`), and the product (`./wrangler.toml`), by default each on the bare `workerd`
  * (`--runtime wrangler-dev` for `wrangler dev`). Then, per mode (`--help`):
- * - scenarios (`modes/scenarios.ts`), then billing counts (`modes/billing.ts`, through `bench/metered/`);
+ * - scenarios (`modes/scenarios.ts`), billing counts (`modes/billing.ts`, through `bench/metered/`), then the
+ *   stream scenario (`modes/stream.ts`);
  * - `--scale` (`modes/scale.ts`), `--profile` (`modes/profile.ts`), `--billing` (billing only).
  * Prints a Markdown report (`lib/report.ts`) and writes it with every number to `bench/results/<time>.json`.
  *
@@ -20,6 +21,7 @@ import { runBilling } from './modes/billing.ts';
 import { runProfile } from './modes/profile.ts';
 import { runScale } from './modes/scale.ts';
 import { runScenarios } from './modes/scenarios.ts';
+import { runStream, STREAM } from './modes/stream.ts';
 import { type Cleanup, installCleanup } from './lib/cleanup.ts';
 import { parseSettings, type Settings, UsageError } from './lib/cli.ts';
 import { gitDescribe, machine, sourceDigest, stamp, versions } from './lib/env.ts';
@@ -66,8 +68,12 @@ async function main(settings: Settings, cleanup: Cleanup): Promise<number> {
   if (settings.mode === 'scale') report.scale = await runScale(bench);
   else if (settings.mode === 'profile') report.profile = await runProfile(bench, started);
   else {
-    if (settings.mode === 'scenarios') report.scenarios = await runScenarios(bench);
+    const { only } = settings;
+    if (settings.mode === 'scenarios' && only?.every((name) => name === STREAM) !== true) report.scenarios = await runScenarios(bench);
     if (settings.billingRequests > 0) report.billing = await runBilling(bench);
+    // After the billing counts: run before them, the stream scenario was followed by a billing expiry pass whose
+    // alarms fired late (0-177 of 200 within 60 s, against all 200 in 3 s otherwise), for a reason not found yet.
+    if (settings.mode === 'scenarios' && (only === undefined || only.includes(STREAM))) report.stream = await runStream(bench);
   }
   report.failures = failures;
   report.finishedAt = new Date().toISOString();

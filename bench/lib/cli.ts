@@ -34,7 +34,10 @@ Load (autocannon):
   --origin-delay-ms MS  fixed delay of every origin answer           (default 0; the latency table is
                         meant for 20)
   --only a,b,...        run only these scenarios (direct, floor, passthrough_post, passthrough_get,
-                        replay, conflict, replay_unlogged, design_floor_first, first)
+                        replay, conflict, replay_unlogged, design_floor_first, first, replay_sealed,
+                        first_sealed, stream; and, only when named here, replay_large,
+                        replay_large_sealed); \`--only stream --billing-requests 0\` runs the stream
+                        scenario alone (the origin trickles 1 MiB over ~1 s: first and last byte)
 
 Scale mode:
   --scale-levels L,...  stored-key levels                            (default 1000,10000,100000)

@@ -53,7 +53,7 @@ export async function load(
   let lastResponseAt = 0;
   const request: autocannon.Request = {
     method: s.method,
-    path: PATH,
+    path: s.path ?? PATH,
     headers: requestHeaders(s),
     ...(s.body !== undefined ? { body: s.body } : {}),
     onResponse(status, body, context, headers) {

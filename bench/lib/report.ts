@@ -7,6 +7,7 @@ import type { BillingResult } from '../modes/billing.ts';
 import type { ProfileResult } from '../modes/profile.ts';
 import type { ScaleResult } from '../modes/scale.ts';
 import type { ScenariosResult } from '../modes/scenarios.ts';
+import { type StreamRequest, type StreamResult, TTFB_TARGET_MS } from '../modes/stream.ts';
 import type { Settings } from './cli.ts';
 import { fmt, type Machine, mib, type Versions } from './env.ts';
 import { BODY } from './scenarios.ts';
@@ -21,6 +22,7 @@ export interface Report {
   /** Every Worker process started, and how. */
   targets: { label: string; command: string }[];
   scenarios?: ScenariosResult;
+  stream?: StreamResult;
   scale?: ScaleResult;
   profile?: ProfileResult;
   billing?: BillingResult;
@@ -98,6 +100,34 @@ function scenarioTables(x: ScenariosResult, s: Settings): string[] {
   return lines;
 }
 
+const STREAM_ROWS: [StreamRequest, string][] = [
+  ['direct', 'the origin directly'],
+  ['floor', 'the floor'],
+  ['first', 'the product, first-time keyed POST'],
+  ['replay', 'the product, its replay'],
+];
+
+function streamTables(x: StreamResult, repeats: number): string[] {
+  const { floor } = x.summary;
+  const lines = [
+    `Stream: the origin trickles ${x.trickle.bytes} bytes (${x.trickle.chunks} chunks of ${x.trickle.chunkBytes}, one every ${x.trickle.intervalMs} ms), one request at a time on a kept-alive connection; medians of ${repeats}. First byte = first body byte; the target (issue #19) is the first-time request's first byte within +${TTFB_TARGET_MS} ms of the floor's at p50.`,
+    '',
+    '| request | headers p50 ms | first byte p50 ms | vs floor | last byte p50 ms | vs floor | first byte per repeat | last byte per repeat |',
+    '|---|---:|---:|---:|---:|---:|---|---|',
+  ];
+  for (const [request, label] of STREAM_ROWS) {
+    const v = x.summary[request];
+    lines.push(
+      `| ${label} | ${fmt(v.headersMs, 1)} | ${fmt(v.ttfbMs, 1)} | ${signed(v.ttfbMs - floor.ttfbMs)} | ${fmt(v.ttlbMs, 1)} | ${signed(v.ttlbMs - floor.ttlbMs)} | ${v.perRepeatTtfbMs.map((p) => fmt(p, 1)).join(', ')} | ${v.perRepeatTtlbMs.map((p) => fmt(p, 1)).join(', ')} |`,
+    );
+  }
+  lines.push(
+    '',
+    `- First-time first byte within +${TTFB_TARGET_MS} ms of the floor's: ${x.ttfbTargetMet ? 'met' : '**missed**'} (${signed(x.summary.first.ttfbMs - floor.ttfbMs)} ms).`,
+  );
+  return lines;
+}
+
 function scaleTables(x: ScaleResult, s: Settings): string[] {
   const lines = [
     `| worker | stored keys | req/s (probe) | vs first level | req/s (fill) | fill time s | p50 ms | p99 ms | runtime CPU µs/req | RSS MiB (hot) | RSS MiB (${s.scaleIdleS} s idle) | disk bytes/key (hot) | disk bytes/key (idle) | bytes per .sqlite (idle) | open WAL files (hot / idle) |`,
@@ -156,6 +186,7 @@ function billingTables(x: BillingResult): string[] {
 export function markdown(r: Report): string {
   const lines = header(r);
   if (r.scenarios) lines.push(...scenarioTables(r.scenarios, r.settings));
+  if (r.stream) lines.push(...(r.scenarios ? [''] : []), ...streamTables(r.stream, r.settings.repeats));
   if (r.profile) lines.push(...profileTables(r.profile));
   if (r.scale) lines.push(...scaleTables(r.scale, r.settings));
   if (r.billing) lines.push('', ...billingTables(r.billing));

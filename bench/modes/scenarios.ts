@@ -6,8 +6,18 @@
 import { fmt, median } from '../lib/env.ts';
 import { fail } from '../lib/load.ts';
 import { type Bench, type CpuUsPerReq, measure, startTarget, stopTarget } from '../lib/measure.ts';
-import { prime, replayKey, SCENARIO_NAMES, type ScenarioName, scenario, scenarioNames, type Slot } from '../lib/scenarios.ts';
+import {
+  BENCH_KEYRING,
+  DEFAULT_SCENARIOS,
+  prime,
+  replayKey,
+  type ScenarioName,
+  scenario,
+  scenarioNames,
+  type Slot,
+} from '../lib/scenarios.ts';
 import type { Target } from '../lib/targets.ts';
+import { STREAM } from './stream.ts';
 import type { WorkerId } from '../lib/workers.ts';
 
 export interface ScenarioRow {
@@ -83,6 +93,12 @@ const RATIO_DEFS: [ScenarioName, ScenarioName, Metric, '>=' | '<=', number | nul
   ['first', 'design_floor_first', 'runtime CPU/req', '<=', 0.95],
   ['replay_unlogged', 'floor', 'req/s', '>=', null],
   ['replay_unlogged', 'replay', 'runtime CPU/req', '<=', null],
+  ['replay_sealed', 'replay', 'req/s', '>=', null],
+  ['replay_sealed', 'replay', 'runtime CPU/req', '<=', null],
+  ['first_sealed', 'first', 'req/s', '>=', null],
+  ['first_sealed', 'first', 'runtime CPU/req', '<=', null],
+  ['replay_large_sealed', 'replay_large', 'req/s', '>=', null],
+  ['replay_large_sealed', 'replay_large', 'runtime CPU/req', '<=', null],
 ];
 
 /** [scenario, baseline] pairs of the latency table. */
@@ -92,6 +108,7 @@ const LATENCY_PAIRS: [ScenarioName, ScenarioName][] = [
   ['replay', 'floor'],
   ['first', 'floor'],
   ['first', 'design_floor_first'],
+  ['first_sealed', 'first'],
 ];
 
 /** The Worker each slot runs, and the vars on top of its own. */
@@ -99,7 +116,11 @@ const SLOTS: Record<Exclude<Slot, 'origin'>, { worker: WorkerId; vars?: Record<s
   floor: { worker: 'floor', fresh: false },
   product: { worker: 'product', fresh: false },
   'product-unlogged': { worker: 'product', vars: { LOG_REQUESTS: 'false' }, fresh: false },
+  'product-sealed': { worker: 'product', vars: { IDEMPOTENCY_ENCRYPTION_KEYS: BENCH_KEYRING }, fresh: false },
+  'product-large': { worker: 'product', fresh: false },
+  'product-large-sealed': { worker: 'product', vars: { IDEMPOTENCY_ENCRYPTION_KEYS: BENCH_KEYRING }, fresh: false },
   'product-first': { worker: 'product', fresh: true },
+  'product-first-sealed': { worker: 'product', vars: { IDEMPOTENCY_ENCRYPTION_KEYS: BENCH_KEYRING }, fresh: true },
   'design-first': { worker: 'design', fresh: true },
 };
 
@@ -113,7 +134,7 @@ const pick = (metric: Metric, x: { rps: number; cpuUsPerReq: CpuUsPerReq }): num
 
 export async function runScenarios(bench: Bench): Promise<ScenariosResult> {
   const { settings, origin } = bench;
-  const names = scenarioNames(settings.only ?? SCENARIO_NAMES);
+  const names = scenarioNames((settings.only ?? DEFAULT_SCENARIOS).filter((name) => name !== STREAM));
   // Long-lived processes for the stateless scenarios, started one after the other.
   const lasting = new Map<Slot, Target>();
   for (const name of names) {
@@ -123,8 +144,8 @@ export async function runScenarios(bench: Bench): Promise<ScenariosResult> {
   // Each process that serves a fixed-key scenario gets its own key stored once; its replays must repeat that body.
   const primed = new Map<Slot, string>();
   for (const [slot, target] of lasting) {
-    if (names.some((n) => scenario(n).slot === slot && scenario(n).key === 'fixed'))
-      primed.set(slot, await prime(target.url, slot, origin.count, () => origin.settle()));
+    const fixed = names.map(scenario).find((s) => s.slot === slot && s.key === 'fixed');
+    if (fixed !== undefined) primed.set(slot, await prime(target.url, slot, origin.count, () => origin.settle(), fixed.path));
   }
 
   console.log(

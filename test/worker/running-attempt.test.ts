@@ -14,11 +14,11 @@ const auth = 'Bearer test-token';
 /** A lease long enough that only the stored times, never the origin call's own lease timer, can end it. */
 const vars = { IDEMPOTENCY_ADMIN_TOKEN: ADMIN, ORIGIN_LEASE_MS: '10000' };
 
-/** Starts a keyed write that the origin holds, and waits until it has reached the origin. */
-async function running(key: string, hold: string): Promise<Promise<Response>> {
+/** Starts a keyed write that the origin holds, and waits until it has reached the origin; `first` is its answer to come. */
+async function running(key: string, hold: string): Promise<{ first: Promise<Response> }> {
   const first = sendWith(vars, `/hold/${hold}/running`, { key, body: 'x' });
   await until(async () => (await originCalls(key)) === 1, 'the attempt to reach the origin');
-  return first;
+  return { first };
 }
 
 /** Moves the stored lease and expiry of the key's row into the past: by its times alone, the row no longer counts. */
@@ -40,7 +40,7 @@ describe('the row of an attempt still running here', () => {
   it('is joined by a duplicate after its lease and TTL have passed, never run a second time', async () => {
     const key = newKey();
     const hold = newHold();
-    const first = await running(key, hold);
+    const { first } = await running(key, hold);
     await outlive(key);
     // The duplicate joins the running attempt and, after ORIGIN_TIMEOUT_MS, is told it is still in progress.
     await expectProblem(await sendWith(vars, `/hold/${hold}/running`, { key, body: 'x' }), 409, 'idempotency_key_in_progress');
@@ -52,7 +52,7 @@ describe('the row of an attempt still running here', () => {
   it('is still described by a lookup after its lease and TTL have passed', async () => {
     const key = newKey();
     const hold = newHold();
-    const first = await running(key, hold);
+    const { first } = await running(key, hold);
     await outlive(key);
     const res = await sendWith(vars, `/_idempotency/keys/${key}`, { method: 'GET', auth });
     expect(res.status).toBe(200);
@@ -63,7 +63,7 @@ describe('the row of an attempt still running here', () => {
   it('is never purged after its lease and TTL have passed: the purge answers 409 and the answer is still stored', async () => {
     const key = newKey();
     const hold = newHold();
-    const first = await running(key, hold);
+    const { first } = await running(key, hold);
     await outlive(key);
     const purge = await sendWith(vars, `/_idempotency/admin/keys/${key}`, {
       method: 'DELETE',

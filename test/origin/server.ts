@@ -32,10 +32,12 @@
  * - `/no-retry/<code>/...` answers `<code>` with `x-should-retry: false`: a server that says "never retry"
  * - `/expiring/<s>/<code>/...` answers `<code>` with `Idempotency-Expires` `<s>` seconds from now: a server whose
  *   key stops protecting soon
+ * - `/hold/<id>/...`      like echo, once `<id>` is released (at once if it already was): ordering without sleeps
  *
  * Control (not counted): `GET /__calls?key=K` → `{ "count": n }` for Idempotency-Key K, `?path=P` for a
  * path, `GET /__calls`
- * → `{ "total": n }`, `GET /__last?key=K` → the last request seen with that key.
+ * → `{ "total": n }`, `GET /__last?key=K` → the last request seen with that key. `POST /release/<id>` lets every
+held `/hold/<id>/...` request (and any later one) answer.
  *
  * {@link TestOrigin.setDown} makes the origin "down" on its own port: every connection, open or new, is
  * reset before a byte of it is read (so nothing is counted), until it is switched back.
@@ -74,6 +76,18 @@ export async function startTestOrigin(): Promise<TestOrigin> {
   const calls = new Map<string, number>();
   const last = new Map<string, SeenRequest>();
   let total = 0;
+  /** `/hold/<id>` requests wait for the release of `<id>`: one promise per id, resolved by `/release/<id>`. */
+  const holds = new Map<string, { released: Promise<void>; release: () => void }>();
+  const hold = (id: string) => {
+    let entry = holds.get(id);
+    if (entry === undefined) {
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      entry = { released, release };
+      holds.set(id, entry);
+    }
+    return entry;
+  };
 
   const server = createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://origin');
@@ -93,6 +107,10 @@ export async function startTestOrigin(): Promise<TestOrigin> {
       if (answer === 'missing') return json(res, 404, { error: 'no such request' });
       if (answer === 'broken') return json(res, 500, { error: 'cannot say' });
       return json(res, 200, { reconciled: true, key, credential: req.headers.authorization !== undefined, query: url.search });
+    }
+    if (url.pathname.startsWith('/release/')) {
+      hold(url.pathname.split('/')[2] ?? '').release();
+      return json(res, 200, { released: true });
     }
     if (url.pathname === '/__last') return json(res, 200, last.get(url.searchParams.get('key') ?? '') ?? null);
     if (url.pathname.startsWith('/cors/') && req.method === 'OPTIONS') return corsPreflight(req, res);
@@ -132,6 +150,9 @@ export async function startTestOrigin(): Promise<TestOrigin> {
         res.setHeader('access-control-allow-origin', req.headers.origin ?? '*');
         res.setHeader('vary', 'Origin');
         return json(res, 200, { call: count, bodySha256: seen.bodySha256 });
+      case 'hold':
+        await hold(arg).released;
+        return json(res, 200, { ...seen, call: count });
       case 'slow':
         await new Promise((resolve) => setTimeout(resolve, Number(arg)));
         return json(res, 200, { ...seen, call: count });

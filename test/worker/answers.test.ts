@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { idempotency } from '../../src/middleware';
 import { EXPOSED_HEADERS } from '../../src/shared/answers';
 import { PROBLEMS, type ProblemCode, problem } from '../../src/shared/problem';
-import { codeOf, expectProblem, newKey, originCalls, send, sendWith, storedRecord } from './helpers';
+import { codeOf, expectProblem, newHold, newKey, originCalls, release, send, sendWith, storedRecord, until } from './helpers';
 
 const ERROR_OBJECT = { IDEMPOTENCY_ERROR_FORMAT: 'error_object' };
 const CONFLICT_422 = { IDEMPOTENCY_CONFLICT_STATUS: '422' };
@@ -69,16 +69,17 @@ describe('retry advice', () => {
   it('says true for an unreachable origin and a key in progress, with Retry-After and retry-after-ms', async () => {
     expect(advice(await sendWith(DOWN, '/echo/answers-down', { key: newKey(), body: 'x' }))).toBe('true');
     const key = newKey();
-    const first = send('/slow/2500/answers-in-progress', { key, body: 'x' });
-    let duplicate: Response;
-    // The duplicate waits ORIGIN_TIMEOUT_MS (1.5 s), then hears that the first request is still running.
-    do duplicate = await send('/slow/2500/answers-in-progress', { key, body: 'x' });
-    while (duplicate.status !== 409);
+    const hold = newHold();
+    const first = send(`/hold/${hold}/answers-in-progress`, { key, body: 'x' });
+    await until(async () => (await originCalls(key)) === 1, 'the first request to reach the origin');
+    // The origin holds the first request: the duplicate waits ORIGIN_TIMEOUT_MS (1.5 s), then hears it is still running.
+    const duplicate = await send(`/hold/${hold}/answers-in-progress`, { key, body: 'x' });
     await expectProblem(duplicate.clone(), 409, 'idempotency_key_in_progress');
     expect(advice(duplicate)).toBe('true');
     const seconds = Number(duplicate.headers.get('retry-after'));
     expect(seconds).toBeGreaterThanOrEqual(1);
     expect(duplicate.headers.get('retry-after-ms')).toBe(String(seconds * 1000));
+    await release(hold);
     await (await first).arrayBuffer();
   });
 

@@ -90,6 +90,15 @@ export async function originTotal(): Promise<number> {
   return ((await res.json()) as { total: number }).total;
 }
 
+/** A fresh id for the origin's `/hold/<id>/...` paths, which answer only once {@link release} lets them. */
+export const newHold = (): string => crypto.randomUUID();
+
+/** Lets every request held on `/hold/<id>/...` at the origin answer (and any later one at once). */
+export async function release(id: string): Promise<void> {
+  const res = await fetch(`${originUrl}/release/${id}`, { method: 'POST' });
+  if (!res.ok) throw new Error(`the origin did not release ${id}: ${res.status}`);
+}
+
 /** The RPC methods of the object. */
 export type RecordMethod = 'execute' | 'begin' | 'complete' | 'inspect' | 'purge';
 

@@ -47,6 +47,19 @@ export interface IdempotencyEnv {
 const rejectBody = (cause: unknown): never =>
   reject('request_body_invalid', 'The request body ended before its declared length or could not be read.', { cause });
 
+/**
+ * `work`, kept going by the request's `waitUntil` when it has one: a client that goes away must not cut the attempt's
+ * log line (its outcome) short. The attempt itself runs in the object either way.
+ */
+function outliving<T>(c: Context<IdempotencyEnv>, work: Promise<T>): Promise<T> {
+  try {
+    c.executionCtx.waitUntil(work.catch(() => {}));
+  } catch {
+    // No execution context (`app.request` without one): nothing outlives the request anyway.
+  }
+  return work;
+}
+
 /** A keyed request on its way. */
 interface Keyed {
   readonly key: string;
@@ -192,7 +205,7 @@ export function createIdempotency(resolved: ResolvedOptions): MiddlewareHandler<
       const limited = await limit(ctx, async () => {
         reading = false;
         // Assigned, not just returned: after the handler ran, Hono ignores a middleware's return value.
-        c.res = await attempt(c, current, next);
+        c.res = await outliving(c, attempt(c, current, next));
       }).catch((cause: unknown) => (reading && !(cause instanceof Rejection) ? rejectBody(cause) : Promise.reject(cause)));
       return limited ?? c.res;
     } catch (error) {

@@ -12,8 +12,10 @@ import { objectFiles, storedAlarm, storedExpiry, userTables } from './wire';
 const VARS = { ORIGIN_TIMEOUT_MS: '1000', ORIGIN_LEASE_MS: '3000' };
 const shared = proxyForFile(VARS);
 
+// wrangler dev does not pass a client's closed connection on to the Worker (platform-facts.md), so these show what a
+// client that gives up sees on its retry; the disconnect the Worker itself sees is worker/client-disconnect's.
 describe('client faults', () => {
-  it('a client that disconnects mid-flight and retries gets the original outcome, with no second origin call', async () => {
+  it('a client that gives up mid-flight and retries gets the original outcome, with no second origin call', async () => {
     const key = randomUUID();
     const client = new AbortController();
     const gone = send(shared.proxy.url, '/slow/800/disconnect', { key, body: 'x', signal: client.signal });

@@ -163,6 +163,9 @@ function profileTables(x: ProfileResult): string[] {
   return lines;
 }
 
+/** The order of a scenario's rows: the proxy, the design floor, then handler mode. */
+const WORKERS = ['product', 'design', 'handler'];
+
 function billingTables(x: BillingResult): string[] {
   const lines = [
     `What the platform bills per request (${x.requestsPerScenario} requests per scenario through \`bench/metered/\`, which subclasses each Durable Object class to count; ${x.workerSide}).`,
@@ -173,7 +176,9 @@ function billingTables(x: BillingResult): string[] {
   ];
   // Product and design floor side by side, scenario by scenario.
   const order = [...new Set(x.rows.map((r) => r.scenario))];
-  const rows = [...x.rows].sort((a, b) => order.indexOf(a.scenario) - order.indexOf(b.scenario) || (a.worker === 'product' ? -1 : 1));
+  const rows = [...x.rows].sort(
+    (a, b) => order.indexOf(a.scenario) - order.indexOf(b.scenario) || WORKERS.indexOf(a.worker) - WORKERS.indexOf(b.worker),
+  );
   for (const r of rows) {
     lines.push(
       `| ${r.scenario} | ${r.worker} | ${fmt(r.perRequest.doRequests, 3)} | ${fmt(r.perRequest.rowsRead, 2)} | ${fmt(r.perRequest.rowsWritten, 2)} | ${fmt(r.perRequest.setAlarm, 2)} | ${fmt(r.perRequest.deleteAll, 2)} | ${r.bytesPerKey === undefined ? '–' : fmt(r.bytesPerKey)} | ${fmt(r.doCostPerMillion, 4)} |`,

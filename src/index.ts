@@ -18,7 +18,18 @@ export type {
 export type { Reporter, RequestLog, RequestOutcome } from './middleware/log';
 export type { RetryOptions } from './middleware/retry';
 export { IdempotencyRecord } from './record/record';
-export type { AttemptLimits, AttemptSpec, BeginResult, OriginRequest, PurgeResult, RecordInfo } from './record/api';
+export type { AttemptReport } from './record/attempt';
+export type {
+  AttemptLimits,
+  AttemptSpec,
+  BeginResult,
+  OriginRequest,
+  Outcome,
+  PurgeResult,
+  RecordInfo,
+  Settled,
+  StoredResponse,
+  StreamedResponse,
+} from './record/api';
 export type { HeaderList } from './shared/headers';
-export type { Outcome, Settled, StoredResponse } from './record/api';
 export type { ProblemCode } from './shared/problem';

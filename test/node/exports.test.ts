@@ -28,6 +28,7 @@ describe('the package entry', () => {
     expect(exported('type')).toEqual(
       [
         'AttemptLimits',
+        'AttemptReport',
         'AttemptSpec',
         'BeginResult',
         'HeaderList',
@@ -48,6 +49,7 @@ describe('the package entry', () => {
         'RetryOptions',
         'Settled',
         'StoredResponse',
+        'StreamedResponse',
       ].sort(),
     );
   });

@@ -128,24 +128,25 @@ export class RecordStore {
     return this.#table;
   }
 
-  /** The record, without its body (a format 5 record carries it along). */
+  /**
+   * The record, without its body (a format 5 record carries it along). A `record` table wins over the KV record: new
+   * code drops the table when it writes KV, so both exist only when code of formats 1 to 4 (a rollback) wrote since.
+   */
   read(): RecordRow | undefined {
-    const stored = this.#kv.get<StoredRecord>(RECORD_KEY);
-    if (stored !== undefined) return stored;
     const format = this.#legacy();
-    if (format === 0) return undefined;
-    return this.#sql.exec<RecordRow>(`SELECT ${SELECTED[format]} FROM record WHERE id = 1`).toArray()[0];
+    if (format !== 0) return this.#sql.exec<RecordRow>(`SELECT ${SELECTED[format]} FROM record WHERE id = 1`).toArray()[0];
+    return this.#kv.get<StoredRecord>(RECORD_KEY);
   }
 
   /** The record with its body, as {@link read} finds it, for a write; a row of formats 1 to 4 is moved into KV first. */
   #current(): StoredRecord | undefined {
-    const stored = this.#kv.get<StoredRecord>(RECORD_KEY);
-    if (stored !== undefined || this.#legacy() === 0) return stored;
+    if (this.#legacy() === 0) return this.#kv.get<StoredRecord>(RECORD_KEY);
     // Moved in one transaction: a failure leaves the old table. Chunk rows (`body_chunk`) are the same in every format.
     const moved = this.#storage.transactionSync(() => {
       const row = this.read();
       let record: StoredRecord | undefined;
-      if (row !== undefined) {
+      if (row === undefined) this.#kv.delete(RECORD_KEY);
+      else {
         const { body } = this.#sql.exec<{ body: ArrayBuffer | null }>(`SELECT body FROM record WHERE id = 1`).one();
         record = { ...row, body };
         this.#kv.put(RECORD_KEY, record);

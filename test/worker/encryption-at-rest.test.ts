@@ -246,23 +246,41 @@ describe('records of format 4 (the SQL table of 0.2) after the upgrade to format
     });
   }
 
-  it('replays a complete format 4 row as stored, and writes nothing doing so', async () => {
-    const key = newKey();
-    const path = '/echo/format-4-complete';
-    await storeFormat4(key, {
+  /** A complete format 4 row of a POST of `path` (the fingerprint `attemptSpec` sends). */
+  const storeComplete4 = (key: string, path: string, status: number, body: string, headers: [string, string][] = []) =>
+    storeFormat4(key, {
       fingerprint: `fp:${path}`,
       state: 'complete',
       attempt: 'v4-attempt',
-      status: 201,
-      headers: JSON.stringify([['content-type', 'text/plain']]),
-      body: new TextEncoder().encode('stored by format 4'),
+      status,
+      headers: JSON.stringify(headers),
+      body: new TextEncoder().encode(body),
     });
+
+  it('replays a complete format 4 row as stored, and writes nothing doing so', async () => {
+    const key = newKey();
+    const path = '/echo/format-4-complete';
+    await storeComplete4(key, path, 201, 'stored by format 4', [['content-type', 'text/plain']]);
     const replay = responseOf(await run(key, undefined, path));
     expect(replay).toMatchObject({ replayed: true, response: { status: 201, headers: [['content-type', 'text/plain']] } });
     expect(new TextDecoder().decode(replay.response.body)).toBe('stored by format 4');
     expect(await (await recordStub(key)).inspect()).toMatchObject({ state: 'complete', status: 201, method: 'POST', path: '/v4' });
     expect((await raw(key)).row).toMatchObject({ format: 4, state: 'complete' });
+    // Nothing was moved or written: no KV record, the table as it was.
+    expect(await runInDurableObject(await recordStub(key), (_, state) => [...state.storage.kv.list()])).toEqual([]);
     expect(await originCalls(key)).toBe(0);
+  });
+
+  it('after a rollback wrote a format 4 row beside a format 5 record, the row wins (it is the newer)', async () => {
+    const key = newKey();
+    responseOf(await run(key, undefined, '/echo/before-rollback'));
+    await resetObject(key);
+    const path = '/echo/after-rollback';
+    await storeComplete4(key, path, 202, 'stored by the rolled-back code');
+    await resetObject(key);
+    const replay = responseOf(await run(key, undefined, path));
+    expect(replay).toMatchObject({ replayed: true, response: { status: 202 } });
+    expect(new TextDecoder().decode(replay.response.body)).toBe('stored by the rolled-back code');
   });
 
   it('completes the in-flight row of a format 4 table: moved into the KV record, the table dropped', async () => {

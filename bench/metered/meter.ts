@@ -8,8 +8,12 @@
  *
  * - Durable Object requests: one per RPC method call and per alarm invocation.
  * - SQLite rows: every cursor `ctx.storage.sql.exec()` returns is kept until the method that created it
- *   (or the next one, for cursors of the constructor) has settled; its `rowsRead` / `rowsWritten` are
- *   added then, once it has been consumed (the cursor is returned to the class unchanged).
+ *   (or the next one, for cursors of the constructor) has settled, or until the counters are read, whichever
+ *   comes first; its `rowsRead` / `rowsWritten` are added then, once it has been consumed (the cursor is
+ *   returned to the class unchanged). Counting at a read too matters: a streamed answer is stored after
+ *   `execute()` has returned, and nothing else may call that object again.
+ * - The synchronous KV API (`ctx.storage.kv`), billed as rows of its hidden table (pricing page): one row
+ *   written per `put()` and per `delete()`, one row read per `get()`, one per entry `list()` yields.
  * - `setAlarm()` (one row written each, per the pricing page) and `deleteAll()` calls.
  * - Bytes stored: `sql.databaseSize` of each object after its latest call.
  *
@@ -30,6 +34,7 @@ function countersFor(kind: string): Counters {
 
 /** Every counter, by kind (`product`, `design`). */
 export function snapshot(): Record<string, Counters> {
+  for (const meter of live) countPending(meter);
   const out: Record<string, Counters> = {};
   for (const [kind, c] of counters) {
     const objectSizes = [...(sizes.get(kind)?.values() ?? [])];
@@ -52,6 +57,8 @@ interface Meter {
 }
 
 const meters = new WeakMap<object, Meter>();
+/** Every meter with cursors not counted yet (removed once flushed, so objects are not kept alive by it). */
+const live = new Set<Meter>();
 
 /** A proxy for a native object whose methods need their real `this`, with some members replaced. */
 function wrap<T extends object>(target: T, replace: Record<string, unknown>): T {
@@ -75,11 +82,32 @@ function meteredState(ctx: DurableObjectState, kind: string, alarmInMs: number |
     exec: (query: string, ...bindings: unknown[]) => {
       const cursor = storage.sql.exec(query, ...bindings);
       meter.pending.push(cursor);
+      live.add(meter);
       return cursor;
+    },
+  });
+  const kv = wrap(storage.kv, {
+    get: (key: string) => {
+      countersFor(kind).rowsRead++;
+      return storage.kv.get(key);
+    },
+    put: (key: string, value: unknown) => {
+      countersFor(kind).rowsWritten++;
+      storage.kv.put(key, value);
+    },
+    delete: (key: string) => {
+      countersFor(kind).rowsWritten++;
+      return storage.kv.delete(key);
+    },
+    list: (options?: SyncKvListOptions) => {
+      const entries = [...storage.kv.list(options)];
+      countersFor(kind).rowsRead += entries.length;
+      return entries[Symbol.iterator]();
     },
   });
   const meteredStorage = wrap(storage, {
     sql,
+    kv,
     setAlarm: (time: number | Date, options?: DurableObjectSetAlarmOptions) => {
       countersFor(kind).setAlarm++;
       return storage.setAlarm(alarmInMs === undefined ? time : Date.now() + alarmInMs, options);
@@ -94,14 +122,20 @@ function meteredState(ctx: DurableObjectState, kind: string, alarmInMs: number |
   return ctx;
 }
 
-/** Adds the rows of every pending cursor of the object, and records its size. */
-function flush(meter: Meter): void {
+/** Adds the rows of every pending cursor of the object (the counters of a cursor need no I/O, so any request may read them). */
+function countPending(meter: Meter): void {
   const c = countersFor(meter.kind);
   for (const cursor of meter.pending) {
     c.rowsRead += cursor.rowsRead;
     c.rowsWritten += cursor.rowsWritten;
   }
   meter.pending = [];
+  live.delete(meter);
+}
+
+/** Adds the rows of every pending cursor of the object, and records its size (inside a call of the object only). */
+function flush(meter: Meter): void {
+  countPending(meter);
   let objectSizes = sizes.get(meter.kind);
   if (objectSizes === undefined) sizes.set(meter.kind, (objectSizes = new Map()));
   objectSizes.set(meter.id, meter.sql.databaseSize);

@@ -1,12 +1,12 @@
 /**
  * @module
- * The stored record of one key: one SQLite row (and, for bodies over 1 MiB, chunk rows), in the object's
- * own storage. docs/storage-schema.md describes the format.
+ * The stored record of one key: one value of the object's synchronous KV storage (and, for bodies over 1 MiB,
+ * SQLite chunk rows). docs/storage-schema.md describes the format.
  *
- * Consistency: every call here is synchronous SQL, so a caller that makes several calls without an
- * `await` in between is never interleaved with another request. Every write that ends an attempt is
- * guarded by `attempt = ? AND state = 'in_flight'`: a late or repeated answer can never overwrite a newer
- * attempt's row or a stored answer. A chunked body and its row are written in one transaction.
+ * Consistency: every call here is synchronous (KV and SQL), so a caller that makes several calls without an
+ * `await` in between is never interleaved with another request. Every write that ends an attempt first checks
+ * that the record is still that attempt's and in flight: a late or repeated answer can never overwrite a newer
+ * attempt's record or a stored answer. A chunked body and its record are written in one transaction.
  */
 
 /** SQLite-backed Durable Objects refuse rows, strings and BLOBs over 2 MB in production (not locally). */
@@ -15,37 +15,23 @@ export const MAX_SQL_ROW_BYTES = 2_000_000;
 export const BODY_CHUNK_BYTES = 1024 * 1024;
 
 /**
- * Format of a stored record row (its `format` column). Format 2 added `created_at`, `method` and `path`; format 3
- * the states `lost` and `unknown`. Rows of formats 1 and 2 are read as they are (format 1 with the format 2
- * columns `null`). SQLite cannot change a table's CHECK constraint, so the first write of new code to a table of
- * an older format rebuilds it, rows included, in one transaction. Format 4 added `key_id` (encryption at rest):
- * a format 3 table gains the column by `ALTER TABLE`; a row whose `key_id` is `NULL` is plaintext.
+ * Format of a stored record (its `format` field). Format 2 added `created_at`, `method` and `path`; format 3 the
+ * states `lost` and `unknown`; format 4 `key_id` (encryption at rest: `NULL` is plaintext). Formats 1 to 4 are rows
+ * of the SQL table `record`. Format 5 is the same record as one value of the synchronous KV API (`ctx.storage.kv`,
+ * key `record`), which needs no schema: a first-time write is one put before the origin call, one put of the answer
+ * and the alarm (3 rows written, where the table cost 5: `CREATE TABLE` alone writes 2). Rows of formats 1 to 4 are
+ * read as they are (format 1 with the format 2 fields `null`, before 4 with `key_id` `null`); the first write of new
+ * code to such an object moves its row into the KV value and drops the table, in one transaction.
  */
-export const RECORD_FORMAT = 4;
+export const RECORD_FORMAT = 5;
+
+/** The KV key of the record (format 5). */
+const RECORD_KEY = 'record';
 
 /** Every state a row can be in (docs/storage-schema.md, "States"). */
 export type RecordState = 'in_flight' | 'complete' | 'too_large' | 'lost' | 'unknown';
 
-const createTable = (name: string): string => `
-  CREATE TABLE IF NOT EXISTS ${name} (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    format INTEGER NOT NULL,
-    fingerprint TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('in_flight', 'complete', 'too_large', 'lost', 'unknown')),
-    attempt TEXT NOT NULL,
-    lease_until INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    status INTEGER,
-    headers TEXT,
-    body BLOB,
-    chunks INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER,
-    method TEXT,
-    path TEXT,
-    key_id TEXT
-  )`;
-
-/** A record row without its body (decisions never need the body). */
+/** A record without its body (decisions never need the body; a format 5 record read from KV carries it along). */
 export interface RecordRow extends Record<string, SqlStorageValue> {
   format: number;
   fingerprint: string;
@@ -62,6 +48,11 @@ export interface RecordRow extends Record<string, SqlStorageValue> {
   path: string | null;
   /** The id of the key that sealed `headers` and the body; `null`: stored in plaintext. */
   key_id: string | null;
+}
+
+/** The KV value of a format 5 record: the row and, when `chunks` is 0 and it is stored, its body. */
+interface StoredRecord extends RecordRow {
+  body: ArrayBuffer | null;
 }
 
 /**
@@ -105,24 +96,30 @@ const SELECTED = {
 export const expiryOf = (row: RecordRow): number =>
   row.state === 'in_flight' ? Math.max(row.expires_at, row.lease_until) : row.expires_at;
 
-/** The record table of one object. */
+/** The bytes of `part` as a value to store (a view of a larger buffer would be stored with all of that buffer). */
+const own = (part: Uint8Array): ArrayBuffer =>
+  (part.byteOffset === 0 && part.byteLength === part.buffer.byteLength ? part.buffer : part.slice().buffer) as ArrayBuffer;
+
+/** The record of one object. */
 export class RecordStore {
   readonly #storage: DurableObjectStorage;
   /**
-   * The format of the `record` table: none yet (0), 1 to 4; `undefined` until looked up, once per instance.
-   * Reading never creates or changes the table, so a lookup of an unknown key writes nothing.
+   * The format of a `record` table left by formats 1 to 4: none (0), 1 to 4; `undefined` until looked up, once per
+   * instance. Reading never creates or changes anything, so a lookup of an unknown key writes nothing.
    */
   #table: 0 | 1 | 2 | 3 | 4 | undefined;
 
-  /** The SQL handle, taken once: every `storage.sql` access crosses into the runtime. */
+  /** The SQL and KV handles, taken once: every `storage` access crosses into the runtime. */
   readonly #sql: SqlStorage;
+  readonly #kv: SyncKvStorage;
 
   constructor(storage: DurableObjectStorage) {
     this.#storage = storage;
     this.#sql = storage.sql;
+    this.#kv = storage.kv;
   }
 
-  #format(): 0 | 1 | 2 | 3 | 4 {
+  #legacy(): 0 | 1 | 2 | 3 | 4 {
     if (this.#table === undefined) {
       const table = this.#sql.exec<{ sql: string }>(`SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'record'`).toArray()[0];
       const sql = table?.sql ?? '';
@@ -131,67 +128,89 @@ export class RecordStore {
     return this.#table;
   }
 
-  /** The record, without its body. */
-  read(): RecordRow | undefined {
-    const format = this.#format();
-    if (format === 0) return undefined;
-    return this.#sql.exec<RecordRow>(`SELECT ${SELECTED[format]} FROM record WHERE id = 1`).toArray()[0];
-  }
-
   /**
-   * Makes the table one of the current format before a write: creates it, or rebuilds an older one (whose CHECK
-   * would refuse the states of format 3) with its row, in one transaction so a failure leaves the old table. A
-   * format 3 table only gains the `key_id` column.
+   * The record, without its body (a format 5 record carries it along). A `record` table wins over the KV record: new
+   * code drops the table when it writes KV, so both exist only when code of formats 1 to 4 (a rollback) wrote since.
    */
-  #writable(): void {
-    const format = this.#format();
-    if (format === 4) return;
-    if (format === 0) this.#sql.exec(createTable('record'));
-    else if (format === 3) this.#sql.exec(`ALTER TABLE record ADD COLUMN key_id TEXT`);
-    else {
-      this.#storage.transactionSync(() => {
-        this.#sql.exec(createTable('record_next'));
-        this.#sql.exec(
-          `INSERT INTO record_next (id, ${COLUMNS_2}, body) SELECT id, ${format === 1 ? COLUMNS_1_AS_2 : COLUMNS_2}, body FROM record`,
-        );
-        this.#sql.exec(`DROP TABLE record`);
-        this.#sql.exec(`ALTER TABLE record_next RENAME TO record`);
-      });
-    }
-    this.#table = 4;
+  read(): RecordRow | undefined {
+    const format = this.#legacy();
+    if (format !== 0) return this.#sql.exec<RecordRow>(`SELECT ${SELECTED[format]} FROM record WHERE id = 1`).toArray()[0];
+    return this.#kv.get<StoredRecord>(RECORD_KEY);
   }
 
-  /** Replaces whatever is stored with the in-flight row of a new attempt, creating or migrating the table first. */
+  /** The record with its body, as {@link read} finds it, for a write; a row of formats 1 to 4 is moved into KV first. */
+  #current(): StoredRecord | undefined {
+    if (this.#legacy() === 0) return this.#kv.get<StoredRecord>(RECORD_KEY);
+    // Moved in one transaction: a failure leaves the old table. Chunk rows (`body_chunk`) are the same in every format.
+    const moved = this.#storage.transactionSync(() => {
+      const row = this.read();
+      let record: StoredRecord | undefined;
+      if (row === undefined) this.#kv.delete(RECORD_KEY);
+      else {
+        const { body } = this.#sql.exec<{ body: ArrayBuffer | null }>(`SELECT body FROM record WHERE id = 1`).one();
+        record = { ...row, body };
+        this.#kv.put(RECORD_KEY, record);
+      }
+      this.#sql.exec(`DROP TABLE record`);
+      return record;
+    });
+    this.#table = 0;
+    return moved;
+  }
+
+  /** Replaces whatever is stored with the in-flight record of a new attempt. */
   begin(row: NewAttempt): void {
-    this.#writable();
-    this.#sql.exec(
-      `INSERT OR REPLACE INTO record (id, format, fingerprint, state, attempt, lease_until, expires_at, created_at, method, path)
-       VALUES (1, ?, ?, 'in_flight', ?, ?, ?, ?, ?, ?)`,
-      RECORD_FORMAT,
-      row.fingerprint,
-      row.attempt,
-      row.leaseUntil,
-      row.expiresAt,
-      row.createdAt,
-      row.method,
-      row.path,
-    );
+    this.#current();
+    const record: StoredRecord = {
+      format: RECORD_FORMAT,
+      fingerprint: row.fingerprint,
+      state: 'in_flight',
+      attempt: row.attempt,
+      lease_until: row.leaseUntil,
+      expires_at: row.expiresAt,
+      status: null,
+      headers: null,
+      body: null,
+      chunks: 0,
+      created_at: row.createdAt,
+      method: row.method,
+      path: row.path,
+      key_id: null,
+    };
+    this.#kv.put(RECORD_KEY, record);
+  }
+
+  /** The record of `attempt` in state `from`, or `undefined` when it is no longer the attempt's. */
+  #owned(attempt: string, from: RecordState = 'in_flight'): StoredRecord | undefined {
+    const record = this.#current();
+    return record?.attempt === attempt && record.state === from ? record : undefined;
   }
 
   /**
-   * Stores the answer of `attempt` (prepared by `sealed-store.ts`), if the row still belongs to it. One body part
-   * goes in the record row; more go in `body_chunk` rows, in the same transaction.
+   * Stores the answer of `attempt` (prepared by `sealed-store.ts`), if the record still belongs to it. One body part
+   * goes in the record; more go in `body_chunk` rows, in the same transaction.
    *
-   * @returns whether it was stored (the row was still the attempt's)
+   * @returns whether it was stored (the record was still the attempt's)
    */
   complete(attempt: string, { status, headers, parts, keyId }: StoredParts, from: 'in_flight' | 'unknown' = 'in_flight'): boolean {
-    this.#writable();
-    const update = `UPDATE record SET state = 'complete', status = ?, headers = ?, body = ?, chunks = ?, key_id = ?, format = ? WHERE id = 1 AND attempt = ? AND state = '${from}'`;
+    const record = this.#owned(attempt, from);
+    if (record === undefined) return false;
+    const stored: StoredRecord = {
+      ...record,
+      format: RECORD_FORMAT,
+      state: 'complete',
+      status,
+      headers: typeof headers === 'string' ? headers : own(headers),
+      body: parts.length === 1 ? own(parts[0]!) : null,
+      chunks: parts.length === 1 ? 0 : parts.length,
+      key_id: keyId,
+    };
     if (parts.length === 1) {
-      return this.#sql.exec(update, status, headers, parts[0]!, 0, keyId, RECORD_FORMAT, attempt).rowsWritten > 0;
+      this.#kv.put(RECORD_KEY, stored);
+      return true;
     }
     return this.#storage.transactionSync(() => {
-      if (this.#sql.exec(update, status, headers, null, parts.length, keyId, RECORD_FORMAT, attempt).rowsWritten === 0) return false;
+      this.#kv.put(RECORD_KEY, stored);
       this.#sql.exec(`CREATE TABLE IF NOT EXISTS body_chunk (seq INTEGER PRIMARY KEY, data BLOB NOT NULL)`);
       parts.forEach((data, seq) => {
         if (data.byteLength > MAX_SQL_ROW_BYTES) throw new RangeError('body chunk exceeds the SQLite row limit');
@@ -203,47 +222,36 @@ export class RecordStore {
 
   /** Records that `attempt` ran but its answer was too large to store: only the status is kept. */
   tooLarge(attempt: string, status: number): void {
-    this.#sql.exec(
-      `UPDATE record SET state = 'too_large', status = ? WHERE id = 1 AND attempt = ? AND state = 'in_flight'`,
-      status,
-      attempt,
-    );
+    const record = this.#owned(attempt);
+    if (record !== undefined) this.#kv.put(RECORD_KEY, { ...record, format: RECORD_FORMAT, state: 'too_large', status });
   }
 
   /** Records that `attempt` got the status line of a result and then lost the body: it ran, nothing to replay. */
   lost(attempt: string, status: number): void {
-    this.#writable();
-    this.#sql.exec(
-      `UPDATE record SET state = 'lost', status = ?, format = ? WHERE id = 1 AND attempt = ? AND state = 'in_flight'`,
-      status,
-      RECORD_FORMAT,
-      attempt,
-    );
+    const record = this.#owned(attempt);
+    if (record !== undefined) this.#kv.put(RECORD_KEY, { ...record, format: RECORD_FORMAT, state: 'lost', status });
   }
 
   /**
-   * Marks the row of an attempt whose outcome is unknown (`hold`, `reconcile`): it died, or failed with no status
-   * line; nobody knows whether it ran, so the key is held. Returns whether the row was still the attempt's.
+   * Marks the record of an attempt whose outcome is unknown (`hold`, `reconcile`): it died, or failed with no status
+   * line; nobody knows whether it ran, so the key is held. Returns whether the record was still the attempt's.
    */
   unknown(attempt: string): boolean {
-    this.#writable();
-    return (
-      this.#sql.exec(
-        `UPDATE record SET state = 'unknown', format = ? WHERE id = 1 AND attempt = ? AND state = 'in_flight'`,
-        RECORD_FORMAT,
-        attempt,
-      ).rowsWritten > 0
-    );
+    const record = this.#owned(attempt);
+    if (record === undefined) return false;
+    this.#kv.put(RECORD_KEY, { ...record, format: RECORD_FORMAT, state: 'unknown' });
+    return true;
   }
 
-  /** Frees the key after `attempt` failed; returns whether the row was still the attempt's. */
+  /** Frees the key after `attempt` failed; returns whether the record was still the attempt's. */
   release(attempt: string): boolean {
-    return this.#sql.exec(`DELETE FROM record WHERE id = 1 AND attempt = ? AND state = 'in_flight'`, attempt).rowsWritten > 0;
+    return this.#owned(attempt) !== undefined && this.#kv.delete(RECORD_KEY);
   }
 
   /** Deletes an expired record and its body. */
   expire(row: RecordRow): void {
-    this.#sql.exec(`DELETE FROM record`);
+    this.#kv.delete(RECORD_KEY);
+    if (this.#legacy() !== 0) this.#sql.exec(`DELETE FROM record`);
     if (row.chunks > 0) this.#sql.exec(`DELETE FROM body_chunk`);
   }
 
@@ -253,14 +261,17 @@ export class RecordStore {
     const headers = row.headers ?? '[]';
     const stored = { status, headers: typeof headers === 'string' ? headers : new Uint8Array(headers), keyId: row.key_id };
     if (row.chunks === 0) {
-      const { body } = this.#sql.exec<{ body: ArrayBuffer | null }>(`SELECT body FROM record WHERE id = 1`).one();
-      return { ...stored, parts: [new Uint8Array(body ?? new ArrayBuffer(0))] };
+      const body =
+        'body' in row
+          ? (row as StoredRecord).body
+          : this.#sql.exec<{ body: ArrayBuffer | null }>(`SELECT body FROM record WHERE id = 1`).one().body;
+      return { ...stored, parts: [body === null ? new Uint8Array(0) : new Uint8Array(body)] };
     }
     const parts = this.#sql.exec<{ data: ArrayBuffer }>(`SELECT data FROM body_chunk ORDER BY seq`).toArray();
     return { ...stored, parts: parts.map(({ data }) => new Uint8Array(data)) };
   }
 
-  /** Deletes everything, the schema and (compatibility date >= 2026-02-24) the alarm included. */
+  /** Deletes everything, the schema, the KV record and (compatibility date >= 2026-02-24) the alarm included. */
   async clear(): Promise<void> {
     // Forgotten first: whatever deleteAll() leaves behind if it fails, the next access looks the table up again.
     this.#table = undefined;

@@ -159,6 +159,11 @@ describe('keys are scoped by credential, and the credential is never stored', ()
             v instanceof ArrayBuffer ? new TextDecoder().decode(v) : v,
           ),
         )
+        .concat(
+          [...state.storage.kv.list()].map(([name, value]) =>
+            JSON.stringify([name, value], (_, v: unknown) => (v instanceof ArrayBuffer ? new TextDecoder().decode(v) : v)),
+          ),
+        )
         .join('\n');
     });
     expect(dump).toContain('complete');
@@ -306,9 +311,10 @@ describe('what is stored and replayed', () => {
     await expectProblem(await send(`/bytes/${size}/huge`, { key, body: 'x' }), 502, 'response_too_large');
     await expectProblem(await send(`/bytes/${size}/huge`, { key, body: 'x' }), 502, 'response_too_large');
     expect(await originCalls(key)).toBe(1);
-    const stored = await runInDurableObject(await recordStub(key), (_, state) =>
-      state.storage.sql.exec<{ state: string; body: ArrayBuffer | null; chunks: number }>(`SELECT state, body, chunks FROM record`).one(),
-    );
+    const stored = await runInDurableObject(await recordStub(key), (_, state) => {
+      const { state: s, body, chunks } = state.storage.kv.get<{ state: string; body: ArrayBuffer | null; chunks: number }>('record')!;
+      return { state: s, body, chunks };
+    });
     expect(stored).toEqual({ state: 'too_large', body: null, chunks: 0 });
   });
 });

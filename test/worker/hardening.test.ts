@@ -170,9 +170,11 @@ describe('a per-credential rate limit on keyed writes', () => {
     expect(res.headers.get('retry-after')).toBe('60');
     await expectProblem(res, 429, 'rate_limited');
     expect(await originCalls(key)).toBe(0);
-    const tables = await runInDurableObject(await recordStub(key, auth), (_, state) =>
-      state.storage.sql.exec(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%'`).toArray(),
-    );
+    // No table at all (not even the KV API's `_cf_KV`) and no KV key: nothing was written.
+    const tables = await runInDurableObject(await recordStub(key, auth), (_, state) => [
+      ...state.storage.sql.exec(`SELECT name FROM sqlite_master WHERE type = 'table'`).toArray(),
+      ...state.storage.kv.list(),
+    ]);
     expect(tables).toEqual([]);
     // Another credential is not limited, and writes without a key never count.
     expect((await sendWith(vars, '/echo/limited', { key: newKey(), auth: `Bearer other-${newKey()}`, body: 'x' })).status).toBe(200);

@@ -137,13 +137,16 @@ export async function recordStub(key: string, scope = 'Bearer test-token', names
 /** The stored record row of `(auth, key)` without its body, or `undefined` when the object holds none. */
 export async function storedRecord(key: string, scope = 'Bearer test-token', namespace = 'proxy') {
   return runInDurableObject(await recordStub(key, scope, namespace), (_, state) => {
+    type Row = { state: string; attempt: string; lease_until: number; expires_at: number; status: number | null; chunks: number };
+    // Format 5: the KV value `record`; older formats: the SQL table.
+    const stored = state.storage.kv.get<Row>('record');
+    if (stored !== undefined) {
+      const { state: s, attempt, lease_until, expires_at, status, chunks } = stored;
+      return { state: s, attempt, lease_until, expires_at, status, chunks };
+    }
     const sql = state.storage.sql;
     if (sql.exec(`SELECT name FROM sqlite_master WHERE name = 'record'`).toArray().length === 0) return undefined;
-    return sql
-      .exec<{ state: string; attempt: string; lease_until: number; expires_at: number; status: number | null; chunks: number }>(
-        `SELECT state, attempt, lease_until, expires_at, status, chunks FROM record`,
-      )
-      .toArray()[0];
+    return sql.exec<Row>(`SELECT state, attempt, lease_until, expires_at, status, chunks FROM record`).toArray()[0];
   });
 }
 
@@ -241,4 +244,16 @@ export async function readOutcome(returned: unknown): Promise<ReadOutcome> {
   if (outcome.kind !== 'response' || isStored(outcome.response)) return outcome as ReadOutcome;
   const body = await new Response(outcome.response.body).arrayBuffer();
   return { ...outcome, response: { ...outcome.response, body } };
+}
+
+/**
+ * Makes the object's storage refuse every KV write from now on (until the object is reset), as a full disk would:
+ * `put` and `delete` of `state.storage.kv` throw. The record store holds that same KV handle, so it sees the refusal.
+ */
+export function refuseKvWrites(state: DurableObjectState, message: string): void {
+  const refuse = () => {
+    throw new Error(message);
+  };
+  Object.defineProperty(state.storage.kv, 'put', { value: refuse, configurable: true });
+  Object.defineProperty(state.storage.kv, 'delete', { value: refuse, configurable: true });
 }

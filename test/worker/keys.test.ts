@@ -28,14 +28,18 @@ const admin = async (method: 'GET' | 'DELETE', key: string, options: { token?: s
   });
 };
 
-/** The user tables left in the object of `(auth, key)`. */
+/**
+ * What the object of `(auth, key)` holds: its tables, the runtime's own (`_cf_KV` of the KV API, `_cf_METADATA` of the
+ * alarm) included, and its KV keys as `kv:<key>`. Empty: nothing was ever written.
+ */
 async function tablesOf(key: string, as = auth): Promise<string[]> {
-  return runInDurableObject(await recordStub(key, as), (_, state) =>
-    state.storage.sql
-      .exec<{ name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%'`)
+  return runInDurableObject(await recordStub(key, as), (_, state) => [
+    ...state.storage.sql
+      .exec<{ name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table'`)
       .toArray()
       .map((row) => row.name),
-  );
+    ...[...state.storage.kv.list()].map(([name]) => `kv:${name}`),
+  ]);
 }
 
 describe('GET {prefix}/keys/{key}: a client looks up its own key', () => {

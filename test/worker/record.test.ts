@@ -17,18 +17,22 @@ import {
   resetObject,
   send,
   storedRecord,
+  refuseKvWrites,
   until,
 } from './helpers';
 
 afterEach(() => vi.restoreAllMocks());
 
-/** User tables and the alarm: what the object still holds. */
+/** User tables, KV keys (as `kv:<key>`) and the alarm: what the object still holds. */
 async function storageOf(key: string) {
   return runInDurableObject(await recordStub(key), async (_, state) => ({
-    tables: state.storage.sql
-      .exec<{ name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%'`)
-      .toArray()
-      .map((t) => t.name),
+    tables: [
+      ...state.storage.sql
+        .exec<{ name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%'`)
+        .toArray()
+        .map((t) => t.name),
+      ...[...state.storage.kv.list()].map(([name]) => `kv:${name}`),
+    ],
     alarm: await state.storage.getAlarm(),
   }));
 }
@@ -161,10 +165,8 @@ describe('IdempotencyRecord: an attempt that dies mid-flight', () => {
     const stub = await recordStub(key);
     const first = stub.execute(spec(key, '/slow/600/refused', { timeoutMs: 3000, leaseMs: 3000 }));
     await until(async () => (await storedRecord(key))?.state === 'in_flight');
-    // A real storage failure: SQLite itself refuses to update the row.
-    await runInDurableObject(stub, (_, state) => {
-      state.storage.sql.exec(`CREATE TRIGGER refuse_store BEFORE UPDATE ON record BEGIN SELECT RAISE(ABORT, 'storage refused'); END`);
-    });
+    // Storage refuses to write the answer.
+    await runInDurableObject(stub, (_, state) => refuseKvWrites(state, 'storage refused'));
     // The client still gets the origin's answer.
     expect(await readOutcome(await first)).toMatchObject({ kind: 'response', replayed: false, response: { status: 200 } });
     expect(errors.some((line) => line.includes('"event":"store_failed"'))).toBe(true);
@@ -275,7 +277,9 @@ describe('IdempotencyRecord: storage never holds a half-written response', () =>
     const stub = await recordStub(key);
     await readOutcome(await stub.execute(spec(key, `/bytes/${1024 * 1024}/inline`, { maxBodyBytes: 4 * 1024 * 1024 })));
     const row = await runInDurableObject(stub, (_, state) => ({
-      record: state.storage.sql.exec<{ size: number; chunks: number }>(`SELECT length(body) AS size, chunks FROM record`).one(),
+      record: (({ body, chunks }) => ({ size: body?.byteLength, chunks }))(
+        state.storage.kv.get<{ body: ArrayBuffer | null; chunks: number }>('record')!,
+      ),
       chunkTable: state.storage.sql.exec(`SELECT name FROM sqlite_master WHERE name = 'body_chunk'`).toArray().length,
     }));
     expect(row).toEqual({ record: { size: 1024 * 1024, chunks: 0 }, chunkTable: 0 });
@@ -285,13 +289,12 @@ describe('IdempotencyRecord: storage never holds a half-written response', () =>
     const key = newKey();
     const stub = await recordStub(key);
     await readOutcome(await stub.execute(spec(key, `/bytes/${3 * 1024 * 1024}/tx`, { maxBodyBytes: 4 * 1024 * 1024 })));
-    const rows = await runInDurableObject(stub, (_, state) =>
-      state.storage.sql
-        .exec<{ chunks: number; stored: number; size: number }>(
-          `SELECT chunks, (SELECT count(*) FROM body_chunk) AS stored, (SELECT sum(length(data)) FROM body_chunk) AS size FROM record`,
-        )
+    const rows = await runInDurableObject(stub, (_, state) => ({
+      chunks: state.storage.kv.get<{ chunks: number }>('record')!.chunks,
+      ...state.storage.sql
+        .exec<{ stored: number; size: number }>(`SELECT count(*) AS stored, sum(length(data)) AS size FROM body_chunk`)
         .one(),
-    );
+    }));
     expect(rows).toEqual({ chunks: 3, stored: 3, size: 3 * 1024 * 1024 });
   });
 });

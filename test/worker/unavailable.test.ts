@@ -13,7 +13,17 @@ import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import { idempotency } from '../../src/middleware';
 import { isRetryable } from '../../src/middleware/retry';
-import { type RecordMethod, bindingEdge, expectProblem, newKey, originCalls, originUrl, recordStub, sendWith } from './helpers';
+import {
+  type RecordMethod,
+  bindingEdge,
+  expectProblem,
+  newKey,
+  originCalls,
+  originUrl,
+  recordStub,
+  refuseKvWrites,
+  sendWith,
+} from './helpers';
 
 const platformError = (message: string, flags: { retryable?: boolean; overloaded?: boolean }) => Object.assign(new Error(message), flags);
 
@@ -30,16 +40,8 @@ function failing(method: RecordMethod, error: Error, failures = Infinity) {
 describe('an unavailable idempotency store', () => {
   it('answers 503 with Retry-After when SQLite refuses the write, without calling the origin', async () => {
     const key = newKey();
-    // The object's storage is broken for real: its table (of the current format, so it is not rebuilt) exists and
-    // refuses every new row.
-    await runInDurableObject(await recordStub(key), (_, state) => {
-      state.storage.sql.exec(
-        `CREATE TABLE record (id INTEGER PRIMARY KEY, format INTEGER, fingerprint TEXT,
-          state TEXT CHECK (state IN ('in_flight', 'complete', 'too_large', 'lost', 'unknown')), attempt TEXT, lease_until INTEGER,
-          expires_at INTEGER, status INTEGER, headers TEXT, body BLOB, chunks INTEGER DEFAULT 0, created_at INTEGER, method TEXT, path TEXT)`,
-      );
-      state.storage.sql.exec(`CREATE TRIGGER refuse BEFORE INSERT ON record BEGIN SELECT RAISE(ABORT, 'disk full'); END`);
-    });
+    // The object's storage refuses every write.
+    await runInDurableObject(await recordStub(key), (_, state) => refuseKvWrites(state, 'disk full'));
     const res = await sendWith({}, '/echo/broken-storage', { key, body: 'x' });
     expect(res.headers.get('retry-after')).toBe('1');
     await expectProblem(res, 503, 'idempotency_unavailable');

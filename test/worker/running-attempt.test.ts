@@ -25,7 +25,8 @@ async function running(key: string, hold: string): Promise<{ first: Promise<Resp
 async function outlive(key: string): Promise<void> {
   await runInDurableObject(await recordStub(key), (_, state) => {
     const past = Date.now() - 1000;
-    state.storage.sql.exec(`UPDATE record SET lease_until = ?, expires_at = ?`, past, past);
+    const record = state.storage.kv.get<Record<string, unknown>>('record')!;
+    state.storage.kv.put('record', { ...record, lease_until: past, expires_at: past });
   });
 }
 

@@ -17,7 +17,6 @@ import {
   resetObject,
   send,
   storedRecord,
-  refuseKvWrites,
   until,
 } from './helpers';
 
@@ -163,15 +162,19 @@ describe('IdempotencyRecord: an attempt that dies mid-flight', () => {
     vi.spyOn(console, 'error').mockImplementation((line: unknown) => void errors.push(String(line)));
     const key = newKey();
     const stub = await recordStub(key);
-    const first = stub.execute(spec(key, '/slow/600/refused', { timeoutMs: 3000, leaseMs: 3000 }));
-    await until(async () => (await storedRecord(key))?.state === 'in_flight');
-    // Storage refuses to write the answer.
-    await runInDurableObject(stub, (_, state) => refuseKvWrites(state, 'storage refused'));
+    // A real storage failure: SQLite itself refuses the answer's chunk rows (a 2 MiB body is stored in chunks).
+    await runInDurableObject(stub, (_, state) => {
+      state.storage.sql.exec(`CREATE TABLE body_chunk (seq INTEGER PRIMARY KEY, data BLOB NOT NULL)`);
+      state.storage.sql.exec(`CREATE TRIGGER refuse_store BEFORE INSERT ON body_chunk BEGIN SELECT RAISE(ABORT, 'storage refused'); END`);
+    });
+    const path = `/bytes/${2 * 1024 * 1024}/refused`;
+    const limits = { timeoutMs: 3000, leaseMs: 3000, maxBodyBytes: 4 * 1024 * 1024 };
     // The client still gets the origin's answer.
-    expect(await readOutcome(await first)).toMatchObject({ kind: 'response', replayed: false, response: { status: 200 } });
+    const first = await readOutcome(await stub.execute(spec(key, path, limits)));
+    expect(first).toMatchObject({ kind: 'response', replayed: false, response: { status: 200 } });
     expect(errors.some((line) => line.includes('"event":"store_failed"'))).toBe(true);
     expect((await storedRecord(key))?.state).toBe('in_flight');
-    expect((await stub.execute(spec(key, '/slow/600/refused'))).kind).toBe('in_progress');
+    expect((await stub.execute(spec(key, path, limits))).kind).toBe('in_progress');
     expect(await originCalls(key)).toBe(1);
   });
 });

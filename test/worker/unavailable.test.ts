@@ -40,7 +40,8 @@ function failing(method: RecordMethod, error: Error, failures = Infinity) {
 describe('an unavailable idempotency store', () => {
   it('answers 503 with Retry-After when SQLite refuses the write, without calling the origin', async () => {
     const key = newKey();
-    // The object's storage refuses every write.
+    // The object's storage refuses every write. A stand-in at the storage's edge: the record is a KV value, and local
+    // workerd lets no trigger onto the KV table (SQLITE_AUTH), so the refusal cannot be a real SQLite one here.
     await runInDurableObject(await recordStub(key), (_, state) => refuseKvWrites(state, 'disk full'));
     const res = await sendWith({}, '/echo/broken-storage', { key, body: 'x' });
     expect(res.headers.get('retry-after')).toBe('1');

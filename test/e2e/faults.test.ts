@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { startTestOrigin } from '../origin/server';
 import { keyInfo, newStateDir, originCount, problemCode, proxyForFile, removeDir, send, startProxy, until } from './harness';
-import { objectFiles, storedAlarm, storedExpiry, userTables } from './wire';
+import { kvKeys, objectFiles, storedAlarm, storedExpiry, userTables } from './wire';
 
 const VARS = { ORIGIN_TIMEOUT_MS: '1000', ORIGIN_LEASE_MS: '3000' };
 const shared = proxyForFile(VARS);
@@ -202,10 +202,12 @@ describe('runtime faults', () => {
       expect((await send(running.url, '/status/201/expire', { key, body: 'x' })).status).toBe(201);
       const [file] = objectFiles(dir);
       expect(file).toBeDefined();
-      expect(userTables(file!)).toEqual(['record']);
+      // Format 5: the record is a KV value, no table of its own.
+      expect([kvKeys(file!), userTables(file!)]).toEqual([['record'], []]);
       // The alarm is set for the record's expiry.
       expect(storedAlarm(file!)).toBe(storedExpiry(file!));
-      await until(() => userTables(file!).length === 0, 'the expiry alarm to empty the object');
+      await until(() => kvKeys(file!).length === 0, 'the expiry alarm to empty the object');
+      expect(userTables(file!)).toEqual([]);
       // deleteAll() took the alarm with it (compatibility date >= 2026-02-24): nothing is left to fire.
       expect(storedAlarm(file!)).toBeNull();
       // The key runs again after expiry.

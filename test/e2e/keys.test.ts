@@ -6,7 +6,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { type KeyInfo, keyInfo, originCount, problemCode, proxyForFile, send, until } from './harness';
-import { objectFiles, raw, rawProblemCode, userTables } from './wire';
+import { kvKeys, objectFiles, raw, rawProblemCode, userTables } from './wire';
 
 const ADMIN = `admin-${randomUUID()}`;
 const shared = proxyForFile({ IDEMPOTENCY_ADMIN_TOKEN: ADMIN, ORIGIN_TIMEOUT_MS: '1000', ORIGIN_LEASE_MS: '3000' });
@@ -55,10 +55,10 @@ describe('a client asks what happened to its key', () => {
   it('leaves no storage behind when it looks up a key that has none', async () => {
     const before = new Set(objectFiles(shared.stateDir));
     for (let i = 0; i < 3; i++) expect((await lookup(`never-used-${randomUUID()}`)).status).toBe(404);
-    // Calling an object creates its (empty) SQLite file; the lookup itself creates no table in it.
+    // Calling an object creates its (empty) SQLite file; the lookup itself writes no table and no KV key in it.
     const created = objectFiles(shared.stateDir).filter((file) => !before.has(file));
     expect(created.length).toBeGreaterThanOrEqual(3);
-    for (const file of created) expect(userTables(file)).toEqual([]);
+    for (const file of created) expect([userTables(file), kvKeys(file)]).toEqual([[], []]);
   });
 });
 

@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { DatabaseSync } from 'node:sqlite';
+import { deserialize } from 'node:v8';
 import { filesUnder } from './harness';
 
 export interface RawResponse {
@@ -103,8 +104,22 @@ export const storedAlarm = (file: string): number | null =>
     return alarm === undefined ? null : Number(alarm.value / 1_000_000n);
   });
 
-/** The `expires_at` of the record row in a Durable Object's SQLite file. */
+/** The keys of the synchronous KV API a Durable Object's SQLite file holds (the runtime's `_cf_KV` table); none when it has no such table. */
+export const kvKeys = (file: string): string[] =>
+  readObjectFile(file, (db) => {
+    if (db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_cf_KV'`).get() === undefined) return [];
+    return db
+      .prepare(`SELECT key FROM _cf_KV ORDER BY key`)
+      .all()
+      .map((row) => String(row['key']));
+  });
+
+/**
+ * The `expires_at` of the record (format 5: the KV value `record`, which the runtime stores V8-serialized, as Node's
+ * `v8.deserialize` reads it).
+ */
 export const storedExpiry = (file: string): number =>
-  readObjectFile(file, (db) =>
-    Number((db.prepare(`SELECT expires_at FROM record WHERE id = 1`).get() as { expires_at: number }).expires_at),
-  );
+  readObjectFile(file, (db) => {
+    const row = db.prepare(`SELECT value FROM _cf_KV WHERE key = 'record'`).get() as { value: Uint8Array };
+    return Number((deserialize(row.value) as { expires_at: number }).expires_at);
+  });

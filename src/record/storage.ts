@@ -160,7 +160,8 @@ export class RecordStore {
 
   /** Replaces whatever is stored with the in-flight record of a new attempt. */
   begin(row: NewAttempt): void {
-    this.#current();
+    // Only a row of an older format needs moving first; a KV record is simply replaced (no read on the way).
+    if (this.#legacy() !== 0) this.#current();
     const record: StoredRecord = {
       format: RECORD_FORMAT,
       fingerprint: row.fingerprint,

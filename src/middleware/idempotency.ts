@@ -28,6 +28,7 @@ import { runHandler } from './handler';
 import { Records, keyHashOf, recordName } from './records';
 import { isolateReplays as replays } from './replay-cache';
 import { reconcileRequest } from './reconcile';
+import { ANONYMOUS_KIND, ANONYMOUS_SCOPE_HASH, missingScopeDetail } from './scope';
 
 /** Variables the middleware sets on the context. */
 export interface IdempotencyVariables {
@@ -182,20 +183,21 @@ export function createIdempotency(resolved: ResolvedOptions): MiddlewareHandler<
       }
       const parsed = parseIdempotencyKey(raw);
       if (!parsed.ok) return reject('idempotency_key_invalid', describeKeyError(parsed.error));
-      const scopeValue = scope.read(ctx, header);
-      if (scopeValue === undefined) return passOn(c, next, started);
-      const scopeHash = await sha256Hex(scopeValue);
+      const credential = scope.read(ctx, header);
+      // A key without a scope would be shared by every client: refused, unless anonymous keys are allowed.
+      if (credential === undefined && !resolved.allowAnonymous) reject('credential_missing', missingScopeDetail(scope.kind, headerName));
+      const scopeHash = credential === undefined ? ANONYMOUS_SCOPE_HASH : await sha256Hex(credential);
       const host = resolved.hostScoped ? new URL(c.req.url).host : undefined;
       keyed = {
         key: parsed.key,
-        name: recordName(namespace, scope.kind, scopeHash, parsed.key, host),
+        name: recordName(namespace, credential === undefined ? ANONYMOUS_KIND : scope.kind, scopeHash, parsed.key, host),
         keyHash: undefined,
         scopeHash,
         started,
       };
       // Before any object is created: past a limit, nothing is stored and the origin is not called.
       if (rateLimited)
-        await limitRates(c.env, resolved, { scope: scopeValue, ip: c.req.raw.headers.get('cf-connecting-ip') ?? undefined }, scopeHash);
+        await limitRates(c.env, resolved, { scope: credential, ip: c.req.raw.headers.get('cf-connecting-ip') ?? undefined }, scopeHash);
       // For the app's handler (handler mode): in origin mode nothing runs after this middleware.
       if (run.mode === 'handler') c.set('idempotencyKey', parsed.key);
       const current = keyed;

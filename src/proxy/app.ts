@@ -63,7 +63,9 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
   // The key API answers itself: nothing under its prefix is ever forwarded, nor anything an origin could read as
   // under it (//_idempotency, /_IDEMPOTENCY, /_idempotency;x): those carry the admin token as well as the API does.
   if (config.apiPrefix !== undefined) {
-    app.route(config.apiPrefix, keysApi(config.apiPrefix, keys, config.resolved, config.adminToken));
+    const anonymous =
+      config.resolved.allowAnonymous || config.routes.some((route) => route.mode !== 'off' && route.resolved.allowAnonymous);
+    app.route(config.apiPrefix, keysApi(config.apiPrefix, keys, config.resolved, config.adminToken, anonymous));
     const reserved = reservedPath(config.apiPrefix);
     app.use((c, next) => {
       if (reserved(pathnameOf(pathAndQuery(c.req.url))))

@@ -24,6 +24,7 @@ export interface ProxyVars {
   IDEMPOTENCY_RECONCILE_URL?: unknown;
   MAX_BODY_BYTES?: unknown;
   REQUIRE_IDEMPOTENCY_KEY?: unknown;
+  IDEMPOTENCY_ALLOW_ANONYMOUS?: unknown;
   LOG_REQUESTS?: unknown;
   IDEMPOTENCY_SCOPE_HEADERS?: unknown;
   IDEMPOTENCY_JURISDICTION?: unknown;
@@ -95,6 +96,7 @@ export const VARIABLE_OF: Partial<Record<OptionName, string>> = {
   reconcileUrl: 'IDEMPOTENCY_RECONCILE_URL',
   maxBodyBytes: 'MAX_BODY_BYTES',
   required: 'REQUIRE_IDEMPOTENCY_KEY',
+  allowAnonymous: 'IDEMPOTENCY_ALLOW_ANONYMOUS',
   scope: 'IDEMPOTENCY_SCOPE_HEADERS',
   jurisdiction: 'IDEMPOTENCY_JURISDICTION',
   locationHint: 'IDEMPOTENCY_LOCATION_HINT',
@@ -289,6 +291,7 @@ export function readConfig(vars: ProxyVars): ProxyConfig {
     reconcileUrl: string(vars, 'IDEMPOTENCY_RECONCILE_URL'),
     maxBodyBytes: integer(vars, 'MAX_BODY_BYTES'),
     required: boolean(vars, 'REQUIRE_IDEMPOTENCY_KEY'),
+    allowAnonymous: boolean(vars, 'IDEMPOTENCY_ALLOW_ANONYMOUS'),
     scope: scopeHeaders === undefined ? undefined : { headers: scopeHeaders.split(',') },
     jurisdiction: string(vars, 'IDEMPOTENCY_JURISDICTION') as DurableObjectJurisdiction | undefined,
     locationHint: string(vars, 'IDEMPOTENCY_LOCATION_HINT') as DurableObjectLocationHint | undefined,

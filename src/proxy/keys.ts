@@ -19,6 +19,7 @@ import type { ResolvedOptions } from '../middleware/resolve';
 import { limitRates } from '../middleware/rate-limit';
 import { Records, keyHashOf, recordName } from '../middleware/records';
 import { isolateReplays } from '../middleware/replay-cache';
+import { ANONYMOUS_KIND, ANONYMOUS_SCOPE_HASH } from '../middleware/scope';
 import type { PurgeResult, RecordInfo } from '../record/api';
 import { sha256Hex } from '../shared/hash';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
@@ -29,6 +30,8 @@ import { reject } from '../shared/problem';
 export type KeyInfo = RecordInfo & { readonly key: string };
 
 const SCOPE_HASH = /^[0-9a-f]{64}$/;
+/** What names the anonymous scope (`allowAnonymous`) where a scope hash is expected. */
+const ANONYMOUS = 'anonymous';
 
 /**
  * Parses a key as `Idempotency-Key` would, from a URL path segment. A segment that holds a (possibly encoded)
@@ -70,6 +73,7 @@ export class KeyRecords {
    * @throws `TypeError` when the records are per host and `host` is missing, or when they are not and it is given
    */
   name(scopeHash: string, key: string, host?: string): string {
+    const anonymous = scopeHash === ANONYMOUS;
     if (this.#options.hostScoped !== (host !== undefined)) {
       throw new TypeError(
         this.#options.hostScoped
@@ -79,7 +83,8 @@ export class KeyRecords {
     }
     if (host !== undefined && (typeof host !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(host)))
       throw new TypeError('IdempotencyService: host must be a host name');
-    return recordName(this.#options.namespace, this.#options.scope.kind, scopeHash, key, host?.toLowerCase());
+    const [kind, hash] = anonymous ? [ANONYMOUS_KIND, ANONYMOUS_SCOPE_HASH] : [this.#options.scope.kind, scopeHash];
+    return recordName(this.#options.namespace, kind, hash, key, host?.toLowerCase());
   }
 
   /**
@@ -106,7 +111,10 @@ export class KeyRecords {
     if (result.kind === 'purged') {
       isolateReplays.delete(name);
       // Always logged, whatever LOG_REQUESTS says: a purge is an operator's action, and this is its audit trail.
-      const ids = { key_hash: keyHashOf(ref.id), scope_hash: await this.#scopeHash(scopeHash) };
+      const ids = {
+        key_hash: keyHashOf(ref.id),
+        scope_hash: await this.#scopeHash(scopeHash === ANONYMOUS ? ANONYMOUS_SCOPE_HASH : scopeHash),
+      };
       consoleReporter(env['METRICS'] as AnalyticsEngineDataset | undefined).report({
         outcome: 'purged',
         method: 'DELETE',
@@ -120,8 +128,8 @@ export class KeyRecords {
 }
 
 function checkScopeHash(scopeHash: string): string {
-  if (typeof scopeHash !== 'string' || !SCOPE_HASH.test(scopeHash))
-    throw new TypeError('IdempotencyService: scopeHash must be 64 lower-case hex digits (a SHA-256)');
+  if (typeof scopeHash !== 'string' || !(SCOPE_HASH.test(scopeHash) || scopeHash === ANONYMOUS))
+    throw new TypeError('IdempotencyService: scopeHash must be 64 lower-case hex digits (a SHA-256), or "anonymous"');
   return scopeHash;
 }
 
@@ -159,8 +167,16 @@ function purged(result: PurgeResult): Response {
  * @param prefix - where it is mounted (`IDEMPOTENCY_API_PREFIX`)
  * @param records - lookups of the proxy's records
  * @param adminToken - the operator's token; without one the admin API answers 404
+ * @param anonymous - whether keyed writes may be anonymous (anywhere): then a lookup without a credential is one of
+ *   the anonymous scope
  */
-export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOptions, adminToken: string | undefined): Hono {
+export function keysApi(
+  prefix: string,
+  records: KeyRecords,
+  options: ResolvedOptions,
+  adminToken: string | undefined,
+  anonymous = options.allowAnonymous,
+): Hono {
   const api = new Hono();
   const answers: Answers = options.answers;
   // Every answer of the key API is the layer's own: readable by a listed page (errors are made so by onError).
@@ -190,8 +206,9 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
   const lookup = async (c: Context, route: string) => {
     const scope = options.scope.read(c, (name) => c.req.header(name));
     const key = keyFrom(c, route);
-    if (scope === undefined) reject('unauthorized', 'Send the credential the key was used with.');
-    const scopeHash = await sha256Hex(scope);
+    // Without a credential, the anonymous scope, where keyed writes may be anonymous.
+    if (scope === undefined && !anonymous) reject('unauthorized', 'Send the credential the key was used with.');
+    const scopeHash = scope === undefined ? ANONYMOUS : await sha256Hex(scope);
     // Limited like keyed writes: a lookup reaches an object too.
     const env = c.env as Record<string, unknown>;
     await limitRates(env, options, { scope, ip: ipOf(c) }, scopeHash);
@@ -211,10 +228,10 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
       reject('unauthorized', 'The admin API needs Authorization: Bearer with the admin token.');
     }
     const scopeHash = c.req.header('idempotency-scope')?.trim().toLowerCase();
-    if (scopeHash === undefined || !SCOPE_HASH.test(scopeHash)) {
+    if (scopeHash === undefined || !(SCOPE_HASH.test(scopeHash) || scopeHash === ANONYMOUS)) {
       reject(
         'idempotency_scope_invalid',
-        'Name the client with Idempotency-Scope: the hex SHA-256 of its credential (e.g. of its whole Authorization value).',
+        'Name the client with Idempotency-Scope: the SHA-256 of its credential (e.g. of its whole Authorization value) as 64 lower-case hex characters, or "anonymous" for keys used without a credential.',
       );
     }
     const key = keyFrom(c, route);

@@ -24,6 +24,8 @@ export const PROBLEMS = {
   path_invalid: { status: 400, title: 'Request path not allowed', retry: false },
   idempotency_scope_invalid: { status: 400, title: 'Invalid Idempotency-Scope header', retry: false },
   unauthorized: { status: 401, title: 'Unauthorized', retry: false },
+  // A keyed write without a credential: its key cannot be kept apart from other clients' keys, so it is not run.
+  credential_missing: { status: 401, title: 'Credential required with Idempotency-Key', retry: false },
   not_found: { status: 404, title: 'Not found', retry: false },
   idempotency_key_not_found: { status: 404, title: 'No record for this Idempotency-Key', retry: false },
   idempotency_key_reused: { status: 409, title: 'Idempotency-Key reused with a different request', retry: false },

@@ -135,8 +135,8 @@ export async function recordStub(key: string, scope = 'Bearer test-token', names
 }
 
 /** The stored record row of `(auth, key)` without its body, or `undefined` when the object holds none. */
-export async function storedRecord(key: string, scope = 'Bearer test-token', namespace = 'proxy') {
-  return runInDurableObject(await recordStub(key, scope, namespace), (_, state) => {
+export async function storedRecord(key: string, scope = 'Bearer test-token', namespace = 'proxy', kind = 'headers:authorization') {
+  return runInDurableObject(await recordStub(key, scope, namespace, kind), (_, state) => {
     type Row = { state: string; attempt: string; lease_until: number; expires_at: number; status: number | null; chunks: number };
     // Format 5: the KV value `record`; older formats: the SQL table.
     const stored = state.storage.kv.get<Row>('record');

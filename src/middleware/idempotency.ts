@@ -18,7 +18,7 @@ import { type BeginResult, type Outcome, isStored } from '../record/api';
 import { sha256Hex } from '../shared/hash';
 import { forwardableHeaders, forwardedHeader } from '../shared/headers';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
-import { outcomeProblem, sendStored, storedResponse } from '../shared/outcome';
+import { markAge, outcomeProblem, sendStored, storedResponse } from '../shared/outcome';
 import { type ProblemSpec, Rejection, reject } from '../shared/problem';
 import { type RequestLog, consoleReporter, isRepeat, logScopeHash } from './log';
 import type { IdempotencyOptions } from './options';
@@ -241,7 +241,10 @@ export function createIdempotency(resolved: ResolvedOptions): MiddlewareHandler<
       if (cached.fingerprint !== fingerprint) return refuse(c, keyed, { kind: 'conflict' }, true);
       if (cached.response !== undefined && cached.init !== undefined) {
         await reportKeyed(c, keyed, { outcome: 'replayed', status: cached.response.status, origin_ms: 0, cached: true });
-        return answers.own(sendStored(cached.response, cached.init), c.req.raw);
+        const replay = sendStored(cached.response, cached.init);
+        // Its age at the time of sending, never the age it had when it was cached.
+        if (cached.createdAt !== undefined) markAge(replay.headers, cached.createdAt, Date.now());
+        return answers.own(replay, c.req.raw);
       }
     }
 
@@ -268,9 +271,9 @@ export function createIdempotency(resolved: ResolvedOptions): MiddlewareHandler<
       replays.set(name, { ...outcome.stored, keyHash: keyed.keyHash }, Date.now());
     if (outcome.kind !== 'response') return refuse(c, keyed, outcome);
     // Read back from storage (not just produced): it stays exactly this until it expires or is purged.
-    const { expiresAt, response: stored } = outcome;
+    const { expiresAt, response: stored, createdAt } = outcome;
     if (expiresAt !== undefined && isStored(stored))
-      replays.set(name, { fingerprint, response: stored, keyHash: keyed.keyHash, expiresAt }, Date.now());
+      replays.set(name, { fingerprint, response: stored, keyHash: keyed.keyHash, expiresAt, createdAt }, Date.now());
     // A replay is the layer's own answer; the first one is the origin's, whose CORS policy stands.
     const response = outcome.replayed
       ? answers.own(storedResponse(outcome), c.req.raw)

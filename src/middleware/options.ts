@@ -191,9 +191,10 @@ export interface IdempotencyOptions {
    */
   readonly logRepeats?: boolean;
   /**
-   * The shape of every error the layer answers with: `'problem'` (RFC 9457 `application/problem+json`) or
-   * `'error_object'` (`application/json`, `{ "error": { "type": "idempotency_error", "code", "message", "status" } }`,
-   * what Stripe-, OpenAI- and Stainless-style SDKs read).
+   * The shape of every error the layer answers with: `'problem'` (RFC 9457 `application/problem+json`, which also
+   * carries `"error": { "type": "idempotency_error", "code", "message" }`, the member Stripe-, OpenAI- and
+   * Stainless-style SDKs read) or `'error_object'` (`application/json` with only
+   * `{ "error": { "type": "idempotency_error", "code", "message", "status" } }`).
    * @default 'problem'
    */
   readonly errorFormat?: 'problem' | 'error_object';

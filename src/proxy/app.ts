@@ -65,7 +65,8 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
   if (config.apiPrefix !== undefined) {
     const anonymous =
       config.resolved.allowAnonymous || config.routes.some((route) => route.mode !== 'off' && route.resolved.allowAnonymous);
-    app.route(config.apiPrefix, keysApi(config.apiPrefix, keys, config.resolved, config.adminToken, anonymous));
+    const admin = config.disabled.find((error) => error.variables.includes('IDEMPOTENCY_ADMIN_TOKEN')) ?? config.adminToken;
+    app.route(config.apiPrefix, keysApi(config.apiPrefix, keys, config.resolved, admin, anonymous));
     const reserved = reservedPath(config.apiPrefix);
     app.use((c, next) => {
       if (reserved(pathnameOf(pathAndQuery(c.req.url))))
@@ -148,6 +149,11 @@ export function proxyFor(env: ProxyVars): Proxy {
   if (built === undefined) {
     try {
       const config = readConfig(env);
+      // Once per configuration (per isolate): the feature is off, and its own routes say why.
+      for (const error of config.disabled)
+        console.error(
+          JSON.stringify({ event: 'configuration_invalid', variables: error.variables, message: error.message, disabled: true }),
+        );
       const keys = new KeyRecords(config.resolved);
       const app = createProxy(config, keys);
       const direct = directForwarding(config);

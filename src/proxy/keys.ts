@@ -25,6 +25,7 @@ import { sha256Hex } from '../shared/hash';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
 import type { Answers } from '../shared/answers';
 import { reject } from '../shared/problem';
+import { ConfigError } from './variables';
 
 /** What a lookup answers: the record, and the key it was asked for. */
 export type KeyInfo = RecordInfo & { readonly key: string };
@@ -166,7 +167,8 @@ function purged(result: PurgeResult): Response {
  *
  * @param prefix - where it is mounted (`IDEMPOTENCY_API_PREFIX`)
  * @param records - lookups of the proxy's records
- * @param adminToken - the operator's token; without one the admin API answers 404
+ * @param adminToken - the operator's token; without one the admin API answers 404; an invalid one (its
+ *   configuration error) turns it off, answering `configuration_invalid`
  * @param anonymous - whether keyed writes may be anonymous (anywhere): then a lookup without a credential is one of
  *   the anonymous scope
  */
@@ -174,7 +176,7 @@ export function keysApi(
   prefix: string,
   records: KeyRecords,
   options: ResolvedOptions,
-  adminToken: string | undefined,
+  adminToken: string | ConfigError | undefined,
   anonymous = options.allowAnonymous,
 ): Hono {
   const api = new Hono();
@@ -216,6 +218,7 @@ export function keysApi(
   };
 
   const admin = async (c: Context, route: string) => {
+    if (adminToken instanceof ConfigError) reject('configuration_invalid', `The admin key API is off: ${adminToken.message}.`);
     if (adminToken === undefined) reject('not_found', 'There is nothing at this path.');
     // By address only, before the token is compared: it bounds guesses of the token.
     await limitRates(

@@ -163,8 +163,9 @@ export interface UnknownVariable {
  */
 export function unknownVariables(env: object): UnknownVariable[] {
   const found: UnknownVariable[] = [];
-  for (const name of Object.keys(env)) {
-    if (known.has(name)) continue;
+  for (const [name, value] of Object.entries(env)) {
+    // An empty variable sets nothing, like an unset one.
+    if (known.has(name) || isUnset(value)) continue;
     const upper = name.toUpperCase();
     const near = closest(shown(name).replace(/…$/, ''));
     if (!PREFIXES.some((prefix) => upper.startsWith(prefix)) && near === undefined) continue;

@@ -18,7 +18,7 @@ import { type BeginResult, type Outcome, isStored } from '../record/api';
 import { sha256Hex } from '../shared/hash';
 import { forwardableHeaders, forwardedHeader } from '../shared/headers';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
-import { markAge, outcomeProblem, sendStored, storedResponse } from '../shared/outcome';
+import { logUnreachable, markAge, outcomeProblem, sendStored, storedResponse } from '../shared/outcome';
 import { type ProblemSpec, Rejection, reject } from '../shared/problem';
 import { type RequestLog, consoleReporter, isRepeat, logScopeHash } from './log';
 import type { IdempotencyOptions } from './options';
@@ -261,6 +261,7 @@ export function createIdempotency(resolved: ResolvedOptions): MiddlewareHandler<
       const asking =
         reconcileUrl === undefined ? {} : { reconcile: reconcileRequest(reconcileUrl, url, key, keyHeader, headers, scope.kind) };
       outcome = await records.call(ref, async (stub) => (await stub.execute({ ...spec, origin, ...asking })) as Outcome);
+      if (outcome.kind === 'origin_unreachable') logUnreachable(url);
     } else {
       // Not retried: a begin() whose answer was lost may have acquired the key, and a retry would then
       // wait on an attempt nobody runs. The client retries instead (the key is then held until the lease ends).

@@ -183,10 +183,10 @@ export interface IdempotencyOptions {
    */
   readonly logPassThrough?: boolean;
   /**
-   * Whether the default reporter writes a console line for answers that repeat one already given too: replays,
-   * and conflicts answered from the isolate's cache (their `METRICS` data point is written regardless). Off by
-   * default: repeats are the most frequent keyed answers, a console line costs about as much as the rest of such an
-   * answer, and the decision they repeat was logged when it was made.
+   * Whether the default reporter writes a console line for replays too, from the object or the isolate's cache (their
+   * `METRICS` data point is written regardless). Off by default: replays are the most frequent keyed answers, a console
+   * line costs about as much as the rest of such an answer, and the decision they repeat was logged when it was made.
+   * Conflicts are always logged, from the cache too: each is a new request under a used key.
    * @default false
    */
   readonly logRepeats?: boolean;

@@ -205,6 +205,18 @@ export function keysApi(
     return parsed.key;
   };
 
+  const notAllowed = (c: Context): Response => {
+    const res = answers.problem(
+      {
+        code: 'method_not_allowed',
+        detail: `A client can only look its own key up here (GET or HEAD). An operator purges a key with DELETE ${prefix}/admin/keys/{key} and the admin token.`,
+      },
+      c.req.raw,
+    );
+    res.headers.set('allow', 'GET, HEAD');
+    return res;
+  };
+
   const lookup = async (c: Context, route: string) => {
     const scope = options.scope.read(c, (name) => c.req.header(name));
     const key = keyFrom(c, route);
@@ -248,6 +260,9 @@ export function keysApi(
 
   api.get('/keys/*', (c) => lookup(c, '/keys/'));
   api.get('/key', (c) => lookup(c, ''));
+  // A client's own key is looked up, never purged: any other method there (a DELETE, as one would try) is told so.
+  api.all('/keys/*', (c, next) => (c.req.path.length > prefix.length + '/keys/'.length ? notAllowed(c) : next()));
+  api.all('/key', (c) => notAllowed(c));
   api.on(['GET', 'DELETE'], '/admin/keys/*', (c) => admin(c, '/admin/keys/'));
   api.on(['GET', 'DELETE'], '/admin/key', (c) => admin(c, ''));
 

@@ -34,6 +34,16 @@ export function markAge(headers: Headers, createdAt: number, now: number): void 
   if (!headers.has('date')) headers.set('date', new Date(createdAt).toUTCString());
 }
 
+/**
+ * Logs which origin could not be reached: its scheme, host and port, enough to find a wrong `ORIGIN_URL` or a port
+ * nothing listens on. Only in the log: a problem's detail never shows configuration.
+ *
+ * @param target - the URL that was fetched
+ */
+export function logUnreachable(target: string): void {
+  console.error(JSON.stringify({ event: 'origin_unreachable', origin: new URL(target).origin }));
+}
+
 /** When the key of an answer can run again, if it has a record. */
 export const keyExpiry = (outcome: Extract<Outcome, { kind: 'response' }>): number | undefined => outcome.expiresAt ?? outcome.storedUntil;
 

@@ -29,6 +29,8 @@ export const PROBLEMS = {
   credential_missing: { status: 401, title: 'Credential required with Idempotency-Key', retry: false },
   not_found: { status: 404, title: 'Not found', retry: false },
   idempotency_key_not_found: { status: 404, title: 'No record for this Idempotency-Key', retry: false },
+  // A key API path used with a method it does not take (a client's DELETE of its own key: purges are the operator's).
+  method_not_allowed: { status: 405, title: 'Method not allowed', retry: false },
   idempotency_key_reused: { status: 409, title: 'Idempotency-Key reused with a different request', retry: false },
   idempotency_key_in_progress: { status: 409, title: 'A request with this Idempotency-Key is in progress', retry: true },
   // The origin may have run the request and nobody knows its outcome: retrying under the key cannot tell either.

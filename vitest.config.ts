@@ -1,5 +1,6 @@
 import { cloudflareTest } from '@cloudflare/vitest-plugin';
 import { defineConfig } from 'vitest/config';
+import { devVarsUndone } from './test/dev-vars.ts';
 
 export default defineConfig({
   test: {
@@ -16,6 +17,8 @@ export default defineConfig({
             remoteBindings: false,
             miniflare: {
               bindings: {
+                // A developer's .dev.vars (or .env) is not part of any test.
+                ...devVarsUndone('./wrangler.toml'),
                 ORIGIN_URL: inject('originUrl'),
                 ORIGIN_TIMEOUT_MS: '1500',
                 ORIGIN_LEASE_MS: '4000',

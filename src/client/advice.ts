@@ -106,18 +106,21 @@ export function problemCodeOf(body: string): string | undefined {
 const httpDate = (value: string | null): number => (value !== null && /^[A-Za-z]{3}/.test(value.trim()) ? Date.parse(value) : NaN);
 
 /**
- * The clock of the server that sent `headers`, as an offset to add to one of its dates to get a local time:
- * its `Date` header against the local time the answer arrived. Without a usable `Date`, 0 (same clock).
+ * The clock of the server that sent `headers`, as an offset to add to one of its dates to get a local time: its
+ * time when it sent the answer, `Date` + `Age` (RFC 9111 §5.1: a replay repeats its stored `Date` and says its age
+ * in `Age`), against the local time `at`. Without a usable `Date`, 0 (same clock).
  */
-function clockOffsetMs(headers: Headers, receivedAt: number): number {
+function clockOffsetMs(headers: Headers, at: number): number {
   const date = httpDate(headers.get('date'));
-  return Number.isNaN(date) ? 0 : receivedAt - date;
+  if (Number.isNaN(date)) return 0;
+  const age = headers.get('age')?.trim();
+  return at - (date + (age !== undefined && /^\d{1,10}$/.test(age) ? Number(age) * 1000 : 0));
 }
 
 /**
  * How long the server asks the client to wait before a retry: `retry-after-ms` (milliseconds, as
  * Stainless-style servers send it), else `Retry-After` as delay-seconds or as an HTTP date (RFC 9110 §10.2.3;
- * a date is read against the answer's own `Date`, so a skewed local clock does not matter).
+ * a date is read against the answer's own `Date` + `Age`, so a skewed local clock does not matter).
  *
  * @param headers - the answer's headers
  * @param receivedAt - local time (ms since the epoch) the answer arrived
@@ -140,20 +143,43 @@ export function serverDelayMs(headers: Headers, receivedAt: number): number | un
 
 /**
  * The local time after which a retry would no longer be protected by its key: the answer's
- * `Idempotency-Expires` (an HTTP date: from then on the server runs the key again), read against the
- * answer's `Date`.
+ * `Idempotency-Expires` (an HTTP date: from then on the server runs the key again), read against the server's
+ * clock, its `Date` + `Age`, taken as it was when the attempt was sent. Anchored there rather than at the answer's
+ * arrival, the time the answer spent on its way back (and about as much for a retry on its way out) counts against
+ * the key: the estimate errs early, never late.
  *
  * @param headers - the answer's headers
- * @param receivedAt - local time (ms since the epoch) the answer arrived
+ * @param sentAt - local time (ms since the epoch) the attempt that got this answer was sent
  * @returns ms since the epoch, or `undefined` when the answer has no (valid) `Idempotency-Expires`
  * @example
  * ```ts
  * keyExpiresAt(new Headers({ 'idempotency-expires': 'Thu, 03 Dec 2026 19:00:00 GMT' }), Date.now());
  * ```
  */
-export function keyExpiresAt(headers: Headers, receivedAt: number): number | undefined {
+export function keyExpiresAt(headers: Headers, sentAt: number): number | undefined {
   const expires = httpDate(headers.get('idempotency-expires'));
-  return Number.isNaN(expires) ? undefined : expires + clockOffsetMs(headers, receivedAt);
+  return Number.isNaN(expires) ? undefined : expires + clockOffsetMs(headers, sentAt);
+}
+
+/**
+ * How long before the key's expiry (as {@link keyExpiresAt} estimates it) the last retry must be sent: HTTP dates
+ * have a resolution of one second, and the server's `Date` is truncated to it, so its clock may be up to 1 s later
+ * than `Date` + `Age` says.
+ */
+export const EXPIRY_MARGIN_MS = 1000;
+
+/**
+ * Whether a retry sent `delayMs` after `now` still reaches the server before its key expires, with
+ * {@link EXPIRY_MARGIN_MS} to spare. Applied after an answer and after a network error or timeout alike.
+ *
+ * @param expiresAt - the key's expiry on the local clock ({@link keyExpiresAt}), `undefined` when none was seen
+ * @example
+ * ```ts
+ * beforeKeyExpiry(Date.now() + 5000, 1000, Date.now()); // true: 3 s to spare
+ * ```
+ */
+export function beforeKeyExpiry(expiresAt: number | undefined, delayMs: number, now: number): boolean {
+  return expiresAt === undefined || now + delayMs < expiresAt - EXPIRY_MARGIN_MS;
 }
 
 /**

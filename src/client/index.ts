@@ -4,7 +4,7 @@
  * write safely, with one `Idempotency-Key` for the whole operation. Web-standard APIs only (fetch,
  * AbortController, crypto.randomUUID, setTimeout), no dependencies: browsers, Node 20+, Workers, Deno.
  */
-import { backoffMs, keyExpiresAt, mayCarryCode, problemCodeOf, serverDelayMs, shouldRetry } from './advice';
+import { backoffMs, beforeKeyExpiry, keyExpiresAt, mayCarryCode, problemCodeOf, serverDelayMs, shouldRetry } from './advice';
 import { abortedOf, attemptSignal, sleep, throwIfAborted } from './signals';
 
 /** What `onRetry` is told before the wait that precedes a retry. */
@@ -75,7 +75,8 @@ const infos = new WeakMap<object, IdempotencyInfo>();
  * `fetch` for writes that must run at most once: a keyed write (`POST`, `PUT`, `PATCH`, `DELETE`, or any method
  * given a key) carries one `Idempotency-Key` on every attempt; network errors, attempt timeouts and answers
  * marked retryable are retried after the server's `retry-after-ms`/`Retry-After` or a capped, jittered
- * backoff, never once the key has expired. Reads (`GET`, `HEAD`, `OPTIONS`, `TRACE`) are retried without a key;
+ * backoff, never once the key has expired (its last `Idempotency-Expires` read against the server's `Date` + `Age`,
+ * with a margin of 1 s). Reads (`GET`, `HEAD`, `OPTIONS`, `TRACE`) are retried without a key;
  * other methods are sent once. The body is read once up front, so every attempt sends the same bytes.
  *
  * @param input - as for `fetch`; a `Request` is cloned, never consumed
@@ -127,6 +128,7 @@ export async function idempotentFetch(input: Request | string | URL, init: Idemp
   for (let attempt = 1; ; attempt++) {
     throwIfAborted(signals);
     const linked = attemptSignal(signals, attemptTimeoutMs);
+    const sentAt = Date.now();
     let response: Response;
     try {
       response = await send(new Request(template, { headers, body, signal: linked.signal }));
@@ -136,13 +138,15 @@ export async function idempotentFetch(input: Request | string | URL, init: Idemp
       const aborted = abortedOf(signals);
       if (aborted) throw aborted.reason;
       const delayMs = backoffMs(attempt, initialDelayMs, maxDelayMs);
-      if (!retryable || attempt > retries || !beforeCutoff(expiresAt, delayMs)) throw remember(error, key, attempt, expiresAt);
+      // After a network error too: a retry that would land after the key expired could run the write a second time.
+      if (!retryable || attempt > retries || !beforeKeyExpiry(expiresAt, delayMs, Date.now()))
+        throw remember(error, key, attempt, expiresAt);
       await onRetry?.({ key, attempt: attempt + 1, delayMs, error });
       await sleep(delayMs, signals);
       continue;
     }
     const receivedAt = Date.now();
-    if (key !== null) expiresAt = keyExpiresAt(response.headers, receivedAt) ?? expiresAt;
+    if (key !== null) expiresAt = keyExpiresAt(response.headers, sentAt) ?? expiresAt;
     if (!retryable || attempt > retries) return remember(response, key, attempt, expiresAt);
     const code = mayCarryCode(response.status, response.headers) ? await codeOf(response) : undefined;
     if (!shouldRetry(response.status, response.headers, code)) return remember(response, key, attempt, expiresAt);
@@ -150,7 +154,7 @@ export async function idempotentFetch(input: Request | string | URL, init: Idemp
     if (asked !== undefined && asked > maxRetryAfterMs) return remember(response, key, attempt, expiresAt);
     const delayMs = asked ?? backoffMs(attempt, initialDelayMs, maxDelayMs);
     // A retry that would land after the key expired could run the write a second time.
-    if (!beforeCutoff(expiresAt, delayMs)) return remember(response, key, attempt, expiresAt);
+    if (!beforeKeyExpiry(expiresAt, delayMs, Date.now())) return remember(response, key, attempt, expiresAt);
     linked.release();
     await onRetry?.({ key, attempt: attempt + 1, delayMs, response, ...(code === undefined ? {} : { code }) });
     await response.body?.cancel().catch(() => {});
@@ -183,10 +187,6 @@ function keyOf(method: string, header: string | null, given: string | undefined)
   if (key !== null) return key;
   return KEYED_METHODS.has(method.toUpperCase()) ? crypto.randomUUID() : null;
 }
-
-/** Whether a retry sent `delayMs` from now still reaches the server before the key expires. */
-const beforeCutoff = (expiresAt: number | undefined, delayMs: number): boolean =>
-  expiresAt === undefined || Date.now() + delayMs < expiresAt;
 
 /** The problem code in a copy of the answer's body (the caller gets the body untouched). */
 async function codeOf(response: Response): Promise<string | undefined> {

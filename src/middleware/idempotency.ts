@@ -18,7 +18,7 @@ import { type BeginResult, type Outcome, isStored } from '../record/api';
 import { sha256Hex } from '../shared/hash';
 import { forwardableHeaders, forwardedHeader } from '../shared/headers';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
-import { outcomeProblem, sendStored, storedResponse } from '../shared/outcome';
+import { logUnreachable, markAge, outcomeProblem, sendStored, storedResponse } from '../shared/outcome';
 import { type ProblemSpec, Rejection, reject } from '../shared/problem';
 import { type RequestLog, consoleReporter, isRepeat, logScopeHash } from './log';
 import type { IdempotencyOptions } from './options';
@@ -28,6 +28,7 @@ import { runHandler } from './handler';
 import { Records, keyHashOf, recordName } from './records';
 import { isolateReplays as replays } from './replay-cache';
 import { reconcileRequest } from './reconcile';
+import { ANONYMOUS_KIND, ANONYMOUS_SCOPE_HASH, missingScopeDetail } from './scope';
 
 /** Variables the middleware sets on the context. */
 export interface IdempotencyVariables {
@@ -182,20 +183,21 @@ export function createIdempotency(resolved: ResolvedOptions): MiddlewareHandler<
       }
       const parsed = parseIdempotencyKey(raw);
       if (!parsed.ok) return reject('idempotency_key_invalid', describeKeyError(parsed.error));
-      const scopeValue = scope.read(ctx, header);
-      if (scopeValue === undefined) return passOn(c, next, started);
-      const scopeHash = await sha256Hex(scopeValue);
+      const credential = scope.read(ctx, header);
+      // A key without a scope would be shared by every client: refused, unless anonymous keys are allowed.
+      if (credential === undefined && !resolved.allowAnonymous) reject('credential_missing', missingScopeDetail(scope.kind, headerName));
+      const scopeHash = credential === undefined ? ANONYMOUS_SCOPE_HASH : await sha256Hex(credential);
       const host = resolved.hostScoped ? new URL(c.req.url).host : undefined;
       keyed = {
         key: parsed.key,
-        name: recordName(namespace, scope.kind, scopeHash, parsed.key, host),
+        name: recordName(namespace, credential === undefined ? ANONYMOUS_KIND : scope.kind, scopeHash, parsed.key, host),
         keyHash: undefined,
         scopeHash,
         started,
       };
       // Before any object is created: past a limit, nothing is stored and the origin is not called.
       if (rateLimited)
-        await limitRates(c.env, resolved, { scope: scopeValue, ip: c.req.raw.headers.get('cf-connecting-ip') ?? undefined }, scopeHash);
+        await limitRates(c.env, resolved, { scope: credential, ip: c.req.raw.headers.get('cf-connecting-ip') ?? undefined }, scopeHash);
       // For the app's handler (handler mode): in origin mode nothing runs after this middleware.
       if (run.mode === 'handler') c.set('idempotencyKey', parsed.key);
       const current = keyed;
@@ -239,7 +241,10 @@ export function createIdempotency(resolved: ResolvedOptions): MiddlewareHandler<
       if (cached.fingerprint !== fingerprint) return refuse(c, keyed, { kind: 'conflict' }, true);
       if (cached.response !== undefined && cached.init !== undefined) {
         await reportKeyed(c, keyed, { outcome: 'replayed', status: cached.response.status, origin_ms: 0, cached: true });
-        return answers.own(sendStored(cached.response, cached.init), c.req.raw);
+        const replay = sendStored(cached.response, cached.init);
+        // Its age at the time of sending, never the age it had when it was cached.
+        if (cached.createdAt !== undefined) markAge(replay.headers, cached.createdAt, Date.now());
+        return answers.own(replay, c.req.raw);
       }
     }
 
@@ -256,6 +261,7 @@ export function createIdempotency(resolved: ResolvedOptions): MiddlewareHandler<
       const asking =
         reconcileUrl === undefined ? {} : { reconcile: reconcileRequest(reconcileUrl, url, key, keyHeader, headers, scope.kind) };
       outcome = await records.call(ref, async (stub) => (await stub.execute({ ...spec, origin, ...asking })) as Outcome);
+      if (outcome.kind === 'origin_unreachable') logUnreachable(url);
     } else {
       // Not retried: a begin() whose answer was lost may have acquired the key, and a retry would then
       // wait on an attempt nobody runs. The client retries instead (the key is then held until the lease ends).
@@ -266,9 +272,9 @@ export function createIdempotency(resolved: ResolvedOptions): MiddlewareHandler<
       replays.set(name, { ...outcome.stored, keyHash: keyed.keyHash }, Date.now());
     if (outcome.kind !== 'response') return refuse(c, keyed, outcome);
     // Read back from storage (not just produced): it stays exactly this until it expires or is purged.
-    const { expiresAt, response: stored } = outcome;
+    const { expiresAt, response: stored, createdAt } = outcome;
     if (expiresAt !== undefined && isStored(stored))
-      replays.set(name, { fingerprint, response: stored, keyHash: keyed.keyHash, expiresAt }, Date.now());
+      replays.set(name, { fingerprint, response: stored, keyHash: keyed.keyHash, expiresAt, createdAt }, Date.now());
     // A replay is the layer's own answer; the first one is the origin's, whose CORS policy stands.
     const response = outcome.replayed
       ? answers.own(storedResponse(outcome), c.req.raw)

@@ -25,7 +25,7 @@ export interface RequestLog {
   readonly key_hash?: string;
   /** First 16 hex digits of the scope's SHA-256, or of its HMAC under the log hash secret. */
   readonly scope_hash?: string;
-  /** Answered from the isolate's cache, without the object: a repeat of an answer it gave before. */
+  /** Answered from the isolate's cache, without the object (a replay, or a conflict with a stored record). */
   readonly cached?: boolean;
 }
 
@@ -34,8 +34,12 @@ export interface Reporter {
   report(entry: RequestLog): void;
 }
 
-/** Whether an entry repeats an answer already given: a replay, or an answer from the isolate's cache. */
-export const isRepeat = (entry: Pick<RequestLog, 'outcome' | 'cached'>): boolean => entry.outcome === 'replayed' || entry.cached === true;
+/**
+ * Whether an entry repeats an answer already given: a replay, from the object or the isolate's cache. A conflict is
+ * never one, even from the cache: each is a client sending another request under a used key, a decision `LOG_REQUESTS`
+ * promises to log (#28).
+ */
+export const isRepeat = (entry: Pick<RequestLog, 'outcome'>): boolean => entry.outcome === 'replayed';
 
 /**
  * A reporter writing one JSON line per request (indexed by Workers Logs), except for repeats ({@link isRepeat})

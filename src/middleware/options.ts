@@ -89,11 +89,21 @@ export interface IdempotencyOptions {
   /**
    * The scope a key belongs to: the credential headers that identify the caller (`{ headers: ['x-api-key'] }`,
    * `{ headers: ['cookie:session'] }` for one cookie), or a function (`(c) => c.var.userId`). Only its SHA-256
-   * is used. A request without a scope passes through unprotected; a malformed credential header gets 400
-   * `authorization_invalid`.
+   * is used. A keyed write without a scope (none of the headers; `null` or `undefined` from the function) gets
+   * 401 `credential_missing` before anything runs (see `allowAnonymous`); a write without a key passes through.
+   * A malformed credential header gets 400 `authorization_invalid`.
    * @default { headers: ['authorization'] }
    */
   readonly scope?: ScopeOption;
+  /**
+   * Whether a keyed write without a scope is made idempotent in one shared anonymous scope instead of being refused
+   * with 401 `credential_missing`. Only for an API that really serves anonymous writes: every anonymous client then
+   * shares one key space, so a client that guesses or reuses another's key gets that client's stored answer (or a
+   * 409). Anonymous records are named apart from every credential's. The per-credential `rateLimit` does not count
+   * them (there is no credential); `ipRateLimit` does.
+   * @default false
+   */
+  readonly allowAnonymous?: boolean;
   /**
    * Who uses the records, so that apps sharing one Durable Object namespace (bound by `script_name`) never
    * share a record: give each app its own. The proxy uses `proxy`. 1 to 64 visible ASCII characters.
@@ -167,23 +177,24 @@ export interface IdempotencyOptions {
    */
   readonly reporter?: Reporter | false;
   /**
-   * Whether requests passed on untouched (reads, writes without a key or scope) are reported too. Off by
+   * Whether requests passed on untouched (reads, writes without a key) are reported too. Off by
    * default: they are most requests, the runtime's own logs already record them, and a line each is cost.
    * @default false
    */
   readonly logPassThrough?: boolean;
   /**
-   * Whether the default reporter writes a console line for answers that repeat one already given too: replays,
-   * and conflicts answered from the isolate's cache (their `METRICS` data point is written regardless). Off by
-   * default: repeats are the most frequent keyed answers, a console line costs about as much as the rest of such an
-   * answer, and the decision they repeat was logged when it was made.
+   * Whether the default reporter writes a console line for replays too, from the object or the isolate's cache (their
+   * `METRICS` data point is written regardless). Off by default: replays are the most frequent keyed answers, a console
+   * line costs about as much as the rest of such an answer, and the decision they repeat was logged when it was made.
+   * Conflicts are always logged, from the cache too: each is a new request under a used key.
    * @default false
    */
   readonly logRepeats?: boolean;
   /**
-   * The shape of every error the layer answers with: `'problem'` (RFC 9457 `application/problem+json`) or
-   * `'error_object'` (`application/json`, `{ "error": { "type": "idempotency_error", "code", "message", "status" } }`,
-   * what Stripe-, OpenAI- and Stainless-style SDKs read).
+   * The shape of every error the layer answers with: `'problem'` (RFC 9457 `application/problem+json`, which also
+   * carries `"error": { "type": "idempotency_error", "code", "message" }`, the member Stripe-, OpenAI- and
+   * Stainless-style SDKs read) or `'error_object'` (`application/json` with only
+   * `{ "error": { "type": "idempotency_error", "code", "message", "status" } }`).
    * @default 'problem'
    */
   readonly errorFormat?: 'problem' | 'error_object';

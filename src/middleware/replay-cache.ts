@@ -21,6 +21,8 @@ export interface Learned {
   readonly keyHash: string;
   /** When the record expires, ms since the epoch. */
   readonly expiresAt: number;
+  /** When the record was created (a replay's `Age` counts from it, at send time), if known. */
+  readonly createdAt?: number | undefined;
 }
 
 /** A cached record: what a replay or a conflict needs, prepared once. */

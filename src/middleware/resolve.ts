@@ -33,6 +33,7 @@ export interface ResolvedOptions {
   readonly maxBodyBytes: number;
   readonly required: boolean;
   readonly scope: Scope;
+  readonly allowAnonymous: boolean;
   readonly namespace: string;
   readonly hostScoped: boolean;
   /** The fingerprint of a request, given its parsed URL and body bytes. */
@@ -211,6 +212,7 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     maxBodyBytes: whole('maxBodyBytes', options.maxBodyBytes, 10 * 1024 * 1024, 1, MAX_BODY_BYTES_LIMIT),
     required: options.required ?? false,
     scope,
+    allowAnonymous: options.allowAnonymous ?? false,
     namespace,
     hostScoped: options.hostScoped ?? false,
     fingerprint: fingerprintOf(options),
@@ -232,8 +234,7 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
 
 /**
  * Whether a request is one the middleware passes on untouched, decided from its method and headers alone: the
- * method is not one it protects, or the request carries no key where keys are optional. (It passes on more
- * requests than this, such as a keyed write without a credential; those it must look at first.)
+ * method is not one it protects, or the request carries no key where keys are optional.
  */
 export function untouched(options: ResolvedOptions, method: string, headers: Headers): boolean {
   return !options.methods.has(method) || (!options.required && !headers.has(options.headerName));

@@ -11,9 +11,12 @@ import { reject } from '../shared/problem';
 /**
  * The scope of a key. Only its SHA-256 is ever used.
  * - `{ headers }`: the values of these request headers (`'authorization'`, `'x-api-key'`), or of one cookie
- *   (`'cookie:session'`). A request carrying none of them passes through unprotected; one named value is the
- *   scope itself, several are encoded together so that no two combinations share a scope.
- * - a function: the scope the app computes (a user id, a tenant); `null`/`undefined` passes through.
+ *   (`'cookie:session'`). One named value is the scope itself, several are encoded together so that no two
+ *   combinations share a scope.
+ * - a function: the scope the app computes (a user id, a tenant).
+ *
+ * A keyed write without a scope (none of the headers, or `null`/`undefined` from the function) is refused with
+ * `401 credential_missing`, unless `allowAnonymous` puts it in the one shared anonymous scope.
  */
 export type ScopeOption = ((c: Context) => string | null | undefined) | { readonly headers: readonly string[] };
 
@@ -92,6 +95,30 @@ export function resolveScope(option: ScopeOption | undefined): Scope | string {
       return values.every((value) => value === null) ? undefined : JSON.stringify(values);
     },
   };
+}
+
+/**
+ * The kind of the anonymous scope (`allowAnonymous`): every keyed write without a credential shares it. No scope
+ * option resolves to this kind (theirs are `headers:…` and `custom`), so an anonymous record's name never equals a
+ * credential's.
+ */
+export const ANONYMOUS_KIND = 'anonymous';
+/** The scope hash of anonymous records: the SHA-256 of the empty string (pinned by `test/worker/golden.test.ts`). */
+export const ANONYMOUS_SCOPE_HASH = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
+/**
+ * What a client is told when its keyed write carries no scope: which headers would have scoped it (they are what
+ * it must send, not a secret of the deployment).
+ *
+ * @param kind - {@link Scope.kind}
+ * @param keyHeader - the key header's name
+ */
+export function missingScopeDetail(kind: string, keyHeader: string): string {
+  const refused = "so its key could not be kept apart from other clients' keys and nothing was run. Send it with the credential.";
+  const entries = kind.startsWith('headers:') ? kind.slice('headers:'.length).split(',') : undefined;
+  if (entries === undefined) return `This request carries ${keyHeader} but the app found no scope (credential) for it, ${refused}`;
+  const named = entries.map((entry) => (entry.startsWith('cookie:') ? `the ${entry.slice('cookie:'.length)} cookie` : entry)).join(', ');
+  return `This request carries ${keyHeader} but none of the headers that scope keys (${named}), ${refused}`;
 }
 
 /**

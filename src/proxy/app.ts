@@ -63,7 +63,10 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
   // The key API answers itself: nothing under its prefix is ever forwarded, nor anything an origin could read as
   // under it (//_idempotency, /_IDEMPOTENCY, /_idempotency;x): those carry the admin token as well as the API does.
   if (config.apiPrefix !== undefined) {
-    app.route(config.apiPrefix, keysApi(config.apiPrefix, keys, config.resolved, config.adminToken));
+    const anonymous =
+      config.resolved.allowAnonymous || config.routes.some((route) => route.mode !== 'off' && route.resolved.allowAnonymous);
+    const admin = config.disabled.find((error) => error.variables.includes('IDEMPOTENCY_ADMIN_TOKEN')) ?? config.adminToken;
+    app.route(config.apiPrefix, keysApi(config.apiPrefix, keys, config.resolved, admin, anonymous));
     const reserved = reservedPath(config.apiPrefix);
     app.use((c, next) => {
       if (reserved(pathnameOf(pathAndQuery(c.req.url))))
@@ -146,6 +149,11 @@ export function proxyFor(env: ProxyVars): Proxy {
   if (built === undefined) {
     try {
       const config = readConfig(env);
+      // Once per configuration (per isolate): the feature is off, and its own routes say why.
+      for (const error of config.disabled)
+        console.error(
+          JSON.stringify({ event: 'configuration_invalid', variables: error.variables, message: error.message, disabled: true }),
+        );
       const keys = new KeyRecords(config.resolved);
       const app = createProxy(config, keys);
       const direct = directForwarding(config);

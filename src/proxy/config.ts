@@ -13,8 +13,14 @@ import { Answers } from '../shared/answers';
 import { SealConfigError, readKeyring } from '../record/seal';
 import { RouteError, type RouteSpec, readRoutes } from './routes';
 import { originTarget } from './target';
+import { ConfigError, Problems, boolean, integer, string, unknownVariables } from './variables';
 
-/** The variables and bindings this module reads (wrangler passes a TOML number as a number). */
+export { ConfigError };
+
+/**
+ * The variables and bindings this module reads (wrangler passes a TOML number as a number). A name that looks like
+ * one of them but is not is refused (`variables.ts`).
+ */
 export interface ProxyVars {
   ORIGIN_URL?: unknown;
   IDEMPOTENCY_TTL_SECONDS?: unknown;
@@ -24,6 +30,7 @@ export interface ProxyVars {
   IDEMPOTENCY_RECONCILE_URL?: unknown;
   MAX_BODY_BYTES?: unknown;
   REQUIRE_IDEMPOTENCY_KEY?: unknown;
+  IDEMPOTENCY_ALLOW_ANONYMOUS?: unknown;
   LOG_REQUESTS?: unknown;
   IDEMPOTENCY_SCOPE_HEADERS?: unknown;
   IDEMPOTENCY_JURISDICTION?: unknown;
@@ -73,17 +80,11 @@ export interface ProxyConfig {
   readonly apiPrefix: string | undefined;
   /** The operator's token for the admin key API, or `undefined` (the admin API answers 404). */
   readonly adminToken: string | undefined;
-}
-
-/** Why a configuration is invalid. `message` names every variable involved and never shows a value. */
-export class ConfigError extends Error {
-  constructor(
-    readonly variables: readonly string[],
-    message: string,
-  ) {
-    super(message);
-    this.name = 'ConfigError';
-  }
+  /**
+   * Optional features an invalid setting turned off, each answering `configuration_invalid` on its own routes (today
+   * the admin key API, for an invalid `IDEMPOTENCY_ADMIN_TOKEN`); the rest of the proxy runs.
+   */
+  readonly disabled: readonly ConfigError[];
 }
 
 /** The variable each option comes from. */
@@ -95,6 +96,7 @@ export const VARIABLE_OF: Partial<Record<OptionName, string>> = {
   reconcileUrl: 'IDEMPOTENCY_RECONCILE_URL',
   maxBodyBytes: 'MAX_BODY_BYTES',
   required: 'REQUIRE_IDEMPOTENCY_KEY',
+  allowAnonymous: 'IDEMPOTENCY_ALLOW_ANONYMOUS',
   scope: 'IDEMPOTENCY_SCOPE_HEADERS',
   jurisdiction: 'IDEMPOTENCY_JURISDICTION',
   locationHint: 'IDEMPOTENCY_LOCATION_HINT',
@@ -108,35 +110,6 @@ export const VARIABLE_OF: Partial<Record<OptionName, string>> = {
 
 /** How errors name a global option: by its variable. */
 export const variableOf = (option: OptionName): string => VARIABLE_OF[option] ?? option;
-
-const isUnset = (raw: unknown): boolean => raw === undefined || raw === null || (typeof raw === 'string' && raw.trim() === '');
-
-function integer(vars: ProxyVars, name: keyof ProxyVars): number | undefined {
-  const raw = vars[name];
-  if (isUnset(raw)) return undefined;
-  // Only plain decimal integers: "1e3", "0x10" or "5 s" are configuration mistakes.
-  if (typeof raw === 'number' ? !Number.isSafeInteger(raw) : typeof raw !== 'string' || !/^\s*\d+\s*$/.test(raw)) {
-    throw new ConfigError([name], `${name} must be a whole number`);
-  }
-  return Number(raw);
-}
-
-function boolean(vars: ProxyVars, name: keyof ProxyVars): boolean | undefined {
-  const raw = vars[name];
-  if (isUnset(raw)) return undefined;
-  if (typeof raw === 'boolean') return raw;
-  const text = String(raw).trim().toLowerCase();
-  if (text === 'true' || text === '1') return true;
-  if (text === 'false' || text === '0') return false;
-  throw new ConfigError([name], `${name} must be "true" or "false"`);
-}
-
-function string(vars: ProxyVars, name: keyof ProxyVars): string | undefined {
-  const raw = vars[name];
-  if (isUnset(raw)) return undefined;
-  if (typeof raw !== 'string') throw new ConfigError([name], `${name} must be a string`);
-  return raw.trim();
-}
 
 /** A DNS name or an IPv4 address (letters, digits, hyphens, dots), or an IPv6 address in brackets. */
 const HOST_NAME = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$|^\[[0-9a-f:.]+\]$/;
@@ -202,6 +175,15 @@ function adminToken(vars: ProxyVars): string | undefined {
   return token;
 }
 
+function routeSpecs(vars: ProxyVars): RouteSpec[] {
+  try {
+    return readRoutes(vars.IDEMPOTENCY_ROUTES);
+  } catch (error) {
+    if (!(error instanceof RouteError)) throw error;
+    throw new ConfigError([error.field], error.message);
+  }
+}
+
 /**
  * Checks `IDEMPOTENCY_ENCRYPTION_KEYS` (the objects read it from the same env): a malformed keyring is refused at
  * the first request rather than at the first store, where the answer would be lost. Empty or unset: no encryption.
@@ -222,12 +204,16 @@ function defined<T extends object>(value: T): { [K in keyof T]: Exclude<T[K], un
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> };
 }
 
-/** The options that shape the layer's own answers (format, conflict status, CORS), as the variables set them. */
-function answerOptions(vars: ProxyVars): IdempotencyOptions {
-  const cors = string(vars, 'IDEMPOTENCY_CORS_ORIGINS');
+/**
+ * The options that shape the layer's own answers (format, conflict status, CORS), as the variables set them.
+ *
+ * @param take - reads one variable, keeping its problem ({@link Problems.take}); by default a problem is thrown
+ */
+function answerOptions(vars: ProxyVars, take: <T>(read: () => T) => T | undefined = (read) => read()): IdempotencyOptions {
+  const cors = take(() => string(vars, 'IDEMPOTENCY_CORS_ORIGINS'));
   return defined({
-    errorFormat: string(vars, 'IDEMPOTENCY_ERROR_FORMAT') as IdempotencyOptions['errorFormat'],
-    conflictStatus: integer(vars, 'IDEMPOTENCY_CONFLICT_STATUS') as IdempotencyOptions['conflictStatus'],
+    errorFormat: take(() => string(vars, 'IDEMPOTENCY_ERROR_FORMAT')) as IdempotencyOptions['errorFormat'],
+    conflictStatus: take(() => integer(vars, 'IDEMPOTENCY_CONFLICT_STATUS')) as IdempotencyOptions['conflictStatus'],
     cors: cors === undefined ? undefined : cors === '*' ? '*' : cors.split(','),
   });
 }
@@ -258,66 +244,73 @@ function resolve(options: IdempotencyOptions, name: (option: OptionName) => stri
 }
 
 /**
- * Reads the configuration from wrangler variables and bindings.
+ * Reads the configuration from wrangler variables and bindings, finding every problem it has: a name that looks like a
+ * setting but is not one, and each invalid setting. An invalid `IDEMPOTENCY_ADMIN_TOKEN` only turns the admin key API
+ * off ({@link ProxyConfig.disabled}) when nothing else is wrong: no guarantee depends on it. Every other setting stays
+ * fatal, since running without it (or on its default) would weaken what the operator set it for.
  *
- * @param vars - the Worker's `env` (only the names of {@link ProxyVars} are read)
+ * @param vars - the Worker's `env` (the names of {@link ProxyVars} are read; other names like them are refused)
  * @returns the configuration
- * @throws {@link ConfigError} naming the variables (or route fields) involved
+ * @throws {@link ConfigError} naming the variables (or route fields) involved; with several problems, all of them
  * @example
  * ```ts
  * readConfig({ ORIGIN_URL: 'https://api.example.com/v1', IDEMPOTENCY_TTL_SECONDS: '3' });
  * ```
  */
 export function readConfig(vars: ProxyVars): ProxyConfig {
-  const scopeHeaders = string(vars, 'IDEMPOTENCY_SCOPE_HEADERS');
-  const target = origin(vars);
-  const logging = logRequests(vars);
+  const problems = new Problems();
+  const take = <T>(read: () => T): T | undefined => problems.take(read);
+  for (const unknown of unknownVariables(vars)) problems.found.push(new ConfigError([unknown.name], unknown.message));
+  const scopeHeaders = take(() => string(vars, 'IDEMPOTENCY_SCOPE_HEADERS'));
+  const target = take(() => origin(vars));
+  const logging = take(() => logRequests(vars)) ?? 'keyed';
   const options: IdempotencyOptions = defined({
     namespace: 'proxy',
     // The proxy always runs in origin mode: the object fetches the request's target.
-    run: { mode: 'origin' as const, target: (c: { req: { url: string } }) => originTarget(target, c.req.url) },
+    run: { mode: 'origin' as const, target: (c: { req: { url: string } }) => originTarget(target!, c.req.url) },
     reporter: logging === 'none' ? (false as const) : undefined,
     logPassThrough: logging === 'all',
     logRepeats: logging === 'all',
     // Forwarding to each request's own URL: the host is part of the request, so of its record and fingerprint.
     // Only then: with a fixed ORIGIN_URL, record names and fingerprints stay as they were (stored keys remain).
-    hostScoped: target.mode === 'request' ? true : undefined,
-    ttlSeconds: integer(vars, 'IDEMPOTENCY_TTL_SECONDS'),
-    timeoutMs: integer(vars, 'ORIGIN_TIMEOUT_MS'),
-    leaseMs: integer(vars, 'ORIGIN_LEASE_MS'),
-    onUnknown: string(vars, 'IDEMPOTENCY_ON_UNKNOWN') as IdempotencyOptions['onUnknown'],
-    reconcileUrl: string(vars, 'IDEMPOTENCY_RECONCILE_URL'),
-    maxBodyBytes: integer(vars, 'MAX_BODY_BYTES'),
-    required: boolean(vars, 'REQUIRE_IDEMPOTENCY_KEY'),
+    hostScoped: target?.mode === 'request' ? true : undefined,
+    ttlSeconds: take(() => integer(vars, 'IDEMPOTENCY_TTL_SECONDS')),
+    timeoutMs: take(() => integer(vars, 'ORIGIN_TIMEOUT_MS')),
+    leaseMs: take(() => integer(vars, 'ORIGIN_LEASE_MS')),
+    onUnknown: take(() => string(vars, 'IDEMPOTENCY_ON_UNKNOWN')) as IdempotencyOptions['onUnknown'],
+    reconcileUrl: take(() => string(vars, 'IDEMPOTENCY_RECONCILE_URL')),
+    maxBodyBytes: take(() => integer(vars, 'MAX_BODY_BYTES')),
+    required: take(() => boolean(vars, 'REQUIRE_IDEMPOTENCY_KEY')),
+    allowAnonymous: take(() => boolean(vars, 'IDEMPOTENCY_ALLOW_ANONYMOUS')),
     scope: scopeHeaders === undefined ? undefined : { headers: scopeHeaders.split(',') },
-    jurisdiction: string(vars, 'IDEMPOTENCY_JURISDICTION') as DurableObjectJurisdiction | undefined,
-    locationHint: string(vars, 'IDEMPOTENCY_LOCATION_HINT') as DurableObjectLocationHint | undefined,
-    logHashSecret: string(vars, 'LOG_HASH_SECRET'),
+    jurisdiction: take(() => string(vars, 'IDEMPOTENCY_JURISDICTION')) as DurableObjectJurisdiction | undefined,
+    locationHint: take(() => string(vars, 'IDEMPOTENCY_LOCATION_HINT')) as DurableObjectLocationHint | undefined,
+    logHashSecret: take(() => string(vars, 'LOG_HASH_SECRET')),
     // The per-credential limit is on when the rate limiting binding is declared in wrangler.toml.
     rateLimit: vars.IDEMPOTENCY_RATE_LIMITER === undefined ? undefined : { binding: 'IDEMPOTENCY_RATE_LIMITER' },
-    ...answerOptions(vars),
+    ...answerOptions(vars, take),
     // And the per-address limit (CF-Connecting-IP) when its own binding is declared.
     ipRateLimit: vars.IDEMPOTENCY_IP_RATE_LIMITER === undefined ? undefined : { binding: 'IDEMPOTENCY_IP_RATE_LIMITER' },
   });
-  const resolved = resolve(options, variableOf);
-  encryptionKeys(vars);
-  let specs: RouteSpec[];
-  try {
-    specs = readRoutes(vars.IDEMPOTENCY_ROUTES);
-  } catch (error) {
-    if (!(error instanceof RouteError)) throw error;
-    throw new ConfigError([error.field], error.message);
-  }
-  const routes = specs.map((spec): ProxyRoute => {
+  const resolved = take(() => resolve(options, variableOf));
+  take(() => encryptionKeys(vars));
+  const routes = (take(() => routeSpecs(vars)) ?? []).map((spec) => {
     const merged = { ...options, ...spec.options };
-    return { ...spec, resolved: resolve(merged, (option) => spec.fields[option] ?? variableOf(option)) };
+    return { ...spec, resolved: take(() => resolve(merged, (option) => spec.fields[option] ?? variableOf(option))) };
   });
+  const prefix = take(() => apiPrefix(vars));
+  // Optional: an invalid token turns the admin API off, and that alone is no reason to refuse every request.
+  const before = problems.found.length;
+  const token = take(() => adminToken(vars));
+  const disabled = problems.found.slice(before);
+  if (before > 0) problems.throwAny();
   return {
-    origin: target,
+    origin: target!,
     logRequests: logging,
-    resolved,
-    routes,
-    apiPrefix: apiPrefix(vars),
-    adminToken: adminToken(vars),
+    resolved: resolved!,
+    routes: routes.map((route): ProxyRoute => ({ ...route, resolved: route.resolved! })),
+    apiPrefix: prefix,
+    adminToken: token,
+    disabled,
   };
 }

@@ -6,7 +6,7 @@
 import { untouched } from '../middleware/resolve';
 import { endToEnd, passThroughHeaders } from '../shared/headers';
 import type { Answers } from '../shared/answers';
-import { outcomeResponse } from '../shared/outcome';
+import { logUnreachable, outcomeResponse } from '../shared/outcome';
 import { Rejection } from '../shared/problem';
 import type { ProxyConfig } from './config';
 import { reservedPath } from './reserved';
@@ -23,6 +23,7 @@ export async function passThrough(request: Request, target: string, answers: Ans
     const headers = passThroughHeaders(request.headers);
     response = await fetch(target, { method: request.method, headers, body: request.body, redirect: 'manual' });
   } catch {
+    logUnreachable(target);
     return outcomeResponse({ kind: 'origin_unreachable' }, answers, request);
   }
   return endToEnd(response);

@@ -19,16 +19,20 @@ import type { ResolvedOptions } from '../middleware/resolve';
 import { limitRates } from '../middleware/rate-limit';
 import { Records, keyHashOf, recordName } from '../middleware/records';
 import { isolateReplays } from '../middleware/replay-cache';
+import { ANONYMOUS_KIND, ANONYMOUS_SCOPE_HASH } from '../middleware/scope';
 import type { PurgeResult, RecordInfo } from '../record/api';
 import { sha256Hex } from '../shared/hash';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
 import type { Answers } from '../shared/answers';
 import { reject } from '../shared/problem';
+import { ConfigError } from './variables';
 
 /** What a lookup answers: the record, and the key it was asked for. */
 export type KeyInfo = RecordInfo & { readonly key: string };
 
 const SCOPE_HASH = /^[0-9a-f]{64}$/;
+/** What names the anonymous scope (`allowAnonymous`) where a scope hash is expected. */
+const ANONYMOUS = 'anonymous';
 
 /**
  * Parses a key as `Idempotency-Key` would, from a URL path segment. A segment that holds a (possibly encoded)
@@ -70,6 +74,7 @@ export class KeyRecords {
    * @throws `TypeError` when the records are per host and `host` is missing, or when they are not and it is given
    */
   name(scopeHash: string, key: string, host?: string): string {
+    const anonymous = scopeHash === ANONYMOUS;
     if (this.#options.hostScoped !== (host !== undefined)) {
       throw new TypeError(
         this.#options.hostScoped
@@ -79,7 +84,8 @@ export class KeyRecords {
     }
     if (host !== undefined && (typeof host !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(host)))
       throw new TypeError('IdempotencyService: host must be a host name');
-    return recordName(this.#options.namespace, this.#options.scope.kind, scopeHash, key, host?.toLowerCase());
+    const [kind, hash] = anonymous ? [ANONYMOUS_KIND, ANONYMOUS_SCOPE_HASH] : [this.#options.scope.kind, scopeHash];
+    return recordName(this.#options.namespace, kind, hash, key, host?.toLowerCase());
   }
 
   /**
@@ -106,7 +112,10 @@ export class KeyRecords {
     if (result.kind === 'purged') {
       isolateReplays.delete(name);
       // Always logged, whatever LOG_REQUESTS says: a purge is an operator's action, and this is its audit trail.
-      const ids = { key_hash: keyHashOf(ref.id), scope_hash: await this.#scopeHash(scopeHash) };
+      const ids = {
+        key_hash: keyHashOf(ref.id),
+        scope_hash: await this.#scopeHash(scopeHash === ANONYMOUS ? ANONYMOUS_SCOPE_HASH : scopeHash),
+      };
       consoleReporter(env['METRICS'] as AnalyticsEngineDataset | undefined).report({
         outcome: 'purged',
         method: 'DELETE',
@@ -120,8 +129,8 @@ export class KeyRecords {
 }
 
 function checkScopeHash(scopeHash: string): string {
-  if (typeof scopeHash !== 'string' || !SCOPE_HASH.test(scopeHash))
-    throw new TypeError('IdempotencyService: scopeHash must be 64 lower-case hex digits (a SHA-256)');
+  if (typeof scopeHash !== 'string' || !(SCOPE_HASH.test(scopeHash) || scopeHash === ANONYMOUS))
+    throw new TypeError('IdempotencyService: scopeHash must be 64 lower-case hex digits (a SHA-256), or "anonymous"');
   return scopeHash;
 }
 
@@ -158,9 +167,18 @@ function purged(result: PurgeResult): Response {
  *
  * @param prefix - where it is mounted (`IDEMPOTENCY_API_PREFIX`)
  * @param records - lookups of the proxy's records
- * @param adminToken - the operator's token; without one the admin API answers 404
+ * @param adminToken - the operator's token; without one the admin API answers 404; an invalid one (its
+ *   configuration error) turns it off, answering `configuration_invalid`
+ * @param anonymous - whether keyed writes may be anonymous (anywhere): then a lookup without a credential is one of
+ *   the anonymous scope
  */
-export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOptions, adminToken: string | undefined): Hono {
+export function keysApi(
+  prefix: string,
+  records: KeyRecords,
+  options: ResolvedOptions,
+  adminToken: string | ConfigError | undefined,
+  anonymous = options.allowAnonymous,
+): Hono {
   const api = new Hono();
   const answers: Answers = options.answers;
   // Every answer of the key API is the layer's own: readable by a listed page (errors are made so by onError).
@@ -187,11 +205,24 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
     return parsed.key;
   };
 
+  const notAllowed = (c: Context): Response => {
+    const res = answers.problem(
+      {
+        code: 'method_not_allowed',
+        detail: `A client can only look its own key up here (GET or HEAD). An operator purges a key with DELETE ${prefix}/admin/keys/{key} and the admin token.`,
+      },
+      c.req.raw,
+    );
+    res.headers.set('allow', 'GET, HEAD');
+    return res;
+  };
+
   const lookup = async (c: Context, route: string) => {
     const scope = options.scope.read(c, (name) => c.req.header(name));
     const key = keyFrom(c, route);
-    if (scope === undefined) reject('unauthorized', 'Send the credential the key was used with.');
-    const scopeHash = await sha256Hex(scope);
+    // Without a credential, the anonymous scope, where keyed writes may be anonymous.
+    if (scope === undefined && !anonymous) reject('unauthorized', 'Send the credential the key was used with.');
+    const scopeHash = scope === undefined ? ANONYMOUS : await sha256Hex(scope);
     // Limited like keyed writes: a lookup reaches an object too.
     const env = c.env as Record<string, unknown>;
     await limitRates(env, options, { scope, ip: ipOf(c) }, scopeHash);
@@ -199,6 +230,7 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
   };
 
   const admin = async (c: Context, route: string) => {
+    if (adminToken instanceof ConfigError) reject('configuration_invalid', `The admin key API is off: ${adminToken.message}.`);
     if (adminToken === undefined) reject('not_found', 'There is nothing at this path.');
     // By address only, before the token is compared: it bounds guesses of the token.
     await limitRates(
@@ -211,10 +243,10 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
       reject('unauthorized', 'The admin API needs Authorization: Bearer with the admin token.');
     }
     const scopeHash = c.req.header('idempotency-scope')?.trim().toLowerCase();
-    if (scopeHash === undefined || !SCOPE_HASH.test(scopeHash)) {
+    if (scopeHash === undefined || !(SCOPE_HASH.test(scopeHash) || scopeHash === ANONYMOUS)) {
       reject(
         'idempotency_scope_invalid',
-        'Name the client with Idempotency-Scope: the hex SHA-256 of its credential (e.g. of its whole Authorization value).',
+        'Name the client with Idempotency-Scope: the SHA-256 of its credential (e.g. of its whole Authorization value) as 64 lower-case hex characters, or "anonymous" for keys used without a credential.',
       );
     }
     const key = keyFrom(c, route);
@@ -228,6 +260,9 @@ export function keysApi(prefix: string, records: KeyRecords, options: ResolvedOp
 
   api.get('/keys/*', (c) => lookup(c, '/keys/'));
   api.get('/key', (c) => lookup(c, ''));
+  // A client's own key is looked up, never purged: any other method there (a DELETE, as one would try) is told so.
+  api.all('/keys/*', (c, next) => (c.req.path.length > prefix.length + '/keys/'.length ? notAllowed(c) : next()));
+  api.all('/key', (c) => notAllowed(c));
   api.on(['GET', 'DELETE'], '/admin/keys/*', (c) => admin(c, '/admin/keys/'));
   api.on(['GET', 'DELETE'], '/admin/key', (c) => admin(c, ''));
 

@@ -39,6 +39,7 @@ const FIELDS = new Set([
   'ignore_fields',
   'on_unknown',
   'reconcile_url',
+  'allow_anonymous',
   ...Object.keys(NUMBER_FIELDS),
 ]);
 
@@ -98,6 +99,13 @@ function route(raw: unknown, index: number): RouteSpec {
   if (entry['reconcile_url'] !== undefined) {
     options['reconcileUrl'] = entry['reconcile_url'];
     fields.reconcileUrl = at('reconcile_url');
+  }
+  const anonymous = entry['allow_anonymous'];
+  if (anonymous !== undefined) {
+    if (anonymous !== true && anonymous !== false && anonymous !== 'true' && anonymous !== 'false')
+      throw new RouteError(at('allow_anonymous'), 'must be true or false');
+    options['allowAnonymous'] = anonymous === true || anonymous === 'true';
+    fields.allowAnonymous = at('allow_anonymous');
   }
   if (entry['ignore_fields'] !== undefined) {
     options['ignoreFields'] = strings(at('ignore_fields'), entry['ignore_fields']);

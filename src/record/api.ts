@@ -63,7 +63,9 @@ export type Outcome =
    * answer was read back from storage: the record stays exactly this until then. `storedUntil` is set for the
    * attempt's own answer (first or joined) when it holds the key: stored just now, or a result still streaming
    * (stored when it ends, or kept as too large or lost); it is when the key can run again. Either one is the answer's
-   * `Idempotency-Expires`. The response is streamed while the attempt's answer is still arriving.
+   * `Idempotency-Expires`. The response is streamed while the attempt's answer is still arriving. `createdAt`: when
+   * the record was created (its first request), from which a replay's `Age` counts; absent for a record stored before
+   * format 2.
    */
   | {
       readonly kind: 'response';
@@ -71,6 +73,7 @@ export type Outcome =
       readonly response: StoredResponse | StreamedResponse;
       readonly expiresAt?: number;
       readonly storedUntil?: number;
+      readonly createdAt?: number;
     }
   /** The key is bound to a different fingerprint. */
   | {

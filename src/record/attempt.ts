@@ -29,6 +29,8 @@ export interface Attempt {
   readonly answer?: Promise<LiveAnswer | undefined>;
   /** When the key can run again if the attempt's answer holds it (stored, too large or lost). */
   readonly expiresAt: number;
+  /** When the key's record was created (its first request): a replay's `Age` counts from it. */
+  readonly createdAt: number;
   /** Settles a handler-mode attempt (see `IdempotencyRecord.complete`). */
   readonly settle?: (settled: Settled) => void;
 }
@@ -74,25 +76,26 @@ export async function awaitAttempt(attempt: Attempt, timeoutMs: number, first: b
     if (first) void answer?.then((live) => live?.body.abandon());
     return first ? { kind: 'origin_timeout' } : { kind: 'in_progress', retryAfterMs: 1000 };
   }
-  if (!('body' in begun)) return finishedOutcome(begun, first);
+  if (!('body' in begun)) return finishedOutcome(begun, first, attempt.createdAt);
   const { status, headers, body } = begun;
   const holds = isResultStatus(status);
   if (!first && body.capture === 'too_large') return holds ? { kind: 'response_too_large', status } : { kind: 'origin_unreachable' };
   // Broken: the attempt ends at once, and its end says what the break means (lost, or a freed key).
-  if (!first && body.capture === 'broken') return finishedOutcome(await done, first);
+  if (!first && body.capture === 'broken') return finishedOutcome(await done, first, attempt.createdAt);
   const outcome = {
     kind: 'response',
     replayed: !first,
     response: { status, headers, body: first ? body.first(done) : body.join(done) },
+    createdAt: attempt.createdAt,
   } as const;
   return holds ? { ...outcome, storedUntil: attempt.expiresAt } : outcome;
 }
 
 /** The answer of an attempt that has ended. */
-function finishedOutcome({ settled, storedUntil, held }: Finished, first: boolean): Outcome {
+function finishedOutcome({ settled, storedUntil, held }: Finished, first: boolean, createdAt: number): Outcome {
   if (settled.kind === 'origin_timeout' || settled.kind === 'origin_unreachable')
     return held ? { kind: settled.kind, held } : { kind: settled.kind };
   if (settled.kind !== 'response') return settled;
-  const outcome = { kind: 'response', replayed: !first, response: settled.response } as const;
+  const outcome = { kind: 'response', replayed: !first, response: settled.response, createdAt } as const;
   return storedUntil === undefined ? outcome : { ...outcome, storedUntil };
 }

@@ -213,6 +213,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
       id,
       done,
       expiresAt,
+      createdAt,
       ...(answer === undefined ? {} : { answer }),
       ...(settle === undefined ? {} : { settle }),
     };
@@ -256,7 +257,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
       console.error(JSON.stringify({ event: 'record_unreadable', key_id: response.unreadable }));
       return { kind: 'record_unreadable' };
     }
-    return { kind: 'response', replayed: true, response, expiresAt: row.expires_at };
+    const created = row.created_at === null ? {} : { createdAt: row.created_at };
+    return { kind: 'response', replayed: true, response, expiresAt: row.expires_at, ...created };
   }
 
   /**
@@ -326,6 +328,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
       return awaitAttempt(attempt, spec.timeoutMs, true);
     }
     const stored = sealed !== undefined && this.#store.complete(row.attempt, sealed, 'unknown');
-    return { kind: 'response', replayed: true, response: answer.ran, ...(stored ? { storedUntil: now.expires_at } : {}) };
+    const created = now.created_at === null ? {} : { createdAt: now.created_at };
+    return { kind: 'response', replayed: true, response: answer.ran, ...created, ...(stored ? { storedUntil: now.expires_at } : {}) };
   }
 }

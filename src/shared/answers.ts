@@ -43,6 +43,8 @@ export class Answers {
    */
   problem(spec: ProblemSpec, request: Request | undefined): Response {
     const response = problem(spec.code, spec.detail, spec.retryAfterSeconds, this.format);
+    // RFC 9110 §11.6.1: a 401 names an authentication scheme.
+    if (response.status === 401) response.headers.set('www-authenticate', 'Bearer');
     return request === undefined ? response : this.own(response, request);
   }
 
@@ -52,12 +54,7 @@ export class Answers {
    * and never sent.
    */
   error(error: Error, request: Request): Response {
-    if (error instanceof Rejection) {
-      const response = this.problem(error.problem, request);
-      // RFC 9110 §11.6.1: a 401 names its authentication scheme.
-      if (error.problem.code === 'unauthorized') response.headers.set('www-authenticate', 'Bearer');
-      return response;
-    }
+    if (error instanceof Rejection) return this.problem(error.problem, request);
     if (error instanceof HTTPException) return error.getResponse();
     console.error(JSON.stringify({ event: 'internal_error', method: request.method, error: String(error) }));
     return this.problem({ code: 'internal_error', detail: 'The proxy failed unexpectedly.' }, request);

@@ -16,6 +16,34 @@ export const REPLAY_HEADER = 'Idempotent-Replay';
 /** The response header saying when the key can run again (an HTTP date): a retry after it runs the write again. */
 export const EXPIRES_HEADER = 'Idempotency-Expires';
 
+/**
+ * Marks a replay with its age (RFC 9111 §5.1): the whole seconds since its record was created (the first request,
+ * so never less than the answer's true age), rounded up, added to any `Age` the stored answer carried itself. The
+ * stored `Date` stays as it is; a stored answer without one is sent with its record's creation time as `Date`. So
+ * `Date` + `Age` is never more than 1 s (the resolution of HTTP dates) before the time the replay is sent, and a client
+ * that reads `Idempotency-Expires` against it (`idempotentFetch`) does not take an old `Date` for the server's clock.
+ *
+ * @param headers - the replay's (mutable) headers
+ * @param createdAt - when the record was created, ms since the epoch
+ * @param now - the time of sending
+ */
+export function markAge(headers: Headers, createdAt: number, now: number): void {
+  const stored = headers.get('age')?.trim();
+  const before = stored !== undefined && /^\d{1,10}$/.test(stored) ? Number(stored) : 0;
+  headers.set('age', String(before + Math.max(0, Math.ceil((now - createdAt) / 1000))));
+  if (!headers.has('date')) headers.set('date', new Date(createdAt).toUTCString());
+}
+
+/**
+ * Logs which origin could not be reached: its scheme, host and port, enough to find a wrong `ORIGIN_URL` or a port
+ * nothing listens on. Only in the log: a problem's detail never shows configuration.
+ *
+ * @param target - the URL that was fetched
+ */
+export function logUnreachable(target: string): void {
+  console.error(JSON.stringify({ event: 'origin_unreachable', origin: new URL(target).origin }));
+}
+
 /** When the key of an answer can run again, if it has a record. */
 export const keyExpiry = (outcome: Extract<Outcome, { kind: 'response' }>): number | undefined => outcome.expiresAt ?? outcome.storedUntil;
 
@@ -112,9 +140,11 @@ export function sendStored(response: StoredResponse | StreamedResponse, init: Re
   return new Response(null, init);
 }
 
-/** The stored (or just captured) response of an outcome that carries one, as sent to the client. */
+/** The stored (or just captured) response of an outcome that carries one, as sent to the client; a replay with its `Age`. */
 export function storedResponse(outcome: Extract<Outcome, { kind: 'response' }>): Response {
-  return sendStored(outcome.response, responseInit(outcome.response, outcome.replayed, keyExpiry(outcome)));
+  const response = sendStored(outcome.response, responseInit(outcome.response, outcome.replayed, keyExpiry(outcome)));
+  if (outcome.replayed && outcome.createdAt !== undefined) markAge(response.headers, outcome.createdAt, Date.now());
+  return response;
 }
 
 /** Turns an {@link Outcome} into the client's response, a problem written as `answers` says. */

@@ -1,7 +1,8 @@
 /**
  * @module
- * Every error the layer itself produces, built in one place: RFC 9457 problem details, or (on request) the
- * `{ "error": { … } }` envelope that Stripe-, OpenAI- and Stainless-style SDKs read.
+ * Every error the layer itself produces, built in one place: RFC 9457 problem details that also carry the
+ * `{ "error": { … } }` member Stripe-, OpenAI- and Stainless-style SDKs read (an extension member, RFC 9457 §3.2), or
+ * (on request) that envelope alone.
  *
  * The wire body is small and stable; nothing internal (stack traces, origin error messages, hashes) is ever put
  * on it. Every problem carries retry advice (`x-should-retry`, `Stripe-Should-Retry`): real SDKs retry 409 and
@@ -24,8 +25,12 @@ export const PROBLEMS = {
   path_invalid: { status: 400, title: 'Request path not allowed', retry: false },
   idempotency_scope_invalid: { status: 400, title: 'Invalid Idempotency-Scope header', retry: false },
   unauthorized: { status: 401, title: 'Unauthorized', retry: false },
+  // A keyed write without a credential: its key cannot be kept apart from other clients' keys, so it is not run.
+  credential_missing: { status: 401, title: 'Credential required with Idempotency-Key', retry: false },
   not_found: { status: 404, title: 'Not found', retry: false },
   idempotency_key_not_found: { status: 404, title: 'No record for this Idempotency-Key', retry: false },
+  // A key API path used with a method it does not take (a client's DELETE of its own key: purges are the operator's).
+  method_not_allowed: { status: 405, title: 'Method not allowed', retry: false },
   idempotency_key_reused: { status: 409, title: 'Idempotency-Key reused with a different request', retry: false },
   idempotency_key_in_progress: { status: 409, title: 'A request with this Idempotency-Key is in progress', retry: true },
   // The origin may have run the request and nobody knows its outcome: retrying under the key cannot tell either.
@@ -54,7 +59,10 @@ export const problemType = (code: ProblemCode): string => `tag:idempotency-proxy
 
 /** How problems are written on the wire: the body's shape, and the status of a reused key. */
 export interface ProblemFormat {
-  /** `problem`: RFC 9457 `application/problem+json`; `error_object`: `{ "error": { type, code, message, status } }`. */
+  /**
+   * `problem`: RFC 9457 `application/problem+json`, with the `error` member as well; `error_object`: only
+   * `{ "error": { type, code, message, status } }`, as `application/json`.
+   */
   readonly format: 'problem' | 'error_object';
   /** The status of `idempotency_key_reused`: 409 (the default) or 422 (the IETF draft's choice). */
   readonly conflictStatus: 409 | 422;
@@ -121,9 +129,11 @@ function problemBody(code: ProblemCode, detail: string, status: number, format: 
   let body = bodies.get(cacheKey);
   if (body === undefined) {
     const { title } = PROBLEMS[code];
+    // stripe-node raises only for a body with an `error` member (any other is taken for the API's object), so the
+    // problem document carries one too; problem-aware clients ignore a member they do not know.
     const value =
       format === 'problem'
-        ? { type: problemType(code), title, status, detail, code }
+        ? { type: problemType(code), title, status, detail, code, error: { type: 'idempotency_error', code, message: detail } }
         : { error: { type: 'idempotency_error', code, message: detail, status } };
     body = encoder.encode(JSON.stringify(value));
     if (bodies.size >= 64) bodies.clear();

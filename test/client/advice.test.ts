@@ -3,7 +3,16 @@
  * protecting, and the backoff when nobody says.
  */
 import { describe, expect, it } from 'vitest';
-import { backoffMs, keyExpiresAt, mayCarryCode, problemCodeOf, serverDelayMs, shouldRetry } from '../../src/client/advice.ts';
+import {
+  EXPIRY_MARGIN_MS,
+  backoffMs,
+  beforeKeyExpiry,
+  keyExpiresAt,
+  mayCarryCode,
+  problemCodeOf,
+  serverDelayMs,
+  shouldRetry,
+} from '../../src/client/advice.ts';
 
 const h = (init: Record<string, string> = {}) => new Headers(init);
 
@@ -77,6 +86,9 @@ describe('serverDelayMs', () => {
     // The server's clock is 60 s behind ours: its "in 5 s" is still 5 s.
     const skewed = h({ date: 'Wed, 02 Dec 2026 11:59:00 GMT', 'retry-after': 'Wed, 02 Dec 2026 11:59:05 GMT' });
     expect(serverDelayMs(skewed, now)).toBe(5000);
+    // A replay: its stored Date is 60 s old, its Age says so.
+    const replayed = h({ date: 'Wed, 02 Dec 2026 11:59:00 GMT', age: '60', 'retry-after': 'Wed, 02 Dec 2026 12:00:05 GMT' });
+    expect(serverDelayMs(replayed, now)).toBe(5000);
     expect(serverDelayMs(h({ 'retry-after': 'Wed, 02 Dec 2026 11:00:00 GMT' }), now)).toBe(0);
   });
 
@@ -96,9 +108,34 @@ describe('keyExpiresAt', () => {
     expect(keyExpiresAt(skewed, now)).toBe(now + 60_000);
   });
 
+  it('reads a replay’s stored Date plus its Age as the server’s clock (#28): an old Date is not taken for now', () => {
+    // A replay 90 s after its first answer: Date is the first answer's, the key expires 10 s from the server's now.
+    const replay = h({ date: 'Wed, 02 Dec 2026 11:58:30 GMT', age: '90', 'idempotency-expires': 'Wed, 02 Dec 2026 12:00:10 GMT' });
+    expect(keyExpiresAt(replay, now)).toBe(now + 10_000);
+    // Without Age the same answer would seem to leave 100 s.
+    replay.delete('age');
+    expect(keyExpiresAt(replay, now)).toBe(now + 100_000);
+    // An Age that is not delta-seconds is ignored.
+    expect(
+      keyExpiresAt(h({ date: 'Wed, 02 Dec 2026 12:00:00 GMT', age: '-5', 'idempotency-expires': 'Wed, 02 Dec 2026 12:00:10 GMT' }), now),
+    ).toBe(now + 10_000);
+  });
+
   it('is undefined without the header or with an unreadable one', () => {
     expect(keyExpiresAt(h(), now)).toBeUndefined();
     expect(keyExpiresAt(h({ 'idempotency-expires': 'never' }), now)).toBeUndefined();
+  });
+});
+
+describe('beforeKeyExpiry', () => {
+  const now = Date.parse('2026-12-02T12:00:00Z');
+
+  it('keeps a margin of 1 s before the expiry (HTTP dates have 1 s resolution)', () => {
+    expect(EXPIRY_MARGIN_MS).toBe(1000);
+    expect(beforeKeyExpiry(undefined, 60_000, now)).toBe(true);
+    expect(beforeKeyExpiry(now + 5000, 3999, now)).toBe(true);
+    expect(beforeKeyExpiry(now + 5000, 4000, now)).toBe(false);
+    expect(beforeKeyExpiry(now + 500, 0, now)).toBe(false);
   });
 });
 

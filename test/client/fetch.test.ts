@@ -130,6 +130,37 @@ describe('Idempotency-Expires', () => {
     expect(await calls(path)).toBe(1);
   });
 
+  it('no retry after a network error is sent past the key’s expiry either (#28)', async () => {
+    const path = `/expiring/3/503/network-${randomUUID()}`;
+    const sent: number[] = [];
+    let expires: string | null = null;
+    // The first attempt gets the 503 and its key's expiry (3 s); every later one meets a connection the origin resets.
+    const send = async (request: Request) => {
+      sent.push(Date.now());
+      if (sent.length === 2) origin.setDown(true);
+      const res = await fetch(request);
+      expires ??= res.headers.get('idempotency-expires');
+      return res;
+    };
+    try {
+      const error = await idempotentFetch(`${origin.url}${path}`, {
+        method: 'POST',
+        idempotency: { retries: 60, initialDelayMs: 100, maxDelayMs: 100, fetch: send },
+      }).catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(TypeError);
+      const { attempts } = idempotentFetch.info(error)!;
+      // It retried the network errors, and stopped for the key's expiry, not because its retries ran out.
+      expect(attempts).toBe(sent.length);
+      expect(attempts).toBeGreaterThan(2);
+      expect(attempts).toBeLessThan(61);
+      const expiresAt = Date.parse(expires!);
+      for (const at of sent) expect(at).toBeLessThan(expiresAt);
+    } finally {
+      origin.setDown(false);
+    }
+    expect(await calls(path)).toBe(1);
+  });
+
   it('a key that still protects long enough is retried', async () => {
     const path = `/expiring/600/503/later-${randomUUID()}`;
     const res = await idempotentFetch(`${origin.url}${path}`, { method: 'POST', idempotency: { ...quick, retries: 2 } });

@@ -1,22 +1,29 @@
 /**
- * A real browser (Debian's headless Chromium, driven by puppeteer-core) reads the proxy's answers cross-origin
- * (issue #17): a page served from one origin sends keyed POSTs to the proxy on another (another port), which
- * `IDEMPOTENCY_CORS_ORIGINS` lists. The test origin answers the preflight itself (it owns its CORS policy), so
- * what is proved here is that the browser lets the page read the replay marker, the key's expiry and the problem
- * of a reused key. Without /usr/bin/chromium this test fails: it never skips.
+ * A real browser (the headless Chromium of the npm package `@sparticuz/chromium`, driven by puppeteer-core) reads the
+ * proxy's answers cross-origin (issue #17): a page served from one origin sends keyed POSTs to the proxy on another
+ * (another port), which `IDEMPOTENCY_CORS_ORIGINS` lists. The test origin answers the preflight itself (it owns its
+ * CORS policy), so what is proved here is that the browser lets the page read the replay marker, the key's expiry and
+ * the problem of a reused key. The browser comes from the lock file (issue #28: nothing installed by hand) and runs
+ * with web security on; when it cannot start, this test fails: it never skips.
  */
-import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import puppeteer, { type Browser } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listen } from '../../scripts/lib/processes.ts';
 import { startTestOrigin, type TestOrigin } from '../origin/server.ts';
+import { type UnpackedChromium, unpackChromium } from './chromium.ts';
 import { newStateDir, originCount, removeDir, type RunningProxy, startProxy } from './harness.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-
-const setup = {} as { origin: TestOrigin; proxy: RunningProxy; stateDir: string; page: Server; pageUrl: string; browser: Browser };
+const setup = {} as {
+  origin: TestOrigin;
+  proxy: RunningProxy;
+  stateDir: string;
+  page: Server;
+  pageUrl: string;
+  chromium: UnpackedChromium;
+  browser: Browser;
+};
 
 beforeAll(async () => {
   // The page's own origin: a tiny server that serves one empty HTML page.
@@ -25,6 +32,7 @@ beforeAll(async () => {
     res.end('<!doctype html><title>page</title>');
   });
   setup.pageUrl = `http://127.0.0.1:${await listen(setup.page)}`;
+  setup.chromium = await unpackChromium();
   setup.origin = await startTestOrigin();
   setup.stateDir = newStateDir();
   setup.proxy = await startProxy({
@@ -40,6 +48,7 @@ afterAll(async () => {
   await setup.origin?.close();
   await new Promise((resolve) => setup.page?.close(resolve));
   if (setup.stateDir) removeDir(setup.stateDir);
+  if (setup.chromium) removeDir(setup.chromium.dir);
 });
 
 /** What the page could read of one answer. */
@@ -53,8 +62,9 @@ interface Seen {
 
 describe('a page on another origin, in headless Chromium', () => {
   it('reads Idempotent-Replay on a replay, and code and x-should-retry of a reused key', async () => {
-    expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`).toBe(true);
-    setup.browser = await puppeteer.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    const { executablePath, env } = setup.chromium;
+    // Not the package's own argument list: it turns web security (CORS) off, which is what this test is about.
+    setup.browser = await puppeteer.launch({ executablePath, env, headless: 'shell', args: ['--no-sandbox', '--no-zygote'] });
     const page = await setup.browser.newPage();
     await page.goto(setup.pageUrl);
 

@@ -8,7 +8,13 @@ import { describe, expect, it } from 'vitest';
 import { idempotentFetch, type RetryEvent } from '../../src/client/index.ts';
 import { keyInfo, originCount, problemCode, proxyForFile, send, until } from './harness';
 
-const shared = proxyForFile({ ORIGIN_TIMEOUT_MS: '3000', ORIGIN_LEASE_MS: '8000' });
+// Short-lived keys on two paths (#28): a stored 4xx that asks for a retry after 1.5 s (TTL 2 s), and one that asks
+// after 250 ms (TTL 4 s).
+const ROUTES = [
+  { pattern: '/retryable/400/1500/*', ttl_seconds: 2 },
+  { pattern: '/retryable/400/250/*', ttl_seconds: 4 },
+];
+const shared = proxyForFile({ ORIGIN_TIMEOUT_MS: '3000', ORIGIN_LEASE_MS: '8000', IDEMPOTENCY_ROUTES: JSON.stringify(ROUTES) });
 const headers = { authorization: 'Bearer e2e-token' };
 const url = (path: string) => `${shared.proxy.url}${path}`;
 /** Quick backoff: these tests are about what is retried, not about how long the client waits. */
@@ -43,6 +49,42 @@ describe('idempotentFetch through the proxy', () => {
     expect(idempotentFetch.info(res)).toMatchObject({ key, attempts: 2, replayed: true });
     expect(events.map((event) => (event.error as Error).name)).toEqual(['TimeoutError']);
     expect(await originCount(shared.origin.url, { key })).toBe(1);
+  });
+
+  it('a stored 4xx that asks for a retry after 1.5 s under a 2 s TTL is never retried past the key’s expiry: the origin runs once (#28)', async () => {
+    const key = randomUUID();
+    const { sent, fetch } = counting();
+    const res = await idempotentFetch(url(`/retryable/400/1500/issue-${key}`), {
+      method: 'POST',
+      headers,
+      body: 'x',
+      idempotency: { key, fetch },
+    });
+    expect(res.status).toBe(400);
+    expect(await originCount(shared.origin.url, { key })).toBe(1);
+    expect(idempotentFetch.info(res)?.attempts).toBe(sent.length);
+  });
+
+  it('replays of it are retried while the key protects, read by Date + Age, then no more: the origin runs once (#28)', async () => {
+    const key = randomUUID();
+    const { sent, fetch } = counting();
+    const ages: (string | null)[] = [];
+    const res = await idempotentFetch(url(`/retryable/400/250/ages-${key}`), {
+      method: 'POST',
+      headers,
+      body: 'x',
+      // 40 retries 250 ms apart would take 10 s: far past the key's 4 s.
+      idempotency: { key, retries: 40, fetch, onRetry: ({ response }) => void ages.push(response?.headers.get('age') ?? null) },
+    });
+    expect(await originCount(shared.origin.url, { key })).toBe(1);
+    const info = idempotentFetch.info(res)!;
+    expect(info).toMatchObject({ replayed: true });
+    expect(info.attempts).toBeGreaterThan(1);
+    expect(info.attempts).toBeLessThan(41);
+    expect(sent).toHaveLength(info.attempts);
+    // The first answer is the origin's own; every replay says its age.
+    expect(ages[0]).toBeNull();
+    expect(ages.slice(1).every((age) => age !== null && /^\d+$/.test(age))).toBe(true);
   });
 
   it('a key reused with another body stops at once: one request, the 409 returned', async () => {

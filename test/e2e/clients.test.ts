@@ -70,7 +70,7 @@ async function startRelay(target: () => string): Promise<Relay> {
 
 const setup = {} as {
   origin: TestOrigin;
-  /** The default problem format (orb-billing). */
+  /** The default problem format (orb-billing, and stripe-node since #28). */
   problems: RunningProxy;
   /** IDEMPOTENCY_ERROR_FORMAT=error_object (stripe-node). */
   errorObjects: RunningProxy;
@@ -149,6 +149,21 @@ describe('stripe-node (maxNetworkRetries), IDEMPOTENCY_ERROR_FORMAT=error_object
     const error = await rejection(stripe().rawRequest('POST', path, {}, { idempotencyKey: key }));
     expect(error).toMatchObject({ statusCode: 502, code: 'response_too_large' });
     expect(setup.toErrorObjects.attempts(key)).toBe(2);
+    expect(await originCount(setup.origin.url, { key })).toBe(1);
+  });
+});
+
+describe('stripe-node, with the default problem documents (#28)', () => {
+  it('raises a 409 for a reused key rather than taking the problem for the created object', async () => {
+    const { port } = setup.toProblems;
+    const stripe = new Stripe('sk_test_e2e', { host: '127.0.0.1', port, protocol: 'http', maxNetworkRetries: 3 });
+    const key = randomUUID();
+    const path = `/v1/sdk/0/0/stripe-default-${randomUUID()}`;
+    await stripe.rawRequest('POST', path, { amount: 500 }, { idempotencyKey: key });
+    const error = await rejection(stripe.rawRequest('POST', path, { amount: 501 }, { idempotencyKey: key }));
+    expect(error).toBeInstanceOf(Stripe.errors.StripeError);
+    expect(error).toMatchObject({ statusCode: 409, rawType: 'idempotency_error', code: 'idempotency_key_reused' });
+    expect(setup.toProblems.attempts(key)).toBe(2);
     expect(await originCount(setup.origin.url, { key })).toBe(1);
   });
 });

@@ -6,7 +6,7 @@
  * stopped by its own group id (`scripts/lib/processes.ts`).
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
@@ -23,6 +23,13 @@ export const newStateDir = (): string => mkdtempSync(join(tmpdir(), 'idem-e2e-')
  */
 const REGISTRY = newStateDir();
 process.once('exit', () => rmSync(REGISTRY, { recursive: true, force: true }));
+
+/**
+ * An empty env file: given to `wrangler dev` with `--env-file`, it is read instead of a developer's `.dev.vars` (or
+ * `.env`) beside the config, so no test runs on someone's own secrets (issue #28).
+ */
+const NO_DEV_VARS = join(REGISTRY, 'empty.env');
+writeFileSync(NO_DEV_VARS, '');
 
 export interface ProxyOptions {
   /** ORIGIN_URL, or `null` for a Worker that has none (the consumer example). */
@@ -52,6 +59,7 @@ export async function startProxy({ originUrl, config = 'wrangler.toml', stateDir
     persistTo: stateDir,
     vars: { ...(originUrl === null ? {} : { ORIGIN_URL: originUrl }), ...vars },
     env: { CI: 'true', WRANGLER_LOG: 'log', WRANGLER_REGISTRY_PATH: REGISTRY },
+    args: ['--env-file', NO_DEV_VARS],
     timeoutMs: 60_000,
   });
   return {

@@ -122,7 +122,7 @@ describe('hostile bodies', () => {
 });
 
 describe('hostile credentials', () => {
-  it('no Authorization: passed through and never stored', async () => {
+  it('no Authorization: 401 credential_missing, origin not called, nothing stored (#28)', async () => {
     const key = randomUUID();
     const before = objectCount();
     for (let i = 0; i < 2; i++) {
@@ -137,14 +137,14 @@ describe('hostile credentials', () => {
         ],
         'x',
       );
-      expect(res?.status).toBe(200);
-      expect(res?.head).not.toMatch(/Idempotent-Replay/i);
+      expect(res?.status).toBe(401);
+      expect(rawProblemCode(res)).toBe('credential_missing');
     }
-    expect(await originCount(shared.origin.url, { key })).toBe(2);
+    expect(await originCount(shared.origin.url, { key })).toBe(0);
     expect(objectCount()).toBe(before);
   });
 
-  it('an empty Authorization arrives as no Authorization (the runtime drops empty fields): passed through, never stored', async () => {
+  it('an empty Authorization arrives as no Authorization (the runtime drops empty fields): 401 credential_missing, never stored', async () => {
     const key = randomUUID();
     const before = objectCount();
     for (let i = 0; i < 2; i++) {
@@ -160,9 +160,9 @@ describe('hostile credentials', () => {
         ],
         'x',
       );
-      expect(res?.status).toBe(200);
+      expect(res?.status).toBe(401);
     }
-    expect(await originCount(shared.origin.url, { key })).toBe(2);
+    expect(await originCount(shared.origin.url, { key })).toBe(0);
     expect(objectCount()).toBe(before);
   });
 

@@ -32,6 +32,8 @@
  * - `/no-retry/<code>/...` answers `<code>` with `x-should-retry: false`: a server that says "never retry"
  * - `/expiring/<s>/<code>/...` answers `<code>` with `Idempotency-Expires` `<s>` seconds from now: a server whose
  *   key stops protecting soon
+ * - `/retryable/<code>/<ms>/...` answers `<code>` with `x-should-retry: true` and `retry-after-ms: <ms>` (issue #28: a
+ *   4xx the proxy stores, which tells the client to retry)
  * - `/hold/<id>/...`      like echo, once `<id>` is released (at once if it already was): ordering without sleeps
  *
  * Control (not counted): `GET /__calls?key=K` → `{ "count": n }` for Idempotency-Key K, `?path=P` for a
@@ -223,6 +225,10 @@ export async function startTestOrigin(): Promise<TestOrigin> {
       }
       case 'no-retry':
         res.setHeader('x-should-retry', 'false');
+        return json(res, Number(arg), { status: Number(arg), call: count });
+      case 'retryable':
+        res.setHeader('x-should-retry', 'true');
+        res.setHeader('retry-after-ms', url.pathname.split('/')[3] ?? '0');
         return json(res, Number(arg), { status: Number(arg), call: count });
       case 'expiring': {
         const status = Number(url.pathname.split('/')[3]);

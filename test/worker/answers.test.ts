@@ -116,8 +116,11 @@ describe('IDEMPOTENCY_ERROR_FORMAT = "error_object"', () => {
     expect(await broken.json()).toMatchObject({ error: { code: 'configuration_invalid', status: 500 } });
   });
 
-  it('leaves the default RFC 9457 problem document alone', async () => {
-    await expectProblem(await reused({}), 409, 'idempotency_key_reused');
+  it('is only what the default RFC 9457 problem document also carries (#28)', async () => {
+    const body = await expectProblem(await reused({}), 409, 'idempotency_key_reused');
+    // The members of RFC 9457, `code`, and the `error` member that stripe-node needs to raise at all.
+    expect(Object.keys(body)).toEqual(['type', 'title', 'status', 'detail', 'code', 'error']);
+    expect(body.error).toEqual({ type: 'idempotency_error', code: 'idempotency_key_reused', message: body.detail });
   });
 });
 

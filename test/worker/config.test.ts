@@ -2,10 +2,12 @@
  * Configuration: wrangler variables mapped to options, defaults that adapt to what was set, refusals that
  * name every variable involved and never a value, and each variable's effect on the proxy.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MAX_BODY_BYTES_LIMIT } from '../../src/shared/limits';
 import { ConfigError, readConfig } from '../../src/proxy/config';
 import { codeOf, expectProblem, newKey, originCalls, originPathCalls, originUrl, sendWith, storedRecord, until } from './helpers';
+
+afterEach(() => vi.restoreAllMocks());
 
 const ORIGIN = 'https://api.example.com';
 
@@ -171,5 +173,23 @@ describe('configuration through the proxy', () => {
     const vars = { ORIGIN_URL: `${originUrl}/refuse` };
     for (let i = 0; i < 2; i++) expect(await codeOf(await sendWith(vars, '/down', { key, body: 'x' }))).toBe('origin_unreachable');
     expect(await codeOf(await sendWith(vars, '/down', { method: 'GET' }))).toBe('origin_unreachable');
+  });
+
+  it('logs which origin it could not reach, keyed or not, and never says it to the client (#28)', async () => {
+    const lines: string[] = [];
+    vi.spyOn(console, 'error').mockImplementation((line: unknown) => void lines.push(String(line)));
+    // Nothing listens on port 9 (discard): the proxy's own default port being busy elsewhere would look the same.
+    const vars = { ORIGIN_URL: 'http://127.0.0.1:9/api' };
+    for (const init of [{ key: newKey(), body: 'x' }, { method: 'GET' }]) {
+      const body = await expectProblem(await sendWith(vars, '/down', init), 502, 'origin_unreachable');
+      expect(body.detail).not.toContain('127.0.0.1');
+    }
+    const logged = lines
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((line) => line['event'] === 'origin_unreachable');
+    expect(logged).toEqual([
+      { event: 'origin_unreachable', origin: 'http://127.0.0.1:9' },
+      { event: 'origin_unreachable', origin: 'http://127.0.0.1:9' },
+    ]);
   });
 });

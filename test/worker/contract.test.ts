@@ -57,15 +57,14 @@ describe('which requests are made idempotent', () => {
     expect(await originPathCalls(path)).toBe(2);
   });
 
-  it('passes a keyed write without Authorization through, twice, storing nothing', async () => {
+  it('refuses a keyed write without Authorization with 401 credential_missing, twice, storing nothing (#28)', async () => {
     const key = newKey();
-    const a = await send('/echo/anon', { key, auth: null, body: 'x' });
-    const b = await send('/echo/anon', { key, auth: null, body: 'x' });
-    expect([a.status, b.status]).toEqual([200, 200]);
-    expect(b.headers.get('idempotent-replay')).toBeNull();
-    expect(await originCalls(key)).toBe(2);
-    // Not stored under the anonymous scope (the empty credential) either.
+    await expectProblem(await send('/echo/anon', { key, auth: null, body: 'x' }), 401, 'credential_missing');
+    await expectProblem(await send('/echo/anon', { key, auth: null, body: 'x' }), 401, 'credential_missing');
+    expect(await originCalls(key)).toBe(0);
+    // Not stored under the empty credential, nor in the anonymous scope.
     expect(await storedRecord(key, '')).toBeUndefined();
+    expect(await storedRecord(key, '', 'proxy', 'anonymous')).toBeUndefined();
   });
 
   it('rejects an empty or malformed Authorization with 400 authorization_invalid', async () => {

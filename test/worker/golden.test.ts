@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { fingerprintRequest, fingerprinter } from '../../src/middleware/fingerprint';
 import { recordName } from '../../src/middleware/records';
-import { resolveScope } from '../../src/middleware/scope';
+import { ANONYMOUS_KIND, ANONYMOUS_SCOPE_HASH, resolveScope } from '../../src/middleware/scope';
 import { sha256Hex } from '../../src/shared/hash';
 
 const encode = (text: string) => new TextEncoder().encode(text).buffer as ArrayBuffer;
@@ -27,6 +27,15 @@ describe('record names', () => {
     if (typeof scope === 'string') throw new Error(scope);
     expect(recordName('app', scope.kind, '0'.repeat(64), 'k')).toBe(
       '["app","headers:x-api-key,cookie:Session","0000000000000000000000000000000000000000000000000000000000000000","k"]',
+    );
+  });
+});
+
+describe('the anonymous scope (#28)', () => {
+  it('is its own kind, with the SHA-256 of the empty string as its scope hash', async () => {
+    expect(ANONYMOUS_SCOPE_HASH).toBe(await sha256Hex(''));
+    expect(recordName('proxy', ANONYMOUS_KIND, ANONYMOUS_SCOPE_HASH, 'k')).toBe(
+      '["proxy","anonymous","e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","k"]',
     );
   });
 });

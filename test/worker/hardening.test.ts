@@ -85,7 +85,7 @@ describe('transient refusals are not stored', () => {
 });
 
 describe('IDEMPOTENCY_SCOPE_HEADERS', () => {
-  it('scopes keys by an API-key header, and passes through a keyed write without it', async () => {
+  it('scopes keys by an API-key header, and refuses a keyed write without it (credential_missing)', async () => {
     const vars = { IDEMPOTENCY_SCOPE_HEADERS: 'x-api-key' };
     const key = newKey();
     const as = (apiKey: string | undefined) =>
@@ -93,9 +93,8 @@ describe('IDEMPOTENCY_SCOPE_HEADERS', () => {
     expect((await as('key-a')).headers.get('idempotent-replay')).toBeNull();
     expect((await as('key-a')).headers.get('idempotent-replay')).toBe('true');
     expect((await as('key-b')).headers.get('idempotent-replay')).toBeNull();
-    expect((await as(undefined)).headers.get('idempotent-replay')).toBeNull();
-    expect((await as(undefined)).headers.get('idempotent-replay')).toBeNull();
-    expect(await originCalls(key)).toBe(4);
+    await expectProblem(await as(undefined), 401, 'credential_missing');
+    expect(await originCalls(key)).toBe(2);
   });
 
   it('scopes keys by one cookie, whatever other cookies come and go', async () => {
@@ -114,9 +113,9 @@ describe('IDEMPOTENCY_SCOPE_HEADERS', () => {
     const as = (cookie: string) => sendWith(vars, '/echo/cookie-case', { key, auth: null, body: 'x', headers: { cookie } });
     await as('JSESSIONID=s1');
     expect((await as('JSESSIONID=s1')).headers.get('idempotent-replay')).toBe('true');
-    // Another cookie, not the scope: the write passes through unprotected.
-    expect((await as('jsessionid=s1')).headers.get('idempotent-replay')).toBeNull();
-    expect(await originCalls(key)).toBe(2);
+    // Another cookie, not the scope: the keyed write has no credential.
+    await expectProblem(await as('jsessionid=s1'), 401, 'credential_missing');
+    expect(await originCalls(key)).toBe(1);
   });
 
   it('makes every named header part of the scope, without ambiguity', async () => {
@@ -143,16 +142,14 @@ describe('IDEMPOTENCY_SCOPE_HEADERS', () => {
 });
 
 describe('headers named by Connection', () => {
-  it('are not forwarded, so they neither scope nor key the request: Connection: authorization passes through unstored', async () => {
+  it('are not forwarded, so they neither scope nor key the request: a keyed write under Connection: authorization has no credential', async () => {
     const key = newKey();
     for (let i = 0; i < 2; i++) {
       const res = await sendWith({}, '/echo/conn-auth', { key, body: 'x', headers: { connection: 'authorization' } });
-      const seen = (await res.json()) as { headers: Record<string, string> };
-      // The origin got no credential, and the answer was not stored under the credential's scope.
-      expect(seen.headers['authorization']).toBeUndefined();
-      expect(res.headers.get('idempotent-replay')).toBeNull();
+      // Read from the headers the origin would get: no credential, so refused (#28), nothing stored or forwarded.
+      await expectProblem(res, 401, 'credential_missing');
     }
-    expect(await originCalls(key)).toBe(2);
+    expect(await originCalls(key)).toBe(0);
     // The credential's own record of this key is untouched: a normal request runs.
     expect((await sendWith({}, '/echo/conn-auth', { key, body: 'x' })).headers.get('idempotent-replay')).toBeNull();
   });

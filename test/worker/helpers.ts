@@ -135,8 +135,8 @@ export async function recordStub(key: string, scope = 'Bearer test-token', names
 }
 
 /** The stored record row of `(auth, key)` without its body, or `undefined` when the object holds none. */
-export async function storedRecord(key: string, scope = 'Bearer test-token', namespace = 'proxy') {
-  return runInDurableObject(await recordStub(key, scope, namespace), (_, state) => {
+export async function storedRecord(key: string, scope = 'Bearer test-token', namespace = 'proxy', kind = 'headers:authorization') {
+  return runInDurableObject(await recordStub(key, scope, namespace, kind), (_, state) => {
     type Row = { state: string; attempt: string; lease_until: number; expires_at: number; status: number | null; chunks: number };
     // Format 5: the KV value `record`; older formats: the SQL table.
     const stored = state.storage.kv.get<Row>('record');
@@ -165,17 +165,19 @@ export interface ProblemBody {
   status: number;
   detail: string;
   code: string;
+  error: { type: string; code: string; message: string };
 }
 
 /**
  * Asserts that `res` is the problem document of `code` (RFC 9457: content type, status, `type`, a title
- * and a detail, never cached) and returns its body.
+ * and a detail, never cached; with the `error` member SDKs read, saying the same) and returns its body.
  */
 export async function expectProblem(res: Response, status: number, code: string): Promise<ProblemBody> {
   expect(res.headers.get('content-type')).toBe('application/problem+json');
   expect(res.headers.get('cache-control')).toBe('no-store');
   const body = (await res.json()) as ProblemBody;
   expect(body).toMatchObject({ status, code, type: `tag:idempotency-proxy,2026:${code}` });
+  expect(body.error).toEqual({ type: 'idempotency_error', code, message: body.detail });
   expect(res.status).toBe(status);
   expect(body.title.length).toBeGreaterThan(0);
   expect(body.detail.length).toBeGreaterThan(0);

@@ -46,7 +46,8 @@ describe('GET {prefix}/keys/{key}: a client looks up its own key', () => {
   it('describes a stored key (never its body), not cached', async () => {
     const key = newKey();
     const before = Date.now();
-    await send('/status/422/lookup', { key, body: 'secret body' });
+    // The answer is stored when its body ends, and it ends once read (#28: looked up before, it could be in_flight).
+    await (await send('/status/422/lookup', { key, body: 'secret body' })).arrayBuffer();
     const res = await lookup(key);
     expect(res.status).toBe(200);
     expect(res.headers.get('cache-control')).toBe('no-store');
@@ -97,6 +98,20 @@ describe('GET {prefix}/keys/{key}: a client looks up its own key', () => {
     const res = await lookup(key, null);
     expect(res.headers.get('www-authenticate')).toBe('Bearer');
     await expectProblem(res, 401, 'unauthorized');
+  });
+
+  it('answers a DELETE of the client’s own key 405 method_not_allowed, naming the admin API; the record stays (#28)', async () => {
+    const key = newKey();
+    await (await send('/echo/own-delete', { key, body: 'x' })).arrayBuffer();
+    for (const [path, headers] of [
+      [`/_idempotency/keys/${key}`, {}],
+      ['/_idempotency/key', { 'idempotency-key': key }],
+    ] as const) {
+      const res = await sendWith(vars, path, { method: 'DELETE', headers });
+      expect(res.headers.get('allow')).toBe('GET, HEAD');
+      expect((await expectProblem(res, 405, 'method_not_allowed')).detail).toContain('DELETE /_idempotency/admin/keys/{key}');
+    }
+    expect((await storedRecord(key))?.state).toBe('complete');
   });
 
   it('parses the key exactly as Idempotency-Key: the quoted form names the same key', async () => {
@@ -173,7 +188,9 @@ describe('GET and DELETE {prefix}/admin/keys/{key}: the operator', () => {
       await expectProblem(await admin(method, key, { token: 'wrong-token' }), 401, 'unauthorized');
       await expectProblem(await admin(method, key, { token: null }), 401, 'unauthorized');
       await expectProblem(await admin(method, key, { scope: null }), 400, 'idempotency_scope_invalid');
-      await expectProblem(await admin(method, key, { scope: 'Bearer test-token' }), 400, 'idempotency_scope_invalid');
+      const malformed = await expectProblem(await admin(method, key, { scope: 'Bearer test-token' }), 400, 'idempotency_scope_invalid');
+      // What the value must be (#28: a `sha256sum` output with its trailing "  -" was refused without a word why).
+      expect(malformed.detail).toContain('64 lower-case hex characters');
     }
     // Unset token: the admin API does not exist.
     const unset = await sendWith({}, `/_idempotency/admin/keys/${key}`, {
@@ -188,13 +205,13 @@ describe('GET and DELETE {prefix}/admin/keys/{key}: the operator', () => {
 
 describe('the reserved prefix', () => {
   it('never reaches the origin, whatever the path and method', async () => {
-    for (const [method, path] of [
-      ['POST', '/_idempotency/keys/x'],
-      ['GET', '/_idempotency/other'],
-      ['PUT', '/_idempotency/admin/keys/x'],
+    for (const [method, path, status, code] of [
+      ['POST', '/_idempotency/keys/x', 405, 'method_not_allowed'],
+      ['GET', '/_idempotency/other', 404, 'not_found'],
+      ['PUT', '/_idempotency/admin/keys/x', 404, 'not_found'],
     ] as const) {
       const res = await sendWith(vars, path, method === 'GET' ? { method } : { method, key: newKey(), body: 'x' });
-      await expectProblem(res, 404, 'not_found');
+      await expectProblem(res, status, code);
     }
     await expectProblem(await sendWith(vars, '/_idempotency', { method: 'GET' }), 400, 'idempotency_key_invalid');
     expect(await originPathCalls('/_idempotency')).toBe(0);

@@ -111,15 +111,14 @@ describe('idempotency() in a Hono app (handler mode)', () => {
     expect(runs.get('fail')).toBe(2);
   });
 
-  it('passes through requests without a key or credential, and reads', async () => {
+  it('passes through requests without a key (with or without a credential) and reads; refuses a key without a credential', async () => {
     const { request, runs } = ledgerApp();
     await request('/api/adjust', { body: { delta: 1 } });
-    await request('/api/adjust', { body: { delta: 1 } });
+    await request('/api/adjust', { auth: null, body: { delta: 1 } });
     expect(runs.get('')).toBe(2);
     const key = newKey();
-    await request('/api/adjust', { key, auth: null, body: { delta: 1 } });
-    await request('/api/adjust', { key, auth: null, body: { delta: 1 } });
-    expect(runs.get(key)).toBe(2);
+    await expectProblem(await request('/api/adjust', { key, auth: null, body: { delta: 1 } }), 401, 'credential_missing');
+    expect(runs.get(key)).toBeUndefined();
     expect((await request('/api/balance', { method: 'GET', key })).status).toBe(200);
   });
 
@@ -132,9 +131,9 @@ describe('idempotency() in a Hono app (handler mode)', () => {
     // Same length, so the same custom fingerprint: a replay.
     expect((await tenant('t1', 2)).headers.get('idempotent-replay')).toBe('true');
     expect((await tenant('t2', 1)).headers.get('idempotent-replay')).toBeNull();
-    // No scope: passed through unprotected.
-    await tenant(undefined, 1);
-    expect(runs.get(key)).toBe(3);
+    // No scope: refused (#28), the handler does not run.
+    await expectProblem(await tenant(undefined, 1), 401, 'credential_missing');
+    expect(runs.get(key)).toBe(2);
   });
 
   it('answers replays from the object after the Worker that ran the handler is gone (shared storage)', async () => {

@@ -46,21 +46,43 @@ describe('proxy observability', () => {
     expect(everything).not.toContain('visible-token');
   });
 
-  it('by default logs the decisions, not their repeats (replays, conflicts from the cache); the data points count all', async () => {
+  it('by default logs the decisions (a conflict from the cache too), not the replays; the data points count all', async () => {
     const lines: string[] = [];
     vi.spyOn(console, 'log').mockImplementation((line: unknown) => void lines.push(String(line)));
     const points: AnalyticsEngineDataPoint[] = [];
     const vars = { METRICS: { writeDataPoint: (point: AnalyticsEngineDataPoint) => void points.push(point) } };
     const key = newKey();
-    await sendWith(vars, '/echo/default-log', { key, body: 'a' });
+    // Read to its end, the first answer is stored: the conflicts that follow know its record.
+    await (await sendWith(vars, '/echo/default-log', { key, body: 'a' })).arrayBuffer();
     await sendWith(vars, '/echo/default-log', { key, body: 'b' }); // decided by the object
-    await sendWith(vars, '/echo/default-log', { key, body: 'c' }); // repeated from the cache
+    await sendWith(vars, '/echo/default-log', { key, body: 'c' }); // from the cache: still a new request under a used key (#28)
     await sendWith(vars, '/echo/default-log', { key, body: 'a' }); // a replay
     await sendWith(vars, '/echo/default-log', { method: 'GET' });
     await sendWith(vars, '/echo/default-log', { body: 'no key' });
     await sendWith(vars, '/echo/default-log', { key: 'bad key', body: 'a' });
-    expect(lines.map((line) => (JSON.parse(line) as { outcome: string }).outcome)).toEqual(['executed', 'conflict', 'rejected']);
+    const logged = lines.map((line) => JSON.parse(line) as { outcome: string; cached?: boolean });
+    expect(logged.map(({ outcome, cached }) => [outcome, cached ?? false])).toEqual([
+      ['executed', false],
+      ['conflict', false],
+      ['conflict', true],
+      ['rejected', false],
+    ]);
     expect(points.map((p) => p.blobs?.[0])).toEqual(['executed', 'conflict', 'conflict', 'replayed', 'rejected']);
+  });
+
+  it('logs a conflict answered from the cache without METRICS too (#28)', async () => {
+    const lines: string[] = [];
+    vi.spyOn(console, 'log').mockImplementation((line: unknown) => void lines.push(String(line)));
+    const vars = {};
+    const key = newKey();
+    await (await sendWith(vars, '/echo/cached-conflict-log', { key, body: 'a' })).arrayBuffer();
+    for (const body of ['b', 'c']) expect((await sendWith(vars, '/echo/cached-conflict-log', { key, body })).status).toBe(409);
+    const logged = lines.map((line) => JSON.parse(line) as { outcome: string; cached?: boolean });
+    expect(logged.map(({ outcome, cached }) => [outcome, cached ?? false])).toEqual([
+      ['executed', false],
+      ['conflict', false],
+      ['conflict', true],
+    ]);
   });
 
   it('LOG_REQUESTS=false writes no log line and no data point', async () => {

@@ -39,7 +39,8 @@ export async function runHandler(
   }
   const recorded = live.settled.then((settled) => completeAttempt(records, ref, acquired, settled));
   const settled = await within(live.settled, 0);
-  if (settled !== undefined) {
+  // An answer too large to store still reaches its client whole (streamed, below), even one that has already ended.
+  if (settled !== undefined && settled.kind !== 'response_too_large') {
     const storedUntil = await recorded;
     if (settled.kind !== 'response') return settled;
     const outcome = { kind: 'response', replayed: false, response: settled.response } as const;

@@ -105,7 +105,12 @@ export type Outcome =
    * The stored answer is sealed and no configured key of `IDEMPOTENCY_ENCRYPTION_KEYS` opens it (a key dropped too
    * early, or changed bytes): never replayed, never run again; the row stays until an operator purges it.
    */
-  | { readonly kind: 'record_unreadable' };
+  | { readonly kind: 'record_unreadable' }
+  /**
+   * The object's own configuration cannot work (a malformed `IDEMPOTENCY_ENCRYPTION_KEYS` in its env): nothing was run,
+   * since its answer could not be stored. `detail` names the variable and what is wrong, never its value.
+   */
+  | { readonly kind: 'configuration_invalid'; readonly detail: string };
 
 /** The limits every attempt runs under; sent with every call to the object. */
 export interface AttemptLimits {

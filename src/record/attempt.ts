@@ -25,12 +25,41 @@ export interface Finished {
 export interface Attempt {
   readonly id: string;
   readonly done: Promise<Finished>;
+  /**
+   * Until when this instance counts the attempt as running (ms since the epoch): its lease's end and a grace for the
+   * attempt to end (the lease cuts the origin call, the capture and the wait for a handler's report). Past it, the
+   * attempt is taken for dead, as after a reset. A lost answer's marker (`lost`) counts until the key expires.
+   */
+  readonly until: number;
+  /**
+   * The status of a result whose answer storage refused, and whose `lost` state it refused too: this instance then
+   * answers `response_lost` for the key itself, so a duplicate never takes it over (see `IdempotencyRecord`).
+   */
+  readonly lost?: number;
   /** Proxy mode: the origin's answer once its head has arrived (`undefined`: none arrived), its body still streaming. */
   readonly answer?: Promise<LiveAnswer | undefined>;
   /** When the key can run again if the attempt's answer holds it (stored, too large or lost). */
   readonly expiresAt: number;
   /** Settles a handler-mode attempt (see `IdempotencyRecord.complete`). */
   readonly settle?: (settled: Settled) => void;
+}
+
+/**
+ * The status of an attempt's end that says the write ran (a result's status line arrived: the response, or a result too
+ * large to store or lost), or `undefined`.
+ */
+export function ranStatus(settled: Settled): number | undefined {
+  const status = settled.kind === 'response' ? settled.response.status : 'status' in settled ? settled.status : undefined;
+  return status !== undefined && isResultStatus(status) ? status : undefined;
+}
+
+/**
+ * The marker that holds attempt `id` as lost in this instance until `expiresAt`, when storage refused even its `lost`
+ * state: a request with the key joins it and gets `response_lost`, never a new attempt.
+ */
+export function lostAttempt(id: string, status: number, expiresAt: number): Attempt {
+  const settled: Settled = { kind: 'response_lost', status };
+  return { id, until: expiresAt, lost: status, expiresAt, done: Promise.resolve({ settled, storedUntil: undefined, held: false }) };
 }
 
 /**

@@ -27,16 +27,23 @@ import {
   type Settled,
   isResultStatus,
 } from './api';
-import { type Attempt, AttemptReport, type Finished, awaitAttempt } from './attempt';
-import { counts, decide } from './decide';
+import { type Attempt, AttemptReport, type Finished, awaitAttempt, lostAttempt, ranStatus } from './attempt';
+import { alive, counts, decide } from './decide';
 import { type Running, callOrigin, withinLease } from './origin';
 import { reconcile } from './reconcile';
+import { SealConfigError } from './seal';
 import { Keys, openResponse, sealResponse } from './sealed-store';
 import { type RecordRow, RecordStore, type StoredParts, expiryOf } from './storage';
 import { checkAttempt, checkLimits, checkReconcile, checkSettled, checkSpec } from './validate';
 
 /** The policy for an unknown outcome: whether it holds the key (`hold`, `reconcile`) instead of freeing it. */
 const holdsUnknown = (policy: AttemptLimits['onUnknown']): boolean => policy === 'hold' || policy === 'reconcile';
+
+/**
+ * How long past its lease an attempt still counts as running in this instance. The lease itself ends every attempt (it
+ * cuts the origin call and the capture, and ends the wait for a handler's report); this only bounds one that did not end.
+ */
+const LEASE_GRACE_MS = 5_000;
 
 /** The Durable Object class; one instance per `(scope hash, key)`. */
 export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
@@ -63,6 +70,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     // Checked synchronously: a refused call throws to its caller and starts nothing.
     const headers = checkSpec(spec);
     const reconcileHeaders = checkReconcile(spec);
+    const refused = this.#misconfigured();
+    if (refused !== undefined) return Promise.resolve(refused);
     const decision = decide(this.#store, spec, this.#attempt);
     if ('outcome' in decision) return Promise.resolve(decision.outcome);
     if ('replay' in decision) return this.#replay(decision.replay);
@@ -83,6 +92,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
    */
   begin(spec: AttemptLimits): Promise<BeginResult> {
     checkLimits(spec);
+    const refused = this.#misconfigured();
+    if (refused !== undefined) return Promise.resolve(refused);
     const decision = decide(this.#store, spec, this.#attempt);
     if ('outcome' in decision) return Promise.resolve(decision.outcome);
     if ('replay' in decision) return this.#replay(decision.replay);
@@ -121,8 +132,13 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     if (record?.attempt === attempt && record.state === 'in_flight') {
       // The reset took the attempt's policy with it: an unknown outcome frees the key, as `retry` does. Sealed first; the
       // store after it is guarded by the attempt, so a change meanwhile is never overwritten.
-      const sealed = await this.#seal(attempt, settled);
-      return this.#record(attempt, settled, sealed, undefined) === 'stored' ? record.expires_at : null;
+      try {
+        const sealed = await this.#seal(attempt, settled);
+        return this.#record(attempt, settled, sealed, undefined) === 'stored' ? record.expires_at : null;
+      } catch (error) {
+        this.#refused(attempt, settled, record.expires_at, error);
+        return null;
+      }
     } else if (record === undefined) {
       // Nothing to record into (expired, or already collected): let the alarm remove the empty table.
       await this.ctx.storage.setAlarm(Date.now());
@@ -139,10 +155,13 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   async inspect(): Promise<RecordInfo | null> {
     const record = this.#live(Date.now());
     if (record === undefined) return null;
-    const { state, status, created_at, expires_at, lease_until, method, path } = record;
+    const { created_at, expires_at, lease_until, method, path } = record;
+    // A lost answer that storage refused to record is held here as lost: described as such.
+    const lost = alive(this.#attempt, record, Date.now()) ? this.#attempt.lost : undefined;
+    const state = lost === undefined ? record.state : 'lost';
     return {
       state,
-      status: state === 'in_flight' || state === 'unknown' ? null : status,
+      status: lost ?? (state === 'in_flight' || state === 'unknown' ? null : record.status),
       created_at,
       expires_at,
       lease_until: state === 'in_flight' ? lease_until : null,
@@ -159,18 +178,21 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     const now = Date.now();
     const record = this.#live(now);
     if (record === undefined) return { kind: 'not_found' };
-    if (record.state === 'in_flight' && (this.#attempt?.id === record.attempt || now < record.lease_until)) {
+    // An attempt past its lease (and grace) is dead, whatever runs here; a lost answer held here can be purged.
+    const running = alive(this.#attempt, record, now) ? this.#attempt : undefined;
+    if (record.state === 'in_flight' && ((running !== undefined && running.lost === undefined) || now < record.lease_until)) {
       return { kind: 'in_progress', retryAfterMs: Math.max(1000, record.lease_until - now) };
     }
     await this.#store.clear();
-    return { kind: 'purged', state: record.state };
+    if (running !== undefined) this.#attempt = undefined;
+    return { kind: 'purged', state: running?.lost === undefined ? record.state : 'lost' };
   }
 
   /** Garbage collection: deletes everything once the record has expired (or is gone). Idempotent. */
   override async alarm(): Promise<void> {
     const now = Date.now();
     const record = this.#store.read();
-    if (record !== undefined && (expiryOf(record) > now || this.#attempt !== undefined)) {
+    if (record !== undefined && (expiryOf(record) > now || alive(this.#attempt, record, now))) {
       await this.ctx.storage.setAlarm(Math.max(expiryOf(record), now + 1000));
       return;
     }
@@ -212,6 +234,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     const attempt: Attempt = {
       id,
       done,
+      until: leaseUntil + LEASE_GRACE_MS,
       expiresAt,
       ...(answer === undefined ? {} : { answer }),
       ...(settle === undefined ? {} : { settle }),
@@ -229,12 +252,45 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
       if (this.#attempt?.id === id) this.#attempt = undefined;
       recorded = this.#record(id, settled, sealed, onUnknown);
     } catch (error) {
-      if (this.#attempt?.id === id) this.#attempt = undefined;
-      // Storage refused the write (or the instance is going away). The in-flight row stays, so the key
-      // is held until its lease ends rather than silently re-run.
-      console.error(JSON.stringify({ event: 'store_failed', error: String(error) }));
+      this.#refused(id, settled, expiresAt, error);
     }
     return { settled, storedUntil: recorded === 'stored' ? expiresAt : undefined, held: recorded === 'held' };
+  }
+
+  /**
+   * After storage refused to record how attempt `id` ended (`error`): once a result's status line arrived the write ran,
+   * so the key must never run it again. It is held as `lost` (the status only, small enough to store where the whole
+   * answer was not); if storage refuses that too, this instance keeps a marker that answers `response_lost` until the
+   * key expires, so no duplicate takes the key over. Any other end leaves the in-flight row, which holds the key until
+   * its lease ends. Not covered: storage refusing every write and then this instance being reset (the row then frees the
+   * key after its lease, as after any reset mid-flight).
+   */
+  #refused(id: string, settled: Settled, expiresAt: number, error: unknown): void {
+    console.error(JSON.stringify({ event: 'store_failed', error: String(error) }));
+    const status = ranStatus(settled);
+    const mine = this.#attempt === undefined || this.#attempt.id === id;
+    if (this.#attempt?.id === id) this.#attempt = undefined;
+    if (status === undefined) return;
+    try {
+      this.#store.lost(id, status);
+    } catch (lost) {
+      console.error(JSON.stringify({ event: 'store_failed', state: 'lost', error: String(lost) }));
+      if (mine) this.#attempt = lostAttempt(id, status, expiresAt);
+    }
+  }
+
+  /**
+   * The configuration this object needs, checked before anything runs: an answer it could not seal (a malformed
+   * `IDEMPOTENCY_ENCRYPTION_KEYS`) would be lost after the write ran.
+   */
+  #misconfigured(): Outcome | undefined {
+    try {
+      this.#keyring();
+      return undefined;
+    } catch (error) {
+      if (!(error instanceof SealConfigError)) throw error;
+      return { kind: 'configuration_invalid', detail: error.message };
+    }
   }
 
   /** The keyring, when `IDEMPOTENCY_ENCRYPTION_KEYS` is set. */

@@ -42,7 +42,9 @@ export class LiveBody {
    * @param storable - `false` when the answer cannot be stored anyway (its headers are too large): capture stops at once
    */
   constructor(source: ReadableStream<Uint8Array> | null, max: number, storable = true) {
-    this.#max = storable ? max : -1;
+    this.#max = max;
+    // Nothing of an answer that cannot be stored is captured, not even an empty body: it is too large from the start.
+    if (!storable) this.#state = 'too_large';
     this.#rearm();
     this.ended = this.#pump(source);
   }
@@ -100,7 +102,7 @@ export class LiveBody {
   async #pump(source: ReadableStream<Uint8Array> | null): Promise<Captured> {
     if (source === null) {
       this.#ended = true;
-      return { kind: 'whole', body: new ArrayBuffer(0) };
+      return this.#state === 'too_large' ? { kind: 'too_large' } : { kind: 'whole', body: new ArrayBuffer(0) };
     }
     const reader = source.getReader();
     try {

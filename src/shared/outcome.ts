@@ -83,6 +83,11 @@ export function outcomeProblem(outcome: Outcome): ProblemSpec | undefined {
           'The stored answer for this Idempotency-Key cannot be read right now. The request was not run again; retry the same request after the Retry-After delay.',
         retryAfterSeconds: 1,
       };
+    case 'configuration_invalid':
+      return {
+        code: 'configuration_invalid',
+        detail: `The idempotency store is misconfigured (${outcome.detail}); nothing was run.`,
+      };
     case 'outcome_unknown':
       return {
         code: 'idempotency_outcome_unknown',

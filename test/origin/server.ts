@@ -28,7 +28,7 @@
  *   API SDKs expect one (`{ id, object, call }`), padded with `<pad>` characters
  * - `/cors/...`           an origin with its own CORS policy for browser pages: answers a preflight `OPTIONS` itself
  *   (any page origin; `Idempotency-Key`, `Authorization` and `Content-Type` allowed), and adds
- *   `Access-Control-Allow-Origin` to its echo
+ *   `Access-Control-Allow-Origin` to its echo (and `Access-Control-Allow-Credentials: true` with `?allow_credentials=true`)
  * - `/no-retry/<code>/...` answers `<code>` with `x-should-retry: false`: a server that says "never retry"
  * - `/expiring/<s>/<code>/...` answers `<code>` with `Idempotency-Expires` `<s>` seconds from now: a server whose
  *   key stops protecting soon
@@ -148,6 +148,7 @@ export async function startTestOrigin(): Promise<TestOrigin> {
       }
       case 'cors':
         res.setHeader('access-control-allow-origin', req.headers.origin ?? '*');
+        if (url.searchParams.get('allow_credentials') === 'true') res.setHeader('access-control-allow-credentials', 'true');
         res.setHeader('vary', 'Origin');
         return json(res, 200, { call: count, bodySha256: seen.bodySha256 });
       case 'hold':

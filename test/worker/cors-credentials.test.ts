@@ -11,7 +11,7 @@ import { idempotency, type IdempotencyOptions } from '../../src/middleware';
 import { newKey, sendWith } from './helpers';
 
 /** An app whose handler answers with credentials allowed for the page that asked (as a CORS origin server may). */
-function credentialed(cors: IdempotencyOptions['cors']) {
+function credentialed(cors: NonNullable<IdempotencyOptions['cors']>) {
   const app = new Hono();
   app.use(idempotency({ reporter: false, cors }));
   app.post('*', (c) =>

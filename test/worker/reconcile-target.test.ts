@@ -42,7 +42,7 @@ describe('the reconcile URL template (finding 7)', () => {
       expect(JSON.stringify(body)).not.toContain('evil');
       expect(await originCalls(key)).toBe(0);
     }
-    const run = { mode: 'origin' as const, target: 'https://api.example' };
+    const run = { mode: 'origin' as const, target: () => 'https://api.example' };
     expect(() => resolveOptions({ run, onUnknown: 'reconcile', reconcileUrl: '/\\evil.example/{key}' })).toThrow(/reconcileUrl/);
   });
 

@@ -350,13 +350,14 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   /**
    * `reconcile`: asks the origin whether the dead attempt of `row` ran. A 2xx answer becomes the key's stored
    * answer (a replay: this request did not cause it); 404 starts the attempt; anything else holds the key and
-   * the next retry asks again. Concurrent retries share one question.
+   * the next retry asks again. Concurrent retries share one question, never its answer's stream: once it is answered,
+   * a retry that waited decides again on its own (it joins the attempt the question started, or replays what it stored).
    */
   async #reconcile(spec: AttemptSpec, headers: Headers, asking: Headers | undefined, row: RecordRow): Promise<Outcome> {
     const shared = this.#reconciling;
     if (shared !== undefined) {
       const outcome = await shared;
-      return outcome.kind === 'response' ? { ...outcome, replayed: true } : outcome;
+      return outcome.kind === 'response' ? this.execute(spec) : outcome;
     }
     const question = this.#ask(spec, headers, asking, row);
     this.#reconciling = question;

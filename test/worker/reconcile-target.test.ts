@@ -7,8 +7,23 @@
 import { describe, expect, it } from 'vitest';
 import { reconcileRequest } from '../../src/middleware/reconcile';
 import { resolveOptions } from '../../src/middleware/resolve';
+import type { AttemptSpec } from '../../src/record/api';
 import { Rejection } from '../../src/shared/problem';
-import { expectProblem, newKey, originCalls, sendWith } from './helpers';
+import {
+  attemptSpec,
+  expectProblem,
+  newHold,
+  newKey,
+  originCalls,
+  originUrl,
+  readOutcome,
+  recordStub,
+  release,
+  resetObject,
+  sendWith,
+  storedRecord,
+  until,
+} from './helpers';
 
 const reconciling = (template: string) => ({ IDEMPOTENCY_ON_UNKNOWN: 'reconcile', IDEMPOTENCY_RECONCILE_URL: template });
 
@@ -74,5 +89,44 @@ describe('a key in the reconcile URL (finding 8)', () => {
       await expectProblem(res, 400, 'idempotency_key_invalid');
     }
     expect(await originCalls('..')).toBe(0);
+  });
+});
+
+describe('retries that share one reconcile (finding 6)', () => {
+  const reconcileCalls = async (key: string) =>
+    ((await (await fetch(`${originUrl}/__calls?reconcile=${encodeURIComponent(key)}`)).json()) as { count: number }).count;
+
+  it('each re-join the attempt it started, with a stream of their own: both get the whole answer, two POSTs in all', async () => {
+    const key = newKey();
+    const path = '/slow/300/shared-reconcile';
+    const stub = await recordStub(key);
+    // The first attempt dies mid-flight (a reset): its outcome is unknown.
+    const dead = Promise.allSettled([stub.execute(attemptSpec(key, path, { onUnknown: 'reconcile', leaseMs: 1000, timeoutMs: 1000 }))]);
+    await until(async () => (await originCalls(key)) === 1, 'the first attempt to reach the origin');
+    await resetObject(key);
+    await dead;
+    const { lease_until: leaseUntil } = (await storedRecord(key))!;
+    await until(() => Date.now() > leaseUntil, 'the lease of the dead attempt to end');
+
+    // The reconcile URL answers 404 (it never ran) once released: the retry that asked starts the attempt again.
+    const hold = newHold();
+    const spec: AttemptSpec = {
+      ...attemptSpec(key, path, { onUnknown: 'reconcile', leaseMs: 5000, timeoutMs: 5000 }),
+      reconcile: { url: `${originUrl}/reconcile/missing/charges?hold=${hold}`, headers: [['idempotency-key', key]] },
+    };
+    const asking = (await recordStub(key)).execute(spec);
+    await until(async () => (await reconcileCalls(key)) === 1, 'the reconcile GET to reach the origin');
+    const same = await recordStub(key);
+    const waiting = same.execute(spec);
+    // Calls on one stub arrive in order: once this lookup is answered, the second retry is waiting on the first's question.
+    await same.inspect();
+    await release(hold);
+    const outcomes = await Promise.all([asking, waiting].map(async (outcome) => readOutcome(await outcome)));
+    for (const outcome of outcomes) expect(outcome).toMatchObject({ kind: 'response', response: { status: 200 } });
+    const [first, second] = outcomes.map((outcome) => (outcome.kind === 'response' ? new TextDecoder().decode(outcome.response.body) : ''));
+    expect(second).toBe(first);
+    expect(JSON.parse(first!)).toMatchObject({ call: 2 });
+    expect(await reconcileCalls(key)).toBe(1);
+    expect(await originCalls(key)).toBe(2);
   });
 });

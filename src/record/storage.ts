@@ -21,9 +21,11 @@ export const BODY_CHUNK_BYTES = 1024 * 1024;
  * key `record`), which needs no schema: a first-time write is one put before the origin call, one put of the answer
  * and the alarm (3 rows written, where the table cost 5: `CREATE TABLE` alone writes 2). Rows of formats 1 to 4 are
  * read as they are (format 1 with the format 2 fields `null`, before 4 with `key_id` `null`); the first write of new
- * code to such an object moves its row into the KV value and drops the table, in one transaction.
+ * code to such an object moves its row into the KV value and drops the table, in one transaction. Format 6 (issue #29)
+ * is format 5 whose sealed parts also authenticate the number of body parts and the status (`sealed-store.ts`); a
+ * record of format 4 or 5 opens as it was sealed.
  */
-export const RECORD_FORMAT = 5;
+export const RECORD_FORMAT = 6;
 
 /** The KV key of the record (format 5). */
 const RECORD_KEY = 'record';
@@ -64,6 +66,10 @@ export interface StoredParts {
   readonly headers: string | Uint8Array;
   readonly parts: readonly Uint8Array[];
   readonly keyId: string | null;
+  /** The record's format (what its parts were sealed with: see `sealed-store.ts`). */
+  readonly format: number;
+  /** How many body parts the record says it has (`parts` read from storage may be fewer, if one was removed). */
+  readonly count: number;
 }
 
 /** What a new attempt writes. */
@@ -260,7 +266,13 @@ export class RecordStore {
   response(row: RecordRow): StoredParts {
     const status = row.status ?? 0;
     const headers = row.headers ?? '[]';
-    const stored = { status, headers: typeof headers === 'string' ? headers : new Uint8Array(headers), keyId: row.key_id };
+    const stored = {
+      status,
+      headers: typeof headers === 'string' ? headers : new Uint8Array(headers),
+      keyId: row.key_id,
+      format: row.format,
+      count: Math.max(1, row.chunks),
+    };
     if (row.chunks === 0) {
       const body =
         'body' in row

@@ -12,37 +12,24 @@
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it, vi } from 'vitest';
 import { Answers } from '../../src/shared/answers';
-import type { Outcome } from '../../src/record/api';
 import { outcomeResponse } from '../../src/shared/outcome';
 import { RECORD_FORMAT } from '../../src/record/storage';
 import {
   type ReadOutcome,
-  attemptSpec as spec,
   expectProblem,
   newKey,
+  newSecret,
   originCalls,
-  readOutcome,
   recordStub,
   resetObject,
+  runWithKeyring,
   sendWith,
+  useKeyring,
 } from './helpers';
 
-/** A fresh random 256-bit key in base64. */
-const secret = (): string => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));
-
-/** Sets (or, with `undefined`, removes) the keyring on the env of the live object of `key`. */
-async function useKeys(key: string, keys: string | undefined): Promise<void> {
-  await runInDurableObject(await recordStub(key), (instance) => {
-    const own = instance as unknown as { env: Record<string, unknown> };
-    own.env = { ...own.env, IDEMPOTENCY_ENCRYPTION_KEYS: keys };
-  });
-}
-
-/** Sets the keyring, then runs `path` under `key` through the real object (and the real origin). */
-async function run(key: string, keys: string | undefined, path: string): Promise<ReadOutcome> {
-  await useKeys(key, keys);
-  return readOutcome((await (await recordStub(key)).execute(spec(key, path, { maxBodyBytes: 4 * 1024 * 1024 }))) as Outcome);
-}
+const secret = newSecret;
+const useKeys = useKeyring;
+const run = runWithKeyring;
 
 type Raw = {
   key_id: string | null;

@@ -8,31 +8,16 @@
  */
 import { runInDurableObject } from 'cloudflare:test';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { Outcome } from '../../src/record/api';
 import { SealConfigError, readKeyring, seal } from '../../src/record/seal';
 import { sha256Hex } from '../../src/shared/hash';
-import { type ReadOutcome, attemptSpec, newKey, originCalls, readOutcome, recordStub } from './helpers';
+import { newKey, newSecret, originCalls, recordStub, runWithKeyring } from './helpers';
 
 /** The bytes the test origin's `/bytes/<n>` answers: byte i is (i * 31 + 7) mod 256. */
 const patternBytes = (length: number): Uint8Array => Uint8Array.from({ length }, (_, i) => (i * 31 + 7) & 0xff);
 
-/** A fresh random 256-bit key in base64. */
-const secret = (): string => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));
+const secret = newSecret;
+const run = runWithKeyring;
 const BIG = 2.5 * 1024 * 1024;
-
-/** Sets the keyring on the env of the live object of `key` (see encryption-at-rest.test.ts). */
-async function useKeys(key: string, keys: string | undefined): Promise<void> {
-  await runInDurableObject(await recordStub(key), (instance) => {
-    const own = instance as unknown as { env: Record<string, unknown> };
-    own.env = { ...own.env, IDEMPOTENCY_ENCRYPTION_KEYS: keys };
-  });
-}
-
-/** Sets the keyring, then runs `path` under `key` through the real object and origin, its answer read whole. */
-async function run(key: string, keys: string | undefined, path: string): Promise<ReadOutcome> {
-  await useKeys(key, keys);
-  return readOutcome((await (await recordStub(key)).execute(attemptSpec(key, path, { maxBodyBytes: 4 * 1024 * 1024 }))) as Outcome);
-}
 
 type Stored = Record<string, unknown> & { status: number; chunks: number; body: ArrayBuffer | null };
 

@@ -84,6 +84,11 @@ export type Outcome =
   /** An attempt with this key is still running (or died and its lease has not ended yet). */
   | { readonly kind: 'in_progress'; readonly retryAfterMs: number }
   /**
+   * The stored answer is being streamed to as many readers as the object allows at once (issue #29): retry after
+   * `retryAfterMs`. Nothing ran.
+   */
+  | { readonly kind: 'busy'; readonly retryAfterMs: number }
+  /**
    * The origin did not answer within the client's wait; the attempt goes on and will be stored. `held`: the attempt
    * ended (its lease) with no status line, and the key's policy (`hold`, `reconcile`) now holds it as unknown.
    */

@@ -8,8 +8,10 @@
  */
 import { RpcTarget } from 'cloudflare:workers';
 import type { LiveAnswer } from '../shared/capture';
+import type { Readers } from '../shared/live';
 import { type Outcome, type Settled, isResultStatus } from './api';
 import { within } from '../shared/timer';
+import { BODY_CHUNK_BYTES } from './storage';
 import { checkSettled } from './validate';
 
 /**
@@ -85,14 +87,22 @@ export class AttemptReport extends RpcTarget {
   }
 }
 
+/** How a duplicate that joins an attempt's live answer is bounded: the object's readers, and what it gets past them. */
+export interface Joining {
+  readonly readers: Readers;
+  /** Past the bound, once the attempt's answer is stored: the object decides again (the stored answer, as a replay). */
+  readonly stored: () => Promise<Outcome>;
+}
+
 /**
  * What a request waiting on `attempt` gets, waiting at most `timeoutMs` for the answer to begin; the attempt itself goes
  * on regardless.
  *
  * @param first - whether this request started the attempt (its answer is not a replay, and it alone gets the bytes past
  *   the capture limit)
+ * @param joining - for a duplicate: the bound on live readers, and what it gets past it
  */
-export async function awaitAttempt(attempt: Attempt, timeoutMs: number, first: boolean): Promise<Outcome> {
+export async function awaitAttempt(attempt: Attempt, timeoutMs: number, first: boolean, joining?: Joining): Promise<Outcome> {
   const { answer, done } = attempt;
   // A call that got no head ends at once: its end is the answer.
   const head: Promise<LiveAnswer | Finished> =
@@ -109,12 +119,23 @@ export async function awaitAttempt(attempt: Attempt, timeoutMs: number, first: b
   if (!first && body.capture === 'too_large') return holds ? { kind: 'response_too_large', status } : { kind: 'origin_unreachable' };
   // Broken: the attempt ends at once, and its end says what the break means (lost, or a freed key).
   if (!first && body.capture === 'broken') return finishedOutcome(await done, first);
-  const outcome = {
-    kind: 'response',
-    replayed: !first,
-    response: { status, headers, body: first ? body.first(done) : body.join(done) },
-  } as const;
+  const stream = first ? body.first(done) : body.join(done, joining?.readers);
+  // Too many readers already: this one waits for the attempt to end (holding no bytes), then is answered from its record.
+  if (stream === undefined) return done.then((finished) => afterReaders(finished, joining!));
+  const outcome = { kind: 'response', replayed: !first, response: { status, headers, body: stream } } as const;
   return holds ? { ...outcome, storedUntil: attempt.expiresAt } : outcome;
+}
+
+/**
+ * What a duplicate past the bound on readers gets once the attempt has ended: its stored answer, replayed; an answer not
+ * stored (a 5xx, a transient status) as it is when it is small, else `origin_unreachable` (retrying is safe: the key is
+ * free), so that no waiter is sent a large body from memory.
+ */
+function afterReaders(finished: Finished, joining: Joining): Promise<Outcome> | Outcome {
+  if (finished.storedUntil !== undefined) return joining.stored();
+  const { settled } = finished;
+  if (settled.kind === 'response' && settled.response.body.byteLength > BODY_CHUNK_BYTES) return { kind: 'origin_unreachable' };
+  return finishedOutcome(finished, false);
 }
 
 /** The answer of an attempt that has ended. */

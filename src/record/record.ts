@@ -32,7 +32,9 @@ import { alive, counts, decide } from './decide';
 import { type Running, callOrigin, withinLease } from './origin';
 import { reconcile } from './reconcile';
 import { SealConfigError } from './seal';
-import { Keys, openResponse, sealResponse } from './sealed-store';
+import { Keys, openHead, openPart, openResponse, sealResponse } from './sealed-store';
+import { streamParts } from './replay';
+import { Readers } from '../shared/live';
 import { type RecordRow, RecordStore, type StoredParts, expiryOf } from './storage';
 import { checkAttempt, checkLimits, checkReconcile, checkSettled, checkSpec } from './validate';
 
@@ -45,12 +47,21 @@ const holdsUnknown = (policy: AttemptLimits['onUnknown']): boolean => policy ===
  */
 const LEASE_GRACE_MS = 5_000;
 
+/**
+ * The most streams of one key's answer open at once: duplicates joining its live answer, and replays of a stored answer
+ * over 1 MiB streamed from storage (issue #29). Each holds at most a chunk or a part in flight. A duplicate past it waits
+ * for the answer to be stored and is replayed; a streamed replay past it answers `busy` (503 with `Retry-After`).
+ */
+export const MAX_READERS = 8;
+
 /** The Durable Object class; one instance per `(scope hash, key)`. */
 export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   readonly #store: RecordStore;
   /** `IDEMPOTENCY_ENCRYPTION_KEYS`, read from this object's own env (the proxy's, or the middleware's Worker). */
   readonly #keys = new Keys();
   #attempt: Attempt | undefined;
+  /** The streams of this key's answers open now (see {@link MAX_READERS}). */
+  readonly #readers = new Readers(MAX_READERS);
   /** The reconcile request in progress, if any: concurrent retries share it (one GET at a time). */
   #reconciling: Promise<Outcome> | undefined;
 
@@ -75,7 +86,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     const decision = decide(this.#store, spec, this.#attempt);
     if ('outcome' in decision) return Promise.resolve(decision.outcome);
     if ('replay' in decision) return this.#replay(decision.replay);
-    if ('join' in decision) return awaitAttempt(decision.join, spec.timeoutMs, false);
+    if ('join' in decision)
+      return awaitAttempt(decision.join, spec.timeoutMs, false, { readers: this.#readers, stored: () => this.execute(spec) });
     if ('reconcile' in decision) return this.#reconcile(spec, headers, reconcileHeaders, decision.reconcile);
     const attempt = this.#start(spec, decision.start, () => callOrigin(spec.origin, headers, spec.leaseMs));
     return awaitAttempt(attempt, spec.timeoutMs, true);
@@ -304,15 +316,29 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     return sealResponse(this.#keyring(), this.ctx.id.name, id, settled.response);
   }
 
-  /** A complete row's answer; one that no configured key opens is never replayed (nor run again): 503. */
+  /**
+   * A complete row's answer: whole when it is one part, else streamed from storage part by part (at most
+   * {@link MAX_READERS} streams at once: past them, `busy`). One that no configured key opens (or that misses a part) is
+   * never replayed (nor run again): 503.
+   */
   async #replay(row: RecordRow): Promise<Outcome> {
+    const keys = this.#keyring();
+    const name = this.ctx.id.name;
     // Read synchronously with the decision; only opening it awaits.
-    const response = await openResponse(this.#keyring(), this.ctx.id.name, row.attempt, this.#store.response(row));
-    if ('unreadable' in response) {
-      console.error(JSON.stringify({ event: 'record_unreadable', key_id: response.unreadable }));
-      return { kind: 'record_unreadable' };
+    if (row.chunks === 0) {
+      const response = await openResponse(keys, name, row.attempt, this.#store.whole(row));
+      if ('unreadable' in response) return unreadable(response.unreadable);
+      return { kind: 'response', replayed: true, response, expiresAt: row.expires_at };
     }
-    return { kind: 'response', replayed: true, response, expiresAt: row.expires_at };
+    const head = this.#store.head(row);
+    const complete = this.#store.chunkCount() === row.chunks;
+    const opened = await openHead(keys, name, row.attempt, head);
+    if ('unreadable' in opened) return unreadable(opened.unreadable);
+    if (!complete) return unreadable(head.keyId ?? 'plaintext');
+    const release = this.#readers.take();
+    if (release === undefined) return { kind: 'busy', retryAfterMs: 1000 };
+    const body = streamParts(this.#store, row, (index, part) => openPart(keys, name, row.attempt, head, index, part), release);
+    return { kind: 'response', replayed: true, response: { ...opened, body }, expiresAt: row.expires_at };
   }
 
   /**
@@ -385,4 +411,10 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     const stored = sealed !== undefined && this.#store.complete(row.attempt, sealed, 'unknown');
     return { kind: 'response', replayed: true, response: answer.ran, ...(stored ? { storedUntil: now.expires_at } : {}) };
   }
+}
+
+/** The answer to a stored record that cannot be read, logged with the id of the key it was sealed with. */
+function unreadable(keyId: string): Outcome {
+  console.error(JSON.stringify({ event: 'record_unreadable', key_id: keyId }));
+  return { kind: 'record_unreadable' };
 }

@@ -22,7 +22,7 @@ import { concatBytes } from '../shared/bytes';
 import type { HeaderList } from '../shared/headers';
 import type { StoredResponse } from './api';
 import { type Keyring, open, readKeyring, seal } from './seal';
-import { BODY_CHUNK_BYTES, RECORD_FORMAT, type StoredParts } from './storage';
+import { BODY_CHUNK_BYTES, RECORD_FORMAT, type StoredHead, type StoredParts } from './storage';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -34,9 +34,6 @@ const decoder = new TextDecoder();
 export interface Unreadable {
   readonly unreadable: string;
 }
-
-/** What a stored answer says before its body: enough to open its head and then each body part. */
-export type StoredHead = Omit<StoredParts, 'parts'>;
 
 /** The body in parts of at most {@link BODY_CHUNK_BYTES} (one part, possibly empty, for a small body). */
 function split(body: ArrayBuffer): Uint8Array[] {

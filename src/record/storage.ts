@@ -72,6 +72,9 @@ export interface StoredParts {
   readonly count: number;
 }
 
+/** What a stored answer says before its body: enough to open its head, then each body part. */
+export type StoredHead = Omit<StoredParts, 'parts'>;
+
 /** What a new attempt writes. */
 export interface NewAttempt {
   readonly fingerprint: string;
@@ -262,26 +265,45 @@ export class RecordStore {
     if (row.chunks > 0) this.#sql.exec(`DELETE FROM body_chunk`);
   }
 
-  /** The stored response of a complete record, as stored (sealed or not). */
-  response(row: RecordRow): StoredParts {
-    const status = row.status ?? 0;
+  /** The head of a complete record's stored answer, as stored (sealed or not): status, headers, key id, format, parts. */
+  head(row: RecordRow): StoredHead {
     const headers = row.headers ?? '[]';
-    const stored = {
-      status,
+    return {
+      status: row.status ?? 0,
       headers: typeof headers === 'string' ? headers : new Uint8Array(headers),
       keyId: row.key_id,
       format: row.format,
       count: Math.max(1, row.chunks),
     };
-    if (row.chunks === 0) {
-      const body =
-        'body' in row
-          ? (row as StoredRecord).body
-          : this.#sql.exec<{ body: ArrayBuffer | null }>(`SELECT body FROM record WHERE id = 1`).one().body;
-      return { ...stored, parts: [body === null ? new Uint8Array(0) : new Uint8Array(body)] };
+  }
+
+  /** The stored answer of a complete record whose body is one part, kept in the record itself (`chunks` 0). */
+  whole(row: RecordRow): StoredParts {
+    const body =
+      'body' in row
+        ? (row as StoredRecord).body
+        : this.#sql.exec<{ body: ArrayBuffer | null }>(`SELECT body FROM record WHERE id = 1`).one().body;
+    return { ...this.head(row), parts: [body === null ? new Uint8Array(0) : new Uint8Array(body)] };
+  }
+
+  /** How many body chunk rows are stored (a complete record with `chunks` > 0 must have exactly that many). */
+  chunkCount(): number {
+    try {
+      return this.#sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM body_chunk`).one().n;
+    } catch {
+      // No table (purged meanwhile): no chunk.
+      return 0;
     }
-    const parts = this.#sql.exec<{ data: ArrayBuffer }>(`SELECT data FROM body_chunk ORDER BY seq`).toArray();
-    return { ...stored, parts: parts.map(({ data }) => new Uint8Array(data)) };
+  }
+
+  /** Body chunk `seq` (from 0) as stored, or `undefined` when there is none (purged, or replaced meanwhile). */
+  chunk(seq: number): Uint8Array | undefined {
+    try {
+      const row = this.#sql.exec<{ data: ArrayBuffer }>(`SELECT data FROM body_chunk WHERE seq = ?`, seq).toArray()[0];
+      return row === undefined ? undefined : new Uint8Array(row.data);
+    } catch {
+      return undefined;
+    }
   }
 
   /** Deletes everything, the schema, the KV record and (compatibility date >= 2026-02-24) the alarm included. */

@@ -69,6 +69,13 @@ export function outcomeProblem(outcome: Outcome): ProblemSpec | undefined {
         code: 'origin_response_lost',
         detail: `The origin answered ${outcome.status} but the answer broke off; it ran and will not run again under this Idempotency-Key.`,
       };
+    case 'busy':
+      return {
+        code: 'idempotency_unavailable',
+        detail:
+          'The stored answer for this Idempotency-Key is being read by as many clients as this layer serves at once. The request was not run again; retry the same request after the Retry-After delay.',
+        retryAfterSeconds: outcome.retryAfterMs / 1000,
+      };
     case 'outcome_pending':
       return {
         code: 'idempotency_unavailable',

@@ -15,6 +15,19 @@ import { BODY_CHUNK_BYTES } from './storage';
 import { checkSettled } from './validate';
 
 /**
+ * How long past its lease an attempt still counts as running in this instance. The lease itself ends every attempt (it
+ * cuts the origin call and the capture, and ends the wait for a handler's report); this only bounds one that did not end.
+ */
+export const LEASE_GRACE_MS = 5_000;
+
+/**
+ * The most streams of one key's answer open at once: duplicates joining its live answer, and replays of a stored answer
+ * over 1 MiB streamed from storage (issue #29). Each holds at most a chunk or a part in flight. A duplicate past it waits
+ * for the answer to be stored and is replayed; a streamed replay past it answers `busy` (503 with `Retry-After`).
+ */
+export const MAX_READERS = 8;
+
+/**
  * How an attempt ended, and until when its answer is stored (`undefined`: not stored); `held` when its outcome is
  * unknown and its policy holds the key rather than freeing it.
  */

@@ -27,32 +27,19 @@ import {
   type Settled,
   isResultStatus,
 } from './api';
-import { type Attempt, AttemptReport, type Finished, awaitAttempt, lostAttempt, ranStatus } from './attempt';
+import { type Attempt, AttemptReport, type Finished, LEASE_GRACE_MS, MAX_READERS, awaitAttempt, lostAttempt, ranStatus } from './attempt';
 import { alive, counts, decide } from './decide';
 import { type Running, callOrigin, withinLease } from './origin';
 import { reconcile } from './reconcile';
 import { SealConfigError } from './seal';
-import { Keys, openHead, openPart, openResponse, sealResponse } from './sealed-store';
-import { streamParts } from './replay';
+import { Keys, sealResponse } from './sealed-store';
+import { replay } from './replay';
 import { Readers } from '../shared/live';
 import { type RecordRow, RecordStore, type StoredParts, expiryOf } from './storage';
 import { checkAttempt, checkLimits, checkReconcile, checkSettled, checkSpec } from './validate';
 
 /** The policy for an unknown outcome: whether it holds the key (`hold`, `reconcile`) instead of freeing it. */
 const holdsUnknown = (policy: AttemptLimits['onUnknown']): boolean => policy === 'hold' || policy === 'reconcile';
-
-/**
- * How long past its lease an attempt still counts as running in this instance. The lease itself ends every attempt (it
- * cuts the origin call and the capture, and ends the wait for a handler's report); this only bounds one that did not end.
- */
-const LEASE_GRACE_MS = 5_000;
-
-/**
- * The most streams of one key's answer open at once: duplicates joining its live answer, and replays of a stored answer
- * over 1 MiB streamed from storage (issue #29). Each holds at most a chunk or a part in flight. A duplicate past it waits
- * for the answer to be stored and is replayed; a streamed replay past it answers `busy` (503 with `Retry-After`).
- */
-export const MAX_READERS = 8;
 
 /** The Durable Object class; one instance per `(scope hash, key)`. */
 export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
@@ -316,29 +303,9 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     return sealResponse(this.#keyring(), this.ctx.id.name, id, settled.response);
   }
 
-  /**
-   * A complete row's answer: whole when it is one part, else streamed from storage part by part (at most
-   * {@link MAX_READERS} streams at once: past them, `busy`). One that no configured key opens (or that misses a part) is
-   * never replayed (nor run again): 503.
-   */
-  async #replay(row: RecordRow): Promise<Outcome> {
-    const keys = this.#keyring();
-    const name = this.ctx.id.name;
-    // Read synchronously with the decision; only opening it awaits.
-    if (row.chunks === 0) {
-      const response = await openResponse(keys, name, row.attempt, this.#store.whole(row));
-      if ('unreadable' in response) return unreadable(response.unreadable);
-      return { kind: 'response', replayed: true, response, expiresAt: row.expires_at };
-    }
-    const head = this.#store.head(row);
-    const complete = this.#store.chunkCount() === row.chunks;
-    const opened = await openHead(keys, name, row.attempt, head);
-    if ('unreadable' in opened) return unreadable(opened.unreadable);
-    if (!complete) return unreadable(head.keyId ?? 'plaintext');
-    const release = this.#readers.take();
-    if (release === undefined) return { kind: 'busy', retryAfterMs: 1000 };
-    const body = streamParts(this.#store, row, (index, part) => openPart(keys, name, row.attempt, head, index, part), release);
-    return { kind: 'response', replayed: true, response: { ...opened, body }, expiresAt: row.expires_at };
+  /** A complete row's answer (see `replay.ts`): never replayed (nor run again) when it cannot be read, 503. */
+  #replay(row: RecordRow): Promise<Outcome> {
+    return replay(this.#store, row, { keys: this.#keyring(), name: this.ctx.id.name }, this.#readers);
   }
 
   /**
@@ -411,10 +378,4 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     const stored = sealed !== undefined && this.#store.complete(row.attempt, sealed, 'unknown');
     return { kind: 'response', replayed: true, response: answer.ran, ...(stored ? { storedUntil: now.expires_at } : {}) };
   }
-}
-
-/** The answer to a stored record that cannot be read, logged with the id of the key it was sealed with. */
-function unreadable(keyId: string): Outcome {
-  console.error(JSON.stringify({ event: 'record_unreadable', key_id: keyId }));
-  return { kind: 'record_unreadable' };
 }

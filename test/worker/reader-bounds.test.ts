@@ -9,7 +9,7 @@
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { type Outcome, isStored } from '../../src/record/api';
-import { MAX_READERS } from '../../src/record/record';
+import { MAX_READERS } from '../../src/record/attempt';
 import { sha256Hex } from '../../src/shared/hash';
 import { attemptSpec, expectProblem, newKey, originCalls, readOutcome, recordStub, sendWith, storedRecord, until } from './helpers';
 

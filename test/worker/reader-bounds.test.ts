@@ -11,7 +11,18 @@ import { describe, expect, it } from 'vitest';
 import { type Outcome, isStored } from '../../src/record/api';
 import { MAX_READERS } from '../../src/record/attempt';
 import { sha256Hex } from '../../src/shared/hash';
-import { attemptSpec, expectProblem, newKey, originCalls, readOutcome, recordStub, sendWith, storedRecord, until } from './helpers';
+import {
+  answering,
+  attemptSpec,
+  expectProblem,
+  newKey,
+  originCalls,
+  readOutcome,
+  recordStub,
+  sendWith,
+  storedRecord,
+  until,
+} from './helpers';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 const MIB = 1024 * 1024;
@@ -145,5 +156,32 @@ describe('the lease bounds an attempt whose first client stops reading past the 
     expect(await runInDurableObject(await recordStub(key), (_, state) => state.storage.kv.get<{ state: string }>('record')?.state)).toBe(
       'lost',
     );
+  });
+});
+
+describe('handler mode: the lease bounds an answer whose client stops reading past the capture limit (findings 1, 5)', () => {
+  it('holds the key as lost at the lease (502 origin_response_lost), never running the handler again', async () => {
+    // A result over the 1 KiB limit, streamed for as long as it is read: its client reads nothing.
+    const app = answering(
+      () =>
+        new Response(
+          new ReadableStream({
+            pull(controller) {
+              controller.enqueue(new Uint8Array(64 * 1024));
+            },
+          }),
+          { status: 201 },
+        ),
+      { maxBodyBytes: 1024, leaseMs: 1500, timeoutMs: 1500 },
+    );
+    const key = newKey();
+    const first = await app.request(key);
+    expect(first.status).toBe(201);
+    const { lease_until: leaseUntil } = (await storedRecord(key, 'Bearer t', 'app'))!;
+    await until(() => Date.now() > leaseUntil, 'the lease to end');
+    await until(async () => (await storedRecord(key, 'Bearer t', 'app'))?.state !== 'in_flight', 'the attempt to end');
+    await expectProblem(await app.request(key), 502, 'origin_response_lost');
+    expect(app.runs()).toBe(1);
+    await first.body?.cancel().catch(() => {});
   });
 });

@@ -9,7 +9,7 @@
  * (`--runtime wrangler-dev` for `wrangler dev`). Then, per mode (`--help`):
  * - scenarios (`modes/scenarios.ts`), billing counts (`modes/billing.ts`, through `bench/metered/`), then the
  *   stream scenario (`modes/stream.ts`);
- * - `--scale` (`modes/scale.ts`), `--profile` (`modes/profile.ts`), `--billing` (billing only).
+ * - `--scale` (`modes/scale.ts`), `--profile` (`modes/profile.ts`), `--billing` (billing only), `--stall` (`modes/stall.ts`).
  * Prints a Markdown report (`lib/report.ts`) and writes it with every number to `bench/results/<time>.json`.
  *
  * Every child runs in its own process group and is stopped by that group id, on success, error, SIGINT
@@ -21,6 +21,7 @@ import { runBilling } from './modes/billing.ts';
 import { runProfile } from './modes/profile.ts';
 import { runScale } from './modes/scale.ts';
 import { runScenarios } from './modes/scenarios.ts';
+import { runStall } from './modes/stall.ts';
 import { runStream, STREAM } from './modes/stream.ts';
 import { type Cleanup, installCleanup } from './lib/cleanup.ts';
 import { parseSettings, type Settings, UsageError } from './lib/cli.ts';
@@ -67,6 +68,7 @@ async function main(settings: Settings, cleanup: Cleanup): Promise<number> {
 
   if (settings.mode === 'scale') report.scale = await runScale(bench);
   else if (settings.mode === 'profile') report.profile = await runProfile(bench, started);
+  else if (settings.mode === 'stall') report.stall = await runStall(bench);
   else {
     const { only } = settings;
     if (settings.mode === 'scenarios' && only?.every((name) => name === STREAM) !== true) report.scenarios = await runScenarios(bench);

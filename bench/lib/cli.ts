@@ -13,6 +13,9 @@ Modes (default: the scenarios, then the billing counts):
                         runtime's inspector, one run per scenario (default floor,passthrough_post,replay,
                         design_floor_first,first; see --only); writes bench/results/<time>-<scenario>.cpuprofile
   --billing             only the billing counts (Durable Object requests, SQLite rows, bytes stored, cost)
+  --stall               readers that stop reading (issue #29): peak RSS of the product's runtime with
+                        --stall-readers clients stalled on one key's answer of --stall-mib MiB, live (joined
+                        while the origin still sends it) and replayed (stored first); --repeats runs each
 
 Runtime:
   --runtime R           workerd: each Worker's \`wrangler deploy --dry-run\` bundle on the bare workerd binary
@@ -44,6 +47,11 @@ Scale mode:
   --scale-probe N       measured first-time requests ending at each level (default 1000)
   --scale-idle S        idle wait before the lasting memory/disk footprint is read (default 15)
 
+Stall mode:
+  --stall-readers N     clients that stop reading, per case                (default 10)
+  --stall-mib M         size of the answer in MiB                           (default 8)
+  --stall-hold S        seconds the RSS is sampled after the first request  (default 5)
+
 Billing:
   --billing-requests N  requests per scenario through the metered Worker (default 500; 0 = skip)
 
@@ -51,7 +59,7 @@ Output:
   --no-json             do not write bench/results/<time>.json
   --help`;
 
-export type Mode = 'scenarios' | 'scale' | 'profile' | 'billing';
+export type Mode = 'scenarios' | 'scale' | 'profile' | 'billing' | 'stall';
 export type Runtime = 'workerd' | 'wrangler-dev';
 
 export interface Settings {
@@ -69,6 +77,9 @@ export interface Settings {
   scaleProbe: number;
   scaleIdleS: number;
   billingRequests: number;
+  stallReaders: number;
+  stallMib: number;
+  stallHoldS: number;
   wranglerEnv: Record<string, string>;
   json: boolean;
   /** Pin the measured runtimes to one CPU and everything else to the others. */
@@ -94,6 +105,10 @@ export function parseSettings(argv: string[]): Settings | undefined {
       scale: { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
       billing: { type: 'boolean', default: false },
+      stall: { type: 'boolean', default: false },
+      'stall-readers': { type: 'string', default: '10' },
+      'stall-mib': { type: 'string', default: '8' },
+      'stall-hold': { type: 'string', default: '5' },
       'billing-requests': { type: 'string', default: '500' },
       'scale-levels': { type: 'string', default: '1000,10000,100000' },
       'scale-probe': { type: 'string', default: '1000' },
@@ -116,7 +131,7 @@ export function parseSettings(argv: string[]): Settings | undefined {
     }
     return value;
   };
-  const modes = (['scale', 'profile', 'billing'] as const).filter((m) => flags[m]);
+  const modes = (['scale', 'profile', 'billing', 'stall'] as const).filter((m) => flags[m]);
   if (modes.length > 1) throw new UsageError(`--${modes.join(' and --')} are separate modes`);
   if (flags.runtime !== 'workerd' && flags.runtime !== 'wrangler-dev')
     throw new UsageError(`--runtime must be workerd or wrangler-dev, got ${flags.runtime}`);
@@ -144,6 +159,9 @@ export function parseSettings(argv: string[]): Settings | undefined {
     scaleProbe: number('scale-probe'),
     scaleIdleS: number('scale-idle', false),
     billingRequests: number('billing-requests'),
+    stallReaders: number('stall-readers'),
+    stallMib: number('stall-mib'),
+    stallHoldS: number('stall-hold', false),
     wranglerEnv,
     json: !flags['no-json'],
     pin: !flags['no-pin'],

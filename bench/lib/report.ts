@@ -7,6 +7,7 @@ import type { BillingResult } from '../modes/billing.ts';
 import type { ProfileResult } from '../modes/profile.ts';
 import type { ScaleResult } from '../modes/scale.ts';
 import type { ScenariosResult } from '../modes/scenarios.ts';
+import type { StallResult } from '../modes/stall.ts';
 import { type StreamRequest, type StreamResult, TTFB_TARGET_MS } from '../modes/stream.ts';
 import type { Settings } from './cli.ts';
 import { fmt, type Machine, mib, type Versions } from './env.ts';
@@ -26,6 +27,7 @@ export interface Report {
   scale?: ScaleResult;
   profile?: ProfileResult;
   billing?: BillingResult;
+  stall?: StallResult;
   failures?: string[];
 }
 
@@ -51,7 +53,9 @@ function header(r: Report): string[] {
         ? `${s.durationS} s per scenario under the V8 sampling profiler (250 µs), after ${s.warmupS} s warm-up`
         : s.mode === 'billing'
           ? `${s.billingRequests} requests per scenario through the metered Worker`
-          : `${s.durationS} s measured after ${s.warmupS} s warm-up, median of ${s.repeats} interleaved repeats; first-time scenarios on a new process with empty storage every run`;
+          : s.mode === 'stall'
+            ? `${s.stallReaders} stalled readers per case (see the stall table)`
+            : `${s.durationS} s measured after ${s.warmupS} s warm-up, median of ${s.repeats} interleaved repeats; first-time scenarios on a new process with empty storage every run`;
   return [
     `Product: commit ${r.product.head.slice(0, 12)}${r.product.productSourceDirty ? ' plus uncommitted changes' : ''}. Machine: ${m.nproc} × ${m.cpuModel}, ${m.memTotalMiB} MiB (load average at start ${m.loadavgAtStart}). ` +
       `Node ${v.node}, wrangler ${v.wrangler}, workerd ${v.workerd} (npm ${v.workerdPackage}), autocannon ${v.autocannon}.`,
@@ -188,6 +192,22 @@ function billingTables(x: BillingResult): string[] {
   return lines;
 }
 
+function stallTables(x: StallResult, repeats: number): string[] {
+  const lines = [
+    `Stall: ${x.readers} readers stop reading one key's answer of ${fmt(mib(x.answerBytes), 1)} MiB (each pauses its socket once the head arrived); the runtime's RSS sampled every 20 ms for ${x.holdS} s, peak minus the RSS just before; median of ${repeats} runs, each on a new process.`,
+    '',
+    '| case | added RSS MiB (median) | per repeat | answers (status: count, all repeats) |',
+    '|---|---:|---|---|',
+  ];
+  for (const [kind, v] of Object.entries(x.summary)) {
+    const statuses = Object.entries(v.statuses)
+      .map(([s, n]) => `${s}: ${n}`)
+      .join(', ');
+    lines.push(`| ${kind} | ${fmt(mib(v.addedBytes), 1)} | ${v.perRepeat.map((b) => fmt(mib(b), 1)).join(', ')} | ${statuses} |`);
+  }
+  return lines;
+}
+
 export function markdown(r: Report): string {
   const lines = header(r);
   if (r.scenarios) lines.push(...scenarioTables(r.scenarios, r.settings));
@@ -195,5 +215,6 @@ export function markdown(r: Report): string {
   if (r.profile) lines.push(...profileTables(r.profile));
   if (r.scale) lines.push(...scaleTables(r.scale, r.settings));
   if (r.billing) lines.push('', ...billingTables(r.billing));
+  if (r.stall) lines.push(...stallTables(r.stall, r.settings.repeats));
   return lines.join('\n');
 }

@@ -15,18 +15,28 @@ import { type RecordRef, type Records, keyHashOf } from './records';
 export type Acquired = Extract<BeginResult, { kind: 'acquired' }>;
 
 /**
+ * How long before the lease's end a handler's streamed answer is cut: the object ends an attempt that has not reported
+ * by then as an unknown outcome (which `retry` frees), so the report of a cut result (lost) must reach it first.
+ */
+const leaseMargin = (leaseMs: number): number => Math.min(1000, Math.floor(leaseMs / 4));
+
+/**
  * Handler mode, for the request that acquired the key: runs the handler and reports its answer. An answer that has
  * ended by the next turn is reported before it is sent, as a whole; a longer one streams to the client while it is
- * captured, and is reported when it ends (`waitUntil`). Duplicates wait for the report either way.
+ * captured, and is reported when it ends (`waitUntil`), or cut just before the lease ends (issue #29: even when its
+ * client stopped reading past the capture limit, a result is then reported lost, never left for the key to be freed).
+ * Duplicates wait for the report either way.
  */
 export async function runHandler(
   records: Records,
-  maxBodyBytes: number,
+  limits: { readonly maxBodyBytes: number; readonly leaseMs: number },
   c: Context,
   ref: RecordRef,
   acquired: Acquired,
   next: () => Promise<void>,
 ): Promise<Outcome> {
+  const started = Date.now();
+  const { maxBodyBytes, leaseMs } = limits;
   await next();
   let live: LiveAnswer;
   try {
@@ -39,13 +49,16 @@ export async function runHandler(
   }
   const recorded = live.settled.then((settled) => completeAttempt(records, ref, acquired, settled));
   const settled = await within(live.settled, 0);
-  if (settled !== undefined) {
+  // An answer too large to store still reaches its client whole (streamed, below), even one that has already ended.
+  if (settled !== undefined && settled.kind !== 'response_too_large') {
     const storedUntil = await recorded;
     if (settled.kind !== 'response') return settled;
     const outcome = { kind: 'response', replayed: false, response: settled.response } as const;
     return storedUntil === null ? outcome : { ...outcome, storedUntil };
   }
   const { status, headers, body } = live;
+  const cut = setTimeout(() => body.stop(), Math.max(0, leaseMs - leaseMargin(leaseMs) - (Date.now() - started)));
+  void live.settled.finally(() => clearTimeout(cut));
   try {
     c.executionCtx.waitUntil(recorded);
   } catch {

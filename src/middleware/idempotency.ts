@@ -266,7 +266,7 @@ export function createIdempotency(resolved: ResolvedOptions): MiddlewareHandler<
       // Not retried: a begin() whose answer was lost may have acquired the key, and a retry would then
       // wait on an attempt nobody runs. The client retries instead (the key is then held until the lease ends).
       const begun = await records.call(ref, async (stub) => (await stub.begin(spec)) as BeginResult, { attempts: 1, baseDelayMs: 0 });
-      outcome = begun.kind === 'acquired' ? await runHandler(records, maxBodyBytes, c, ref, begun, next) : begun;
+      outcome = begun.kind === 'acquired' ? await runHandler(records, { maxBodyBytes, leaseMs }, c, ref, begun, next) : begun;
     }
     if (outcome.kind === 'conflict' && outcome.stored !== undefined)
       replays.set(name, { ...outcome.stored, keyHash: keyed.keyHash }, Date.now());

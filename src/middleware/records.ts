@@ -6,6 +6,7 @@
  * proxy's key API.
  */
 import type { IdempotencyRecord } from '../record/record';
+import { SealConfigError, readKeyring } from '../record/seal';
 import { reject } from '../shared/problem';
 import { type RetryOptions, callDurableObject } from './retry';
 
@@ -63,6 +64,28 @@ export interface RecordRef {
   readonly id: DurableObjectId;
 }
 
+/**
+ * Why the configuration the objects read from `env` cannot work (`IDEMPOTENCY_ENCRYPTION_KEYS`), or `null`; checked
+ * once per `env` object (workerd hands every request of an isolate the same one).
+ */
+const objectConfig = new WeakMap<object, string | null>();
+
+function objectConfigError(env: Record<string, unknown>): string | null {
+  let error = objectConfig.get(env);
+  if (error === undefined) {
+    error = null;
+    const raw = env['IDEMPOTENCY_ENCRYPTION_KEYS'];
+    try {
+      if (raw !== undefined && raw !== '') readKeyring(raw);
+    } catch (cause) {
+      if (!(cause instanceof SealConfigError)) throw cause;
+      error = cause.message;
+    }
+    objectConfig.set(env, error);
+  }
+  return error;
+}
+
 /** The records of one configuration. */
 export class Records {
   readonly #options: RecordsOptions;
@@ -74,12 +97,16 @@ export class Records {
   }
 
   /**
-   * The namespace that holds the records.
+   * The namespace that holds the records. The configuration the objects read from the same env is checked first: an
+   * object that could not store an answer must never run the write (in handler mode, the app's handler).
    *
-   * @throws a `configuration_invalid` rejection when the binding is missing or the runtime has no jurisdictions
+   * @throws a `configuration_invalid` rejection when the binding is missing, the runtime has no jurisdictions, or
+   *   `IDEMPOTENCY_ENCRYPTION_KEYS` is malformed (named, never shown)
    */
   namespace(env: Record<string, unknown>): DurableObjectNamespace<IdempotencyRecord> {
     const { binding, jurisdiction } = this.#options;
+    const refused = objectConfigError(env);
+    if (refused !== null) return reject('configuration_invalid', `The idempotency layer is misconfigured: ${refused}.`);
     const namespace = env[binding] as DurableObjectNamespace<IdempotencyRecord> | undefined;
     if (namespace === undefined) return reject('configuration_invalid', `The Durable Object binding ${binding} is missing.`);
     if (jurisdiction === undefined) return namespace;

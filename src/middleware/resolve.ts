@@ -12,6 +12,7 @@ import { HTTP_TOKEN } from '../shared/headers';
 import { MAX_ATTEMPT_MS, MAX_BODY_BYTES_LIMIT, MAX_TTL_SECONDS } from '../shared/limits';
 import { Answers, corsOrigins } from '../shared/answers';
 import { type Fingerprinter, fingerprinter } from './fingerprint';
+import { reconcileTemplateError } from './reconcile';
 import type { Reporter } from './log';
 import { JURISDICTIONS, LOCATION_HINTS } from './records';
 import type { ResolvedRateLimit } from './rate-limit';
@@ -108,17 +109,10 @@ function unknownPolicy(options: IdempotencyOptions): Pick<ResolvedOptions, 'onUn
   if (onUnknown !== 'reconcile') return { onUnknown, reconcileUrl: undefined };
   // The object calls the reconcile URL itself, so only origin mode can reconcile: a handler has no origin to ask.
   if (options.run?.mode !== 'origin') throw new OptionsError(['onUnknown', 'run'], '{onUnknown} reconcile needs the origin {run} mode');
-  if (
-    typeof reconcileUrl !== 'string' ||
-    !/^\/[^\s]*$/.test(reconcileUrl) ||
-    reconcileUrl.startsWith('//') ||
-    !reconcileUrl.includes('{key}')
-  )
-    throw new OptionsError(
-      ['reconcileUrl', 'onUnknown'],
-      '{reconcileUrl} must be a path starting with "/" that holds the key placeholder, when {onUnknown} is reconcile',
-      reconcileUrl,
-    );
+  // It carries the client's credential: it must reach the origin itself (issue #29, finding 7).
+  const error = reconcileTemplateError(reconcileUrl);
+  if (error !== undefined)
+    throw new OptionsError(['reconcileUrl', 'onUnknown'], `{reconcileUrl} ${error}, when {onUnknown} is reconcile`, reconcileUrl);
   return { onUnknown, reconcileUrl };
 }
 

@@ -52,10 +52,10 @@ function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
 
   const { origin } = config;
   if (origin.mode === 'request') {
-    // Only the hosts this proxy serves: where the runtime takes Host from the client (self-hosted workerd), any
-    // other would make it fetch a host of the client's choosing.
+    // Only the hosts this proxy serves, by scheme, host and port: where the runtime takes Host from the client
+    // (self-hosted workerd), any other would make it fetch a host (or a port, or plain http) of the client's choosing.
     app.use((c, next) => {
-      if (!origin.hosts.has(new URL(c.req.url).hostname))
+      if (!origin.hosts.has(new URL(c.req.url).origin))
         reject('host_not_allowed', 'This proxy does not serve the host of this request; nothing was forwarded.');
       return next();
     });

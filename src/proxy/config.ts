@@ -59,7 +59,10 @@ export type OriginConfig =
     }
   | {
       readonly mode: 'request';
-      /** `ORIGIN_HOSTS`, lower case: the only hosts requests are forwarded to. */
+      /**
+       * `ORIGIN_HOSTS` as serialised origins (`https://api.example.com`, `http://127.0.0.1:8788`): the only scheme, host
+       * and port triples requests are forwarded to.
+       */
       readonly hosts: ReadonlySet<string>;
     };
 
@@ -113,6 +116,24 @@ export const variableOf = (option: OptionName): string => VARIABLE_OF[option] ??
 
 /** A DNS name or an IPv4 address (letters, digits, hyphens, dots), or an IPv6 address in brackets. */
 const HOST_NAME = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$|^\[[0-9a-f:.]+\]$/;
+/** An `ORIGIN_HOSTS` entry: an optional `http://` or `https://`, a host name, an optional port. */
+const HOST_ENTRY = /^(?:(https?):\/\/)?([^/:]+|\[[^\]]*\])(?::(\d{1,5}))?$/;
+
+/**
+ * An `ORIGIN_HOSTS` entry as the serialised origin it pins (issue #29, finding 2): `api.example.com` is https on 443,
+ * `api.example.com:8443` https on that port, `http://host[:port]` plain http (local use). `undefined` when it is none.
+ */
+function pinnedOrigin(entry: string): string | undefined {
+  const match = HOST_ENTRY.exec(entry.trim().toLowerCase());
+  if (match === null) return undefined;
+  const [, scheme = 'https', host = '', port] = match;
+  if (!HOST_NAME.test(host) || (port !== undefined && (Number(port) < 1 || Number(port) > 65535))) return undefined;
+  try {
+    return new URL(`${scheme}://${host}${port === undefined ? '' : `:${port}`}`).origin;
+  } catch {
+    return undefined;
+  }
+}
 
 function origin(vars: ProxyVars): OriginConfig {
   const raw = string(vars, 'ORIGIN_URL');
@@ -121,10 +142,13 @@ function origin(vars: ProxyVars): OriginConfig {
   if (raw === 'request') {
     // Without a list, a runtime that takes Host from the client (self-hosted workerd) would fetch any host for it.
     if (hosts === undefined) throw new ConfigError(['ORIGIN_HOSTS', 'ORIGIN_URL'], 'ORIGIN_HOSTS is required with ORIGIN_URL = "request"');
-    const names = hosts.split(',').map((name) => name.trim().toLowerCase());
-    if (!names.every((name) => HOST_NAME.test(name)))
-      throw new ConfigError(['ORIGIN_HOSTS'], 'ORIGIN_HOSTS must be comma-separated host names (api.example.com)');
-    return { mode: 'request', hosts: new Set(names) };
+    const origins = hosts.split(',').map(pinnedOrigin);
+    if (!origins.every((origin) => origin !== undefined))
+      throw new ConfigError(
+        ['ORIGIN_HOSTS'],
+        'ORIGIN_HOSTS must be comma-separated hosts, each https on 443 (api.example.com), on a port (api.example.com:8443) or plain http (http://127.0.0.1:8788)',
+      );
+    return { mode: 'request', hosts: new Set(origins) };
   }
   if (hosts !== undefined) throw new ConfigError(['ORIGIN_HOSTS', 'ORIGIN_URL'], 'ORIGIN_HOSTS is only used with ORIGIN_URL = "request"');
   let url: URL;

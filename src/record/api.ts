@@ -87,6 +87,11 @@ export type Outcome =
   /** An attempt with this key is still running (or died and its lease has not ended yet). */
   | { readonly kind: 'in_progress'; readonly retryAfterMs: number }
   /**
+   * The stored answer is being streamed to as many readers as the object allows at once (issue #29): retry after
+   * `retryAfterMs`. Nothing ran.
+   */
+  | { readonly kind: 'busy'; readonly retryAfterMs: number }
+  /**
    * The origin did not answer within the client's wait; the attempt goes on and will be stored. `held`: the attempt
    * ended (its lease) with no status line, and the key's policy (`hold`, `reconcile`) now holds it as unknown.
    */
@@ -108,7 +113,12 @@ export type Outcome =
    * The stored answer is sealed and no configured key of `IDEMPOTENCY_ENCRYPTION_KEYS` opens it (a key dropped too
    * early, or changed bytes): never replayed, never run again; the row stays until an operator purges it.
    */
-  | { readonly kind: 'record_unreadable' };
+  | { readonly kind: 'record_unreadable' }
+  /**
+   * The object's own configuration cannot work (a malformed `IDEMPOTENCY_ENCRYPTION_KEYS` in its env): nothing was run,
+   * since its answer could not be stored. `detail` names the variable and what is wrong, never its value.
+   */
+  | { readonly kind: 'configuration_invalid'; readonly detail: string };
 
 /** The limits every attempt runs under; sent with every call to the object. */
 export interface AttemptLimits {

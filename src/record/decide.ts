@@ -17,9 +17,13 @@ export type Decision =
   /** `reconcile`: the row of a dead attempt, now `unknown`; the origin is asked before anything runs again. */
   | { readonly reconcile: RecordRow };
 
+/** Whether `running` is the attempt of `record` and still counts as running here (see {@link Attempt.until}). */
+export const alive = (running: Attempt | undefined, record: RecordRow, now: number): running is Attempt =>
+  running !== undefined && running.id === record.attempt && now < running.until;
+
 /** Whether `record` still counts: not expired, or the row of the attempt still `running` here (its answer is to come). */
 export const counts = (record: RecordRow, now: number, running: Attempt | undefined): boolean =>
-  expiryOf(record) > now || running?.id === record.attempt;
+  expiryOf(record) > now || alive(running, record, now);
 
 /**
  * Decides what a request with `spec` does. Writes only what the decision itself changes: an expired row is dropped, and
@@ -51,8 +55,7 @@ export function decide(store: RecordStore, spec: AttemptLimits, running: Attempt
       if (spec.onUnknown === 'reconcile') return { reconcile: record };
       return { start: { expiresAt: record.expires_at, createdAt: record.created_at ?? now } };
     case 'in_flight': {
-      const attempt = running;
-      if (attempt?.id === record.attempt) return { join: attempt };
+      if (alive(running, record, now)) return { join: running };
       // The row outlived its attempt: this instance was reset while the attempt was running.
       if (now < record.lease_until) return { outcome: { kind: 'in_progress', retryAfterMs: record.lease_until - now } };
       // The lease has ended and nobody knows whether the origin ran the request.

@@ -15,17 +15,23 @@ export interface Running {
 }
 
 /**
- * Calls the origin once; never rejects. The answer streams while its body is captured, until its end or the lease's
- * (then a result's body breaks off: `response_lost`). The lease timer is cleared as soon as the answer has ended: a
- * pending timer would keep the object from hibernating (and billed) for the rest of the lease.
+ * Calls the origin once; never rejects. The answer streams while its body is captured, until its end or the lease's:
+ * then the call is aborted and the capture stopped wherever it is (a first client that stalls past the capture limit
+ * included), so the attempt ends there: a result's body breaks off (`response_lost`), any other status frees the key.
+ * The lease timer is cleared as soon as the answer has ended: a pending timer would keep the object from hibernating
+ * (and billed) for the rest of the lease.
  */
 export function callOrigin(origin: OriginRequest, headers: Headers, leaseMs: number): Running {
   const lease = new AbortController();
-  const timer = setTimeout(() => lease.abort(new DOMException('origin lease ended', 'TimeoutError')), leaseMs);
+  let live: LiveAnswer | undefined;
+  const timer = setTimeout(() => {
+    lease.abort(new DOMException('origin lease ended', 'TimeoutError'));
+    live?.body.stop();
+  }, leaseMs);
   // The header list is already end-to-end only (forwardableHeaders); storableHeaders drops the response's hop-by-hop
   // headers, and content-encoding since reading the body decodes it.
   const answer = fetch(origin.url, { method: origin.method, headers, body: origin.body, redirect: 'manual', signal: lease.signal }).then(
-    (response) => liveAnswer(response, origin.maxBodyBytes, true),
+    (response) => (live = liveAnswer(response, origin.maxBodyBytes, true)),
     () => undefined,
   );
   const settled = answer

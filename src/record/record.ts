@@ -27,13 +27,19 @@ import {
   type Settled,
   isResultStatus,
 } from './api';
-import { type Attempt, AttemptReport, type Finished, awaitAttempt } from './attempt';
-import { counts, decide } from './decide';
+import { type Attempt, AttemptReport, type Finished, LEASE_GRACE_MS, MAX_READERS, awaitAttempt, lostAttempt, ranStatus } from './attempt';
+import { alive, counts, decide } from './decide';
 import { type Running, callOrigin, withinLease } from './origin';
 import { reconcile } from './reconcile';
-import { Keys, openResponse, sealResponse } from './sealed-store';
+import { SealConfigError } from './seal';
+import { Keys, sealResponse } from './sealed-store';
+import { replay } from './replay';
+import { Readers } from '../shared/live';
 import { type RecordRow, RecordStore, type StoredParts, expiryOf } from './storage';
 import { checkAttempt, checkLimits, checkReconcile, checkSettled, checkSpec } from './validate';
+
+/** When a key's record expires and when it was created (its first request), ms since the epoch. */
+type Times = { readonly expiresAt: number; readonly createdAt: number };
 
 /** The policy for an unknown outcome: whether it holds the key (`hold`, `reconcile`) instead of freeing it. */
 const holdsUnknown = (policy: AttemptLimits['onUnknown']): boolean => policy === 'hold' || policy === 'reconcile';
@@ -44,6 +50,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   /** `IDEMPOTENCY_ENCRYPTION_KEYS`, read from this object's own env (the proxy's, or the middleware's Worker). */
   readonly #keys = new Keys();
   #attempt: Attempt | undefined;
+  /** The streams of this key's answers open now (see {@link MAX_READERS}). */
+  readonly #readers = new Readers(MAX_READERS);
   /** The reconcile request in progress, if any: concurrent retries share it (one GET at a time). */
   #reconciling: Promise<Outcome> | undefined;
 
@@ -63,10 +71,13 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     // Checked synchronously: a refused call throws to its caller and starts nothing.
     const headers = checkSpec(spec);
     const reconcileHeaders = checkReconcile(spec);
+    const refused = this.#misconfigured();
+    if (refused !== undefined) return Promise.resolve(refused);
     const decision = decide(this.#store, spec, this.#attempt);
     if ('outcome' in decision) return Promise.resolve(decision.outcome);
     if ('replay' in decision) return this.#replay(decision.replay);
-    if ('join' in decision) return awaitAttempt(decision.join, spec.timeoutMs, false);
+    if ('join' in decision)
+      return awaitAttempt(decision.join, spec.timeoutMs, false, { readers: this.#readers, stored: () => this.execute(spec) });
     if ('reconcile' in decision) return this.#reconcile(spec, headers, reconcileHeaders, decision.reconcile);
     const attempt = this.#start(spec, decision.start, () => callOrigin(spec.origin, headers, spec.leaseMs));
     return awaitAttempt(attempt, spec.timeoutMs, true);
@@ -83,6 +94,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
    */
   begin(spec: AttemptLimits): Promise<BeginResult> {
     checkLimits(spec);
+    const refused = this.#misconfigured();
+    if (refused !== undefined) return Promise.resolve(refused);
     const decision = decide(this.#store, spec, this.#attempt);
     if ('outcome' in decision) return Promise.resolve(decision.outcome);
     if ('replay' in decision) return this.#replay(decision.replay);
@@ -121,8 +134,13 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     if (record?.attempt === attempt && record.state === 'in_flight') {
       // The reset took the attempt's policy with it: an unknown outcome frees the key, as `retry` does. Sealed first; the
       // store after it is guarded by the attempt, so a change meanwhile is never overwritten.
-      const sealed = await this.#seal(attempt, settled);
-      return this.#record(attempt, settled, sealed, undefined) === 'stored' ? record.expires_at : null;
+      try {
+        const sealed = await this.#seal(attempt, settled);
+        return this.#record(attempt, settled, sealed, undefined) === 'stored' ? record.expires_at : null;
+      } catch (error) {
+        this.#refused(attempt, settled, { expiresAt: record.expires_at, createdAt: record.created_at ?? Date.now() }, error);
+        return null;
+      }
     } else if (record === undefined) {
       // Nothing to record into (expired, or already collected): let the alarm remove the empty table.
       await this.ctx.storage.setAlarm(Date.now());
@@ -139,10 +157,13 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   async inspect(): Promise<RecordInfo | null> {
     const record = this.#live(Date.now());
     if (record === undefined) return null;
-    const { state, status, created_at, expires_at, lease_until, method, path } = record;
+    const { created_at, expires_at, lease_until, method, path } = record;
+    // A lost answer that storage refused to record is held here as lost: described as such.
+    const lost = alive(this.#attempt, record, Date.now()) ? this.#attempt.lost : undefined;
+    const state = lost === undefined ? record.state : 'lost';
     return {
       state,
-      status: state === 'in_flight' || state === 'unknown' ? null : status,
+      status: lost ?? (state === 'in_flight' || state === 'unknown' ? null : record.status),
       created_at,
       expires_at,
       lease_until: state === 'in_flight' ? lease_until : null,
@@ -159,18 +180,21 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     const now = Date.now();
     const record = this.#live(now);
     if (record === undefined) return { kind: 'not_found' };
-    if (record.state === 'in_flight' && (this.#attempt?.id === record.attempt || now < record.lease_until)) {
+    // An attempt past its lease (and grace) is dead, whatever runs here; a lost answer held here can be purged.
+    const running = alive(this.#attempt, record, now) ? this.#attempt : undefined;
+    if (record.state === 'in_flight' && ((running !== undefined && running.lost === undefined) || now < record.lease_until)) {
       return { kind: 'in_progress', retryAfterMs: Math.max(1000, record.lease_until - now) };
     }
     await this.#store.clear();
-    return { kind: 'purged', state: record.state };
+    if (running !== undefined) this.#attempt = undefined;
+    return { kind: 'purged', state: running?.lost === undefined ? record.state : 'lost' };
   }
 
   /** Garbage collection: deletes everything once the record has expired (or is gone). Idempotent. */
   override async alarm(): Promise<void> {
     const now = Date.now();
     const record = this.#store.read();
-    if (record !== undefined && (expiryOf(record) > now || this.#attempt !== undefined)) {
+    if (record !== undefined && (expiryOf(record) > now || alive(this.#attempt, record, now))) {
       await this.ctx.storage.setAlarm(Math.max(expiryOf(record), now + 1000));
       return;
     }
@@ -187,12 +211,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
    * Writes the in-flight row, then starts `run`, synchronously after {@link decide}. The row is written
    * first, so the output gate holds any fetch `run` makes until the row is durable.
    */
-  #start(
-    spec: AttemptLimits,
-    times: { expiresAt: number; createdAt: number },
-    run: () => Running,
-    settle?: (settled: Settled) => void,
-  ): Attempt {
+  #start(spec: AttemptLimits, times: Times, run: () => Running, settle?: (settled: Settled) => void): Attempt {
     const id = crypto.randomUUID();
     const { expiresAt, createdAt } = times;
     const leaseUntil = Date.now() + spec.leaseMs;
@@ -208,10 +227,11 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     // At the expiry: if the attempt is still running then, the alarm re-arms itself until its lease ends.
     void this.ctx.storage.setAlarm(expiresAt);
     const { answer, settled } = run();
-    const done = this.#finish(id, settled, expiresAt, spec.onUnknown);
+    const done = this.#finish(id, settled, times, spec.onUnknown);
     const attempt: Attempt = {
       id,
       done,
+      until: leaseUntil + LEASE_GRACE_MS,
       expiresAt,
       createdAt,
       ...(answer === undefined ? {} : { answer }),
@@ -221,8 +241,9 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     return attempt;
   }
 
-  async #finish(id: string, work: Promise<Settled>, expiresAt: number, onUnknown: AttemptLimits['onUnknown']): Promise<Finished> {
+  async #finish(id: string, work: Promise<Settled>, times: Times, onUnknown: AttemptLimits['onUnknown']): Promise<Finished> {
     const settled = await work;
+    const { expiresAt } = times;
     let recorded: 'stored' | 'held' | undefined;
     try {
       // Sealed while the attempt is still live here (duplicates keep joining it), then stored synchronously.
@@ -230,12 +251,45 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
       if (this.#attempt?.id === id) this.#attempt = undefined;
       recorded = this.#record(id, settled, sealed, onUnknown);
     } catch (error) {
-      if (this.#attempt?.id === id) this.#attempt = undefined;
-      // Storage refused the write (or the instance is going away). The in-flight row stays, so the key
-      // is held until its lease ends rather than silently re-run.
-      console.error(JSON.stringify({ event: 'store_failed', error: String(error) }));
+      this.#refused(id, settled, times, error);
     }
     return { settled, storedUntil: recorded === 'stored' ? expiresAt : undefined, held: recorded === 'held' };
+  }
+
+  /**
+   * After storage refused to record how attempt `id` ended (`error`): once a result's status line arrived the write ran,
+   * so the key must never run it again. It is held as `lost` (the status only, small enough to store where the whole
+   * answer was not); if storage refuses that too, this instance keeps a marker that answers `response_lost` until the
+   * key expires, so no duplicate takes the key over. Any other end leaves the in-flight row, which holds the key until
+   * its lease ends. Not covered: storage refusing every write and then this instance being reset (the row then frees the
+   * key after its lease, as after any reset mid-flight).
+   */
+  #refused(id: string, settled: Settled, times: Times, error: unknown): void {
+    console.error(JSON.stringify({ event: 'store_failed', error: String(error) }));
+    const status = ranStatus(settled);
+    const mine = this.#attempt === undefined || this.#attempt.id === id;
+    if (this.#attempt?.id === id) this.#attempt = undefined;
+    if (status === undefined) return;
+    try {
+      this.#store.lost(id, status);
+    } catch (lost) {
+      console.error(JSON.stringify({ event: 'store_failed', state: 'lost', error: String(lost) }));
+      if (mine) this.#attempt = lostAttempt(id, status, times);
+    }
+  }
+
+  /**
+   * The configuration this object needs, checked before anything runs: an answer it could not seal (a malformed
+   * `IDEMPOTENCY_ENCRYPTION_KEYS`) would be lost after the write ran.
+   */
+  #misconfigured(): Outcome | undefined {
+    try {
+      this.#keyring();
+      return undefined;
+    } catch (error) {
+      if (!(error instanceof SealConfigError)) throw error;
+      return { kind: 'configuration_invalid', detail: error.message };
+    }
   }
 
   /** The keyring, when `IDEMPOTENCY_ENCRYPTION_KEYS` is set. */
@@ -249,16 +303,9 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     return sealResponse(this.#keyring(), this.ctx.id.name, id, settled.response);
   }
 
-  /** A complete row's answer; one that no configured key opens is never replayed (nor run again): 503. */
-  async #replay(row: RecordRow): Promise<Outcome> {
-    // Read synchronously with the decision; only opening it awaits.
-    const response = await openResponse(this.#keyring(), this.ctx.id.name, row.attempt, this.#store.response(row));
-    if ('unreadable' in response) {
-      console.error(JSON.stringify({ event: 'record_unreadable', key_id: response.unreadable }));
-      return { kind: 'record_unreadable' };
-    }
-    const created = row.created_at === null ? {} : { createdAt: row.created_at };
-    return { kind: 'response', replayed: true, response, expiresAt: row.expires_at, ...created };
+  /** A complete row's answer (see `replay.ts`): never replayed (nor run again) when it cannot be read, 503. */
+  #replay(row: RecordRow): Promise<Outcome> {
+    return replay(this.#store, row, { keys: this.#keyring(), name: this.ctx.id.name }, this.#readers);
   }
 
   /**
@@ -296,13 +343,14 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   /**
    * `reconcile`: asks the origin whether the dead attempt of `row` ran. A 2xx answer becomes the key's stored
    * answer (a replay: this request did not cause it); 404 starts the attempt; anything else holds the key and
-   * the next retry asks again. Concurrent retries share one question.
+   * the next retry asks again. Concurrent retries share one question, never its answer's stream: once it is answered,
+   * a retry that waited decides again on its own (it joins the attempt the question started, or replays what it stored).
    */
   async #reconcile(spec: AttemptSpec, headers: Headers, asking: Headers | undefined, row: RecordRow): Promise<Outcome> {
     const shared = this.#reconciling;
     if (shared !== undefined) {
       const outcome = await shared;
-      return outcome.kind === 'response' ? { ...outcome, replayed: true } : outcome;
+      return outcome.kind === 'response' ? this.execute(spec) : outcome;
     }
     const question = this.#ask(spec, headers, asking, row);
     this.#reconciling = question;

@@ -31,6 +31,11 @@ export class SealConfigError extends Error {
 export interface Keyring {
   /** The id of the key that seals. */
   readonly sealingId: string;
+  /**
+   * Whether rows stored in plaintext (without a key id) are read: only with an entry `plaintext`, kept while rows
+   * written before the keyring may remain (a migration), as an old key is kept after a rotation.
+   */
+  readonly plaintext: boolean;
   /** Every id that can open, in configuration order. */
   readonly ids: readonly string[];
   /** @internal the imported key of an id, or `undefined` for an id not configured. */
@@ -57,9 +62,11 @@ function decodeBase64(text: string): Uint8Array | undefined {
 /**
  * Reads `IDEMPOTENCY_ENCRYPTION_KEYS`.
  *
- * @param raw - the variable's value: `id:base64key[,id:base64key...]`
+ * @param raw - the variable's value: `id:base64key[,id:base64key...]`, and after the first entry optionally `plaintext`
+ *   (plaintext rows are read: see {@link Keyring.plaintext})
  * @returns the keyring (keys are imported when first used)
- * @throws {@link SealConfigError} for an empty value, a malformed entry, a repeated id or a key that is not 256 bits
+ * @throws {@link SealConfigError} for an empty value, a malformed entry, a repeated id or a key that is not 256 bits, or
+ *   `plaintext` first (the first entry seals) or twice
  * @example
  * ```ts
  * const keys = readKeyring(env.IDEMPOTENCY_ENCRYPTION_KEYS); // "k2:base64...,k1:base64..."
@@ -70,8 +77,15 @@ function decodeBase64(text: string): Uint8Array | undefined {
 export function readKeyring(raw: unknown): Keyring {
   if (typeof raw !== 'string' || raw.trim() === '') throw new SealConfigError('must name at least one id:base64key entry');
   const material = new Map<string, Uint8Array>();
+  let plaintext = false;
   raw.split(',').forEach((entry, index) => {
     const position = `entry ${index + 1}`;
+    if (entry.trim() === 'plaintext') {
+      if (index === 0) throw new SealConfigError('entry 1 must be a key: the first entry seals (plaintext may only follow it)');
+      if (plaintext) throw new SealConfigError(`${position} repeats plaintext`);
+      plaintext = true;
+      return;
+    }
     const colon = entry.indexOf(':');
     const id = entry.slice(0, colon).trim();
     if (colon === -1 || !KEY_ID.test(id))
@@ -86,6 +100,7 @@ export function readKeyring(raw: unknown): Keyring {
   const ids = [...material.keys()];
   return {
     sealingId: ids[0]!,
+    plaintext,
     ids,
     key(id) {
       let key = imported.get(id);

@@ -1,10 +1,19 @@
 /**
  * @module
- * Encryption at rest of stored answers (issue #20): turns a response into the parts a row stores, sealed with
- * the first key of `IDEMPOTENCY_ENCRYPTION_KEYS` when it is set, and back. Each part (the headers, each body
- * part) is sealed with the record name, the attempt id and the part as additional data, so sealed bytes open
- * only where they were written. A row without a key id is plaintext (written before a keyring was configured,
- * or without one) and reads as it is.
+ * Encryption at rest of stored answers (issues #20, #29): turns a response into the parts a row stores, sealed with
+ * the first key of `IDEMPOTENCY_ENCRYPTION_KEYS` when it is set, and back: the head (status and headers) at once, the
+ * body part by part, so that a large answer is replayed from storage without being held whole.
+ *
+ * Each part (the headers, each body part) is sealed with additional data that binds it to where it was written: the
+ * record name, the attempt id, the part's place and (format 6, issue #29) the number of body parts and the status. A
+ * part opens only in its own record, at its own place, in a record of as many parts with the same status: removing a
+ * part, reordering parts or swapping the status fails to open. Rows sealed by format 4 and 5 (without the count and
+ * status) open with what they were sealed with.
+ *
+ * A row without a key id is plaintext (written before a keyring was configured, or without one). With a keyring set it
+ * is read only when the keyring allows it (an entry `plaintext`, kept while such rows may remain, as an old key is):
+ * otherwise plaintext rows are unreadable, so that nobody who can write storage can plant an answer that a sealed
+ * deployment would replay.
  *
  * Sealing is async (WebCrypto): callers seal before the synchronous, guarded store, so that stays one
  * synchronous transaction.
@@ -13,12 +22,15 @@ import { concatBytes } from '../shared/bytes';
 import type { HeaderList } from '../shared/headers';
 import type { StoredResponse } from './api';
 import { type Keyring, open, readKeyring, seal } from './seal';
-import { BODY_CHUNK_BYTES, type StoredParts } from './storage';
+import { BODY_CHUNK_BYTES, RECORD_FORMAT, type StoredHead, type StoredParts } from './storage';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** A stored answer that no configured key opens: an unknown key id, another key, or changed bytes. */
+/**
+ * A stored answer that no configured key opens: an unknown key id, another key, changed bytes (or, `plaintext`, a
+ * plaintext row the keyring does not allow).
+ */
 export interface Unreadable {
   readonly unreadable: string;
 }
@@ -32,8 +44,13 @@ function split(body: ArrayBuffer): Uint8Array[] {
   return parts;
 }
 
-/** What each part is sealed with: the record, the attempt and the part's place. */
-const aad = (name: string, attempt: string, part: string): string => JSON.stringify([name, attempt, part]);
+/**
+ * What each part is sealed with: the record, the attempt and the part's place; from format 6 also the number of body
+ * parts and the status, so that the parts of a record authenticate each other.
+ */
+function aad(name: string, attempt: string, part: string, head: Pick<StoredHead, 'format' | 'count' | 'status'>): string {
+  return head.format >= 6 ? JSON.stringify([name, attempt, part, head.count, head.status]) : JSON.stringify([name, attempt, part]);
+}
 
 /** The keyring of an object's env, parsed once per value of the secret (a changed secret is picked up). */
 export class Keys {
@@ -52,8 +69,8 @@ export class Keys {
 }
 
 /**
- * The parts to store for `response` of `attempt` in the record `name`: sealed with the first key when `keys` is
- * set (failing closed when the record has no name), else plaintext.
+ * The parts to store for `response` of `attempt` in the record `name` (of the current format): sealed with the first
+ * key when `keys` is set (failing closed when the record has no name), else plaintext.
  */
 export async function sealResponse(
   keys: Keyring | undefined,
@@ -63,32 +80,64 @@ export async function sealResponse(
 ): Promise<StoredParts> {
   const headers = JSON.stringify(response.headers);
   const parts = split(response.body);
-  if (keys === undefined) return { status: response.status, headers, parts, keyId: null };
+  const head = { status: response.status, format: RECORD_FORMAT, count: parts.length };
+  if (keys === undefined) return { ...head, headers, parts, keyId: null };
   if (name === undefined) throw new Error('a record without a name cannot be sealed');
   const sealed = await Promise.all([
-    seal(keys, aad(name, attempt, 'headers'), encoder.encode(headers)),
-    ...parts.map((part, index) => seal(keys, aad(name, attempt, `body:${index}`), part)),
+    seal(keys, aad(name, attempt, 'headers', head), encoder.encode(headers)),
+    ...parts.map((part, index) => seal(keys, aad(name, attempt, `body:${index}`, head), part)),
   ]);
-  return { status: response.status, headers: sealed[0]!.bytes, parts: sealed.slice(1).map(({ bytes }) => bytes), keyId: keys.sealingId };
+  return { ...head, headers: sealed[0]!.bytes, parts: sealed.slice(1).map(({ bytes }) => bytes), keyId: keys.sealingId };
 }
 
-/** Opens what {@link sealResponse} stored; plaintext parts (no key id) read as they are. */
+/** Opens the head (status and headers) of what {@link sealResponse} stored. */
+export async function openHead(
+  keys: Keyring | undefined,
+  name: string | undefined,
+  attempt: string,
+  stored: StoredHead,
+): Promise<{ readonly status: number; readonly headers: HeaderList } | Unreadable> {
+  const { status, keyId } = stored;
+  if (keyId === null) {
+    if (keys !== undefined && !keys.plaintext) return { unreadable: 'plaintext' };
+    const headers = typeof stored.headers === 'string' ? stored.headers : decoder.decode(stored.headers);
+    return { status, headers: JSON.parse(headers) as HeaderList };
+  }
+  if (keys === undefined || name === undefined || typeof stored.headers === 'string') return { unreadable: keyId };
+  const opened = await open(keys, aad(name, attempt, 'headers', stored), keyId, stored.headers);
+  return opened === undefined ? { unreadable: keyId } : { status, headers: JSON.parse(decoder.decode(opened)) as HeaderList };
+}
+
+/**
+ * Opens body part `index` of what {@link sealResponse} stored, once its head has opened ({@link openHead}).
+ *
+ * @returns the part's bytes, or `undefined` when it does not open there
+ */
+export async function openPart(
+  keys: Keyring | undefined,
+  name: string | undefined,
+  attempt: string,
+  head: StoredHead,
+  index: number,
+  part: Uint8Array,
+): Promise<Uint8Array | undefined> {
+  if (head.keyId === null) return part;
+  if (keys === undefined || name === undefined) return undefined;
+  return open(keys, aad(name, attempt, `body:${index}`, head), head.keyId, part);
+}
+
+/** Opens what {@link sealResponse} stored, the whole body at once; a record missing a part is unreadable. */
 export async function openResponse(
   keys: Keyring | undefined,
   name: string | undefined,
   attempt: string,
   stored: StoredParts,
 ): Promise<StoredResponse | Unreadable> {
-  const { status, keyId } = stored;
-  if (keyId === null) {
-    const headers = typeof stored.headers === 'string' ? stored.headers : decoder.decode(stored.headers);
-    return { status, headers: JSON.parse(headers) as HeaderList, body: concatBytes(stored.parts) };
-  }
-  if (keys === undefined || name === undefined || typeof stored.headers === 'string') return { unreadable: keyId };
-  const opened = await Promise.all([
-    open(keys, aad(name, attempt, 'headers'), keyId, stored.headers),
-    ...stored.parts.map((part, index) => open(keys, aad(name, attempt, `body:${index}`), keyId, part)),
-  ]);
-  if (opened.some((part) => part === undefined)) return { unreadable: keyId };
-  return { status, headers: JSON.parse(decoder.decode(opened[0])) as HeaderList, body: concatBytes(opened.slice(1) as Uint8Array[]) };
+  const head = await openHead(keys, name, attempt, stored);
+  if ('unreadable' in head) return head;
+  const unreadable = { unreadable: stored.keyId ?? 'plaintext' };
+  if (stored.parts.length !== stored.count) return unreadable;
+  const parts = await Promise.all(stored.parts.map((part, index) => openPart(keys, name, attempt, stored, index, part)));
+  if (parts.some((part) => part === undefined)) return unreadable;
+  return { ...head, body: concatBytes(parts as Uint8Array[]) };
 }

@@ -21,9 +21,11 @@ export const BODY_CHUNK_BYTES = 1024 * 1024;
  * key `record`), which needs no schema: a first-time write is one put before the origin call, one put of the answer
  * and the alarm (3 rows written, where the table cost 5: `CREATE TABLE` alone writes 2). Rows of formats 1 to 4 are
  * read as they are (format 1 with the format 2 fields `null`, before 4 with `key_id` `null`); the first write of new
- * code to such an object moves its row into the KV value and drops the table, in one transaction.
+ * code to such an object moves its row into the KV value and drops the table, in one transaction. Format 6 (issue #29)
+ * is format 5 whose sealed parts also authenticate the number of body parts and the status (`sealed-store.ts`); a
+ * record of format 4 or 5 opens as it was sealed.
  */
-export const RECORD_FORMAT = 5;
+export const RECORD_FORMAT = 6;
 
 /** The KV key of the record (format 5). */
 const RECORD_KEY = 'record';
@@ -64,7 +66,14 @@ export interface StoredParts {
   readonly headers: string | Uint8Array;
   readonly parts: readonly Uint8Array[];
   readonly keyId: string | null;
+  /** The record's format (what its parts were sealed with: see `sealed-store.ts`). */
+  readonly format: number;
+  /** How many body parts the record says it has (`parts` read from storage may be fewer, if one was removed). */
+  readonly count: number;
 }
+
+/** What a stored answer says before its body: enough to open its head, then each body part. */
+export type StoredHead = Omit<StoredParts, 'parts'>;
 
 /** What a new attempt writes. */
 export interface NewAttempt {
@@ -256,20 +265,45 @@ export class RecordStore {
     if (row.chunks > 0) this.#sql.exec(`DELETE FROM body_chunk`);
   }
 
-  /** The stored response of a complete record, as stored (sealed or not). */
-  response(row: RecordRow): StoredParts {
-    const status = row.status ?? 0;
+  /** The head of a complete record's stored answer, as stored (sealed or not): status, headers, key id, format, parts. */
+  head(row: RecordRow): StoredHead {
     const headers = row.headers ?? '[]';
-    const stored = { status, headers: typeof headers === 'string' ? headers : new Uint8Array(headers), keyId: row.key_id };
-    if (row.chunks === 0) {
-      const body =
-        'body' in row
-          ? (row as StoredRecord).body
-          : this.#sql.exec<{ body: ArrayBuffer | null }>(`SELECT body FROM record WHERE id = 1`).one().body;
-      return { ...stored, parts: [body === null ? new Uint8Array(0) : new Uint8Array(body)] };
+    return {
+      status: row.status ?? 0,
+      headers: typeof headers === 'string' ? headers : new Uint8Array(headers),
+      keyId: row.key_id,
+      format: row.format,
+      count: Math.max(1, row.chunks),
+    };
+  }
+
+  /** The stored answer of a complete record whose body is one part, kept in the record itself (`chunks` 0). */
+  whole(row: RecordRow): StoredParts {
+    const body =
+      'body' in row
+        ? (row as StoredRecord).body
+        : this.#sql.exec<{ body: ArrayBuffer | null }>(`SELECT body FROM record WHERE id = 1`).one().body;
+    return { ...this.head(row), parts: [body === null ? new Uint8Array(0) : new Uint8Array(body)] };
+  }
+
+  /** How many body chunk rows are stored (a complete record with `chunks` > 0 must have exactly that many). */
+  chunkCount(): number {
+    try {
+      return this.#sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM body_chunk`).one().n;
+    } catch {
+      // No table (purged meanwhile): no chunk.
+      return 0;
     }
-    const parts = this.#sql.exec<{ data: ArrayBuffer }>(`SELECT data FROM body_chunk ORDER BY seq`).toArray();
-    return { ...stored, parts: parts.map(({ data }) => new Uint8Array(data)) };
+  }
+
+  /** Body chunk `seq` (from 0) as stored, or `undefined` when there is none (purged, or replaced meanwhile). */
+  chunk(seq: number): Uint8Array | undefined {
+    try {
+      const row = this.#sql.exec<{ data: ArrayBuffer }>(`SELECT data FROM body_chunk WHERE seq = ?`, seq).toArray()[0];
+      return row === undefined ? undefined : new Uint8Array(row.data);
+    } catch {
+      return undefined;
+    }
   }
 
   /** Deletes everything, the schema, the KV record and (compatibility date >= 2026-02-24) the alarm included. */

@@ -63,13 +63,16 @@ export class Answers {
   /**
    * Marks an answer the layer produced itself (a problem, a key API answer, a replay) as readable by the page that
    * sent `request`, when its origin is listed: `Access-Control-Allow-Origin` (that origin, with `Vary: Origin`) and
-   * `Access-Control-Expose-Headers`. `response` must have mutable headers (one built by the layer).
+   * `Access-Control-Expose-Headers`. Under `*` any page's origin is echoed, so a stored
+   * `Access-Control-Allow-Credentials` is dropped: a replay must never let any page read it with the user's cookies. A
+   * listed origin keeps it (the operator named that page). `response` must have mutable headers (one built by the layer).
    */
   own(response: Response, request: Request): Response {
     const origin = this.#listed(request);
     if (origin === undefined) return response;
     const { headers } = response;
     headers.set('access-control-allow-origin', origin);
+    if (this.#cors === '*') headers.delete('access-control-allow-credentials');
     const vary = headers.get('vary');
     if (vary === null) headers.set('vary', 'Origin');
     else if (!/(?:^|,)\s*(?:origin|\*)\s*(?:,|$)/i.test(vary)) headers.set('vary', `${vary}, Origin`);

@@ -1,22 +1,56 @@
 /**
  * @module
  * An answer's body while it arrives: read once from its source, captured for the record up to a limit, and
- * streamed to the first client and to every duplicate that joins, each from its first byte.
+ * streamed to the first client and to the duplicates that join, each from its first byte.
  *
  * Invariants:
  * - The source is read by one pump, as fast as it sends, whoever reads: a client that goes away or reads slowly
  *   neither stops the capture nor makes it buffer more. The captured chunks are the one copy of the bytes; each
- *   reader walks them by index.
+ *   reader walks them by index and is handed the same chunk, never a copy of its own: a reader that does not read is
+ *   pulled only as far as its connection takes (the runtime's streams are flow-controlled end to end).
  * - Past the limit the capture stops (the answer is too large to store) and the rest goes to the first reader
  *   only, one chunk at a time as it reads (back-pressure): memory stays at the limit plus one chunk. Joiners'
  *   streams then break where the capture stopped; their retries are answered from the record.
  * - If the first reader goes away past the limit, the source is cancelled: nobody needs the rest.
+ * - Joiners are bounded ({@link Readers}): past the bound, `join` gives no stream (the caller waits for the record).
+ * - {@link LiveBody.stop} (the attempt's lease has ended) cancels the source wherever the pump is, even waiting for a
+ *   first reader that stalls past the limit, and breaks every reader: the capture ends as `broken`.
  */
 import { concatBytes } from './bytes';
 
 /** How a body's capture ended: `whole` with every byte, `too_large` past the limit, `broken` when the source failed. */
 export type Captured =
   { readonly kind: 'whole'; readonly body: ArrayBuffer } | { readonly kind: 'too_large' } | { readonly kind: 'broken' };
+
+/**
+ * The streams of one object's answers open at once (duplicates joining a live answer, replays streamed from storage),
+ * at most `max`: each holds at most a chunk or a part in flight, so together they hold a bounded amount of memory.
+ */
+export class Readers {
+  readonly max: number;
+  #open = 0;
+
+  constructor(max: number) {
+    this.max = max;
+  }
+
+  /** How many are open now. */
+  get open(): number {
+    return this.#open;
+  }
+
+  /** A slot, released by calling what is returned (once is enough; more is harmless), or `undefined` when all are taken. */
+  take(): (() => void) | undefined {
+    if (this.#open >= this.max) return undefined;
+    this.#open += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#open -= 1;
+    };
+  }
+}
 
 export class LiveBody {
   readonly #max: number;
@@ -26,10 +60,14 @@ export class LiveBody {
   #state: 'open' | 'too_large' | 'broken' = 'open';
   /** Set once the source has ended (or was cancelled), whether or not the capture stopped before. */
   #ended = false;
+  /** Set by {@link stop}: the source is cancelled and every reader breaks. */
+  #stopped = false;
   /** Past the limit: the chunk waiting for the first reader, and how to tell the pump it was taken. */
   #overflow: { readonly chunk: Uint8Array; readonly taken: () => void } | undefined;
   #firstGone = false;
   #firstTaken = false;
+  /** The pump's reader of the source, while it reads. */
+  #source: ReadableStreamDefaultReader<Uint8Array> | undefined;
   /** Resolved (and replaced) whenever readers may have something new. */
   #changed!: Promise<void>;
   #notify!: () => void;
@@ -42,7 +80,9 @@ export class LiveBody {
    * @param storable - `false` when the answer cannot be stored anyway (its headers are too large): capture stops at once
    */
   constructor(source: ReadableStream<Uint8Array> | null, max: number, storable = true) {
-    this.#max = storable ? max : -1;
+    this.#max = max;
+    // Nothing of an answer that cannot be stored is captured, not even an empty body: it is too large from the start.
+    if (!storable) this.#state = 'too_large';
     this.#rearm();
     this.ended = this.#pump(source);
   }
@@ -64,7 +104,7 @@ export class LiveBody {
   first(closing: Promise<unknown> = Promise.resolve()): ReadableStream<Uint8Array> {
     if (this.#firstTaken || this.#firstGone) throw new Error('the first reader was already taken or abandoned');
     this.#firstTaken = true;
-    return this.#reader(true, closing);
+    return this.#reader(true, closing, () => {});
   }
 
   /**
@@ -80,12 +120,29 @@ export class LiveBody {
   }
 
   /**
-   * A stream for a duplicate that joins: every captured byte from the first, then the rest as it arrives.
+   * Ends the capture where it is (the attempt's lease has ended): the source is cancelled, wherever the pump is, and
+   * every reader's stream breaks. The capture ends as `broken` unless it had already ended.
+   */
+  stop(): void {
+    if (this.#ended || this.#stopped) return;
+    this.#stopped = true;
+    this.#state = 'broken';
+    // Nobody is given these bytes any more: the memory goes with them.
+    this.#chunks.length = 0;
+    void this.#source?.cancel(new Error('the attempt ended')).catch(() => {});
+    this.abandon();
+    this.#wake();
+  }
+
+  /**
+   * A stream for a duplicate that joins: every captured byte from the first, then the rest as it arrives; `undefined`
+   * when `readers` has no slot left (the slot is released when the stream ends, breaks or is cancelled).
    *
    * @param closing - as for {@link first}
    */
-  join(closing: Promise<unknown> = Promise.resolve()): ReadableStream<Uint8Array> {
-    return this.#reader(false, closing);
+  join(closing: Promise<unknown> = Promise.resolve(), readers?: Readers): ReadableStream<Uint8Array> | undefined {
+    const release = readers === undefined ? () => {} : readers.take();
+    return release === undefined ? undefined : this.#reader(false, closing, release);
   }
 
   #rearm(): void {
@@ -100,12 +157,14 @@ export class LiveBody {
   async #pump(source: ReadableStream<Uint8Array> | null): Promise<Captured> {
     if (source === null) {
       this.#ended = true;
-      return { kind: 'whole', body: new ArrayBuffer(0) };
+      return this.#state === 'too_large' ? { kind: 'too_large' } : { kind: 'whole', body: new ArrayBuffer(0) };
     }
     const reader = source.getReader();
+    this.#source = reader;
     try {
       for (;;) {
         const { done, value } = await reader.read();
+        if (this.#stopped) throw new Error('the attempt ended');
         if (done) break;
         // A byte stream refuses an empty chunk; it carries nothing anyway.
         if (value.byteLength === 0) continue;
@@ -124,11 +183,14 @@ export class LiveBody {
           this.#overflow = { chunk: value, taken };
           this.#wake();
         });
+        if (this.#stopped) throw new Error('the attempt ended');
       }
     } catch {
       this.#state = 'broken';
       this.#wake();
       return { kind: 'broken' };
+    } finally {
+      this.#source = undefined;
     }
     this.#ended = true;
     this.#wake();
@@ -143,41 +205,55 @@ export class LiveBody {
     return { kind: 'whole', body };
   }
 
-  #reader(first: boolean, closing: Promise<unknown>): ReadableStream<Uint8Array> {
+  /**
+   * A reader's stream. Not a byte stream: one would take over (detach) each buffer it is given, so every reader would
+   * need its own copy of every chunk; this one hands every reader the same chunk, which nobody writes to.
+   */
+  #reader(first: boolean, closing: Promise<unknown>, release: () => void): ReadableStream<Uint8Array> {
     let next = 0;
-    return new ReadableStream({
-      type: 'bytes',
-      pull: async (controller) => {
-        for (;;) {
-          const chunk = this.#chunks[next];
-          if (chunk !== undefined) {
-            next += 1;
-            // A byte stream takes over the buffer it is given: every reader gets its own copy of a shared chunk.
-            controller.enqueue(chunk.slice());
-            return;
-          }
-          if (this.#state === 'broken') return controller.error(new Error("the origin's answer broke off"));
-          if (this.#state === 'too_large') {
-            // Joiners cannot be given the rest; the first reader gets it, one chunk at a time.
-            if (!first) return controller.error(new Error('the answer is too large to share'));
-            const overflow = this.#overflow;
-            if (overflow !== undefined) {
-              this.#overflow = undefined;
-              controller.enqueue(overflow.chunk);
-              overflow.taken();
+    return new ReadableStream<Uint8Array>(
+      {
+        pull: async (controller) => {
+          for (;;) {
+            const chunk = this.#chunks[next];
+            if (chunk !== undefined) {
+              next += 1;
+              controller.enqueue(chunk);
               return;
             }
+            if (this.#state === 'broken') {
+              release();
+              return controller.error(new Error("the origin's answer broke off"));
+            }
+            if (this.#state === 'too_large') {
+              // Joiners cannot be given the rest; the first reader gets it, one chunk at a time.
+              if (!first) {
+                release();
+                return controller.error(new Error('the answer is too large to share'));
+              }
+              const overflow = this.#overflow;
+              if (overflow !== undefined) {
+                this.#overflow = undefined;
+                controller.enqueue(overflow.chunk);
+                overflow.taken();
+                return;
+              }
+            }
+            if (this.#ended) {
+              await Promise.allSettled([closing]);
+              release();
+              return controller.close();
+            }
+            await this.#changed;
           }
-          if (this.#ended) {
-            await Promise.allSettled([closing]);
-            return controller.close();
-          }
-          await this.#changed;
-        }
+        },
+        cancel: () => {
+          release();
+          if (first) this.abandon();
+        },
       },
-      cancel: () => {
-        if (first) this.abandon();
-      },
-    });
+      // Pulled only when its consumer asks: nothing is read ahead for a reader that does not read.
+      { highWaterMark: 0 },
+    );
   }
 }

@@ -97,6 +97,13 @@ export function outcomeProblem(outcome: Outcome): ProblemSpec | undefined {
         code: 'origin_response_lost',
         detail: `The origin answered ${outcome.status} but the answer broke off; it ran and will not run again under this Idempotency-Key.`,
       };
+    case 'busy':
+      return {
+        code: 'idempotency_unavailable',
+        detail:
+          'The stored answer for this Idempotency-Key is being read by as many clients as this layer serves at once. The request was not run again; retry the same request after the Retry-After delay.',
+        retryAfterSeconds: outcome.retryAfterMs / 1000,
+      };
     case 'outcome_pending':
       return {
         code: 'idempotency_unavailable',
@@ -110,6 +117,11 @@ export function outcomeProblem(outcome: Outcome): ProblemSpec | undefined {
         detail:
           'The stored answer for this Idempotency-Key cannot be read right now. The request was not run again; retry the same request after the Retry-After delay.',
         retryAfterSeconds: 1,
+      };
+    case 'configuration_invalid':
+      return {
+        code: 'configuration_invalid',
+        detail: `The idempotency store is misconfigured (${outcome.detail}); nothing was run.`,
       };
     case 'outcome_unknown':
       return {

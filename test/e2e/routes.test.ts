@@ -3,7 +3,9 @@
  * (`--var IDEMPOTENCY_ROUTES:[...]`), against the counting origin (issue #13).
  */
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, createServer } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { listen } from '../../scripts/lib/processes.ts';
 import { startTestOrigin, type TestOrigin } from '../origin/server';
 import {
   keyInfo,
@@ -89,14 +91,23 @@ describe('a proxy whose table is invalid, and one forwarding to its own URL', ()
   });
 
   it('answers 508 loop_detected when ORIGIN_URL = "request" sends a request back to the proxy itself', async () => {
-    const proxy = await start({ ORIGIN_HOSTS: '127.0.0.1' }, 'request');
+    // ORIGIN_HOSTS pins the port (issue #29), which wrangler dev picks itself: a TCP relay on a port known first
+    // passes every connection on to the proxy, so the request's own URL (its Host) is the relay's, and comes back.
+    let proxyPort = 0;
+    const relay = createServer((socket) => socket.pipe(connect(proxyPort, '127.0.0.1').on('error', () => socket.destroy())).pipe(socket));
+    const relayPort = await listen(relay);
+    const proxy = await start({ ORIGIN_HOSTS: `http://127.0.0.1:${relayPort}` }, 'request');
+    proxyPort = proxy.port;
+    onTestFinished(() => new Promise<void>((resolve) => relay.close(() => resolve())));
     const key = randomUUID();
     for (const init of [{ key, body: 'x' }, { method: 'GET' }]) {
-      const res = await send(proxy.url, '/loop/me', init);
+      const res = await send(`http://127.0.0.1:${relayPort}`, '/loop/me', init);
       expect(res.status).toBe(508);
       expect(await problemCode(res)).toBe('loop_detected');
     }
     // Nothing was stored for the key: the 508 is a server error, so the key is free.
-    expect(await problemCode(await send(proxy.url, `/_idempotency/keys/${key}`, { method: 'GET' }))).toBe('idempotency_key_not_found');
+    expect(await problemCode(await send(`http://127.0.0.1:${relayPort}`, `/_idempotency/keys/${key}`, { method: 'GET' }))).toBe(
+      'idempotency_key_not_found',
+    );
   });
 });

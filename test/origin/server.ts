@@ -23,12 +23,13 @@
  * - `/reset-before-status/...` reads the request, then resets the connection before any status line (issue #18)
  * - `/big-status/<code>/<n>/...` answers `<code>` with `<n>` bytes (issue #18: a 5xx over the body limit)
  * - `/reconcile/<found|missing|broken>/...` the reconcile URL of issue #18: 200 `{ reconciled, key, credential }`,
- *   404 or 500. Not counted with the key's calls: `GET /__calls?reconcile=K` counts these for Idempotency-Key K
+ *   404 or 500. Not counted with the key's calls: `GET /__calls?reconcile=K` counts these for Idempotency-Key K (on
+ *   arrival). With `?hold=<id>` it answers only once `<id>` is released
  * - `/sdk/<ms>/<pad>/...` (also under `/v1/`, as stripe-node sends it) after `<ms>` ms, 200 with a JSON object as
  *   API SDKs expect one (`{ id, object, call }`), padded with `<pad>` characters
  * - `/cors/...`           an origin with its own CORS policy for browser pages: answers a preflight `OPTIONS` itself
  *   (any page origin; `Idempotency-Key`, `Authorization` and `Content-Type` allowed), and adds
- *   `Access-Control-Allow-Origin` to its echo
+ *   `Access-Control-Allow-Origin` to its echo (and `Access-Control-Allow-Credentials: true` with `?allow_credentials=true`)
  * - `/no-retry/<code>/...` answers `<code>` with `x-should-retry: false`: a server that says "never retry"
  * - `/expiring/<s>/<code>/...` answers `<code>` with `Idempotency-Expires` `<s>` seconds from now: a server whose
  *   key stops protecting soon
@@ -106,6 +107,8 @@ export async function startTestOrigin(): Promise<TestOrigin> {
       const key = String(req.headers['idempotency-key'] ?? '');
       calls.set(`reconcile:${key}`, (calls.get(`reconcile:${key}`) ?? 0) + 1);
       const answer = url.pathname.split('/')[2];
+      const held = url.searchParams.get('hold');
+      if (held !== null) await hold(held).released;
       if (answer === 'missing') return json(res, 404, { error: 'no such request' });
       if (answer === 'broken') return json(res, 500, { error: 'cannot say' });
       return json(res, 200, { reconciled: true, key, credential: req.headers.authorization !== undefined, query: url.search });
@@ -150,6 +153,7 @@ export async function startTestOrigin(): Promise<TestOrigin> {
       }
       case 'cors':
         res.setHeader('access-control-allow-origin', req.headers.origin ?? '*');
+        if (url.searchParams.get('allow_credentials') === 'true') res.setHeader('access-control-allow-credentials', 'true');
         res.setHeader('vary', 'Origin');
         return json(res, 200, { call: count, bodySha256: seen.bodySha256 });
       case 'hold':

@@ -12,36 +12,24 @@
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it, vi } from 'vitest';
 import { Answers } from '../../src/shared/answers';
-import type { Outcome } from '../../src/record/api';
 import { outcomeResponse } from '../../src/shared/outcome';
+import { RECORD_FORMAT } from '../../src/record/storage';
 import {
   type ReadOutcome,
-  attemptSpec as spec,
   expectProblem,
   newKey,
+  newSecret,
   originCalls,
-  readOutcome,
   recordStub,
   resetObject,
+  runWithKeyring,
   sendWith,
+  useKeyring,
 } from './helpers';
 
-/** A fresh random 256-bit key in base64. */
-const secret = (): string => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));
-
-/** Sets (or, with `undefined`, removes) the keyring on the env of the live object of `key`. */
-async function useKeys(key: string, keys: string | undefined): Promise<void> {
-  await runInDurableObject(await recordStub(key), (instance) => {
-    const own = instance as unknown as { env: Record<string, unknown> };
-    own.env = { ...own.env, IDEMPOTENCY_ENCRYPTION_KEYS: keys };
-  });
-}
-
-/** Sets the keyring, then runs `path` under `key` through the real object (and the real origin). */
-async function run(key: string, keys: string | undefined, path: string): Promise<ReadOutcome> {
-  await useKeys(key, keys);
-  return readOutcome((await (await recordStub(key)).execute(spec(key, path, { maxBodyBytes: 4 * 1024 * 1024 }))) as Outcome);
-}
+const secret = newSecret;
+const useKeys = useKeyring;
+const run = runWithKeyring;
 
 type Raw = {
   key_id: string | null;
@@ -92,7 +80,7 @@ describe('encryption at rest: sealed rows', () => {
     expect(new TextDecoder().decode(first.response.body)).toContain('"call"');
     expect(first.response.headers).toContainEqual(['set-cookie', 'a=1; Path=/; HttpOnly']);
     const { row } = await raw(key);
-    expect(row).toMatchObject({ key_id: 'k1', format: 5, state: 'complete' });
+    expect(row).toMatchObject({ key_id: 'k1', format: RECORD_FORMAT, state: 'complete' });
     const stored = text(row.headers) + text(row.body);
     expect(stored).not.toContain('"call"');
     expect(stored).not.toContain('set-cookie');
@@ -169,17 +157,18 @@ describe('encryption at rest: a row no configured key opens', () => {
 });
 
 describe('encryption at rest: plaintext rows', () => {
-  it('replays a row written without a keyring after one is configured', async () => {
+  it('replays a row written without a keyring after one is configured that allows plaintext rows', async () => {
     const key = newKey();
     const first = responseOf(await run(key, undefined, '/echo/plaintext-then-keys'));
     expect((await raw(key)).row.key_id).toBeNull();
-    const replay = responseOf(await run(key, `k1:${secret()}`, '/echo/plaintext-then-keys'));
+    // Issue #29: only while the keyring says `plaintext` (a migration); sealed-record.test.ts shows the 503 without it.
+    const replay = responseOf(await run(key, `k1:${secret()},plaintext`, '/echo/plaintext-then-keys'));
     expect(replay.replayed).toBe(true);
     expect(new Uint8Array(replay.response.body)).toEqual(new Uint8Array(first.response.body));
     expect(await originCalls(key)).toBe(1);
   });
 
-  it('replays a complete row of a format 3 table (no key_id column) with a keyring set', async () => {
+  it('replays a complete row of a format 3 table (no key_id column) with a keyring set that allows plaintext rows', async () => {
     const key = newKey();
     const path = '/echo/format-3-plaintext';
     await runInDurableObject(await recordStub(key), (_, state) => {
@@ -196,7 +185,7 @@ describe('encryption at rest: plaintext rows', () => {
         now,
       );
     });
-    const replay = responseOf(await run(key, `k1:${secret()}`, path));
+    const replay = responseOf(await run(key, `k1:${secret()}, plaintext`, path));
     expect(replay).toMatchObject({ replayed: true, response: { status: 201, headers: [['content-type', 'text/plain']] } });
     expect(new TextDecoder().decode(replay.response.body)).toBe('stored by format 3');
     expect(await originCalls(key)).toBe(0);
@@ -217,7 +206,7 @@ describe('encryption at rest: plaintext rows', () => {
     expect(
       await (await recordStub(key)).complete('old-attempt', { kind: 'response', response: { status: 201, headers: [], body } }),
     ).not.toBeNull();
-    expect((await raw(key)).row).toMatchObject({ state: 'complete', key_id: 'k1', format: 5 });
+    expect((await raw(key)).row).toMatchObject({ state: 'complete', key_id: 'k1', format: RECORD_FORMAT });
   });
 });
 
@@ -291,7 +280,7 @@ describe('records of format 4 (the SQL table of 0.2) after the upgrade to format
     expect(
       await (await recordStub(key)).complete('v4-attempt', { kind: 'response', response: { status: 201, headers: [], body } }),
     ).not.toBeNull();
-    expect((await raw(key)).row).toMatchObject({ state: 'complete', format: 5, key_id: null });
+    expect((await raw(key)).row).toMatchObject({ state: 'complete', format: RECORD_FORMAT, key_id: null });
     expect(
       await runInDurableObject(await recordStub(key), (_, state) =>
         state.storage.sql.exec(`SELECT name FROM sqlite_master WHERE name = 'record'`).toArray(),

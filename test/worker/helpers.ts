@@ -259,3 +259,24 @@ export function refuseKvWrites(state: DurableObjectState, message: string): void
   Object.defineProperty(state.storage.kv, 'put', { value: refuse, configurable: true });
   Object.defineProperty(state.storage.kv, 'delete', { value: refuse, configurable: true });
 }
+
+/** A fresh random 256-bit key in base64, for `IDEMPOTENCY_ENCRYPTION_KEYS`. */
+export const newSecret = (): string => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));
+
+/**
+ * Sets (or, with `undefined`, removes) `IDEMPOTENCY_ENCRYPTION_KEYS` on the env of the live object of `key`: a keyring
+ * bound for the whole worker project would change what every other test stores and reads. A reset brings the bound
+ * env back, so set it again before every call.
+ */
+export async function useKeyring(key: string, keys: string | undefined): Promise<void> {
+  await runInDurableObject(await recordStub(key), (instance) => {
+    const own = instance as unknown as { env: Record<string, unknown> };
+    own.env = { ...own.env, IDEMPOTENCY_ENCRYPTION_KEYS: keys };
+  });
+}
+
+/** Sets the keyring, then runs a POST of `path` under `key` through the real object (and origin), its answer read whole. */
+export async function runWithKeyring(key: string, keys: string | undefined, path: string): Promise<ReadOutcome> {
+  await useKeyring(key, keys);
+  return readOutcome(await (await recordStub(key)).execute(attemptSpec(key, path, { maxBodyBytes: 4 * 1024 * 1024 })));
+}

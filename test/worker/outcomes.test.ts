@@ -6,6 +6,7 @@
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import type { AttemptLimits } from '../../src/record/api';
+import { RECORD_FORMAT } from '../../src/record/storage';
 import {
   answering,
   attemptSpec,
@@ -111,12 +112,12 @@ describe('IdempotencyRecord: lost answers', () => {
     });
     await (await recordStub(key)).complete('old-attempt', { kind: 'response_lost', status: 200 });
     expect(await (await recordStub(key)).inspect()).toMatchObject({ state: 'lost', status: 200, method: 'POST', path: '/old' });
-    // Moved into the KV record of format 5, the table dropped.
+    // Moved into the KV record (format 5 and later), the table dropped.
     const stored = await runInDurableObject(await recordStub(key), (_, state) => ({
       format: state.storage.kv.get<{ format: number }>('record')?.format,
       table: state.storage.sql.exec(`SELECT name FROM sqlite_master WHERE name = 'record'`).toArray().length,
     }));
-    expect(stored).toEqual({ format: 5, table: 0 });
+    expect(stored).toEqual({ format: RECORD_FORMAT, table: 0 });
   });
 });
 

@@ -12,9 +12,9 @@ import { sha256Hex } from '../../src/shared/hash';
 import { expectProblem, newKey, originCalls, originUrl, sendTo, sendWith } from './helpers';
 
 const port = new URL(originUrl).port;
-/** Two hosts that both reach the test origin. */
-const hosts = { ORIGIN_URL: 'request', ORIGIN_HOSTS: '127.0.0.1, LOCALHOST' };
-const onlyIp = { ORIGIN_URL: 'request', ORIGIN_HOSTS: '127.0.0.1' };
+/** Two hosts that both reach the test origin (plain http on its port: entries pin scheme, host and port). */
+const hosts = { ORIGIN_URL: 'request', ORIGIN_HOSTS: `http://127.0.0.1:${port}, HTTP://LOCALHOST:${port}` };
+const onlyIp = { ORIGIN_URL: 'request', ORIGIN_HOSTS: `http://127.0.0.1:${port}` };
 const auth = 'Bearer test-token';
 
 /** The fingerprint stored in the object named `name`. */
@@ -32,7 +32,9 @@ describe('ORIGIN_HOSTS', () => {
   it('is required with ORIGIN_URL = "request", must hold host names, and is refused without it', async () => {
     for (const vars of [
       { ORIGIN_URL: 'request' },
-      { ORIGIN_URL: 'request', ORIGIN_HOSTS: 'api.internal, https://db.internal' },
+      { ORIGIN_URL: 'request', ORIGIN_HOSTS: 'api.internal, ftp://db.internal' },
+      { ORIGIN_URL: 'request', ORIGIN_HOSTS: 'api.internal/v1' },
+      { ORIGIN_URL: 'request', ORIGIN_HOSTS: 'api.internal:99999' },
       { ORIGIN_URL: 'request', ORIGIN_HOSTS: 'a.internal,,b.internal' },
       { ORIGIN_HOSTS: '127.0.0.1' },
     ]) {
@@ -53,6 +55,30 @@ describe('ORIGIN_HOSTS', () => {
       'host_not_allowed',
     );
     expect(await originCalls(key)).toBe(0);
+  });
+});
+
+describe('ORIGIN_HOSTS pins scheme, host and port (issue #29, finding 2)', () => {
+  it('answers another port, or plain http, of an allowed name with 421, forwarding nothing (reads, keyed writes, the key API)', async () => {
+    const key = newKey();
+    // `127.0.0.1` is https on 443: the test origin (plain http, on its own port) is another service to it.
+    const named = { ORIGIN_URL: 'request', ORIGIN_HOSTS: '127.0.0.1' };
+    const onPort = { ORIGIN_URL: 'request', ORIGIN_HOSTS: `127.0.0.1:${port}` };
+    const otherPort = { ORIGIN_URL: 'request', ORIGIN_HOSTS: `http://127.0.0.1:${Number(port) === 65535 ? 1 : Number(port) + 1}` };
+    for (const vars of [named, onPort, otherPort]) {
+      const url = `http://127.0.0.1:${port}/echo/pinned`;
+      await expectProblem(await sendTo(vars, url, { method: 'GET', key }), 421, 'host_not_allowed');
+      await expectProblem(await sendTo(vars, url, { key, body: 'x' }), 421, 'host_not_allowed');
+      await expectProblem(
+        await sendTo(vars, `http://127.0.0.1:${port}/_idempotency/keys/${key}`, { method: 'GET' }),
+        421,
+        'host_not_allowed',
+      );
+    }
+    expect(await originCalls(key)).toBe(0);
+    // The entry that names exactly this scheme, host and port is served.
+    expect((await sendTo(onlyIp, `http://127.0.0.1:${port}/echo/pinned`, { key, body: 'x' })).status).toBe(200);
+    expect(await originCalls(key)).toBe(1);
   });
 });
 

@@ -14,8 +14,8 @@ const bindings = env as unknown as Record<string, unknown>;
 const byCredential = { IDEMPOTENCY_RATE_LIMITER: bindings['TEST_RATE_LIMITER'], IDEMPOTENCY_ADMIN_TOKEN: 'a'.repeat(40) };
 const byAddress = { IDEMPOTENCY_IP_RATE_LIMITER: bindings['TEST_IP_RATE_LIMITER'], IDEMPOTENCY_ADMIN_TOKEN: 'a'.repeat(40) };
 
-/** A documentation address (RFC 3849) of its own for each test. */
-const newAddress = () => `2001:db8::${crypto.getRandomValues(new Uint16Array(3)).join(':')}`;
+/** A documentation address (RFC 3849) in a /64 of its own for each test (the limit counts a /64 as one client). */
+const newAddress = () => `2001:db8:${[...crypto.getRandomValues(new Uint16Array(2))].map((g) => g.toString(16)).join(':')}::1`;
 
 describe('the per-credential limit', () => {
   it('shares one bucket between spellings of one credential, while their records stay apart', async () => {

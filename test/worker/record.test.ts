@@ -157,7 +157,7 @@ describe('IdempotencyRecord: an attempt that dies mid-flight', () => {
     expect(await (await recordStub(key)).begin(limits)).toMatchObject({ kind: 'response', response: { status: 202 } });
   });
 
-  it('keeps the in-flight row when storage refuses the answer (store_failed): the key is held until the lease ends', async () => {
+  it('holds the key as lost when storage refuses the answer (store_failed): the write ran, so it never runs again', async () => {
     const errors: string[] = [];
     vi.spyOn(console, 'error').mockImplementation((line: unknown) => void errors.push(String(line)));
     const key = newKey();
@@ -173,8 +173,9 @@ describe('IdempotencyRecord: an attempt that dies mid-flight', () => {
     const first = await readOutcome(await stub.execute(spec(key, path, limits)));
     expect(first).toMatchObject({ kind: 'response', replayed: false, response: { status: 200 } });
     expect(errors.some((line) => line.includes('"event":"store_failed"'))).toBe(true);
-    expect((await storedRecord(key))?.state).toBe('in_flight');
-    expect((await stub.execute(spec(key, path, limits))).kind).toBe('in_progress');
+    // Issue #29: the status only, which storage takes where it refused the whole answer.
+    expect(await storedRecord(key)).toMatchObject({ state: 'lost', status: 200 });
+    expect(await stub.execute(spec(key, path, limits))).toEqual({ kind: 'response_lost', status: 200 });
     expect(await originCalls(key)).toBe(1);
   });
 });

@@ -240,7 +240,7 @@ describe('data residency and placement', () => {
 describe('ORIGIN_URL = "request": forwarding to the request\'s own URL', () => {
   it("forwards to the request's own URL with the proxy's Via entry", async () => {
     const key = newKey();
-    const res = await sendTo({ ORIGIN_URL: 'request', ORIGIN_HOSTS: '127.0.0.1' }, `${originUrl}/echo/own-route?q=1`, {
+    const res = await sendTo({ ORIGIN_URL: 'request', ORIGIN_HOSTS: originUrl }, `${originUrl}/echo/own-route?q=1`, {
       key,
       body: 'x',
       headers: { via: '1.1 cdn' },
@@ -249,9 +249,9 @@ describe('ORIGIN_URL = "request": forwarding to the request\'s own URL', () => {
     expect(seen.url).toBe('/echo/own-route?q=1');
     expect(seen.headers['via']).toBe('1.1 cdn, 1.1 idempotency-proxy');
     expect(
-      (
-        await sendTo({ ORIGIN_URL: 'request', ORIGIN_HOSTS: '127.0.0.1' }, `${originUrl}/echo/own-route?q=1`, { key, body: 'x' })
-      ).headers.get('idempotent-replay'),
+      (await sendTo({ ORIGIN_URL: 'request', ORIGIN_HOSTS: originUrl }, `${originUrl}/echo/own-route?q=1`, { key, body: 'x' })).headers.get(
+        'idempotent-replay',
+      ),
     ).toBe('true');
     expect(await originCalls(key)).toBe(1);
   });
@@ -259,7 +259,7 @@ describe('ORIGIN_URL = "request": forwarding to the request\'s own URL', () => {
   it('answers a request that already carries its mark with 508 loop_detected, never forwarding it', async () => {
     const key = newKey();
     for (const init of [{ key, body: 'x' }, { method: 'GET' }]) {
-      const res = await sendTo({ ORIGIN_URL: 'request', ORIGIN_HOSTS: '127.0.0.1' }, `${originUrl}/echo/loop`, {
+      const res = await sendTo({ ORIGIN_URL: 'request', ORIGIN_HOSTS: originUrl }, `${originUrl}/echo/loop`, {
         ...init,
         headers: { via: '1.0 edge, 1.1 idempotency-proxy' },
       });

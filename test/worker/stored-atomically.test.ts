@@ -9,7 +9,7 @@ import { expectProblem, newKey, originCalls, recordStub, send, storedRecord } fr
 afterEach(() => vi.restoreAllMocks());
 
 describe('a chunked body is stored atomically', () => {
-  it('leaves no half record when SQLite refuses the second chunk row: the key is held, never replayed short', async () => {
+  it('leaves no half record when SQLite refuses the second chunk row: the key is held as lost, never replayed short', async () => {
     const errors: string[] = [];
     vi.spyOn(console, 'error').mockImplementation((line: unknown) => void errors.push(String(line)));
     const key = newKey();
@@ -27,15 +27,15 @@ describe('a chunked body is stored atomically', () => {
     expect(first.status).toBe(200);
     expect((await first.arrayBuffer()).byteLength).toBe(3 * 1024 * 1024);
     expect(errors.some((line) => line.includes('"event":"store_failed"'))).toBe(true);
-    // Nothing of the answer was kept: the in-flight row as it was, and no chunk row.
-    expect(await storedRecord(key)).toMatchObject({ state: 'in_flight', status: null, chunks: 0 });
+    // Nothing of the answer was kept, no chunk row: only its status, as lost (issue #29: the write ran).
+    expect(await storedRecord(key)).toMatchObject({ state: 'lost', status: 200, chunks: 0 });
     const chunkRows = await runInDurableObject(
       stub,
       (_, state) => state.storage.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM body_chunk`).one().n,
     );
     expect(chunkRows).toBe(0);
-    // The retry is held (the write may have run), never answered with a truncated replay.
-    await expectProblem(await send(path, { key, body: 'x' }), 409, 'idempotency_key_in_progress');
+    // The retry is held (the write ran), never answered with a truncated replay.
+    await expectProblem(await send(path, { key, body: 'x' }), 502, 'origin_response_lost');
     expect(await originCalls(key)).toBe(1);
   });
 });

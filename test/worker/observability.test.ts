@@ -4,7 +4,7 @@
  * contains a key or a token.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { newKey, sendWith } from './helpers';
+import { newKey, sendWith, whole } from './helpers';
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -52,7 +52,8 @@ describe('proxy observability', () => {
     const points: AnalyticsEngineDataPoint[] = [];
     const vars = { METRICS: { writeDataPoint: (point: AnalyticsEngineDataPoint) => void points.push(point) } };
     const key = newKey();
-    await sendWith(vars, '/echo/default-log', { key, body: 'a' });
+    // Read to its end: stored, so the conflicts below reveal it (a conflict with an attempt in flight is never cached).
+    await whole(sendWith(vars, '/echo/default-log', { key, body: 'a' }));
     await sendWith(vars, '/echo/default-log', { key, body: 'b' }); // decided by the object
     await sendWith(vars, '/echo/default-log', { key, body: 'c' }); // repeated from the cache
     await sendWith(vars, '/echo/default-log', { key, body: 'a' }); // a replay

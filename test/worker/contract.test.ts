@@ -87,7 +87,8 @@ describe('which requests are made idempotent', () => {
 describe('Idempotency-Key syntax', () => {
   const cases: [string, string][] = [
     ['an empty key', ''],
-    ['a key one character too long', 'k'.repeat(MAX_KEY_LENGTH + 1)],
+    // 129: the contract's bound written out, so that moving MAX_KEY_LENGTH fails this.
+    ['a key one character too long', 'k'.repeat(129)],
     ['a 10,000 character key', 'k'.repeat(10_000)],
     ['a key with a space', 'a b'],
     ['a key with a tab', 'a\tb'],
@@ -335,7 +336,7 @@ describe('concurrent duplicates', () => {
     const hold = newHold();
     const burst = Promise.all(Array.from({ length: 50 }, () => send(`/hold/${hold}/burst`, { key, body: 'same', headers: json })));
     // The origin holds the one call it gets until it has it: the burst overlaps it, whatever the machine's pace.
-    await until(async () => (await originCalls(key)) === 1);
+    await until(async () => (await originCalls(key)) > 0);
     await release(hold);
     const responses = await burst;
     const bodies = await Promise.all(responses.map((r) => r.text()));
@@ -349,7 +350,7 @@ describe('concurrent duplicates', () => {
     const key = newKey();
     const hold = newHold();
     const burst = Promise.all(Array.from({ length: 20 }, (_, i) => send(`/hold/${hold}/mixed`, { key, body: `body-${i}` })));
-    await until(async () => (await originCalls(key)) === 1);
+    await until(async () => (await originCalls(key)) > 0);
     await release(hold);
     const responses = await burst;
     const codes = await Promise.all(responses.map((r) => codeOf(r)));

@@ -209,7 +209,7 @@ describe('IdempotencyRecord: onUnknown reconcile', () => {
 
   it.each([
     ['closes the connection without an answer', 'refuse', false],
-    ['does not answer within the wait (its 404 would come later)', 'missing', true],
+    ['does not answer within the wait, its 404 coming later', 'missing', true],
   ])('holds the key as unknown when the reconcile URL %s, never running the request again', async (_, answer, late) => {
     const key = newKey();
     const { path, leaseUntil } = await diedMidFlight(key, `silent-${answer}`, { onUnknown: 'reconcile' });

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { idempotentFetch, type RetryEvent } from '../../src/client/index.ts';
-import { keyInfo, originCount, problemCode, proxyForFile, send, until } from './harness';
+import { keyInfo, originCount, problemCode, proxyForFile, release, send, until } from './harness';
 
 // Short-lived keys on two paths (#28): a stored 4xx that asks for a retry after 1.5 s (TTL 2 s), and one that asks
 // after 250 ms (TTL 4 s).
@@ -29,8 +29,10 @@ function counting(): { sent: Request[]; fetch: (request: Request) => Promise<Res
 describe('idempotentFetch through the proxy', () => {
   it('a first attempt that times out on the client is retried with its key and gets the replay: the origin runs once', async () => {
     const key = randomUUID();
+    const hold = randomUUID();
     const events: RetryEvent[] = [];
-    const res = await idempotentFetch(url(`/slow/2000/timeout-${key}`), {
+    // The origin holds the call until the client's attempt has timed out.
+    const res = await idempotentFetch(url(`/hold/${hold}/timeout-${key}`), {
       method: 'POST',
       headers,
       body: 'charge',
@@ -41,6 +43,7 @@ describe('idempotentFetch through the proxy', () => {
         // Retry once the first attempt, which the proxy carries on, has stored its answer.
         onRetry: async (event) => {
           events.push(event);
+          await release(shared.origin.url, hold);
           await until(async () => (await keyInfo(shared.proxy.url, key)).state === 'complete');
         },
       },
@@ -102,15 +105,27 @@ describe('idempotentFetch through the proxy', () => {
 
   it('an in-progress answer is waited out for Retry-After, then the replay comes: the origin runs once', async () => {
     const key = randomUUID();
-    const path = `/slow/4500/busy-${key}`;
+    const hold = randomUUID();
+    // The origin holds the call until both clients have been told it is in progress.
+    const path = `/hold/${hold}/busy-${key}`;
     const first = send(shared.proxy.url, path, { key, body: 'x' });
     await until(async () => (await originCount(shared.origin.url, { key })) === 1);
     const events: RetryEvent[] = [];
-    const [impatient, res] = await Promise.all([
-      // Asked to wait longer than it will: it returns the 409 as it is.
-      idempotentFetch(url(path), { method: 'POST', headers, body: 'x', idempotency: { key, maxRetryAfterMs: 0 } }),
-      idempotentFetch(url(path), { method: 'POST', headers, body: 'x', idempotency: { key, onRetry: (event) => void events.push(event) } }),
-    ]);
+    let waiting!: () => void;
+    const told = new Promise<void>((resolve) => (waiting = resolve));
+    // Asked to wait longer than it will: it returns the 409 as it is.
+    const asking = idempotentFetch(url(path), { method: 'POST', headers, body: 'x', idempotency: { key, maxRetryAfterMs: 0 } });
+    const patient = idempotentFetch(url(path), {
+      method: 'POST',
+      headers,
+      body: 'x',
+      idempotency: { key, onRetry: (event) => void (events.push(event), waiting()) },
+    });
+    const impatient = await asking;
+    await told;
+    expect(await problemCode(await first)).toBe('origin_timeout');
+    await release(shared.origin.url, hold);
+    const res = await patient;
     expect([impatient.status, idempotentFetch.info(impatient)?.attempts]).toEqual([409, 1]);
     expect(res.status).toBe(200);
     expect(idempotentFetch.info(res)).toMatchObject({ key, replayed: true });
@@ -118,7 +133,6 @@ describe('idempotentFetch through the proxy', () => {
     expect([waited?.response?.status, waited?.code]).toEqual([409, 'idempotency_key_in_progress']);
     const asked = waited!.response!.headers;
     expect(waited!.delayMs).toBe(Number(asked.get('retry-after-ms') ?? Number(asked.get('retry-after')) * 1000));
-    expect(await problemCode(await first)).toBe('origin_timeout');
     expect(await originCount(shared.origin.url, { key })).toBe(1);
   });
 
@@ -139,7 +153,13 @@ describe('idempotentFetch through the proxy', () => {
       method: 'POST',
       headers,
       body: 'x',
-      idempotency: { ...quick, key: plain, retries: 2 },
+      // Each retry once the key is free again: a retry sent on the status alone may join the attempt that answered it.
+      idempotency: {
+        ...quick,
+        key: plain,
+        retries: 2,
+        onRetry: () => until(async () => (await keyInfo(shared.proxy.url, plain)).state === undefined, 'the 503 to free the key'),
+      },
     });
     expect(idempotentFetch.info(retried)?.attempts).toBe(3);
     expect(await originCount(shared.origin.url, { key: plain })).toBe(3);
@@ -169,7 +189,9 @@ describe('idempotentFetch through the proxy', () => {
     const controller = new AbortController();
     const reason = new Error('cancelled');
     const events: RetryEvent[] = [];
-    const operation = idempotentFetch(url(`/slow/2000/abort-attempt-${key}`), {
+    const hold = randomUUID();
+    // The origin holds the call until the attempt has been aborted (released at the end).
+    const operation = idempotentFetch(url(`/hold/${hold}/abort-attempt-${key}`), {
       method: 'POST',
       headers,
       body: 'x',
@@ -179,5 +201,6 @@ describe('idempotentFetch through the proxy', () => {
     controller.abort(reason);
     await expect(operation).rejects.toBe(reason);
     expect(events).toEqual([]);
+    await release(shared.origin.url, hold);
   });
 });

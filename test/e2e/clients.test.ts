@@ -12,7 +12,7 @@ import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listen } from '../../scripts/lib/processes.ts';
 import { startTestOrigin, type TestOrigin } from '../origin/server.ts';
-import { newStateDir, originCount, removeDir, type RunningProxy, startProxy } from './harness.ts';
+import { newStateDir, originCount, release, removeDir, type RunningProxy, startProxy, until } from './harness.ts';
 
 /** A relay in front of a proxy that counts the requests it passes on, by Idempotency-Key. */
 interface Relay {
@@ -117,8 +117,13 @@ describe('stripe-node (maxNetworkRetries), IDEMPOTENCY_ERROR_FORMAT=error_object
   };
 
   it('times out before the origin answers, retries with its own key, and gets the object of the one origin run', async () => {
-    const path = `/v1/sdk/2000/0/stripe-timeout-${randomUUID()}`;
-    const object = (await stripe(800, 8).rawRequest('POST', path, { amount: 500 })) as unknown as { id: string; call: number };
+    const hold = randomUUID();
+    // The origin holds its answer until the SDK has timed out and retried.
+    const path = `/v1/sdk/0/0/stripe-timeout-${randomUUID()}?hold=${hold}`;
+    const request = stripe(800, 8).rawRequest('POST', path, { amount: 500 });
+    await until(() => setup.toErrorObjects.keysFor(path).length > 1, 'the SDK to time out and retry');
+    await release(setup.origin.url, hold);
+    const object = (await request) as unknown as { id: string; call: number };
     const keys = setup.toErrorObjects.keysFor(path);
     // It did time out and retry, every time with the same key of its own.
     expect(keys.length).toBeGreaterThan(1);
@@ -172,8 +177,13 @@ describe('orb-billing, a Stainless-generated SDK (maxRetries), problem documents
   const orb = (timeout = 20_000, maxRetries = 3) => new Orb({ apiKey: 'orb-e2e', baseURL: setup.toProblems.url, timeout, maxRetries });
 
   it('times out before the origin answers, retries with its own key, and gets the object of the one origin run', async () => {
-    const path = `/sdk/2000/0/orb-timeout-${randomUUID()}`;
-    const object = (await orb(800, 8).post(path, { body: { amount: 500 } })) as { id: string; call: number };
+    const hold = randomUUID();
+    // The origin holds its answer until the SDK has timed out and retried.
+    const path = `/sdk/0/0/orb-timeout-${randomUUID()}?hold=${hold}`;
+    const request = orb(800, 8).post(path, { body: { amount: 500 } });
+    await until(() => setup.toProblems.keysFor(path).length > 1, 'the SDK to time out and retry');
+    await release(setup.origin.url, hold);
+    const object = (await request) as { id: string; call: number };
     const keys = setup.toProblems.keysFor(path);
     expect(keys.length).toBeGreaterThan(1);
     expect(new Set(keys).size).toBe(1);

@@ -1,12 +1,25 @@
 /**
  * Client, origin and runtime faults against the real `wrangler dev` process. ORIGIN_TIMEOUT_MS is 1 s and
  * ORIGIN_LEASE_MS 3 s here, so the timing windows are short. Waits poll what the proxy reports about a key
- * (its key API) or what the origin has seen, and time bounds come from the stored lease, never from a guess.
+ * (its key API) or what the origin has seen, and time bounds come from the stored lease, never from a guess. Where
+ * an event must come while the origin is still working, the origin holds its answer until the test releases it.
  */
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { startTestOrigin } from '../origin/server';
-import { keyInfo, newStateDir, originCount, problemCode, proxyForFile, removeDir, send, startProxy, until } from './harness';
+import {
+  keyInfo,
+  newStateDir,
+  originCount,
+  problemCode,
+  proxyForFile,
+  release,
+  removeDir,
+  send,
+  startProxy,
+  until,
+  whole,
+} from './harness';
 import { kvKeys, objectFiles, storedAlarm, storedExpiry, userTables } from './wire';
 
 const VARS = { ORIGIN_TIMEOUT_MS: '1000', ORIGIN_LEASE_MS: '3000' };
@@ -17,14 +30,17 @@ const shared = proxyForFile(VARS);
 describe('client faults', () => {
   it('a client that gives up mid-flight and retries gets the original outcome, with no second origin call', async () => {
     const key = randomUUID();
+    const hold = randomUUID();
+    const path = `/hold/${hold}/disconnect`;
     const client = new AbortController();
-    const gone = send(shared.proxy.url, '/slow/800/disconnect', { key, body: 'x', signal: client.signal });
-    // The client gives up once its request has reached the origin.
+    const gone = send(shared.proxy.url, path, { key, body: 'x', signal: client.signal });
+    // The client gives up once its request has reached the origin, which holds it until then.
     await until(async () => (await originCount(shared.origin.url, { key })) === 1);
     client.abort();
     await expect(gone).rejects.toThrow();
+    await release(shared.origin.url, hold);
     await until(async () => (await keyInfo(shared.proxy.url, key)).state === 'complete');
-    const retry = await send(shared.proxy.url, '/slow/800/disconnect', { key, body: 'x' });
+    const retry = await send(shared.proxy.url, path, { key, body: 'x' });
     expect(retry.status).toBe(200);
     expect(retry.headers.get('idempotent-replay')).toBe('true');
     expect(await originCount(shared.origin.url, { key })).toBe(1);
@@ -32,16 +48,22 @@ describe('client faults', () => {
 
   it('a retry after the client gave up, while the origin still works, joins that attempt', async () => {
     const key = randomUUID();
+    const [head, rest] = [randomUUID(), randomUUID()];
+    // The origin holds its answer's head until `head` is released, and the rest of its body until `rest` is.
+    const path = `/drip/0/join?hold=${head}&pause=${rest}`;
     const client = new AbortController();
-    const gone = send(shared.proxy.url, '/slow/900/join', { key, body: 'x', signal: client.signal });
+    const gone = send(shared.proxy.url, path, { key, body: 'x', signal: client.signal });
     await until(async () => (await originCount(shared.origin.url, { key })) === 1);
     client.abort();
     await expect(gone).rejects.toThrow();
-    // Still running when the retry is sent: the retry joins it rather than finding a stored answer.
-    expect((await keyInfo(shared.proxy.url, key)).state).toBe('in_flight');
-    const joined = await send(shared.proxy.url, '/slow/900/join', { key, body: 'x' });
+    await release(shared.origin.url, head);
+    // Still running when the retry comes: the retry joins it (its head while the origin still holds the rest).
+    const joined = await send(shared.proxy.url, path, { key, body: 'x' });
     expect(joined.status).toBe(200);
     expect(joined.headers.get('idempotent-replay')).toBe('true');
+    expect((await keyInfo(shared.proxy.url, key)).state).toBe('in_flight');
+    await release(shared.origin.url, rest);
+    expect(await joined.text()).toBe('partial-rest!!');
     expect(await originCount(shared.origin.url, { key })).toBe(1);
   });
 });
@@ -72,10 +94,14 @@ describe('origin faults', () => {
 
   it('origin slower than ORIGIN_TIMEOUT_MS: 504 origin_timeout, then the late answer is replayed', async () => {
     const key = randomUUID();
-    expect(await problemCode(await send(shared.proxy.url, '/slow/1800/late', { key, body: 'x' }))).toBe('origin_timeout');
+    const hold = randomUUID();
+    const path = `/hold/${hold}/late`;
+    // The origin answers only once the 504 has come.
+    expect(await problemCode(await send(shared.proxy.url, path, { key, body: 'x' }))).toBe('origin_timeout');
+    await release(shared.origin.url, hold);
     // Stored by the attempt itself: the replay below cannot have joined a running attempt.
     await until(async () => (await keyInfo(shared.proxy.url, key)).state === 'complete');
-    const replay = await send(shared.proxy.url, '/slow/1800/late', { key, body: 'x' });
+    const replay = await send(shared.proxy.url, path, { key, body: 'x' });
     expect(replay.status).toBe(200);
     expect(replay.headers.get('idempotent-replay')).toBe('true');
     expect(await originCount(shared.origin.url, { key })).toBe(1);
@@ -83,9 +109,10 @@ describe('origin faults', () => {
 
   it('5xx then success: the 5xx is not stored, the success is', async () => {
     const key = randomUUID();
-    expect((await send(shared.proxy.url, '/fail-first/2/flap', { key, body: 'x' })).status).toBe(503);
-    expect((await send(shared.proxy.url, '/fail-first/2/flap', { key, body: 'x' })).status).toBe(503);
-    expect((await send(shared.proxy.url, '/fail-first/2/flap', { key, body: 'x' })).status).toBe(200);
+    // Each read to its end: a retry after the status alone could join the attempt and get its 503 as a replay.
+    expect((await whole(send(shared.proxy.url, '/fail-first/2/flap', { key, body: 'x' }))).status).toBe(503);
+    expect((await whole(send(shared.proxy.url, '/fail-first/2/flap', { key, body: 'x' }))).status).toBe(503);
+    expect((await whole(send(shared.proxy.url, '/fail-first/2/flap', { key, body: 'x' }))).status).toBe(200);
     expect((await send(shared.proxy.url, '/fail-first/2/flap', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
     expect(await originCount(shared.origin.url, { key })).toBe(3);
   });
@@ -134,14 +161,19 @@ describe('runtime faults', () => {
     let crashing = await startProxy({ originUrl: shared.origin.url, stateDir: dir, vars });
     try {
       const stored = randomUUID();
-      expect((await send(crashing.url, '/status/201/before-crash', { key: stored, body: 'x' })).status).toBe(201);
+      // Read to its end: stored before the crash.
+      expect((await whole(send(crashing.url, '/status/201/before-crash', { key: stored, body: 'x' }))).status).toBe(201);
 
       const key = randomUUID();
-      const inflight = send(crashing.url, '/slow/800/crash', { key, body: 'x' }).catch((error: unknown) => error);
-      // Killed while the origin is answering: the attempt may have run.
+      const hold = randomUUID();
+      const path = `/hold/${hold}/crash`;
+      const inflight = send(crashing.url, path, { key, body: 'x' }).catch((error: unknown) => error);
+      // Killed while the origin holds the call: the attempt may have run.
       await until(async () => (await originCount(shared.origin.url, { key })) === 1);
       await crashing.kill();
       expect(await inflight).toBeInstanceOf(Error);
+      // From now on the origin answers at once: only the stored lease holds the key.
+      await release(shared.origin.url, hold);
 
       // Same state directory; the restarted process picks a port of its own (nothing needs the old one).
       crashing = await startProxy({ originUrl: shared.origin.url, stateDir: dir, vars });
@@ -154,7 +186,7 @@ describe('runtime faults', () => {
       const { state, lease_until: leaseUntil } = await keyInfo(crashing.url, key);
       expect(state).toBe('in_flight');
       const asked = Date.now();
-      const held = await send(crashing.url, '/slow/800/crash', { key, body: 'x' });
+      const held = await send(crashing.url, path, { key, body: 'x' });
       const retryAfter = Number(held.headers.get('retry-after'));
       expect(retryAfter).toBeGreaterThanOrEqual(1);
       // Retry-After rounds the rest of the stored lease up to whole seconds.
@@ -162,9 +194,9 @@ describe('runtime faults', () => {
       expect(await problemCode(held)).toBe('idempotency_key_in_progress');
       // After the lease the key runs again, exactly once more, and is then stored.
       await until(() => Date.now() > leaseUntil!);
-      const again = await send(crashing.url, '/slow/800/crash', { key, body: 'x' });
+      const again = await send(crashing.url, path, { key, body: 'x' });
       expect(again.status).toBe(200);
-      expect((await send(crashing.url, '/slow/800/crash', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
+      expect((await send(crashing.url, path, { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
       expect(await originCount(shared.origin.url, { key })).toBe(2);
     } finally {
       await crashing.stop();
@@ -199,7 +231,7 @@ describe('runtime faults', () => {
     });
     try {
       const key = randomUUID();
-      expect((await send(running.url, '/status/201/expire', { key, body: 'x' })).status).toBe(201);
+      expect((await whole(send(running.url, '/status/201/expire', { key, body: 'x' }))).status).toBe(201);
       const [file] = objectFiles(dir);
       expect(file).toBeDefined();
       // Format 5: the record is a KV value, no table of its own.

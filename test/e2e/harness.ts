@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { startWranglerDev } from '../../scripts/lib/processes.ts';
 import { startTestOrigin, type TestOrigin } from '../origin/server';
+export { releaseAt as release, whole } from '../origin/control';
 
 /** A new, empty state directory under the system temp dir. */
 export const newStateDir = (): string => mkdtempSync(join(tmpdir(), 'idem-e2e-'));

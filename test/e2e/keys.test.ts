@@ -5,7 +5,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { type KeyInfo, keyInfo, originCount, problemCode, proxyForFile, send, until } from './harness';
+import { type KeyInfo, keyInfo, originCount, problemCode, proxyForFile, release, send, until, whole } from './harness';
 import { kvKeys, objectFiles, raw, rawProblemCode, userTables } from './wire';
 
 const ADMIN = `admin-${randomUUID()}`;
@@ -30,7 +30,8 @@ const admin = (
 describe('a client asks what happened to its key', () => {
   it('sees a stored answer, then one in flight, and nothing for an unknown key', async () => {
     const key = randomUUID();
-    await send(shared.proxy.url, '/status/201/e2e-lookup', { key, body: 'x' });
+    // Read to its end: the end comes once the answer is stored.
+    await whole(send(shared.proxy.url, '/status/201/e2e-lookup', { key, body: 'x' }));
     expect(await lookup(key).then((r) => r.json())).toMatchObject({
       key,
       state: 'complete',
@@ -40,12 +41,15 @@ describe('a client asks what happened to its key', () => {
     });
 
     const slow = randomUUID();
+    const hold = randomUUID();
     const sent = Date.now();
-    const first = send(shared.proxy.url, '/slow/1500/e2e-inflight', { key: slow, body: 'x' });
+    // The origin holds the call until the lookup has seen it in flight.
+    const first = send(shared.proxy.url, `/hold/${hold}/e2e-inflight`, { key: slow, body: 'x' });
     let info: KeyInfo = {};
     await until(async () => (info = await keyInfo(shared.proxy.url, slow)).state === 'in_flight');
     // The lease (ORIGIN_LEASE_MS, 3 s) runs from when the attempt started, after the request was sent.
     expect(info.lease_until).toBeGreaterThanOrEqual(sent + 3000);
+    await release(shared.origin.url, hold);
     await (await first).arrayBuffer();
 
     expect(await problemCode(await lookup(randomUUID()))).toBe('idempotency_key_not_found');
@@ -66,7 +70,7 @@ describe('an operator purges a poisoned record', () => {
   it('makes the next identical request reach the origin exactly once more', async () => {
     const key = randomUUID();
     const poisoned = () => send(shared.proxy.url, '/status/422/e2e-poisoned', { key, body: 'x' });
-    await poisoned();
+    await whole(poisoned());
     expect((await poisoned()).headers.get('idempotent-replay')).toBe('true');
     expect(((await (await admin('GET', key)).json()) as { status: number }).status).toBe(422);
     expect((await admin('DELETE', key)).status).toBe(204);
@@ -78,13 +82,19 @@ describe('an operator purges a poisoned record', () => {
 
   it('is refused during a live attempt, which still completes and replays', async () => {
     const key = randomUUID();
-    const first = send(shared.proxy.url, '/slow/700/e2e-purge-live', { key, body: 'x' });
+    const hold = randomUUID();
+    const path = `/hold/${hold}/e2e-purge-live`;
+    // The origin holds the call until the purge has been refused.
+    const first = send(shared.proxy.url, path, { key, body: 'x' });
     await until(async () => (await originCount(shared.origin.url, { key })) > 0);
     const refused = await admin('DELETE', key);
     expect(refused.headers.get('retry-after')).toMatch(/^\d+$/);
     expect(await problemCode(refused)).toBe('idempotency_key_in_progress');
-    expect((await first).status).toBe(200);
-    expect((await send(shared.proxy.url, '/slow/700/e2e-purge-live', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
+    await release(shared.origin.url, hold);
+    // Its first client may have been told 504 (ORIGIN_TIMEOUT_MS is 1 s here); the attempt itself goes on and is stored.
+    await whole(first);
+    await until(async () => (await keyInfo(shared.proxy.url, key)).state === 'complete', 'the attempt to be stored');
+    expect((await send(shared.proxy.url, path, { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
     expect(await originCount(shared.origin.url, { key })).toBe(1);
   });
 

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { keyInfo, newStateDir, originCount, problemCode, proxyForFile, removeDir, send, startProxy, until } from './harness';
+import { keyInfo, newStateDir, originCount, problemCode, proxyForFile, release, removeDir, send, startProxy, until } from './harness';
 
 const VARS = { ORIGIN_TIMEOUT_MS: '1000', ORIGIN_LEASE_MS: '3000', IDEMPOTENCY_ON_UNKNOWN: 'hold' };
 const shared = proxyForFile(VARS);
@@ -17,17 +17,21 @@ describe('unknown outcomes after a crash', () => {
     let crashing = await startProxy({ originUrl: shared.origin.url, stateDir: dir, vars: VARS });
     try {
       const key = randomUUID();
-      const inflight = send(crashing.url, '/slow/800/hold-crash', { key, body: 'x' }).catch((error: unknown) => error);
+      const hold = randomUUID();
+      const path = `/hold/${hold}/hold-crash`;
+      // Killed while the origin holds the call; from then on the origin answers at once.
+      const inflight = send(crashing.url, path, { key, body: 'x' }).catch((error: unknown) => error);
       await until(async () => (await originCount(shared.origin.url, { key })) === 1);
       await crashing.kill();
       expect(await inflight).toBeInstanceOf(Error);
+      await release(shared.origin.url, hold);
 
       crashing = await startProxy({ originUrl: shared.origin.url, stateDir: dir, vars: VARS });
       const { state, lease_until: leaseUntil } = await keyInfo(crashing.url, key);
       expect(state).toBe('in_flight');
       await until(() => Date.now() > leaseUntil!);
       for (let i = 0; i < 2; i++) {
-        const held = await send(crashing.url, '/slow/800/hold-crash', { key, body: 'x' });
+        const held = await send(crashing.url, path, { key, body: 'x' });
         expect(held.status).toBe(409);
         expect(await problemCode(held)).toBe('idempotency_outcome_unknown');
       }
@@ -54,15 +58,19 @@ describe('unknown outcomes after a crash', () => {
       let crashing = await startProxy({ originUrl: shared.origin.url, stateDir: dir, vars });
       try {
         const key = randomUUID();
-        const inflight = send(crashing.url, '/slow/800/reconcile-crash', { key, body: 'x' }).catch((error: unknown) => error);
+        const hold = randomUUID();
+        const path = `/hold/${hold}/reconcile-crash`;
+        // Killed while the origin holds the call; from then on the origin answers at once.
+        const inflight = send(crashing.url, path, { key, body: 'x' }).catch((error: unknown) => error);
         await until(async () => (await originCount(shared.origin.url, { key })) === 1);
         await crashing.kill();
         expect(await inflight).toBeInstanceOf(Error);
+        await release(shared.origin.url, hold);
 
         crashing = await startProxy({ originUrl: shared.origin.url, stateDir: dir, vars });
         const { lease_until: leaseUntil } = await keyInfo(crashing.url, key);
         await until(() => Date.now() > leaseUntil!);
-        const after = await send(crashing.url, '/slow/800/reconcile-crash', { key, body: 'x' });
+        const after = await send(crashing.url, path, { key, body: 'x' });
         expect(after.status).toBe(200);
         const body = (await after.json()) as { reconciled?: boolean; method?: string };
         if (answer === 'found') {
@@ -72,7 +80,7 @@ describe('unknown outcomes after a crash', () => {
           expect(after.headers.get('idempotent-replay')).toBeNull();
           expect(body.method).toBe('POST');
         }
-        const replay = await send(crashing.url, '/slow/800/reconcile-crash', { key, body: 'x' });
+        const replay = await send(crashing.url, path, { key, body: 'x' });
         expect(replay.headers.get('idempotent-replay')).toBe('true');
         expect(await originCount(shared.origin.url, { key })).toBe(posts);
       } finally {

@@ -36,11 +36,18 @@
  * - `/retryable/<code>/<ms>/...` answers `<code>` with `x-should-retry: true` and `retry-after-ms: <ms>` (issue #28: a
  *   4xx the proxy stores, which tells the client to retry)
  * - `/hold/<id>/...`      like echo, once `<id>` is released (at once if it already was): ordering without sleeps
+ * - `?hold=<id>` on any counted path: counted at once, then answered as the path says only once `<id>` is released
+ *   (`/status/503/x?hold=<id>`: a 503 that comes when the test says; `/sdk/0/0/x?hold=<id>`: an SDK object likewise)
+ * - `?pause=<id>` on `/sse/...` (with `&at=<k>`: after `<k>` events, 1 by default) and `/drip/...`: the head and
+ *   the first part at once, the rest only once `<id>` is released: an answer that is still streaming for as long as
+ *   the test needs it to be (in place of `<ms>`, which `/drip` then ignores)
+ * - `/reconcile/refuse/...` counted as a reconcile call, then the connection is closed without an answer;
+ *   `?hold=<id>` on a reconcile URL: no answer until `<id>` is released (a reconcile URL that does not answer in time)
  *
  * Control (not counted): `GET /__calls?key=K` → `{ "count": n }` for Idempotency-Key K, `?path=P` for a
  * path, `GET /__calls`
  * → `{ "total": n }`, `GET /__last?key=K` → the last request seen with that key. `POST /release/<id>` lets every
-held `/hold/<id>/...` request (and any later one) answer.
+ * request held by `<id>` (`/hold/<id>/...`, `?hold=<id>`, `?pause=<id>`), and any later one, go on.
  *
  * {@link TestOrigin.setDown} makes the origin "down" on its own port: every connection, open or new, is
  * reset before a byte of it is read (so nothing is counted), until it is switched back.
@@ -92,6 +99,12 @@ export async function startTestOrigin(): Promise<TestOrigin> {
     return entry;
   };
 
+  /** Waits for the release of the request's `?hold=<id>`, if it has one. */
+  const held = async (url: URL) => {
+    const id = url.searchParams.get('hold');
+    if (id !== null) await hold(id).released;
+  };
+
   const server = createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://origin');
     if (url.pathname.startsWith('/refuse/')) return req.socket.destroy();
@@ -107,8 +120,8 @@ export async function startTestOrigin(): Promise<TestOrigin> {
       const key = String(req.headers['idempotency-key'] ?? '');
       calls.set(`reconcile:${key}`, (calls.get(`reconcile:${key}`) ?? 0) + 1);
       const answer = url.pathname.split('/')[2];
-      const held = url.searchParams.get('hold');
-      if (held !== null) await hold(held).released;
+      if (answer === 'refuse') return req.socket.destroy();
+      await held(url);
       if (answer === 'missing') return json(res, 404, { error: 'no such request' });
       if (answer === 'broken') return json(res, 500, { error: 'cannot say' });
       return json(res, 200, { reconciled: true, key, credential: req.headers.authorization !== undefined, query: url.search });
@@ -141,6 +154,7 @@ export async function startTestOrigin(): Promise<TestOrigin> {
     };
     last.set(key, seen);
 
+    await held(url);
     const segments = url.pathname.split('/');
     // stripe-node sends every request under /v1/.
     if (segments[1] === 'v1') segments.splice(1, 1);
@@ -200,21 +214,31 @@ export async function startTestOrigin(): Promise<TestOrigin> {
         // A result whose body takes `<ms>` to arrive: a lease that ends first cuts it off mid-body.
         res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '14' });
         res.write('partial');
-        setTimeout(() => res.end('-rest!!'), Number(arg));
+        if (url.searchParams.has('pause')) void hold(url.searchParams.get('pause') ?? '').released.then(() => res.end('-rest!!'));
+        else setTimeout(() => res.end('-rest!!'), Number(arg));
         return;
       case 'sse': {
         const [events, every] = [Number(arg), Number(url.pathname.split('/')[3])];
         const pad = 'p'.repeat(Number(url.searchParams.get('pad') ?? 0));
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
         res.flushHeaders();
+        const pause = url.searchParams.get('pause');
+        const at = Number(url.searchParams.get('at') ?? 1);
         let sent = 0;
-        const tick = setInterval(() => {
+        let tick: NodeJS.Timeout | undefined;
+        const next = () => {
           res.write(`data: ${JSON.stringify({ i: sent, call: count, pad })}\n\n`);
           if (++sent === events) {
             clearInterval(tick);
             res.end();
+          } else if (pause !== null && sent === at) {
+            clearInterval(tick);
+            void hold(pause).released.then(() => {
+              if (!res.destroyed) tick = setInterval(next, every);
+            });
           }
-        }, every);
+        };
+        tick = setInterval(next, every);
         res.on('close', () => clearInterval(tick));
         return;
       }

@@ -8,18 +8,23 @@ import { MAX_KEY_LENGTH } from '../../src/shared/key';
 import {
   codeOf,
   expectProblem,
+  newHold,
   newKey,
   originCalls,
   originPathCalls,
   originUrl,
   recordStub,
+  release,
   send,
   sendWith,
   storedRecord,
   until,
+  whole,
 } from './helpers';
 
 const json = { 'content-type': 'application/json' };
+/** A wait for the origin's answer that outlasts any hold in these tests, however loaded the machine. */
+const LONG_WAIT = { ORIGIN_TIMEOUT_MS: '20000', ORIGIN_LEASE_MS: '20000' };
 
 /** An answer that began with `status` and whose body then broke off, as the origin broke it. */
 async function expectBrokenOff(res: Response, status: number): Promise<void> {
@@ -81,7 +86,8 @@ describe('which requests are made idempotent', () => {
 describe('Idempotency-Key syntax', () => {
   const cases: [string, string][] = [
     ['an empty key', ''],
-    ['a key one character too long', 'k'.repeat(MAX_KEY_LENGTH + 1)],
+    // 129: the contract's bound written out, so that moving MAX_KEY_LENGTH fails this.
+    ['a key one character too long', 'k'.repeat(129)],
     ['a 10,000 character key', 'k'.repeat(10_000)],
     ['a key with a space', 'a b'],
     ['a key with a tab', 'a\tb'],
@@ -147,7 +153,8 @@ describe('keys are scoped by credential, and the credential is never stored', ()
     const key = newKey();
     const token = `Bearer secret-${newKey()}`;
     // /status answers do not echo the request, so any trace would be the proxy's own doing.
-    expect((await send('/status/201/secret', { key, auth: token, body: 'x' })).status).toBe(201);
+    // Read to its end: the end comes once the answer is stored.
+    expect((await whole(send('/status/201/secret', { key, auth: token, body: 'x' }))).status).toBe(201);
     const dump = await runInDurableObject(await recordStub(key, token), (_, state) => {
       const tables = state.storage.sql
         .exec<{ name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%'`)
@@ -197,9 +204,13 @@ describe('the request fingerprint and conflicts', () => {
 
   it('answers 409 idempotency_key_reused while the first request is still in flight', async () => {
     const key = newKey();
-    const first = send('/slow/600/inflight', { key, body: 'one' });
+    const hold = newHold();
+    // The origin holds the first request until the conflict has been answered (a wait that cannot end before that).
+    const first = sendWith(LONG_WAIT, `/hold/${hold}/inflight`, { key, body: 'one' });
     await until(async () => (await storedRecord(key))?.state === 'in_flight');
-    await expectProblem(await send('/slow/600/inflight', { key, body: 'two' }), 409, 'idempotency_key_reused');
+    await expectProblem(await send(`/hold/${hold}/inflight`, { key, body: 'two' }), 409, 'idempotency_key_reused');
+    expect((await storedRecord(key))?.state).toBe('in_flight');
+    await release(hold);
     expect((await first).status).toBe(200);
     expect(await originCalls(key)).toBe(1);
   });
@@ -321,7 +332,12 @@ describe('what is stored and replayed', () => {
 describe('concurrent duplicates', () => {
   it('makes exactly one origin call for a burst of 50 identical requests; all get the same answer', async () => {
     const key = newKey();
-    const responses = await Promise.all(Array.from({ length: 50 }, () => send('/slow/300/burst', { key, body: 'same', headers: json })));
+    const hold = newHold();
+    const burst = Promise.all(Array.from({ length: 50 }, () => send(`/hold/${hold}/burst`, { key, body: 'same', headers: json })));
+    // The origin holds the one call it gets until it has it: the burst overlaps it, whatever the machine's pace.
+    await until(async () => (await originCalls(key)) > 0);
+    await release(hold);
+    const responses = await burst;
     const bodies = await Promise.all(responses.map((r) => r.text()));
     expect(responses.every((r) => r.status === 200)).toBe(true);
     expect(new Set(bodies).size).toBe(1);
@@ -331,7 +347,11 @@ describe('concurrent duplicates', () => {
 
   it('gives one origin call and 409s for a burst with the same key and different bodies', async () => {
     const key = newKey();
-    const responses = await Promise.all(Array.from({ length: 20 }, (_, i) => send('/slow/200/mixed', { key, body: `body-${i}` })));
+    const hold = newHold();
+    const burst = Promise.all(Array.from({ length: 20 }, (_, i) => send(`/hold/${hold}/mixed`, { key, body: `body-${i}` })));
+    await until(async () => (await originCalls(key)) > 0);
+    await release(hold);
+    const responses = await burst;
     const codes = await Promise.all(responses.map((r) => codeOf(r)));
     expect(codes.filter((c) => c === '200')).toHaveLength(1);
     expect(codes.filter((c) => c === 'idempotency_key_reused')).toHaveLength(19);
@@ -340,11 +360,14 @@ describe('concurrent duplicates', () => {
 
   it('answers a duplicate that waits longer than ORIGIN_TIMEOUT_MS with 409 idempotency_key_in_progress and Retry-After', async () => {
     const key = newKey();
-    const first = send('/slow/2500/long', { key, body: 'x' });
+    const hold = newHold();
+    // The origin holds the first request until the duplicate has been answered.
+    const first = send(`/hold/${hold}/long`, { key, body: 'x' });
     await until(async () => (await storedRecord(key))?.state === 'in_flight');
-    const dup = await send('/slow/2500/long', { key, body: 'x' });
+    const dup = await send(`/hold/${hold}/long`, { key, body: 'x' });
     expect(dup.headers.get('retry-after')).toMatch(/^\d+$/);
     await expectProblem(dup, 409, 'idempotency_key_in_progress');
+    await release(hold);
     await (await first).arrayBuffer();
   });
 });
@@ -352,7 +375,8 @@ describe('concurrent duplicates', () => {
 describe('origin failures', () => {
   it('does not store 5xx answers: the next request runs again', async () => {
     const key = newKey();
-    expect((await send('/status/500/e', { key, body: 'x' })).status).toBe(500);
+    // Read to its end, so the next request finds the key freed rather than joining this attempt.
+    expect((await whole(send('/status/500/e', { key, body: 'x' }))).status).toBe(500);
     const again = await send('/status/500/e', { key, body: 'x' });
     expect(again.status).toBe(500);
     expect(again.headers.get('idempotent-replay')).toBeNull();
@@ -361,8 +385,8 @@ describe('origin failures', () => {
 
   it('runs again after a 503 and then replays the success', async () => {
     const key = newKey();
-    expect((await send('/fail-first/1/f', { key, body: 'x' })).status).toBe(503);
-    expect((await send('/fail-first/1/f', { key, body: 'x' })).status).toBe(200);
+    expect((await whole(send('/fail-first/1/f', { key, body: 'x' }))).status).toBe(503);
+    expect((await whole(send('/fail-first/1/f', { key, body: 'x' }))).status).toBe(200);
     expect((await send('/fail-first/1/f', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
     expect(await originCalls(key)).toBe(2);
   });
@@ -405,10 +429,13 @@ describe('origin failures', () => {
 
   it('answers 504 origin_timeout to a slow first call, stores the late answer and replays it without a second call', async () => {
     const key = newKey();
-    await expectProblem(await send('/slow/2200/late', { key, body: 'x' }), 504, 'origin_timeout');
+    const hold = newHold();
+    // The origin holds the call past ORIGIN_TIMEOUT_MS (1.5 s here): it answers only once the 504 has been sent.
+    await expectProblem(await send(`/hold/${hold}/late`, { key, body: 'x' }), 504, 'origin_timeout');
+    await release(hold);
     // The late answer is stored by the attempt itself: the replay below cannot have joined a running attempt.
     await until(async () => (await storedRecord(key))?.state === 'complete');
-    const replay = await send('/slow/2200/late', { key, body: 'x' });
+    const replay = await send(`/hold/${hold}/late`, { key, body: 'x' });
     expect(replay.status).toBe(200);
     expect(replay.headers.get('idempotent-replay')).toBe('true');
     expect(await originCalls(key)).toBe(1);
@@ -418,13 +445,16 @@ describe('origin failures', () => {
 describe('client disconnects', () => {
   it('completes and stores the attempt when the client goes away; the retry gets it', async () => {
     const key = newKey();
+    const hold = newHold();
     const controller = new AbortController();
-    const first = send('/slow/700/gone', { key, body: 'x', signal: controller.signal });
+    // The origin holds the call until the client has gone.
+    const first = send(`/hold/${hold}/gone`, { key, body: 'x', signal: controller.signal });
     await until(async () => (await originCalls(key)) === 1);
     controller.abort();
     await expect(first).rejects.toThrow();
+    await release(hold);
     await until(async () => (await storedRecord(key))?.state === 'complete');
-    const retry = await send('/slow/700/gone', { key, body: 'x' });
+    const retry = await send(`/hold/${hold}/gone`, { key, body: 'x' });
     expect(retry.status).toBe(200);
     expect(retry.headers.get('idempotent-replay')).toBe('true');
     expect(await originCalls(key)).toBe(1);

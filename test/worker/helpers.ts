@@ -10,6 +10,9 @@ import type { AttemptLimits, AttemptSpec } from '../../src/record/api';
 import type { IdempotencyRecord } from '../../src/record/record';
 import { sha256Hex } from '../../src/shared/hash';
 import { type Outcome, type StoredResponse, isStored } from '../../src/record/api';
+import { releaseAt } from '../origin/control';
+
+export { whole } from '../origin/control';
 
 export const originUrl = inject('originUrl');
 
@@ -93,11 +96,8 @@ export async function originTotal(): Promise<number> {
 /** A fresh id for the origin's `/hold/<id>/...` paths, which answer only once {@link release} lets them. */
 export const newHold = (): string => crypto.randomUUID();
 
-/** Lets every request held on `/hold/<id>/...` at the origin answer (and any later one at once). */
-export async function release(id: string): Promise<void> {
-  const res = await fetch(`${originUrl}/release/${id}`, { method: 'POST' });
-  if (!res.ok) throw new Error(`the origin did not release ${id}: ${res.status}`);
-}
+/** Lets every request the origin holds on `id` (`/hold/<id>/...`, `?hold=<id>`, `?pause=<id>`) go on (and any later one at once). */
+export const release = (id: string): Promise<void> => releaseAt(originUrl, id);
 
 /** The RPC methods of the object. */
 export type RecordMethod = 'execute' | 'begin' | 'complete' | 'inspect' | 'purge';

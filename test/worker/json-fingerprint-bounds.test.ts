@@ -28,15 +28,18 @@ const nested = (depth: number): [string, string] => [
   `${'[ '.repeat(depth)}1${' ]'.repeat(depth)}`,
 ];
 
+// The bounds are the contract's numbers (docs/contract.md), written out: a test that read them from the code would move
+// with it.
 describe('the size bound of JSON fingerprints', () => {
   it('canonicalises a body of exactly 1 MiB: key order does not matter', async () => {
-    const [a, b] = pair(MAX_JSON_FINGERPRINT_BYTES);
+    expect(MAX_JSON_FINGERPRINT_BYTES).toBe(1024 * 1024);
+    const [a, b] = pair(1024 * 1024);
     expect(encode(a).byteLength).toBe(1024 * 1024);
     expect(await fp(a)).toBe(await fp(b));
   });
 
   it('fingerprints a body one byte over by its exact bytes: key order matters again', async () => {
-    const [a, b] = pair(MAX_JSON_FINGERPRINT_BYTES + 1);
+    const [a, b] = pair(1024 * 1024 + 1);
     expect(await fp(a)).not.toBe(await fp(b));
     expect(await fp(a)).toBe(await fingerprintRequest('POST', '/p', encode(a)));
   });
@@ -44,12 +47,13 @@ describe('the size bound of JSON fingerprints', () => {
 
 describe('the depth bound of JSON fingerprints', () => {
   it('canonicalises nesting of exactly 64: white space does not matter', async () => {
-    const [a, b] = nested(MAX_JSON_FINGERPRINT_DEPTH);
+    expect(MAX_JSON_FINGERPRINT_DEPTH).toBe(64);
+    const [a, b] = nested(64);
     expect(await fp(a)).toBe(await fp(b));
   });
 
   it('fingerprints nesting of 65 by its exact bytes', async () => {
-    const [a, b] = nested(MAX_JSON_FINGERPRINT_DEPTH + 1);
+    const [a, b] = nested(65);
     expect(await fp(a)).not.toBe(await fp(b));
     expect(await fp(a)).toBe(await fingerprintRequest('POST', '/p', encode(a)));
   });

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../src/shared/hash';
-import { expectProblem, newKey, originCalls, sendWith, storedRecord } from './helpers';
+import { expectProblem, newKey, originCalls, sendWith, storedRecord, whole } from './helpers';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 const vars = { IDEMPOTENCY_ADMIN_TOKEN: ADMIN };
@@ -20,7 +20,7 @@ async function adminSend(method: string, key: string): Promise<Response> {
 describe('HEAD on the key API (issue #20, finding 1)', () => {
   it('answers an admin HEAD like GET without a body, and purges nothing', async () => {
     const key = newKey();
-    await sendWith(vars, '/echo/head-admin', { key, body: 'x' });
+    await whole(sendWith(vars, '/echo/head-admin', { key, body: 'x' }));
     const res = await adminSend('HEAD', key);
     expect(res.status).toBe(200);
     expect(res.headers.get('cache-control')).toBe('no-store');
@@ -33,7 +33,7 @@ describe('HEAD on the key API (issue #20, finding 1)', () => {
 
   it('answers a client HEAD like GET without a body (404 for an unknown key), writing nothing', async () => {
     const key = newKey();
-    await sendWith(vars, '/echo/head-client', { key, body: 'x' });
+    await whole(sendWith(vars, '/echo/head-client', { key, body: 'x' }));
     const res = await sendWith(vars, `/_idempotency/keys/${key}`, { method: 'HEAD', auth });
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('');
@@ -43,7 +43,7 @@ describe('HEAD on the key API (issue #20, finding 1)', () => {
 
   it('still purges on DELETE', async () => {
     const key = newKey();
-    await sendWith(vars, '/echo/head-delete', { key, body: 'x' });
+    await whole(sendWith(vars, '/echo/head-delete', { key, body: 'x' }));
     const res = await adminSend('DELETE', key);
     expect(res.status).toBe(204);
     expect(await storedRecord(key)).toBeUndefined();

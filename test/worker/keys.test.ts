@@ -6,7 +6,20 @@ import { runInDurableObject } from 'cloudflare:test';
 import { exports } from 'cloudflare:workers';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { sha256Hex } from '../../src/shared/hash';
-import { expectProblem, newKey, originCalls, originPathCalls, recordStub, send, sendWith, storedRecord, until } from './helpers';
+import {
+  expectProblem,
+  newHold,
+  newKey,
+  originCalls,
+  originPathCalls,
+  recordStub,
+  release,
+  send,
+  sendWith,
+  storedRecord,
+  until,
+  whole,
+} from './helpers';
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -61,11 +74,14 @@ describe('GET {prefix}/keys/{key}: a client looks up its own key', () => {
 
   it('describes an attempt in flight with its lease', async () => {
     const key = newKey();
-    const first = send('/slow/800/lookup-inflight', { key, body: 'x' });
+    const hold = newHold();
+    // The origin holds the call until the lookup has been answered.
+    const first = send(`/hold/${hold}/lookup-inflight`, { key, body: 'x' });
     await until(async () => (await storedRecord(key))?.state === 'in_flight');
     const info = (await (await lookup(key)).json()) as Record<string, unknown>;
     expect(info).toMatchObject({ key, state: 'in_flight', status: null });
     expect(info['lease_until']).toBe((await storedRecord(key))!.lease_until);
+    await release(hold);
     await (await first).arrayBuffer();
     expect(((await (await lookup(key)).json()) as { state: string }).state).toBe('complete');
   });
@@ -139,7 +155,7 @@ describe('GET {prefix}/keys/{key}: a client looks up its own key', () => {
 describe('GET and DELETE {prefix}/admin/keys/{key}: the operator', () => {
   it('looks up any client by its scope hash', async () => {
     const key = newKey();
-    await send('/echo/admin-lookup', { key, body: 'x' });
+    await whole(send('/echo/admin-lookup', { key, body: 'x' }));
     expect(((await (await admin('GET', key)).json()) as { state: string }).state).toBe('complete');
   });
 
@@ -167,13 +183,17 @@ describe('GET and DELETE {prefix}/admin/keys/{key}: the operator', () => {
 
   it('leaves an attempt in flight alone (409 with Retry-After); it still completes and replays', async () => {
     const key = newKey();
-    const first = sendWith(vars, '/slow/700/purge-live', { key, body: 'x' });
+    const hold = newHold();
+    // The origin holds the call until the purge has been refused (a wait that cannot end before that).
+    const long = { ...vars, ORIGIN_TIMEOUT_MS: '20000', ORIGIN_LEASE_MS: '20000' };
+    const first = sendWith(long, `/hold/${hold}/purge-live`, { key, body: 'x' });
     await until(async () => (await storedRecord(key))?.state === 'in_flight');
     const refused = await admin('DELETE', key);
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     await expectProblem(refused, 409, 'idempotency_key_in_progress');
-    expect((await first).status).toBe(200);
-    expect((await sendWith(vars, '/slow/700/purge-live', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
+    await release(hold);
+    expect((await whole(first)).status).toBe(200);
+    expect((await sendWith(long, `/hold/${hold}/purge-live`, { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
     expect(await originCalls(key)).toBe(1);
   });
 
@@ -249,7 +269,7 @@ describe('IdempotencyService.inspect() and purge() over RPC', () => {
   it('look up and purge by scope hash and key', async () => {
     const key = newKey();
     const scopeHash = await sha256Hex(auth);
-    await send('/status/409/rpc', { key, body: 'x' });
+    await whole(send('/status/409/rpc', { key, body: 'x' }));
     expect(await exports.IdempotencyService.inspect(scopeHash, key)).toMatchObject({ key, state: 'complete', status: 409 });
     expect(await exports.IdempotencyService.purge(scopeHash, key)).toEqual({ kind: 'purged', state: 'complete' });
     expect(await exports.IdempotencyService.inspect(scopeHash, key)).toBeNull();

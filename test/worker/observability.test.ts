@@ -4,7 +4,7 @@
  * contains a key or a token.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { newKey, sendWith } from './helpers';
+import { newKey, sendWith, whole } from './helpers';
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -52,8 +52,8 @@ describe('proxy observability', () => {
     const points: AnalyticsEngineDataPoint[] = [];
     const vars = { METRICS: { writeDataPoint: (point: AnalyticsEngineDataPoint) => void points.push(point) } };
     const key = newKey();
-    // Read to its end, the first answer is stored: the conflicts that follow know its record.
-    await (await sendWith(vars, '/echo/default-log', { key, body: 'a' })).arrayBuffer();
+    // Read to its end: stored, so the conflicts below reveal it (a conflict with an attempt in flight is never cached).
+    await whole(sendWith(vars, '/echo/default-log', { key, body: 'a' }));
     await sendWith(vars, '/echo/default-log', { key, body: 'b' }); // decided by the object
     await sendWith(vars, '/echo/default-log', { key, body: 'c' }); // from the cache: still a new request under a used key (#28)
     await sendWith(vars, '/echo/default-log', { key, body: 'a' }); // a replay

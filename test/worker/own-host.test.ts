@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { recordName } from '../../src/middleware/records';
 import { proxyFor } from '../../src/proxy/app';
 import { sha256Hex } from '../../src/shared/hash';
-import { expectProblem, newKey, originCalls, originUrl, sendTo, sendWith } from './helpers';
+import { expectProblem, newKey, originCalls, originUrl, sendTo, sendWith, whole } from './helpers';
 
 const port = new URL(originUrl).port;
 /** Two hosts that both reach the test origin (plain http on its port: entries pin scheme, host and port). */
@@ -116,7 +116,7 @@ describe('the host is part of the record with ORIGIN_URL = "request"', () => {
 describe('with a fixed ORIGIN_URL, record names and fingerprints do not change', () => {
   it('stores under the four-part name and the fingerprint of method, path and body, exactly as before', async () => {
     const key = newKey();
-    await sendWith({}, '/echo/golden', { key, body: 'x' });
+    await whole(sendWith({}, '/echo/golden', { key, body: 'x' }));
     const name = JSON.stringify(['proxy', 'headers:authorization', await sha256Hex(auth), key]);
     // sha256("POST\n/echo/golden\nx"): the host of the request is not part of it.
     expect(await storedFingerprint(name)).toBe('de4f9a48070d6347aab5b9f4c9eb36814928999be69b8241c9615db91f0e7a89');

@@ -9,11 +9,13 @@ import { sha256Hex } from '../../src/shared/hash';
 import type { Settled } from '../../src/record/api';
 import {
   attemptSpec as spec,
+  newHold,
   newKey,
   originCalls,
   originUrl,
   readOutcome,
   recordStub,
+  release,
   resetObject,
   send,
   storedRecord,
@@ -34,6 +36,31 @@ async function storageOf(key: string) {
     ],
     alarm: await state.storage.getAlarm(),
   }));
+}
+
+/** The object's chunk rows (`body_chunk`, 0 when it has none) and its alarm. */
+async function chunksOf(key: string) {
+  return runInDurableObject(await recordStub(key), async (_, state) => ({
+    chunks:
+      state.storage.sql.exec(`SELECT name FROM sqlite_master WHERE name = 'body_chunk'`).toArray().length === 0
+        ? 0
+        : state.storage.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM body_chunk`).one().n,
+    alarm: await state.storage.getAlarm(),
+  }));
+}
+
+/**
+ * Holds the key's alarm back for an hour and moves its stored expiry into the past, in real storage, as a late or
+ * backlogged alarm would leave it; returns when the alarm is now set for.
+ */
+async function heldBackAndExpired(key: string): Promise<number> {
+  const later = Date.now() + 3_600_000;
+  await runInDurableObject(await recordStub(key), async (_, state) => {
+    await state.storage.setAlarm(later);
+    const record = state.storage.kv.get<Record<string, unknown>>('record')!;
+    state.storage.kv.put('record', { ...record, expires_at: Date.now() - 1000 });
+  });
+  return later;
 }
 
 /** Waits until the origin has received the request of `key` (so an attempt really is mid-flight). */
@@ -61,18 +88,22 @@ describe('IdempotencyRecord: state survives a restart', () => {
 describe('IdempotencyRecord: an attempt that dies mid-flight', () => {
   it('holds the key until the stored lease ends, then runs again with the same Idempotency-Key', async () => {
     const key = newKey();
+    const hold = newHold();
+    const path = `/hold/${hold}/reset`;
     const limits = { leaseMs: 2500, timeoutMs: 2500 };
     // Settled right away so the rejection caused by the reset is handled when it happens.
-    const first = Promise.allSettled([(await recordStub(key)).execute(spec(key, '/slow/1000/reset', limits))]);
+    const first = Promise.allSettled([(await recordStub(key)).execute(spec(key, path, limits))]);
     await reachedOrigin(key);
-    // A reset while the origin is answering: in-memory state is gone, the in-flight row stays.
+    // A reset while the origin holds the call: in-memory state is gone, the in-flight row stays.
     await resetObject(key);
     expect((await first)[0].status).toBe('rejected');
+    // From now on the origin answers at once: only the stored lease holds the key.
+    await release(hold);
     const { lease_until: leaseUntil, state } = (await storedRecord(key))!;
     expect(state).toBe('in_flight');
 
     const asked = Date.now();
-    const during = await (await recordStub(key)).execute(spec(key, '/slow/1000/reset', limits));
+    const during = await (await recordStub(key)).execute(spec(key, path, limits));
     const answered = Date.now();
     expect(during.kind).toBe('in_progress');
     if (during.kind === 'in_progress') {
@@ -81,10 +112,10 @@ describe('IdempotencyRecord: an attempt that dies mid-flight', () => {
       expect(during.retryAfterMs).toBeLessThanOrEqual(leaseUntil - asked);
     }
     // A different request with the same key is still a conflict, not a take-over.
-    expect((await (await recordStub(key)).execute(spec(key, '/slow/1000/other'))).kind).toBe('conflict');
+    expect((await (await recordStub(key)).execute(spec(key, `/hold/${hold}/other`))).kind).toBe('conflict');
 
     await until(() => Date.now() > leaseUntil);
-    const after = await (await recordStub(key)).execute(spec(key, '/slow/1000/reset', limits));
+    const after = await (await recordStub(key)).execute(spec(key, path, limits));
     expect(after).toMatchObject({ kind: 'response', replayed: false });
     expect(await originCalls(key)).toBe(2);
     const last = (await (await fetch(`${originUrl}/__last?key=${key}`)).json()) as { headers: Record<string, string> };
@@ -93,30 +124,54 @@ describe('IdempotencyRecord: an attempt that dies mid-flight', () => {
 
   it('holds the key until the lease ends even when the TTL is shorter: expiry and the alarm wait for the lease', async () => {
     const key = newKey();
+    const hold = newHold();
+    const path = `/hold/${hold}/short-ttl`;
     const limits = { ttlMs: 300, leaseMs: 2500, timeoutMs: 2500 };
-    const first = Promise.allSettled([(await recordStub(key)).execute(spec(key, '/slow/1500/short-ttl', limits))]);
+    const first = Promise.allSettled([(await recordStub(key)).execute(spec(key, path, limits))]);
     await reachedOrigin(key);
     await resetObject(key);
     await first;
+    await release(hold);
     const { lease_until: leaseUntil, expires_at: expiresAt } = (await storedRecord(key))!;
     expect(expiresAt).toBeLessThan(leaseUntil);
     await until(() => Date.now() > expiresAt);
     // Past the TTL, inside the lease: still held, and the alarm keeps the row (re-arming at the lease's end).
-    expect((await (await recordStub(key)).execute(spec(key, '/slow/1500/short-ttl', limits))).kind).toBe('in_progress');
+    expect((await (await recordStub(key)).execute(spec(key, path, limits))).kind).toBe('in_progress');
     await runDurableObjectAlarm(await recordStub(key));
     expect((await storedRecord(key))?.state).toBe('in_flight');
     expect((await storageOf(key)).alarm).toBeGreaterThanOrEqual(leaseUntil);
     await until(() => Date.now() > leaseUntil);
-    expect(await (await recordStub(key)).execute(spec(key, '/slow/1500/short-ttl', limits))).toMatchObject({
+    expect(await (await recordStub(key)).execute(spec(key, path, limits))).toMatchObject({
       kind: 'response',
       replayed: false,
     });
     expect(await originCalls(key)).toBe(2);
   });
 
+  it('holds the key for the lease, not the shorter wait: a retry after the wait but within the lease is refused, no second call', async () => {
+    const key = newKey();
+    const hold = newHold();
+    const path = `/hold/${hold}/lease-not-wait`;
+    // Clearly unequal: the caller waits 0.5 s for the answer to begin; the attempt may run for 10 s.
+    const limits = { timeoutMs: 500, leaseMs: 10_000 };
+    const first = Promise.allSettled([(await recordStub(key)).execute(spec(key, path, limits))]);
+    await reachedOrigin(key);
+    await resetObject(key);
+    await first;
+    const info = (await (await recordStub(key)).inspect())!;
+    expect(info.state).toBe('in_flight');
+    expect(info.lease_until! - info.created_at!).toBeGreaterThanOrEqual(limits.leaseMs);
+    // Past the wait, within the lease: the attempt may still be running at the origin.
+    await until(() => Date.now() > info.created_at! + limits.timeoutMs);
+    expect((await (await recordStub(key)).execute(spec(key, path, limits))).kind).toBe('in_progress');
+    expect(await originCalls(key)).toBe(1);
+    await release(hold);
+  });
+
   it('answers the client of a reset attempt with 503, and its retry with 409 in_progress until the lease ends', async () => {
     const key = newKey();
-    const first = send('/slow/1200/worker-reset', { key, body: 'x' });
+    const hold = newHold();
+    const first = send(`/hold/${hold}/worker-reset`, { key, body: 'x' });
     await reachedOrigin(key);
     await resetObject(key);
     // The reset surfaces as a non-retryable error on the Worker's stub: it fails closed.
@@ -124,10 +179,11 @@ describe('IdempotencyRecord: an attempt that dies mid-flight', () => {
     expect(res.status).toBe(503);
     expect(res.headers.get('content-type')).toBe('application/problem+json');
     expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
-    const retry = await send('/slow/1200/worker-reset', { key, body: 'x' });
+    const retry = await send(`/hold/${hold}/worker-reset`, { key, body: 'x' });
     expect(retry.status).toBe(409);
     expect(((await retry.json()) as { code: string }).code).toBe('idempotency_key_in_progress');
     expect(await originCalls(key)).toBe(1);
+    await release(hold);
   });
 
   it('records a complete() that arrives after a reset, while the row still names its attempt', async () => {
@@ -197,7 +253,7 @@ describe('IdempotencyRecord: expiry', () => {
   it('keeps a live record when the alarm runs early; at expiry the alarm deletes everything, alarm included', async () => {
     const key = newKey();
     const stub = await recordStub(key);
-    await stub.execute(spec(key, '/echo/alarm', { ...short, ttlMs: 500 }));
+    await readOutcome(await stub.execute(spec(key, '/echo/alarm', { ...short, ttlMs: 500 })));
     expect((await storedRecord(key))?.state).toBe('complete');
     expect((await storageOf(key)).alarm).not.toBeNull();
 
@@ -217,44 +273,46 @@ describe('IdempotencyRecord: expiry', () => {
   it('re-arms instead of deleting when the alarm runs while an attempt is still running here', async () => {
     const key = newKey();
     const stub = await recordStub(key);
-    const first = stub.execute(spec(key, '/slow/2500/alarm-in-flight', { ttlMs: 100, leaseMs: 6000, timeoutMs: 6000 }));
+    const hold = newHold();
+    const first = stub.execute(spec(key, `/hold/${hold}/alarm-in-flight`, { ttlMs: 100, leaseMs: 6000, timeoutMs: 6000 }));
     await reachedOrigin(key);
     const { expires_at: expiresAt } = (await storedRecord(key))!;
     // The real alarm fires at the expiry, mid-flight, and sets itself again for later instead of deleting. (Waiting
     // for that, rather than running the alarm by hand, does not race the runtime's own run on a slow machine.)
     await until(async () => ((await storageOf(key)).alarm ?? 0) > expiresAt, 'the alarm to run at expiry and set itself again');
     expect((await storedRecord(key))?.state).toBe('in_flight');
+    await release(hold);
     expect(await first).toMatchObject({ kind: 'response', replayed: false });
     expect(await originCalls(key)).toBe(1);
   });
 
-  it('expires a body stored in chunks, then stores a new large body under the same key exactly', async () => {
+  it('expires a body stored in chunks before its alarm ran, then stores a new large body under the same key exactly', async () => {
     const key = newKey();
     const stub = await recordStub(key);
-    const big = { ttlMs: 500, leaseMs: 400, timeoutMs: 400, maxBodyBytes: 8 * 1024 * 1024 };
+    const big = { leaseMs: 3000, timeoutMs: 3000, maxBodyBytes: 8 * 1024 * 1024 };
     await readOutcome(await stub.execute(spec(key, `/bytes/${4 * 1024 * 1024}/chunks-old`, big)));
     expect((await storedRecord(key))?.chunks).toBe(4);
-    const { expires_at: expiresAt } = (await storedRecord(key))!;
-    await until(() => Date.now() > expiresAt);
+    // Expired with its alarm an hour away: only the read path can find it expired, and it must drop the chunk rows too.
+    const later = await heldBackAndExpired(key);
+    expect(await chunksOf(key)).toEqual({ chunks: 4, alarm: later });
     const size = 2 * 1024 * 1024 + 5;
-    const fresh = await readOutcome(await stub.execute({ ...spec(key, `/bytes/${size}/chunks-new`, { ...big, ttlMs: 60_000 }) }));
+    const fresh = await readOutcome(await stub.execute(spec(key, `/bytes/${size}/chunks-new`, big)));
     expect(fresh).toMatchObject({ kind: 'response', replayed: false });
-    const replay = await readOutcome(await stub.execute(spec(key, `/bytes/${size}/chunks-new`, { ...big, ttlMs: 60_000 })));
+    const replay = await readOutcome(await stub.execute(spec(key, `/bytes/${size}/chunks-new`, big)));
     if (replay.kind !== 'response') throw new Error(`expected a replay, got ${replay.kind}`);
+    expect(replay.replayed).toBe(true);
     const expected = new Uint8Array(size).map((_, i) => (i * 31 + 7) & 0xff);
     expect(replay.response.body.byteLength).toBe(size);
     expect(await sha256Hex(replay.response.body)).toBe(await sha256Hex(expected));
-    const chunkRows = await runInDurableObject(
-      stub,
-      (_, state) => state.storage.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM body_chunk`).one().n,
-    );
-    expect(chunkRows).toBe(3);
+    expect(await chunksOf(key)).toEqual({ chunks: 3, alarm: expect.any(Number) });
+    expect(await originCalls(key)).toBe(2);
   });
 
   it('cleans up after a failed attempt (5xx is not stored)', async () => {
     const key = newKey();
     const stub = await recordStub(key);
-    const outcome = await stub.execute(spec(key, '/status/503/gc'));
+    // Read to its end: the answer's end comes only once the attempt is over and its record freed (its status comes first).
+    const outcome = await readOutcome(await stub.execute(spec(key, '/status/503/gc')));
     expect(outcome).toMatchObject({ kind: 'response', response: { status: 503 } });
     expect(await storedRecord(key)).toBeUndefined();
     await until(async () => (await storageOf(key)).tables.length === 0);
@@ -268,10 +326,13 @@ describe('IdempotencyRecord: origin timeout', () => {
   it('abandons an attempt at the end of its lease and frees the key', async () => {
     const key = newKey();
     const stub = await recordStub(key);
-    const outcome = await stub.execute(spec(key, '/slow/1500/lease', { timeoutMs: 300, leaseMs: 600 }));
+    const hold = newHold();
+    // The origin holds the call past the lease (released only at the end).
+    const outcome = await stub.execute(spec(key, `/hold/${hold}/lease`, { timeoutMs: 300, leaseMs: 600 }));
     expect(outcome.kind).toBe('origin_timeout');
     await until(async () => (await storedRecord(key)) === undefined);
     expect(await stub.execute(spec(key, '/echo/after-lease'))).toMatchObject({ kind: 'response', replayed: false });
+    await release(hold);
   });
 });
 
@@ -307,13 +368,18 @@ describe('IdempotencyRecord: an attempt is never overtaken', () => {
   it('does not expire the row of an attempt still running here: a duplicate joins it, no second origin call', async () => {
     const key = newKey();
     const stub = await recordStub(key);
-    const limits = { ttlMs: 200, leaseMs: 3000, timeoutMs: 3000 };
-    const first = stub.execute(spec(key, '/slow/700/overtake', limits));
+    const hold = newHold();
+    const path = `/hold/${hold}/overtake`;
+    const limits = { ttlMs: 200, leaseMs: 5000, timeoutMs: 5000 };
+    const first = stub.execute(spec(key, path, limits));
     await reachedOrigin(key);
     const { expires_at: expiresAt } = (await storedRecord(key))!;
     await until(() => Date.now() > expiresAt);
-    const duplicate = await (await recordStub(key)).execute(spec(key, '/slow/700/overtake', limits));
-    expect(duplicate).toMatchObject({ kind: 'response', replayed: true });
+    // Past the TTL while the origin still holds the call: the duplicate joins (and, held, is told it is in progress once
+    // its own short wait ends); a second attempt would have reached the origin and ended in origin_timeout.
+    const duplicate = await (await recordStub(key)).execute(spec(key, path, { ...limits, timeoutMs: 300 }));
+    expect(duplicate).toEqual({ kind: 'in_progress', retryAfterMs: 1000 });
+    await release(hold);
     expect(await first).toMatchObject({ kind: 'response', replayed: false });
     expect(await originCalls(key)).toBe(1);
   });

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { MAX_AGE_MS, ReplayCache } from '../../src/middleware/replay-cache';
-import { bindingEdge, expectProblem, newKey, originCalls, sendWith, storedRecord, until } from './helpers';
+import { bindingEdge, expectProblem, newHold, newKey, originCalls, release, sendWith, storedRecord, until, whole } from './helpers';
 
 /** The real namespace, counting the object calls the Worker makes. */
 function countingNamespace() {
@@ -40,7 +40,8 @@ describe('replay cache', () => {
     const { namespace, calls } = countingNamespace();
     const vars = { IDEMPOTENCY: namespace };
     const key = newKey();
-    await sendWith(vars, '/echo/conflicts', { key, body: 'x' });
+    // Read to its end: stored, so the conflict below reveals the stored request (one in flight is never cached).
+    await whole(sendWith(vars, '/echo/conflicts', { key, body: 'x' }));
     await expectProblem(await sendWith(vars, '/echo/conflicts', { key, body: 'other 1' }), 409, 'idempotency_key_reused');
     expect(calls.execute).toBe(2);
     await expectProblem(await sendWith(vars, '/echo/conflicts', { key, body: 'other 2' }), 409, 'idempotency_key_reused');
@@ -54,14 +55,19 @@ describe('replay cache', () => {
 
   it('never caches a conflict with an attempt still in flight (it may fail and free the key)', async () => {
     const { namespace, calls } = countingNamespace();
-    const vars = { IDEMPOTENCY: namespace };
+    // A wait for the origin's answer that outlasts the hold, however loaded the machine.
+    const vars = { IDEMPOTENCY: namespace, ORIGIN_TIMEOUT_MS: '20000', ORIGIN_LEASE_MS: '20000' };
     const key = newKey();
-    const first = sendWith(vars, '/late/600/503/in-flight-conflict', { key, body: 'x' });
+    const hold = newHold();
+    // A 503 that the origin holds until the conflict has been answered.
+    const path = `/status/503/in-flight-conflict?hold=${hold}`;
+    const first = sendWith(vars, path, { key, body: 'x' });
     await until(async () => (await storedRecord(key))?.state === 'in_flight');
-    await expectProblem(await sendWith(vars, '/late/600/503/in-flight-conflict', { key, body: 'y' }), 409, 'idempotency_key_reused');
-    // The attempt fails (503): the key is free, and the other request now runs (and fails too, but runs).
-    expect((await first).status).toBe(503);
-    expect((await sendWith(vars, '/late/600/503/in-flight-conflict', { key, body: 'y' })).status).toBe(503);
+    await expectProblem(await sendWith(vars, path, { key, body: 'y' }), 409, 'idempotency_key_reused');
+    await release(hold);
+    // The attempt fails (503), read to its end: the key is free, and the other request now runs (and fails too, but runs).
+    expect((await whole(first)).status).toBe(503);
+    expect((await sendWith(vars, path, { key, body: 'y' })).status).toBe(503);
     expect(await originCalls(key)).toBe(2);
     expect(calls.execute).toBe(3);
   });

@@ -4,7 +4,7 @@
  * origin call outlives, a clock that moved). The row's times are moved into the past in real storage while the
  * origin holds the call (`/hold/<id>`); nothing else is changed.
  */
-import { runInDurableObject } from 'cloudflare:test';
+import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../src/shared/hash';
 import { expectProblem, newHold, newKey, originCalls, recordStub, release, sendWith, storedRecord, until } from './helpers';
@@ -21,14 +21,17 @@ async function running(key: string, hold: string): Promise<{ first: Promise<Resp
   return { first };
 }
 
-/** Moves the stored lease and expiry of the key's row into the past: by its times alone, the row no longer counts. */
-async function outlive(key: string): Promise<void> {
+/** Moves the stored lease and expiry of the key's row to `at` (ms from now): into the past, the row no longer counts by its times. */
+async function moveTimes(key: string, at: number): Promise<void> {
   await runInDurableObject(await recordStub(key), (_, state) => {
-    const past = Date.now() - 1000;
+    const time = Date.now() + at;
     const record = state.storage.kv.get<Record<string, unknown>>('record')!;
-    state.storage.kv.put('record', { ...record, lease_until: past, expires_at: past });
+    state.storage.kv.put('record', { ...record, lease_until: time, expires_at: time });
   });
 }
+
+/** Moves the stored lease and expiry of the key's row into the past: by its times alone, the row no longer counts. */
+const outlive = (key: string) => moveTimes(key, -1000);
 
 /** Lets the held attempt answer, and waits for it to be stored. */
 async function finish(hold: string, key: string, first: Promise<Response>): Promise<void> {
@@ -73,6 +76,23 @@ describe('the row of an attempt still running here', () => {
     });
     await expectProblem(purge, 409, 'idempotency_key_in_progress');
     await finish(hold, key, first);
+    expect(await originCalls(key)).toBe(1);
+  });
+
+  it('is kept by the alarm after its lease and TTL have passed: the alarm sets itself again, and the answer is stored', async () => {
+    const key = newKey();
+    const hold = newHold();
+    const { first } = await running(key, hold);
+    await outlive(key);
+    // The alarm runs now, as a late one would: by its times the row has expired, but its attempt is still running here.
+    expect(await runDurableObjectAlarm(await recordStub(key))).toBe(true);
+    expect(await storedRecord(key)).toMatchObject({ state: 'in_flight' });
+    const alarm = await runInDurableObject(await recordStub(key), (_, state) => state.storage.getAlarm());
+    expect(alarm).not.toBeNull();
+    // Times back in the future, so that the stored answer is not expired by its moved times once it is written.
+    await moveTimes(key, 60_000);
+    await finish(hold, key, first);
+    expect((await sendWith(vars, `/hold/${hold}/running`, { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
     expect(await originCalls(key)).toBe(1);
   });
 });

@@ -4,17 +4,19 @@
  * join the live answer byte-exact, a client that goes away does not stop the capture, and an answer over the limit
  * still reaches the first client whole.
  *
- * "Before its end" is shown by state, not by a clock: when the first event arrives, the record is still in flight
- * (the origin has not finished), so nothing here depends on how fast the machine is.
+ * "Before its end" is shown by state, not by a clock: the origin pauses its stream (`?pause=<id>`) until the test has
+ * seen what it needs while the record is still in flight, so nothing here depends on how fast the machine is.
  */
 import { describe, expect, it } from 'vitest';
 import { indexes, range, readEvents, rest } from '../origin/events';
-import { answering, expectProblem, newKey, originCalls, send, sendWith, storedRecord, until } from './helpers';
+import { answering, expectProblem, newHold, newKey, originCalls, release, send, sendWith, storedRecord, until } from './helpers';
 
 describe('streaming: the first answer', () => {
   it('reaches the client from its first event while the origin is still sending, and replays byte-exact', async () => {
     const key = newKey();
-    const path = '/sse/20/100/first-byte';
+    const hold = newHold();
+    // The origin sends one event, then waits for the release.
+    const path = `/sse/20/50/first-byte?pause=${hold}`;
     const first = await send(path, { key, body: 'x' });
     expect([first.status, first.headers.get('content-type'), first.headers.get('idempotent-replay')]).toEqual([
       200,
@@ -24,6 +26,7 @@ describe('streaming: the first answer', () => {
     const { reader, text } = await readEvents(first, 1);
     // The origin has not finished: nothing is stored yet, the attempt is still running.
     expect((await storedRecord(key))?.state).toBe('in_flight');
+    await release(hold);
     const whole = text + (await rest(reader));
     expect(indexes(whole)).toEqual(range(20));
     // The end reached the client once the answer was stored.
@@ -47,7 +50,9 @@ describe('streaming: the first answer', () => {
   it('is cut where the lease ends when it lasts longer than ORIGIN_LEASE_MS: stored as lost, 502 origin_response_lost, never run again', async () => {
     const vars = { ORIGIN_TIMEOUT_MS: '500', ORIGIN_LEASE_MS: '1000' };
     const key = newKey();
-    const path = '/sse/30/100/longer-than-lease';
+    const hold = newHold();
+    // One event, then the origin goes quiet until after the lease (released at the end).
+    const path = `/sse/30/50/longer-than-lease?pause=${hold}`;
     const first = await sendWith(vars, path, { key, body: 'x' });
     expect(first.status).toBe(200);
     const { reader } = await readEvents(first, 1);
@@ -55,13 +60,16 @@ describe('streaming: the first answer', () => {
     await until(async () => (await storedRecord(key))?.state === 'lost', 'the cut answer to be stored as lost');
     await expectProblem(await sendWith(vars, path, { key, body: 'x' }), 502, 'origin_response_lost');
     expect(await originCalls(key)).toBe(1);
+    await release(hold);
   });
 });
 
 describe('streaming: duplicates join the live answer', () => {
   it('gives a duplicate the events sent so far, then the rest, marked as a replay, byte-exact, with one origin call', async () => {
     const key = newKey();
-    const path = '/sse/20/100/join';
+    const hold = newHold();
+    // Four events, then the origin waits for the release: the duplicate joins while it is still sending.
+    const path = `/sse/20/50/join?pause=${hold}&at=4`;
     const first = await send(path, { key, body: 'x' });
     const head = await readEvents(first, 3);
     const joined = await send(path, { key, body: 'x' });
@@ -69,6 +77,7 @@ describe('streaming: duplicates join the live answer', () => {
     const joinedHead = await readEvents(joined, 4);
     // Live: the duplicate has the first events while the origin is still sending.
     expect((await storedRecord(key))?.state).toBe('in_flight');
+    await release(hold);
     const [mine, tail] = await Promise.all([head.text + (await rest(head.reader)), rest(joinedHead.reader)]);
     const theirs = joinedHead.text + tail;
     expect(indexes(theirs)).toEqual(range(20));
@@ -91,12 +100,15 @@ describe('streaming: duplicates join the live answer', () => {
 describe('streaming: the first client may go away', () => {
   it('reads the answer to its end and stores it when the first client disconnects mid-stream; the retry gets it whole', async () => {
     const key = newKey();
-    const path = '/sse/15/100/gone';
+    const hold = newHold();
+    // Two events, then the origin waits for the release: the client goes away mid-stream.
+    const path = `/sse/15/50/gone?pause=${hold}&at=2`;
     const first = await send(path, { key, body: 'x' });
     const { reader } = await readEvents(first, 2);
     // The client goes away: its end of the stream is cancelled, through the Worker to the object.
     await reader.cancel();
     expect((await storedRecord(key))?.state).toBe('in_flight');
+    await release(hold);
     await until(async () => (await storedRecord(key))?.state === 'complete', 'the abandoned answer to be stored');
     const retry = await send(path, { key, body: 'x' });
     expect(retry.headers.get('idempotent-replay')).toBe('true');
@@ -123,11 +135,14 @@ describe('streaming: an answer over MAX_BODY_BYTES', () => {
 
   it('refuses a duplicate at once when the declared length is already over the limit, while the first client still streams', async () => {
     const key = newKey();
-    // 14 bytes declared under a 10-byte limit; the last 7 come after 1.5 s.
+    const hold = newHold();
+    // 14 bytes declared under a 10-byte limit; the last 7 come only once released, after the duplicate's answer.
     const vars = { MAX_BODY_BYTES: '10' };
-    const first = await sendWith(vars, '/drip/1500/declared-over', { key, body: 'x' });
+    const path = `/drip/0/declared-over?pause=${hold}`;
+    const first = await sendWith(vars, path, { key, body: 'x' });
     expect(first.status).toBe(200);
-    await expectProblem(await sendWith(vars, '/drip/1500/declared-over', { key, body: 'x' }), 502, 'response_too_large');
+    await expectProblem(await sendWith(vars, path, { key, body: 'x' }), 502, 'response_too_large');
+    await release(hold);
     expect(await first.text()).toBe('partial-rest!!');
     expect(await originCalls(key)).toBe(1);
   });

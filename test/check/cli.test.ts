@@ -1,0 +1,138 @@
+/**
+ * `idempotency-check` (issue #32) against what is not this proxy: the bare recording origin with no layer in front,
+ * a small layer in plain Node (`layer.ts`) as it should be and with one bug each, and targets it must refuse to
+ * check. Each run is the command as its own process; in origin mode the layer forwards through a relay to the test
+ * origin the command serves. The proxy itself is checked in `test/e2e/check.test.ts`.
+ */
+import { createServer, type Server } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listen } from '../../scripts/lib/processes.ts';
+import { type RecordingOrigin, startRecordingOrigin } from '../../src/check/origin.ts';
+import { type Bug, startLayer } from './layer.ts';
+import { type CliRun, named, runCli, startRelay } from './run-cli.ts';
+
+const CREDENTIALS = ['-H', 'Authorization: Bearer sk_test_first', '--as', 'Authorization: Bearer sk_test_second'];
+
+/** Checks `layer` (started with its upstream at a relay) in origin mode. */
+async function checkLayer(bug: Bug | null): Promise<CliRun> {
+  const relay = await startRelay();
+  const layer = await startLayer(relay.url, bug);
+  try {
+    return await runCli([`${layer.url}/v1/charges`, ...CREDENTIALS, '--origin-port', '0', '--json'], { onOrigin: relay.target });
+  } finally {
+    await layer.close();
+    await relay.close();
+  }
+}
+
+/** The planned bound ("at most N POST requests") and what was sent ("(M writes and R reads sent"). */
+function bounds(run: CliRun): { most: number; writes: number } {
+  const most = /at most (\d+) POST requests/.exec(run.stderr);
+  const sent = /\((\d+) writes and \d+ reads sent in [\d.]+ s\)/.exec(run.stdout + run.stderr);
+  return { most: Number(most?.[1]), writes: Number(sent?.[1]) };
+}
+
+describe('idempotency-check against the bare recording origin (no layer in front)', () => {
+  let origin: RecordingOrigin;
+  beforeAll(async () => {
+    origin = await startRecordingOrigin();
+  });
+  afterAll(() => origin?.close());
+
+  it('fails replay, mismatch and concurrent (a table, exit 1), and sends only keyed writes, fewer than it announced', async () => {
+    const run = await runCli([`${origin.url}/v1/charges`, ...CREDENTIALS]);
+    expect(run.code, run.stderr).toBe(1);
+    for (const name of ['replay', 'mismatch', 'concurrent']) expect(run.stdout).toMatch(new RegExp(`^${name} +FAIL +\\S`, 'm'));
+    expect(run.stdout).toMatch(/^concurrent +FAIL +20 executions \(told apart by their bytes\)/m);
+    expect(run.stderr).toMatch(/Sends real writes: at most \d+ POST requests and 3 GET requests, within 120 s\./);
+    const writes = origin.executions().filter((execution) => execution.method === 'POST');
+    expect(writes.filter((execution) => execution.key === null)).toEqual([]);
+    const { most, writes: sent } = bounds(run);
+    expect(sent).toBe(writes.length);
+    expect(sent).toBeLessThanOrEqual(most);
+  });
+});
+
+describe('idempotency-check against a small layer in plain Node, in origin mode', () => {
+  it('passes every check against the layer without a bug (exit 0, the JSON exactly as documented)', async () => {
+    const run = await checkLayer(null);
+    expect(run.code, run.stderr).toBe(0);
+    expect(Object.keys(run.json!)).toEqual(['checks', 'passed', 'failed', 'skipped']);
+    for (const check of run.json!.checks) expect(Object.keys(check)).toEqual(['name', 'status', 'detail']);
+    expect(run.json!.checks.filter((check) => check.status !== 'pass')).toEqual([]);
+    expect(run.json).toMatchObject({ passed: 12, failed: 0, skipped: 0 });
+    const { most, writes } = bounds(run);
+    expect(writes).toBeLessThanOrEqual(most);
+  });
+
+  // Each bug fails the check that names it and passes the others. A replay that runs again fails every check that
+  // is a replay: the stored 4xx and the stored stream are replays too.
+  it.each([
+    ['check-then-set', ['concurrent'], /executions \(counted by the test origin\)/],
+    ['stores-5xx', ['5xx_not_stored'], /the 5xx was kept/],
+    ['ignores-body', ['mismatch'], /the first answer, replayed for another body/],
+    ['reruns-replay', ['replay', '4xx_stored', 'stream_replay'], /2 executions \(counted by the test origin\)/],
+  ] as const)('a layer with the bug %s fails %j, and passes every other check', async (bug, failing, why) => {
+    const run = await checkLayer(bug);
+    expect(run.code, run.stderr).toBe(1);
+    expect(named(run, 'fail')).toEqual(failing);
+    expect(named(run, 'skip')).toEqual([]);
+    expect(run.json!.checks.find((check) => check.name === failing[0])!.detail).toMatch(why);
+  });
+});
+
+describe('idempotency-check refuses what it cannot check (exit 2, saying which)', () => {
+  const servers: Server[] = [];
+  afterAll(async () => {
+    for (const server of servers) await new Promise((resolve) => server.close(resolve));
+  });
+  const serve = async (status: number): Promise<string> => {
+    const server = createServer((_req, res) => res.writeHead(status, { 'content-type': 'application/json' }).end('{"error":"no"}'));
+    servers.push(server);
+    return `http://127.0.0.1:${await listen(server)}`;
+  };
+
+  it('a bad URL, a read method, a malformed header', async () => {
+    for (const [args, message] of [
+      [['not a url'], /"not a url" is not a URL/],
+      [['ftp://example.com/x'], /only http and https URLs can be checked/],
+      [['http://127.0.0.1:1/x', '-X', 'GET'], /-X GET is a read/],
+      [['http://127.0.0.1:1/x', '-H', 'Authorization'], /expected 'Name: value'/],
+      [[], /no <url> given/],
+    ] as const) {
+      const run = await runCli(args);
+      expect(run.code, run.stderr).toBe(2);
+      expect(run.stderr).toMatch(message);
+      expect(run.stderr).toContain('Usage: idempotency-check <url>');
+    }
+  });
+
+  it('an unreachable host, named with the error', async () => {
+    const closed = createServer();
+    const port = await listen(closed);
+    await new Promise((resolve) => closed.close(resolve));
+    const run = await runCli([`http://127.0.0.1:${port}/v1/charges`]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(`idempotency-check: cannot reach 127.0.0.1:${port}: ECONNREFUSED`);
+  });
+
+  it('an endpoint that refuses the credential, and one that is no write', async () => {
+    const refusing = await runCli([`${await serve(401)}/v1/charges`]);
+    expect(refusing.code).toBe(2);
+    expect(refusing.stderr).toMatch(/refused the credential \(401 \(14 B\)\): pass it with -H/);
+    const missing = await runCli([`${await serve(404)}/v1/charges`]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/answered 404 \(14 B\): not a write this URL takes/);
+  });
+
+  it('origin mode where nothing reaches the test origin', async () => {
+    const origin = await startRecordingOrigin();
+    try {
+      const run = await runCli([`${origin.url}/v1/charges`, '--origin-port', '0']);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toMatch(/but nothing reached the test origin on http:\/\/127\.0\.0\.1:\d+: start the layer under test/);
+    } finally {
+      await origin.close();
+    }
+  });
+});

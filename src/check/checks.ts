@@ -105,6 +105,9 @@ async function concurrent(ctx: Context): Promise<Verdict> {
   const retried =
     refused.length === 0 ? '' : `; ${refused.length} first refused (${show(refused[0]!.retried[0]!)}) and retried with the key`;
   const evidence = `${n} identical answers (${show(answers[0]!)}), ${marked} marked as replays${retried}`;
+  // A layer that marks its replays (the replay check saw it) says by its marks how often it ran the request.
+  const marks = ctx.notes.replay !== undefined && replayMark(ctx.notes.replay[1]) !== null;
+  if (marks && n - marked > 1) return fail(`${n - marked} of ${n} identical requests ran, by the layer's own replay marks; ${evidence}`);
   if (executions === null) return skip(`${unseen(ctx)}; ${evidence}`);
   return pass(`1 execution (${executions.how}); ${evidence}`);
 }

@@ -12,6 +12,7 @@ import { type Bug, startLayer } from './layer.ts';
 import { type CliRun, named, runCli, startRelay } from './run-cli.ts';
 
 const CREDENTIALS = ['-H', 'Authorization: Bearer sk_test_first', '--as', 'Authorization: Bearer sk_test_second'];
+const ORIGIN_ONLY = ['5xx_not_stored', '4xx_stored', 'broken_not_rerun', 'stream_replay'];
 
 /** Checks `layer` (started with its upstream at a relay) in origin mode. */
 async function checkLayer(bug: Bug | null): Promise<CliRun> {
@@ -42,7 +43,18 @@ describe('idempotency-check against the bare recording origin (no layer in front
   it('fails replay, mismatch and concurrent (a table, exit 1), and sends only keyed writes, fewer than it announced', async () => {
     const run = await runCli([`${origin.url}/v1/charges`, ...CREDENTIALS]);
     expect(run.code, run.stderr).toBe(1);
-    for (const name of ['replay', 'mismatch', 'concurrent']) expect(run.stdout).toMatch(new RegExp(`^${name} +FAIL +\\S`, 'm'));
+    const rows = Object.fromEntries([...run.stdout.matchAll(/^(\w+) +(pass|FAIL|skip) +\S/gm)].map(([, name, result]) => [name, result]));
+    expect(rows).toEqual({
+      replay: 'FAIL',
+      mismatch: 'FAIL',
+      concurrent: 'FAIL',
+      read_ignores_key: 'pass',
+      key_too_long: 'FAIL',
+      scope: 'FAIL',
+      ...Object.fromEntries(ORIGIN_ONLY.map((name) => [name, 'skip'])),
+      retry_advice: 'skip',
+      expiry_advertised: 'skip',
+    });
     expect(run.stdout).toMatch(/^concurrent +FAIL +20 executions \(told apart by their bytes\)/m);
     expect(run.stderr).toMatch(/Sends real writes: at most \d+ POST requests and 3 GET requests, within 120 s\./);
     const writes = origin.executions().filter((execution) => execution.method === 'POST');
@@ -66,18 +78,70 @@ describe('idempotency-check against a small layer in plain Node, in origin mode'
   });
 
   // Each bug fails the check that names it and passes the others. A replay that runs again fails every check that
-  // is a replay: the stored 4xx and the stored stream are replays too.
-  it.each([
+  // is a replay (the stored 4xx and the stored stream are replays too), and one that is not marked every check that
+  // tells a replay from an execution by its mark.
+  // Five at a time (vitest's maxConcurrency): each run is its own process, mostly waiting.
+  it.concurrent.for([
     ['check-then-set', ['concurrent'], /executions \(counted by the test origin\)/],
     ['stores-5xx', ['5xx_not_stored'], /the 5xx was kept/],
     ['ignores-body', ['mismatch'], /the first answer, replayed for another body/],
     ['reruns-replay', ['replay', '4xx_stored', 'stream_replay'], /2 executions \(counted by the test origin\)/],
-  ] as const)('a layer with the bug %s fails %j, and passes every other check', async (bug, failing, why) => {
+    // Every check that tells a replay from a new execution by its mark.
+    ['unmarked', ['replay', 'mismatch', 'scope', '4xx_stored', 'stream_replay'], /not marked as a replay/],
+    ['keys-reads', ['read_ignores_key'], /a GET with the write's key got 409 idempotency_key_reused/],
+    ['long-keys', ['key_too_long'], /a 129-character key got 200 \(\d+ B\): the seed allows at most 128/],
+    ['global-keys', ['scope'], /keys are not per credential/],
+    ['forgets-broken', ['broken_not_rerun'], /the retry ran it again \(2 executions/],
+    ['advises-retry', ['retry_advice'], /409 for another body \(409 idempotency_key_reused\): says true, but a retry never will/],
+    ['no-age', ['expiry_advertised'], /the replay carries no Age/],
+  ] as const)('a layer with the bug %s fails %j, and passes every other check', async ([bug, failing, why], { expect }) => {
     const run = await checkLayer(bug);
     expect(run.code, run.stderr).toBe(1);
     expect(named(run, 'fail')).toEqual(failing);
     expect(named(run, 'skip')).toEqual([]);
     expect(run.json!.checks.find((check) => check.name === failing[0])!.detail).toMatch(why);
+  });
+});
+
+describe('idempotency-check against an API whose answers never differ (black-box)', () => {
+  let constant: Server;
+  let upstream: string;
+  beforeAll(async () => {
+    constant = createServer((req, res) => {
+      req.resume();
+      req.once('end', () => res.writeHead(201, { 'content-type': 'application/json' }).end('{"status":"accepted"}'));
+    });
+    upstream = `http://127.0.0.1:${await listen(constant)}`;
+  });
+  afterAll(() => new Promise((resolve) => constant?.close(resolve)));
+
+  // Black-box, a layer that runs a write twice looks like one that runs it once: no check may pass on that. Only the
+  // layer's own replay marks can still tell: its concurrent answers say how many of them ran.
+  it.each([
+    [null, 0, 'skip'],
+    ['check-then-set', 1, 'fail'],
+  ] as const)('behind the layer with bug %s, no check that cannot see executions passes', async (bug, code, concurrent) => {
+    const layer = await startLayer(upstream, bug);
+    try {
+      const run = await runCli([`${layer.url}/v1/charges`, ...CREDENTIALS, '--json']);
+      expect(run.code, run.stderr).toBe(code);
+      const unseen =
+        /^cannot see executions \(3 writes with different keys got 1 different answer\(s\), so answers do not tell executions apart\)/;
+      const detail = concurrent === 'skip' ? unseen : /^\d+ of 20 identical requests ran, by the layer's own replay marks/;
+      expect(run.json!.checks.find((check) => check.name === 'concurrent')).toMatchObject({
+        status: concurrent,
+        detail: expect.stringMatching(detail),
+      });
+      for (const name of ['replay', 'scope']) {
+        expect(run.json!.checks.find((check) => check.name === name)).toMatchObject({
+          status: 'skip',
+          detail: expect.stringMatching(unseen),
+        });
+      }
+      expect(named(run, 'pass')).toEqual(['mismatch', 'read_ignores_key', 'key_too_long', 'retry_advice', 'expiry_advertised']);
+    } finally {
+      await layer.close();
+    }
   });
 });
 

@@ -13,12 +13,31 @@ import { listen } from '../../scripts/lib/processes.ts';
 import { isResultStatus } from '../../src/check/origin.ts';
 
 /**
+ * One bug for each check (real layers have each of them):
  * - `check-then-set`: looks the key up, then stores it in a second store operation (no atomic set-if-absent)
  * - `stores-5xx`: keeps 5xx answers too
  * - `ignores-body`: compares method and path only
  * - `reruns-replay`: a replay runs the upstream again and returns the kept status with the new body
+ * - `unmarked`: a replay carries no `Idempotent-Replay: true`
+ * - `keys-reads`: a GET with a key is handled like a write
+ * - `long-keys`: takes keys of up to 256 characters
+ * - `global-keys`: keys are not per credential
+ * - `forgets-broken`: a result whose body broke off frees its key
+ * - `advises-retry`: a key reused for another request is refused with `x-should-retry: true`
+ * - `no-age`: a replay carries its stored `Date` and `Idempotency-Expires` but no `Age`
  */
-export type Bug = 'check-then-set' | 'stores-5xx' | 'ignores-body' | 'reruns-replay';
+export type Bug =
+  | 'check-then-set'
+  | 'stores-5xx'
+  | 'ignores-body'
+  | 'reruns-replay'
+  | 'unmarked'
+  | 'keys-reads'
+  | 'long-keys'
+  | 'global-keys'
+  | 'forgets-broken'
+  | 'advises-retry'
+  | 'no-age';
 
 export const STORE_LATENCY_MS = 50;
 const TTL_MS = 86_400_000;
@@ -96,7 +115,8 @@ export async function startLayer(upstream: string, bug: Bug | null = null): Prom
     const kept = entry.kept!;
     const age = String(Math.ceil((Date.now() - entry.created) / 1000));
     const extra = isResultStatus(kept.status) ? { 'idempotency-expires': expiry(entry) } : {};
-    res.writeHead(kept.status, { ...kept.headers, ...extra, 'idempotent-replay': 'true', age }).end(body);
+    const mark = bug === 'unmarked' ? {} : { 'idempotent-replay': 'true' };
+    res.writeHead(kept.status, { ...kept.headers, ...extra, ...mark, ...(bug === 'no-age' ? {} : { age }) }).end(body);
   };
   const replay = async (req: IncomingMessage, res: ServerResponse, entry: Entry, body: Buffer): Promise<void> => {
     const again = bug === 'reruns-replay' ? Buffer.from(await (await call(req, body)).arrayBuffer()) : entry.kept!.body;
@@ -126,7 +146,7 @@ export async function startLayer(upstream: string, bug: Bug | null = null): Prom
       }
     } catch {
       // The body broke off: a result ran, and is held as lost; anything else frees the key.
-      if (keep) entry.state = 'lost';
+      if (keep && bug !== 'forgets-broken') entry.state = 'lost';
       else store.delete(id);
       entry.settle();
       res.destroy();
@@ -147,13 +167,15 @@ export async function startLayer(upstream: string, bug: Bug | null = null): Prom
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const body = Buffer.concat(chunks);
-    if (!WRITES.has(req.method!) || key === undefined) {
+    if (!(WRITES.has(req.method!) || (bug === 'keys-reads' && req.method === 'GET')) || key === undefined) {
       const answer = await call(req, body);
       res.writeHead(answer.status, keptHeaders(answer)).end(Buffer.from(await answer.arrayBuffer()));
       return;
     }
-    if (typeof key !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(key)) return refuse(res, 400, 'idempotency_key_invalid', false);
-    const id = `${sha256(req.headers.authorization ?? '')}:${key}`;
+    const longest = bug === 'long-keys' ? 256 : 128;
+    if (typeof key !== 'string' || !/^[\x21-\x7e]+$/.test(key) || key.length > longest)
+      return refuse(res, 400, 'idempotency_key_invalid', false);
+    const id = `${bug === 'global-keys' ? '' : sha256(req.headers.authorization ?? '')}:${key}`;
     const fingerprint = sha256(`${req.method} ${req.url}${bug === 'ignores-body' ? '' : ` ${sha256(body)}`}`);
     let settle!: () => void;
     const done = new Promise<void>((resolve) => (settle = resolve));
@@ -164,7 +186,7 @@ export async function startLayer(upstream: string, bug: Bug | null = null): Prom
       if (existing === undefined) await store.set(id, entry);
     } else existing = await store.setIfAbsent(id, entry);
     if (existing === undefined) return execute(req, res, id, entry, body);
-    if (existing.fingerprint !== fingerprint) return refuse(res, 409, 'idempotency_key_reused', false);
+    if (existing.fingerprint !== fingerprint) return refuse(res, 409, 'idempotency_key_reused', bug === 'advises-retry');
     if (existing.state === 'running') {
       // A duplicate in flight joins the first request's answer, once it has ended.
       await existing.done;

@@ -42,6 +42,8 @@ export interface Request {
 /** Thrown when the run's request or time bound is reached: the check in progress stops. */
 export class Bound extends Error {}
 
+const TIME_BOUND = 'the time bound (--max-time) was reached';
+
 export interface Limits {
   readonly writes: number;
   readonly reads: number;
@@ -107,7 +109,7 @@ export function createSession(options: Options, limits: Limits, originMode: bool
       throw new Bound(`the bound of ${read ? `${limits.reads} reads` : `${limits.writes} writes`} was reached`);
     }
     const left = limits.deadline - Date.now();
-    if (left <= 0) throw new Bound(`the time bound was reached`);
+    if (left <= 0) throw new Bound(TIME_BOUND);
     if (read) sent.reads++;
     else sent.writes++;
     const signal = AbortSignal.timeout(Math.min(left, REQUEST_TIMEOUT_MS));
@@ -121,7 +123,7 @@ export function createSession(options: Options, limits: Limits, originMode: bool
         signal,
       });
     } catch (error) {
-      if (Date.now() >= limits.deadline) throw new Bound('the time bound was reached');
+      if (Date.now() >= limits.deadline) throw new Bound(TIME_BOUND);
       return { status: 0, headers: new Headers(), body: Buffer.alloc(0), ...errorOf(error), retried };
     }
     const chunks: Buffer[] = [];

@@ -63,6 +63,11 @@ async function preflight(send: Context['send'], options: Options, origin: Record
     }
     if (answer.status === 404 || answer.status === 405) throw new Unusable(`${where} answered ${show(answer)}: not a write this URL takes`);
     if (answer.status >= 500) throw new Unusable(`${where} answered ${show(answer)}: it fails before any check`);
+    if (answer.status >= 400) {
+      throw new Unusable(
+        `${where} answered ${show(answer)} to a fresh key: the checks need a write that succeeds (pass a body it takes with -d)`,
+      );
+    }
   }
   if (origin !== null) {
     await origin.settled(10_000);

@@ -4,6 +4,7 @@
  * check. Each run is the command as its own process; in origin mode the layer forwards through a relay to the test
  * origin the command serves. The proxy itself is checked in `test/e2e/check.test.ts`.
  */
+import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listen } from '../../scripts/lib/processes.ts';
@@ -103,6 +104,31 @@ describe('idempotency-check against a small layer in plain Node, in origin mode'
   });
 });
 
+describe('idempotency-check against an API that holds every key it has seen as in progress', () => {
+  it('retries a refusal with its key only, and only within the announced bound', async () => {
+    const keys: (string | undefined)[] = [];
+    const busy = createServer((req, res) => {
+      req.resume();
+      if (req.method !== 'POST') return void res.writeHead(404).end();
+      const key = req.headers['idempotency-key'] as string | undefined;
+      const seen = keys.includes(key);
+      keys.push(key);
+      if (!seen) return void res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ id: randomUUID() }));
+      res.writeHead(409, { 'content-type': 'application/json', 'retry-after': '0' }).end('{"code":"in_progress"}');
+    });
+    try {
+      const run = await runCli([`http://127.0.0.1:${await listen(busy)}/v1/charges`, '--json']);
+      expect(run.code, run.stderr).toBe(1);
+      const { most, writes } = bounds(run);
+      expect(writes).toBeLessThanOrEqual(most);
+      expect(keys.filter((key) => key === undefined)).toEqual([]);
+      expect(keys.length).toBe(writes);
+    } finally {
+      await new Promise((resolve) => busy.close(resolve));
+    }
+  });
+});
+
 describe('idempotency-check against an API whose answers never differ (black-box)', () => {
   let constant: Server;
   let upstream: string;
@@ -180,13 +206,30 @@ describe('idempotency-check refuses what it cannot check (exit 2, saying which)'
     expect(run.stderr).toContain(`idempotency-check: cannot reach 127.0.0.1:${port}: ECONNREFUSED`);
   });
 
-  it('an endpoint that refuses the credential, and one that is no write', async () => {
-    const refusing = await runCli([`${await serve(401)}/v1/charges`]);
-    expect(refusing.code).toBe(2);
-    expect(refusing.stderr).toMatch(/refused the credential \(401 \(14 B\)\): pass it with -H/);
-    const missing = await runCli([`${await serve(404)}/v1/charges`]);
-    expect(missing.code).toBe(2);
-    expect(missing.stderr).toMatch(/answered 404 \(14 B\): not a write this URL takes/);
+  it('an endpoint that refuses the credential, one that is no write, one that refuses the body', async () => {
+    for (const [status, message] of [
+      [401, /refused the credential \(401 \(14 B\)\): pass it with -H/],
+      [404, /answered 404 \(14 B\): not a write this URL takes/],
+      [422, /answered 422 \(14 B\) to a fresh key: the checks need a write that succeeds \(pass a body it takes with -d\)/],
+      [500, /answered 500 \(14 B\): it fails before any check/],
+    ] as const) {
+      const run = await runCli([`${await serve(status)}/v1/charges`]);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toMatch(message);
+    }
+  });
+
+  it('a host that never answers: the time bound ends the run', async () => {
+    const silent = createServer(() => {});
+    servers.push(silent);
+    const started = Date.now();
+    const run = await runCli([`http://127.0.0.1:${await listen(silent)}/v1/charges`, '--max-time', '10']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/Sends real writes: at most \d+ POST requests and 3 GET requests, within 10 s\./);
+    expect(run.stderr).toContain('idempotency-check: the time bound (--max-time) was reached');
+    // Not a timed assertion of the command: only that it did end, well before the test's own timeout.
+    expect(Date.now() - started).toBeLessThan(25_000);
+    silent.closeAllConnections();
   });
 
   it('origin mode where nothing reaches the test origin', async () => {

@@ -24,7 +24,8 @@ Options:
       --json             print { checks, passed, failed, skipped } as JSON instead of a table
   -h, --help             this text
 
-Exit status: 0 when no check failed, 1 when one did, 2 on a usage error (a bad argument, an unreachable host).`;
+Exit status: 0 when no check failed, 1 when one did, 2 on a usage error (a bad argument, an unreachable host,
+a target the checks cannot judge), 3 if the command itself broke.`;
 
 /** The methods that are reads: the checks need a write. */
 const READS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'CONNECT']);

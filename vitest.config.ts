@@ -43,11 +43,11 @@ export default defineConfig({
         },
       },
       {
-        // Plain Node: checks of the repository itself (docs against tests), and the client's rules against a real
-        // origin without the proxy (quick, no wrangler).
+        // Plain Node: checks of the repository itself (docs against tests), the client's rules against a real
+        // origin without the proxy, and idempotency-check against layers other than the proxy (quick, no wrangler).
         test: {
           name: 'node',
-          include: ['test/node/**/*.test.ts', 'test/client/**/*.test.ts'],
+          include: ['test/node/**/*.test.ts', 'test/client/**/*.test.ts', 'test/check/**/*.test.ts'],
           environment: 'node',
           testTimeout: 30_000,
         },

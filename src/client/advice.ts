@@ -103,7 +103,7 @@ export function problemCodeOf(body: string): string | undefined {
  * An HTTP date (RFC 9110 §5.6.7; all three forms start with a day name) in ms since the epoch, else `NaN`:
  * `Date.parse` alone would also take `-1` or `2026` for dates.
  */
-const httpDate = (value: string | null): number => (value !== null && /^[A-Za-z]{3}/.test(value.trim()) ? Date.parse(value) : NaN);
+export const httpDate = (value: string | null): number => (value !== null && /^[A-Za-z]{3}/.test(value.trim()) ? Date.parse(value) : NaN);
 
 /**
  * The clock of the server that sent `headers`, as an offset to add to one of its dates to get a local time: its

@@ -1,12 +1,13 @@
 /**
  * The package as a Hono user gets it: `npm pack`, the tarball installed into a fresh Worker project in a
  * temporary directory, type-checked there with strict settings (and without skipLibCheck), bundled with
- * `wrangler deploy --dry-run`, served with `wrangler dev`, and sent the same keyed POST twice. Its second entry,
+ * `wrangler deploy --dry-run`, served with `wrangler dev`, sent the same keyed POST twice, and checked by the
+ * package's bin (`npx idempotency-check`). Its second entry,
  * `idempotency-proxy/client`, is type-checked in the same project for Workers, for Node (`@types/node` only)
  * and for browsers (the DOM library), and a Node script resolving it from the package charges the served app
  * twice under one key.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,16 +20,10 @@ const bin = (name: string) => join(ROOT, 'node_modules/.bin', name);
 const version = (name: string) =>
   (JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string };
-const npm = (args: string[], cwd: string) =>
-  execFileSync(
-    process.env['npm_execpath'] ? process.execPath : 'npm',
-    [...(process.env['npm_execpath'] ? [process.env['npm_execpath']] : []), ...args],
-    {
-      cwd,
-      encoding: 'utf8',
-      env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' },
-    },
-  );
+const npmCommand = (args: string[]): [string, string[]] =>
+  process.env['npm_execpath'] ? [process.execPath, [process.env['npm_execpath'], ...args]] : ['npm', args];
+const npmEnv = { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' };
+const npm = (args: string[], cwd: string) => execFileSync(...npmCommand(args), { cwd, encoding: 'utf8', env: npmEnv });
 
 const APP = `import { Hono } from 'hono';
 import { idempotency, IdempotencyRecord, type IdempotencyOptions } from '${pkg.name}';
@@ -172,6 +167,7 @@ describe('the packed package', () => {
       'CHANGELOG.md',
       'LICENSE',
       'README.md',
+      'dist/check.js',
       'dist/client.d.ts',
       'dist/client.js',
       'dist/index.d.ts',
@@ -223,6 +219,38 @@ describe('the packed package', () => {
     const [stored, replayed] = [(await first.json()) as { run: number }, await replay.json()];
     expect(replayed).toEqual(stored);
     expect(stored.run).toBe(1);
+  });
+
+  it('npx idempotency-check, the bin of the installed tarball, checks the served app: every check it can run passes', () => {
+    const [command, args] = npmCommand([
+      'exec',
+      '--offline',
+      '--',
+      'idempotency-check',
+      `${worker!.url}/api/charges`,
+      '-H',
+      'Authorization: Bearer e2e-token',
+      '--as',
+      'Authorization: Bearer e2e-other-token',
+      '-d',
+      '{"amount":500}',
+      '--json',
+    ]);
+    const run = spawnSync(command, args, { cwd: join(project, 'app'), encoding: 'utf8', env: npmEnv });
+    expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0);
+    expect(run.stderr).toMatch(/Sends real writes: at most \d+ POST requests/);
+    const report = JSON.parse(run.stdout) as { checks: { name: string; status: string }[]; failed: number };
+    expect(report.checks.filter((check) => check.status === 'fail')).toEqual([]);
+    expect(report.checks.filter((check) => check.status === 'pass').map((check) => check.name)).toEqual([
+      'replay',
+      'mismatch',
+      'concurrent',
+      'read_ignores_key',
+      'key_too_long',
+      'scope',
+      'retry_advice',
+      'expiry_advertised',
+    ]);
   });
 
   it('from Node, idempotency-proxy/client resolves and charges the served app once under one key', () => {

@@ -13,8 +13,8 @@ function citations(): [file: string, titles: string[]][] {
   for (const row of map.split('\n').filter((line) => line.startsWith('| ') && !line.startsWith('| Guarantee'))) {
     const proof = row.split(' | ').at(-1) ?? '';
     // `worker/contract`: *a*, *b*; `e2e/faults` (*c*) — the titles follow their file up to the next file.
-    for (const part of proof.split(/(?=`(?:worker|e2e|node)\/)/)) {
-      const file = /^`((?:worker|e2e|node)\/[\w.-]+)`/.exec(part)?.[1];
+    for (const part of proof.split(/(?=`(?:worker|e2e|node|check)\/)/)) {
+      const file = /^`((?:worker|e2e|node|check)\/[\w.-]+)`/.exec(part)?.[1];
       if (file !== undefined) cited.push([file, [...part.matchAll(/\*([^*]+)\*/g)].map((match) => match[1]!)]);
     }
   }

@@ -64,8 +64,7 @@ export type Outcome =
    * attempt's own answer (first or joined) when it holds the key: stored just now, or a result still streaming
    * (stored when it ends, or kept as too large or lost); it is when the key can run again. Either one is the answer's
    * `Idempotency-Expires`. The response is streamed while the attempt's answer is still arriving. `createdAt`: when
-   * the record was created (its first request), from which a replay's `Age` counts; absent for a record stored before
-   * format 2.
+   * the record was created (its first request), from which a replay's `Age` counts (set on every replay).
    */
   | {
       readonly kind: 'response';
@@ -177,13 +176,13 @@ export interface RecordInfo {
   readonly state: 'in_flight' | 'complete' | 'too_large' | 'lost' | 'unknown';
   /** The stored status (`complete`, `too_large`, `lost`). */
   readonly status: number | null;
-  /** When the first request arrived, ms since the epoch (`null` for records stored before format 2). */
-  readonly created_at: number | null;
+  /** When the first request arrived, ms since the epoch. */
+  readonly created_at: number;
   /** When the key can run again, ms since the epoch. */
   readonly expires_at: number;
   /** While in flight: when a dead attempt frees the key, ms since the epoch. */
   readonly lease_until: number | null;
-  /** The method and path of the request that created the record (`null` before format 2). */
+  /** The method and path of the request that created the record (`null` when its caller did not say). */
   readonly method: string | null;
   readonly path: string | null;
 }

@@ -138,7 +138,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
         const sealed = await this.#seal(attempt, settled);
         return this.#record(attempt, settled, sealed, undefined) === 'stored' ? record.expires_at : null;
       } catch (error) {
-        this.#refused(attempt, settled, { expiresAt: record.expires_at, createdAt: record.created_at ?? Date.now() }, error);
+        this.#refused(attempt, settled, { expiresAt: record.expires_at, createdAt: record.created_at }, error);
         return null;
       }
     } else if (record === undefined) {
@@ -371,12 +371,17 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     if (now?.attempt !== row.attempt || now.state !== 'unknown') return { kind: 'in_progress', retryAfterMs: 1000 };
     if (answer === 'unknown') return pending;
     if (answer === 'never_ran') {
-      const times = { expiresAt: now.expires_at, createdAt: now.created_at ?? Date.now() };
+      const times = { expiresAt: now.expires_at, createdAt: now.created_at };
       const attempt = this.#start(spec, times, () => callOrigin(spec.origin, headers, spec.leaseMs));
       return awaitAttempt(attempt, spec.timeoutMs, true);
     }
     const stored = sealed !== undefined && this.#store.complete(row.attempt, sealed, 'unknown');
-    const created = now.created_at === null ? {} : { createdAt: now.created_at };
-    return { kind: 'response', replayed: true, response: answer.ran, ...created, ...(stored ? { storedUntil: now.expires_at } : {}) };
+    return {
+      kind: 'response',
+      replayed: true,
+      response: answer.ran,
+      createdAt: now.created_at,
+      ...(stored ? { storedUntil: now.expires_at } : {}),
+    };
   }
 }

@@ -35,7 +35,7 @@ export async function replay(store: RecordStore, row: RecordRow, { keys, name }:
   if (row.chunks === 0) {
     const response = await openResponse(keys, name, row.attempt, store.whole(row));
     if ('unreadable' in response) return unreadable(response.unreadable);
-    return { kind: 'response', replayed: true, response, expiresAt: row.expires_at, ...createdAt(row) };
+    return { kind: 'response', replayed: true, response, expiresAt: row.expires_at, createdAt: row.created_at };
   }
   const head = store.head(row);
   const complete = store.chunkCount() === row.chunks;
@@ -45,11 +45,8 @@ export async function replay(store: RecordStore, row: RecordRow, { keys, name }:
   const release = readers.take();
   if (release === undefined) return { kind: 'busy', retryAfterMs: 1000 };
   const body = streamParts(store, row, (index, part) => openPart(keys, name, row.attempt, head, index, part), release);
-  return { kind: 'response', replayed: true, response: { ...opened, body }, expiresAt: row.expires_at, ...createdAt(row) };
+  return { kind: 'response', replayed: true, response: { ...opened, body }, expiresAt: row.expires_at, createdAt: row.created_at };
 }
-
-/** When the record was created (a replay's `Age` counts from it), if it says. */
-const createdAt = (row: RecordRow): { createdAt?: number } => (row.created_at === null ? {} : { createdAt: row.created_at });
 
 /** Opens body part `index` as stored (sealed or not); `undefined` when it does not open. */
 export type PartOpener = (index: number, part: Uint8Array) => Promise<Uint8Array | undefined>;

@@ -5,10 +5,9 @@
  * body part by part, so that a large answer is replayed from storage without being held whole.
  *
  * Each part (the headers, each body part) is sealed with additional data that binds it to where it was written: the
- * record name, the attempt id, the part's place and (format 6, issue #29) the number of body parts and the status. A
- * part opens only in its own record, at its own place, in a record of as many parts with the same status: removing a
- * part, reordering parts or swapping the status fails to open. Rows sealed by format 4 and 5 (without the count and
- * status) open with what they were sealed with.
+ * record name, the attempt id, the part's place, the number of body parts and the status. A part opens only in its own
+ * record, at its own place, in a record of as many parts with the same status: removing a part, reordering parts or
+ * swapping the status fails to open.
  *
  * A row without a key id is plaintext (written before a keyring was configured, or without one). With a keyring set it
  * is read only when the keyring allows it (an entry `plaintext`, kept while such rows may remain, as an old key is):
@@ -22,7 +21,7 @@ import { concatBytes } from '../shared/bytes';
 import type { HeaderList } from '../shared/headers';
 import type { StoredResponse } from './api';
 import { type Keyring, open, readKeyring, seal } from './seal';
-import { BODY_CHUNK_BYTES, RECORD_FORMAT, type StoredHead, type StoredParts } from './storage';
+import { BODY_CHUNK_BYTES, type StoredHead, type StoredParts } from './storage';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -45,11 +44,11 @@ function split(body: ArrayBuffer): Uint8Array[] {
 }
 
 /**
- * What each part is sealed with: the record, the attempt and the part's place; from format 6 also the number of body
- * parts and the status, so that the parts of a record authenticate each other.
+ * What each part is sealed with: the record, the attempt, the part's place, the number of body parts and the status, so
+ * that the parts of a record authenticate each other.
  */
-function aad(name: string, attempt: string, part: string, head: Pick<StoredHead, 'format' | 'count' | 'status'>): string {
-  return head.format >= 6 ? JSON.stringify([name, attempt, part, head.count, head.status]) : JSON.stringify([name, attempt, part]);
+function aad(name: string, attempt: string, part: string, head: Pick<StoredHead, 'count' | 'status'>): string {
+  return JSON.stringify([name, attempt, part, head.count, head.status]);
 }
 
 /** The keyring of an object's env, parsed once per value of the secret (a changed secret is picked up). */
@@ -69,7 +68,7 @@ export class Keys {
 }
 
 /**
- * The parts to store for `response` of `attempt` in the record `name` (of the current format): sealed with the first
+ * The parts to store for `response` of `attempt` in the record `name`: sealed with the first
  * key when `keys` is set (failing closed when the record has no name), else plaintext.
  */
 export async function sealResponse(
@@ -80,7 +79,7 @@ export async function sealResponse(
 ): Promise<StoredParts> {
   const headers = JSON.stringify(response.headers);
   const parts = split(response.body);
-  const head = { status: response.status, format: RECORD_FORMAT, count: parts.length };
+  const head = { status: response.status, count: parts.length };
   if (keys === undefined) return { ...head, headers, parts, keyId: null };
   if (name === undefined) throw new Error('a record without a name cannot be sealed');
   const sealed = await Promise.all([

@@ -20,12 +20,7 @@ const auth = 'Bearer test-token';
 /** The fingerprint stored in the object named `name`. */
 async function storedFingerprint(name: string): Promise<string | undefined> {
   const stub = env.IDEMPOTENCY.get(env.IDEMPOTENCY.idFromName(name));
-  return runInDurableObject(stub, (_, state) => {
-    const stored = state.storage.kv.get<{ fingerprint: string }>('record');
-    if (stored !== undefined) return stored.fingerprint;
-    if (state.storage.sql.exec(`SELECT name FROM sqlite_master WHERE name = 'record'`).toArray().length === 0) return undefined;
-    return state.storage.sql.exec<{ fingerprint: string }>('SELECT fingerprint FROM record').one().fingerprint;
-  });
+  return runInDurableObject(stub, (_, state) => state.storage.kv.get<{ fingerprint: string }>('record')?.fingerprint);
 }
 
 describe('ORIGIN_HOSTS', () => {

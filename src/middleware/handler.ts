@@ -4,12 +4,13 @@
  * captured while it streams to the client and reported to the object on the `AttemptReport` that `begin()` returned.
  */
 import type { Context } from 'hono';
-import { type BeginResult, type Outcome, type Settled, isResultStatus } from '../record/api';
-import { type LiveAnswer, liveAnswer } from '../shared/capture';
+import type { BeginResult, Outcome, Settled } from '../record/api';
+import { isResultStatus } from '../shared/status';
+import { type LiveAnswer, liveAnswer } from '../record/live';
 
 import { Rejection } from '../shared/problem';
 import { within } from '../shared/timer';
-import { type RecordRef, type Records, keyHashOf } from './records';
+import { type RecordRef, type Records, keyHashOf } from '../record/stub';
 
 /** A handler-mode key the object gave this request to run. */
 export type Acquired = Extract<BeginResult, { kind: 'acquired' }>;

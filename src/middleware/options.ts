@@ -6,7 +6,7 @@
 import type { Context } from 'hono';
 import type { ProblemCode } from '../shared/problem';
 import type { Reporter } from './log';
-import type { RetryOptions } from './retry';
+import type { RetryOptions } from '../record/stub';
 import type { ScopeOption } from './scope';
 
 /** Where an attempt runs. */

@@ -10,13 +10,12 @@
 import type { Context } from 'hono';
 import { HTTP_TOKEN } from '../shared/headers';
 import { MAX_ATTEMPT_MS, MAX_BODY_BYTES_LIMIT, MAX_TTL_SECONDS } from '../shared/limits';
-import { Answers, corsOrigins } from '../shared/answers';
+import { Answers, corsOrigins } from './answer';
 import { type Fingerprinter, fingerprinter } from './fingerprint';
 import { reconcileTemplateError } from './reconcile';
 import type { Reporter } from './log';
-import { JURISDICTIONS, LOCATION_HINTS } from './records';
+import { JURISDICTIONS, LOCATION_HINTS, type RetryOptions } from '../record/stub';
 import type { ResolvedRateLimit } from './rate-limit';
-import type { RetryOptions } from './retry';
 import { type Scope, resolveScope } from './scope';
 
 import type { IdempotencyMode, IdempotencyOptions, OptionName } from './options';

@@ -9,13 +9,12 @@ import { Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { createIdempotency } from '../middleware/idempotency';
 import type { ResolvedOptions } from '../middleware/resolve';
-import type { Answers } from '../shared/answers';
+import type { Answers } from '../middleware/answer';
 import { ConfigError, type ProxyConfig, type ProxyVars, answersOf, readConfig } from './config';
 import { reject } from '../shared/problem';
 import { directForwarding, passThrough } from './forward';
 import { KeyRecords, keysApi } from './keys';
-import { reservedPath } from './reserved';
-import { looped, originTarget, pathAndQuery, pathnameOf, viaWith } from './target';
+import { looped, originTarget, pathAndQuery, pathnameOf, reservedPath, viaWith } from './target';
 
 /** How the requests of one route (or of no route) are handled. */
 interface Policy {

@@ -9,7 +9,7 @@
  */
 import type { IdempotencyOptions, OptionName } from '../middleware/options';
 import { OptionsError, type ResolvedOptions, resolveOptions } from '../middleware/resolve';
-import { Answers } from '../shared/answers';
+import { Answers } from '../middleware/answer';
 import { SealConfigError, readKeyring } from '../record/seal';
 import { RouteError, type RouteSpec, readRoutes } from './routes';
 import { originTarget } from './target';

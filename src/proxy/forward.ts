@@ -5,12 +5,10 @@
  */
 import { untouched } from '../middleware/resolve';
 import { endToEnd, passThroughHeaders } from '../shared/headers';
-import type { Answers } from '../shared/answers';
-import { logUnreachable, outcomeResponse } from '../shared/outcome';
+import { type Answers, logUnreachable, outcomeResponse } from '../middleware/answer';
 import { Rejection } from '../shared/problem';
 import type { ProxyConfig } from './config';
-import { reservedPath } from './reserved';
-import { originTarget, pathAndQuery, pathnameOf } from './target';
+import { originTarget, pathAndQuery, pathnameOf, reservedPath } from './target';
 
 /**
  * Forwards the request as it is, like a plain reverse proxy: the end-to-end headers (those the request's

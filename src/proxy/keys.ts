@@ -17,13 +17,13 @@ import { timingSafeEqual } from 'hono/utils/buffer';
 import { consoleReporter, logScopeHash } from '../middleware/log';
 import type { ResolvedOptions } from '../middleware/resolve';
 import { limitRates } from '../middleware/rate-limit';
-import { Records, keyHashOf, recordName } from '../middleware/records';
+import { Records, keyHashOf, recordName } from '../record/stub';
 import { isolateReplays } from '../middleware/replay-cache';
 import { ANONYMOUS_KIND, ANONYMOUS_SCOPE_HASH } from '../middleware/scope';
 import type { PurgeResult, RecordInfo } from '../record/api';
 import { sha256Hex } from '../shared/hash';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
-import type { Answers } from '../shared/answers';
+import type { Answers } from '../middleware/answer';
 import { reject } from '../shared/problem';
 import { ConfigError } from './variables';
 

@@ -1,12 +1,10 @@
 /**
  * @module
- * The RPC surface of `IdempotencyRecord`: the types its public methods take and return (what it answers, `Outcome`,
- * and how an attempt ended, `Settled`, included), and which statuses are results. This surface is
- * a versioned public API (any Worker holding the namespace binding can call it), documented with the
- * stored format in docs/storage-schema.md.
+ * The RPC surface of `IdempotencyRecord`, types only: what its public methods take and return (what it answers,
+ * `Outcome`, and how an attempt ended, `Settled`, included). This surface is a public API (any Worker holding the
+ * namespace binding can call it), documented with the stored format in docs/storage-schema.md.
  */
 import type { HeaderList } from '../shared/headers';
-import type { AttemptReport } from './attempt';
 
 /** A response as stored: status, end-to-end headers and the exact body bytes. */
 export interface StoredResponse {
@@ -24,24 +22,6 @@ export interface StreamedResponse {
   readonly headers: HeaderList;
   readonly body: ReadableStream<Uint8Array>;
 }
-
-/** Whether a response's body is all there (stored, or captured whole), not still streaming. */
-export const isStored = (response: StoredResponse | StreamedResponse): response is StoredResponse => response.body instanceof ArrayBuffer;
-
-/**
- * Statuses below 500 that are not results of the write, in both modes: never stored, they free the key like 5xx.
- * - 408, 425, 429 say "try again later": storing one would replay a short overload for the whole TTL and push
- *   clients onto new keys.
- * - 401, 403 refused the credential: no write ran under it, and storing them would let anyone with random
- *   credentials fill storage for the TTL.
- */
-const NOT_RESULTS: ReadonlySet<number> = new Set([408, 425, 429, 401, 403]);
-
-/**
- * Whether a status is a result of the request (below 500, not one of {@link NOT_RESULTS}): once such a status line
- * has arrived, the write ran, whatever happens to its body afterwards.
- */
-export const isResultStatus = (status: number): boolean => status < 500 && !NOT_RESULTS.has(status);
 
 /**
  * How an attempt ended (the origin call in proxy mode, the app's handler in handler mode). `mayHaveRun` marks a
@@ -161,6 +141,20 @@ export interface AttemptSpec extends AttemptLimits {
    * scope headers and `Idempotency-Key` (so no credential is ever stored to make it).
    */
   readonly reconcile?: { readonly url: string; readonly headers: HeaderList };
+}
+
+/**
+ * Handler mode: where the caller that acquired a key reports how its attempt ended. `begin` returns it (an `RpcTarget`),
+ * so the report travels in the same RPC session as the `begin` call: one billed Durable Object request per first-time
+ * write.
+ */
+export interface AttemptReport {
+  /**
+   * Reports the attempt's result, as `IdempotencyRecord.complete` does for its attempt.
+   *
+   * @returns when the key can run again if the response was stored (ms since the epoch), else `null`
+   */
+  complete(settled: Settled): Promise<number | null>;
 }
 
 /**

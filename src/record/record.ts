@@ -25,16 +25,14 @@ import {
   type PurgeResult,
   type RecordInfo,
   type Settled,
-  isResultStatus,
 } from './api';
-import { type Attempt, AttemptReport, type Finished, LEASE_GRACE_MS, MAX_READERS, awaitAttempt, lostAttempt, ranStatus } from './attempt';
+import { isResultStatus } from '../shared/status';
+import { type Attempt, type Finished, Report, LEASE_GRACE_MS, MAX_READERS, awaitAttempt, lostAttempt, ranStatus } from './attempt';
 import { alive, counts, decide } from './decide';
-import { type Running, callOrigin, withinLease } from './origin';
-import { reconcile } from './reconcile';
-import { SealConfigError } from './seal';
-import { Keys, sealResponse } from './sealed-store';
+import { type Running, callOrigin, reconcile, withinLease } from './origin';
+import { Keys, SealConfigError, sealResponse } from './seal';
 import { replay } from './replay';
-import { Readers } from '../shared/live';
+import { Readers } from './live';
 import { type RecordRow, RecordStore, type StoredParts, expiryOf } from './storage';
 import { checkAttempt, checkLimits, checkReconcile, checkSettled, checkSpec } from './validate';
 
@@ -105,7 +103,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     let settle!: (settled: Settled) => void;
     const reported = new Promise<Settled>((resolve) => (settle = resolve));
     const attempt = this.#start(spec, decision.start, () => ({ settled: withinLease(reported, spec.leaseMs) }), settle);
-    const report = new AttemptReport((settled) => this.#complete(attempt.id, settled));
+    const report = new Report((settled) => this.#complete(attempt.id, settled));
     return Promise.resolve({ kind: 'acquired', attempt: attempt.id, expiresAt: attempt.expiresAt, report });
   }
 

@@ -9,10 +9,9 @@
  * Each pull checks that the record is still the one replayed: a purge, an expiry or a new attempt meanwhile breaks the
  * stream (its reader gets a body that ends in an error), never another answer's bytes.
  */
-import type { Readers } from '../shared/live';
+import type { Readers } from './live';
 import type { Outcome } from './api';
-import type { Keyring } from './seal';
-import { openHead, openPart, openResponse } from './sealed-store';
+import { type Keyring, openHead, openPart, openResponse } from './seal';
 import type { RecordRow, RecordStore } from './storage';
 
 /** What opens a record's sealed parts: the keyring (if any) and the record's name. */

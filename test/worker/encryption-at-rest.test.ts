@@ -11,8 +11,7 @@
  */
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it, vi } from 'vitest';
-import { Answers } from '../../src/shared/answers';
-import { outcomeResponse } from '../../src/shared/outcome';
+import { Answers, outcomeResponse } from '../../src/middleware/answer';
 import { RECORD_FORMAT } from '../../src/record/storage';
 import {
   type ReadOutcome,

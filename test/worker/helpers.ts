@@ -4,12 +4,13 @@ import { env, exports } from 'cloudflare:workers';
 import { Hono } from 'hono';
 import { expect, inject } from 'vitest';
 import { idempotency, type IdempotencyOptions } from '../../src/middleware';
-import { recordName } from '../../src/middleware/records';
+import { recordName } from '../../src/record/stub';
 import { proxyFor } from '../../src/proxy/app';
 import type { AttemptLimits, AttemptSpec } from '../../src/record/api';
 import type { IdempotencyRecord } from '../../src/record/record';
 import { sha256Hex } from '../../src/shared/hash';
-import { type Outcome, type StoredResponse, isStored } from '../../src/record/api';
+import type { Outcome, StoredResponse } from '../../src/record/api';
+import { isStored } from '../../src/middleware/answer';
 import { releaseAt } from '../origin/control';
 
 export { whole } from '../origin/control';

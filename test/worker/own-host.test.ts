@@ -6,7 +6,7 @@
 import { runInDurableObject } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { recordName } from '../../src/middleware/records';
+import { recordName } from '../../src/record/stub';
 import { proxyFor } from '../../src/proxy/app';
 import { sha256Hex } from '../../src/shared/hash';
 import { expectProblem, newKey, originCalls, originUrl, sendTo, sendWith, whole } from './helpers';

@@ -11,7 +11,7 @@ import { env } from 'cloudflare:workers';
 import { Hono } from 'hono';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { idempotency } from '../../src/middleware';
-import { recordName } from '../../src/middleware/records';
+import { recordName } from '../../src/record/stub';
 import { sha256Hex } from '../../src/shared/hash';
 import {
   answering,

@@ -1,14 +1,61 @@
 /**
  * @module
- * The Worker-side client of the records: a key's record name, where it lives (the Durable Object namespace binding,
- * inside its jurisdiction if one is set; the object of a record name, placed by the location hint), calls to it,
- * retried only when the platform says so, and the hash that names it in log lines. Shared by the middleware and the
- * proxy's key API.
+ * The Worker's side of the RPC seam: how a Worker reaches the object of a key. A key's record name; the namespace
+ * that holds it (the Durable Object binding, inside its jurisdiction if one is set, after the configuration the objects
+ * read from the same env is checked); the object of a name, placed by the location hint; calls to it with a fresh stub
+ * per try, retried only when the platform says so (`retryable` and not `overloaded`); and the hash that names it in log
+ * lines. Shared by the middleware and the key lookups.
+ *
+ * Retrying `execute()` is safe because the object is idempotent by construction: a repeated call joins, replays, or
+ * reports the attempt in progress (a retry that joins the attempt its first try started is answered as a replay).
+ * `begin()` is never retried (see the middleware).
  */
-import type { IdempotencyRecord } from '../record/record';
-import { SealConfigError, readKeyring } from '../record/seal';
+import type { IdempotencyRecord } from './record';
+import { SealConfigError, readKeyring } from './seal';
 import { reject } from '../shared/problem';
-import { type RetryOptions, callDurableObject } from './retry';
+
+/** Options for {@link callDurableObject}. */
+export interface RetryOptions {
+  /** Total tries, the first included. @default 3 */
+  readonly attempts?: number;
+  /** Base delay of the jittered exponential backoff, in ms. @default 50 */
+  readonly baseDelayMs?: number;
+}
+
+interface PlatformError {
+  retryable?: boolean;
+  overloaded?: boolean;
+}
+
+/** Whether the platform marked `error` safe to retry. */
+export function isRetryable(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const { retryable, overloaded } = error as PlatformError;
+  return retryable === true && overloaded !== true;
+}
+
+/**
+ * Calls `call` with a fresh stub each time (a stub can be left broken by an error) and retries
+ * retryable failures with full-jitter backoff.
+ *
+ * @param makeStub - returns a new stub; called once per try
+ * @param call - the RPC to make
+ * @throws the last error when it is not retryable or the tries are used up
+ */
+export async function callDurableObject<S, R>(
+  makeStub: () => S,
+  call: (stub: S) => Promise<R>,
+  { attempts = 3, baseDelayMs = 50 }: RetryOptions = {},
+): Promise<R> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call(makeStub());
+    } catch (error) {
+      if (attempt >= attempts || !isRetryable(error)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * baseDelayMs * 2 ** attempt));
+    }
+  }
+}
 
 /**
  * The Durable Object name of a key. The JSON array keeps the parts apart whatever they contain, so a key

@@ -93,6 +93,17 @@ export class Answers {
     return response;
   }
 
+  /**
+   * The answer to a request whose origin could not be reached (`502 origin_unreachable`), its target logged (its
+   * scheme, host and port only, never in the answer).
+   *
+   * @param target - the URL that was fetched
+   */
+  unreachable(target: string, request: Request): Response {
+    logUnreachable(target);
+    return this.problem(outcomeProblem({ kind: 'origin_unreachable' })!, request);
+  }
+
   /** The request's `Origin` when it is one whose pages may read the layer's answers. */
   #listed(request: Request): string | undefined {
     const cors = this.#cors;

@@ -171,6 +171,13 @@ export interface IdempotencyOptions {
    */
   readonly retry?: RetryOptions | false;
   /**
+   * The binding of a Workers Analytics Engine dataset: when the Worker has it, the default reporter writes a data point
+   * for every keyed request (blobs `[outcome, method, code]`, doubles `[status, latency_ms, origin_ms]`, index
+   * `scope_hash`).
+   * @default 'METRICS'
+   */
+  readonly metrics?: string;
+  /**
    * Where the log line of each request the layer decides (executed, replayed, conflict, in progress, refused)
    * goes; `false` for none. The default writes JSON to the console and, when an Analytics Engine dataset is
    * bound as `METRICS`, a data point.

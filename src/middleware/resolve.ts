@@ -39,8 +39,6 @@ export interface ResolvedOptions {
   /** The fingerprint of a request, given its parsed URL and body bytes. */
   readonly fingerprint: (c: Context, url: URL, body: ArrayBuffer) => Promise<string>;
   readonly jurisdiction: DurableObjectJurisdiction | undefined;
-  /** How answers name the jurisdiction setting: `jurisdiction` here, its variable where the proxy resolves. */
-  readonly jurisdictionName: string;
   readonly locationHint: DurableObjectLocationHint | undefined;
   readonly rateLimit: ResolvedRateLimit | undefined;
   readonly ipRateLimit: ResolvedRateLimit | undefined;
@@ -50,6 +48,8 @@ export interface ResolvedOptions {
   readonly retry: Required<RetryOptions>;
   /** `undefined`: the default console reporter. */
   readonly reporter: Reporter | false | undefined;
+  /** The binding name of the metrics dataset. */
+  readonly metrics: string;
   readonly logPassThrough: boolean;
   readonly logRepeats: boolean;
   /** How the layer's own answers are written: problem format, conflict status, CORS. */
@@ -163,6 +163,8 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
   if (!HTTP_TOKEN.test(headerName)) throw new OptionsError(['headerName'], '{headerName} must be a header name', headerName);
   const binding = options.binding ?? 'IDEMPOTENCY';
   if (!NAME.test(binding)) throw new OptionsError(['binding'], '{binding} must be a binding name', binding);
+  const metrics = options.metrics ?? 'METRICS';
+  if (!NAME.test(metrics)) throw new OptionsError(['metrics'], '{metrics} must be a binding name', metrics);
   const ttlSeconds = whole('ttlSeconds', options.ttlSeconds, 86_400, 1, MAX_TTL_SECONDS);
   const leaseSet = whole('leaseMs', options.leaseMs, 0, 1, MAX_ATTEMPT_MS);
   const timeoutMs = whole(
@@ -210,7 +212,6 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     hostScoped: options.hostScoped ?? false,
     fingerprint: fingerprintOf(options),
     jurisdiction: oneOf('jurisdiction', options.jurisdiction, JURISDICTIONS),
-    jurisdictionName: 'jurisdiction',
     locationHint: oneOf('locationHint', options.locationHint, LOCATION_HINTS),
     rateLimit,
     ipRateLimit,
@@ -219,6 +220,7 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     run: options.run ?? { mode: 'handler' },
     retry: { attempts: whole('retry', retry?.attempts, 3, 1, 10), baseDelayMs: whole('retry', retry?.baseDelayMs, 50, 0, 60_000) },
     reporter: options.reporter,
+    metrics,
     logPassThrough: options.logPassThrough ?? false,
     logRepeats: options.logRepeats ?? false,
     answers: new Answers({ format: errorFormat, conflictStatus }, cors),

@@ -16,7 +16,7 @@
 import { WorkerEntrypoint } from 'cloudflare:workers';
 import type { PurgeResult } from '../record/api';
 import { proxyFor } from './app';
-import type { KeyInfo, KeyRecords } from './keys';
+import type { KeyInfo, KeyLookups } from '../middleware';
 
 /** The proxy as an RPC entrypoint. */
 export class IdempotencyService extends WorkerEntrypoint<Env> {
@@ -57,7 +57,7 @@ export class IdempotencyService extends WorkerEntrypoint<Env> {
     return this.#keys().purge(this.env as unknown as Record<string, unknown>, scopeHash, key, host);
   }
 
-  #keys(): KeyRecords {
+  #keys(): KeyLookups {
     const { keys, error } = proxyFor(this.env);
     if (keys === undefined) throw new Error(`The proxy is misconfigured: ${error?.message ?? 'unknown error'}.`);
     return keys;

@@ -6,7 +6,24 @@
  * each request to its own URL) a request that has already been through this proxy.
  */
 import { reject } from '../shared/problem';
-import type { OriginConfig } from './config';
+
+/** Where requests go: a fixed origin (its path prefixes every request path), or each request's own URL. */
+export type OriginConfig =
+  | {
+      readonly mode: 'url';
+      /** The path of `ORIGIN_URL` without its trailing slash (`""` for a bare host). */
+      readonly basePath: string;
+      /** What every target starts with: the origin (scheme, host, port) and the base path. */
+      readonly prefix: string;
+    }
+  | {
+      readonly mode: 'request';
+      /**
+       * `ORIGIN_HOSTS` as serialised origins (`https://api.example.com`, `http://127.0.0.1:8788`): the only scheme, host
+       * and port triples requests are forwarded to.
+       */
+      readonly hosts: ReadonlySet<string>;
+    };
 
 /** The `Via` entry the proxy adds in `request` mode (RFC 9110 §7.6.3): protocol and pseudonym. */
 export const VIA_ENTRY = '1.1 idempotency-proxy';

@@ -96,8 +96,6 @@ export interface RecordsOptions {
   readonly jurisdiction: DurableObjectJurisdiction | undefined;
   readonly locationHint: DurableObjectLocationHint | undefined;
   readonly retry: RetryOptions;
-  /** How error details name the jurisdiction setting (the option, or the proxy's variable). */
-  readonly jurisdictionName: string;
   /** The key header, named in the detail of `idempotency_unavailable`. */
   readonly headerName: string;
 }
@@ -176,7 +174,7 @@ export class Records {
   #noJurisdiction(cause: unknown): never {
     return reject(
       'configuration_invalid',
-      `${this.#options.jurisdictionName} is set, but this runtime cannot create Durable Objects in a jurisdiction (local workerd does not implement them). Nothing was stored and the origin was not called.`,
+      `A jurisdiction is set (the jurisdiction option, IDEMPOTENCY_JURISDICTION of the proxy), but this runtime cannot create Durable Objects in one (local workerd does not implement them). Nothing was stored and the origin was not called.`,
       { cause },
     );
   }

@@ -79,8 +79,20 @@ const bindingNamed =
   () =>
     ({ binding: name }) satisfies IdempotencyOptions['rateLimit'];
 
-/** Every setting: the options of `idempotency()` first, in the order of their declaration, then the proxy's own. */
+/** Every setting: where the proxy sends requests, then the options of `idempotency()`, then the proxy's other own settings. */
 export const SETTINGS = [
+  {
+    variable: 'ORIGIN_URL',
+    source: 'var',
+    default: '(required)',
+    doc: 'the API: a base URL (`https://api.example.com/v1`: the path and query are appended), or `request` to forward each request to its own URL',
+  },
+  {
+    variable: 'ORIGIN_HOSTS',
+    source: 'var',
+    default: '(required with `request`)',
+    doc: 'with `ORIGIN_URL = "request"`: the hosts forwarded to, each pinning scheme, host and port (`api.example.com` is https on 443; `host:port`, `http://host[:port]`); any other gets `421 host_not_allowed`',
+  },
   {
     option: 'ttlSeconds',
     variable: 'IDEMPOTENCY_TTL_SECONDS',
@@ -299,18 +311,6 @@ export const SETTINGS = [
     option: 'logRepeats',
     default: '`false`',
     doc: 'replays are logged too, not only counted (the proxy: `LOG_REQUESTS = "all"`)',
-  },
-  {
-    variable: 'ORIGIN_URL',
-    source: 'var',
-    default: '(required)',
-    doc: 'the API: a base URL (`https://api.example.com/v1`: the path and query are appended), or `request` to forward each request to its own URL',
-  },
-  {
-    variable: 'ORIGIN_HOSTS',
-    source: 'var',
-    default: '(required with `request`)',
-    doc: 'with `ORIGIN_URL = "request"`: the hosts forwarded to, each pinning scheme, host and port (`api.example.com` is https on 443; `host:port`, `http://host[:port]`); any other gets `421 host_not_allowed`',
   },
   {
     variable: 'LOG_REQUESTS',

@@ -24,7 +24,7 @@ const leaseMargin = (leaseMs: number): number => Math.min(1000, Math.floor(lease
 /**
  * Handler mode, for the request that acquired the key: runs the handler and reports its answer. An answer that has
  * ended by the next turn is reported before it is sent, as a whole; a longer one streams to the client while it is
- * captured, and is reported when it ends (`waitUntil`), or cut just before the lease ends (issue #29: even when its
+ * captured, and is reported when it ends (`waitUntil`), or cut just before the lease ends (even when its
  * client stopped reading past the capture limit, a result is then reported lost, never left for the key to be freed).
  * Duplicates wait for the report either way.
  */

@@ -37,7 +37,7 @@ export interface Reporter {
 /**
  * Whether an entry repeats an answer already given: a replay, from the object or the isolate's cache. A conflict is
  * never one, even from the cache: each is a client sending another request under a used key, a decision `LOG_REQUESTS`
- * promises to log (#28).
+ * promises to log.
  */
 export const isRepeat = (entry: Pick<RequestLog, 'outcome'>): boolean => entry.outcome === 'replayed';
 

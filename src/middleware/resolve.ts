@@ -108,7 +108,7 @@ function unknownPolicy(options: IdempotencyOptions): Pick<ResolvedOptions, 'onUn
   if (onUnknown !== 'reconcile') return { onUnknown, reconcileUrl: undefined };
   // The object calls the reconcile URL itself, so only origin mode can reconcile: a handler has no origin to ask.
   if (options.run?.mode !== 'origin') throw new OptionsError(['onUnknown', 'run'], '{onUnknown} reconcile needs the origin {run} mode');
-  // It carries the client's credential: it must reach the origin itself (issue #29, finding 7).
+  // It carries the client's credential: it must reach the origin itself.
   const error = reconcileTemplateError(reconcileUrl);
   if (error !== undefined)
     throw new OptionsError(['reconcileUrl', 'onUnknown'], `{reconcileUrl} ${error}, when {onUnknown} is reconcile`, reconcileUrl);

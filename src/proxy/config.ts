@@ -58,7 +58,7 @@ const HOST_NAME = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-
 const HOST_ENTRY = /^(?:(https?):\/\/)?([^/:]+|\[[^\]]*\])(?::(\d{1,5}))?$/;
 
 /**
- * An `ORIGIN_HOSTS` entry as the serialised origin it pins (issue #29, finding 2): `api.example.com` is https on 443,
+ * An `ORIGIN_HOSTS` entry as the serialised origin it pins: `api.example.com` is https on 443,
  * `api.example.com:8443` https on that port, `http://host[:port]` plain http (local use). `undefined` when it is none.
  */
 function pinnedOrigin(entry: string): string | undefined {

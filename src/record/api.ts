@@ -66,7 +66,7 @@ export type Outcome =
   /** An attempt with this key is still running (or died and its lease has not ended yet). */
   | { readonly kind: 'in_progress'; readonly retryAfterMs: number }
   /**
-   * The stored answer is being streamed to as many readers as the object allows at once (issue #29): retry after
+   * The stored answer is being streamed to as many readers as the object allows at once: retry after
    * `retryAfterMs`. Nothing ran.
    */
   | { readonly kind: 'busy'; readonly retryAfterMs: number }

@@ -22,7 +22,7 @@ export const LEASE_GRACE_MS = 5_000;
 
 /**
  * The most streams of one key's answer open at once: duplicates joining its live answer, and replays of a stored answer
- * over 1 MiB streamed from storage (issue #29). Each holds at most a chunk or a part in flight. A duplicate past it waits
+ * over 1 MiB streamed from storage. Each holds at most a chunk or a part in flight. A duplicate past it waits
  * for the answer to be stored and is replayed; a streamed replay past it answers `busy` (503 with `Retry-After`).
  */
 export const MAX_READERS = 8;
@@ -37,6 +37,7 @@ export interface Finished {
   readonly held: boolean;
 }
 
+/** An attempt running in this instance: its id, how it ends, its answer as it arrives, and its key's times. */
 export interface Attempt {
   readonly id: string;
   readonly done: Promise<Finished>;

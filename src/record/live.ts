@@ -57,6 +57,7 @@ export class Readers {
   }
 }
 
+/** The body of an answer while it arrives: one pump reads it, captures it up to a limit, and serves its readers. */
 export class LiveBody {
   readonly #max: number;
   readonly #chunks: Uint8Array[] = [];

@@ -1,7 +1,7 @@
 /**
  * @module
  * Replaying a stored answer. One of a single part (at most 1 MiB, kept in the record) is read and opened whole. One
- * whose body is in chunk rows is streamed from storage part by part as its reader pulls (issue #29, finding 4): each
+ * whose body is in chunk rows is streamed from storage part by part as its reader pulls: each
  * part is read, and opened when sealed, only when it is asked for, so a reader that stops reading holds one part,
  * never the whole answer (which used to be read, opened and copied whole for every replay); at most as many such
  * streams as the object's {@link Readers} allow are open at once.

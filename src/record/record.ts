@@ -39,9 +39,6 @@ import { checkAttempt, checkLimits, checkReconcile, checkSettled, checkSpec } fr
 /** When a key's record expires and when it was created (its first request), ms since the epoch. */
 type Times = { readonly expiresAt: number; readonly createdAt: number };
 
-/** The policy for an unknown outcome: whether it holds the key (`hold`, `reconcile`) instead of freeing it. */
-const holdsUnknown = (policy: AttemptLimits['onUnknown']): boolean => policy === 'hold' || policy === 'reconcile';
-
 /** The Durable Object class; one instance per `(scope hash, key)`. */
 export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   readonly #store: RecordStore;
@@ -307,9 +304,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   }
 
   /**
-   * Records how attempt `id` ended, if the row still belongs to it: `stored` when its response was stored, `held`
-   * when its outcome is unknown and `onUnknown` holds the key (state `unknown`, as for a reset after its lease).
-   * `sealed` is what {@link #seal} prepared for a response to store.
+   * Records how attempt `id` ended ({@link RecordStore.end}): a key it freed leaves an empty object, which the alarm
+   * removes at once.
    */
   #record(
     id: string,
@@ -317,25 +313,9 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     sealed: StoredParts | undefined,
     onUnknown: AttemptLimits['onUnknown'],
   ): 'stored' | 'held' | undefined {
-    if (settled.kind === 'response' && isResultStatus(settled.response.status)) {
-      return sealed !== undefined && this.#store.complete(id, sealed) ? 'stored' : undefined;
-    } else if (
-      (settled.kind === 'origin_timeout' || settled.kind === 'origin_unreachable') &&
-      settled.mayHaveRun &&
-      holdsUnknown(onUnknown)
-    ) {
-      return this.#store.unknown(id) ? 'held' : undefined;
-    } else if (settled.kind === 'response_too_large' && isResultStatus(settled.status)) {
-      this.#store.tooLarge(id, settled.status);
-    } else if (settled.kind === 'response_lost' && isResultStatus(settled.status)) {
-      // The status line of a result arrived: the write ran, so the key must never run it again.
-      this.#store.lost(id, settled.status);
-    } else if (this.#store.release(id)) {
-      // 5xx and transient answers (however they ended) and failures are not stored: the key is free for the next request, and
-      // the alarm removes what is left of the object.
-      void this.ctx.storage.setAlarm(Date.now());
-    }
-    return undefined;
+    const ended = this.#store.end(id, settled, sealed, onUnknown === 'hold' || onUnknown === 'reconcile');
+    if (ended === 'freed') void this.ctx.storage.setAlarm(Date.now());
+    return ended === 'freed' ? undefined : ended;
   }
 
   /**

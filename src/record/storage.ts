@@ -8,6 +8,8 @@
  * that the record is still that attempt's and in flight: a late or repeated answer can never overwrite a newer
  * attempt's record or a stored answer. A chunked body and its record are written in one transaction.
  */
+import type { Settled } from './api';
+import { isResultStatus } from '../shared/status';
 
 /** SQLite-backed Durable Objects refuse rows, strings and BLOBs over 2 MB in production (not locally). */
 export const MAX_SQL_ROW_BYTES = 2_000_000;
@@ -167,6 +169,27 @@ export class RecordStore {
       });
       return true;
     });
+  }
+
+  /**
+   * Records how `attempt` ended, if the record still belongs to it: a result's response is stored (`sealed`, prepared
+   * by `seal.ts`); a result too large to store or whose body broke off keeps its status (`too_large`, `lost`: it ran,
+   * and never runs again); an end without a status line that may have run is held as `unknown` when `holdUnknown`;
+   * anything else (a 5xx, a transient status, a failure) frees the key.
+   *
+   * @returns `stored`, `held` or `freed`; `undefined` when nothing changed (kept as too large or lost, or the record
+   *   was no longer the attempt's)
+   */
+  end(attempt: string, settled: Settled, sealed: StoredParts | undefined, holdUnknown: boolean): 'stored' | 'held' | 'freed' | undefined {
+    if (settled.kind === 'response' && isResultStatus(settled.response.status))
+      return sealed !== undefined && this.complete(attempt, sealed) ? 'stored' : undefined;
+    if ((settled.kind === 'origin_timeout' || settled.kind === 'origin_unreachable') && settled.mayHaveRun && holdUnknown)
+      return this.unknown(attempt) ? 'held' : undefined;
+    if (settled.kind === 'response_too_large' && isResultStatus(settled.status)) this.tooLarge(attempt, settled.status);
+    // The status line of a result arrived: the write ran, so the key must never run it again.
+    else if (settled.kind === 'response_lost' && isResultStatus(settled.status)) this.lost(attempt, settled.status);
+    else if (this.release(attempt)) return 'freed';
+    return undefined;
   }
 
   /** Records that `attempt` ran but its answer was too large to store: only the status is kept. */

@@ -94,7 +94,7 @@ describe('the host is part of the record with ORIGIN_URL = "request"', () => {
 
   it('looks a key up on its own host only, over HTTP and over RPC', async () => {
     const key = newKey();
-    await sendTo(hosts, `http://127.0.0.1:${port}/echo/host-lookup`, { key, body: 'x' });
+    await whole(sendTo(hosts, `http://127.0.0.1:${port}/echo/host-lookup`, { key, body: 'x' }));
     const lookup = (host: string) => sendTo(hosts, `http://${host}:${port}/_idempotency/keys/${key}`, { method: 'GET' });
     expect((await lookup('127.0.0.1')).status).toBe(200);
     await expectProblem(await lookup('localhost'), 404, 'idempotency_key_not_found');

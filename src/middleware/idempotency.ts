@@ -22,7 +22,7 @@ import { createMiddleware } from 'hono/factory';
 import type { BeginResult, Outcome } from '../record/api';
 import type { IdempotencyRecord } from '../record/record';
 import { type RecordRef, Records, keyHashOf, recordName } from '../record/stub';
-import { sha256Hex } from '../shared/hash';
+import { sha256Hex } from '../shared/bytes';
 import { forwardableHeaders, forwardedHeader } from '../shared/headers';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
 import { type ProblemSpec, Rejection, reject } from '../shared/problem';
@@ -34,7 +34,7 @@ import type { IdempotencyOptions } from './options';
 import { limitRates } from './rate-limit';
 import { reconcileRequest } from './reconcile';
 import { isolateReplays as replays } from './replay-cache';
-import { type ResolvedOptions, resolveOptions, untouched } from './resolve';
+import { type ResolvedOptions, resolveOptions } from './resolve';
 import { ANONYMOUS_KIND, ANONYMOUS_SCOPE_HASH, missingScopeDetail } from './scope';
 
 /** Variables the middleware sets on the context. */
@@ -155,6 +155,14 @@ export function createIdempotency(options: ResolvedOptions): MiddlewareHandler<I
       return problemAnswer(layer, c, error.problem);
     }
   });
+}
+
+/**
+ * Whether a request is one the middleware passes on untouched, decided from its method and headers alone: the
+ * method is not one it protects, or the request carries no key where keys are optional.
+ */
+export function untouched(options: ResolvedOptions, method: string, headers: Headers): boolean {
+  return !options.methods.has(method) || (!options.required && !headers.has(options.headerName));
 }
 
 /** Passes a request on untouched (its log line only with `logPassThrough`). */

@@ -3,9 +3,9 @@
  * The `idempotency()` Hono middleware: its factory, its options and settings, and the key lookups. What the proxy (and
  * any other user) reaches of the middleware, it reaches through here.
  */
-export { createIdempotency, idempotency } from './idempotency';
+export { createIdempotency, idempotency, untouched } from './idempotency';
 export type { IdempotencyEnv, IdempotencyVariables } from './idempotency';
-export { OptionsError, resolveOptions, untouched } from './resolve';
+export { OptionsError, resolveOptions } from './resolve';
 export type { ResolvedOptions } from './resolve';
 export { SETTINGS, SettingError, settingOf, variableOf } from './settings';
 export type { Read, Setting, Source, VariableName } from './settings';

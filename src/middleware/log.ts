@@ -5,7 +5,7 @@
  * a credential: only truncated hashes, keyed (HMAC-SHA-256) when a log hash secret is set, so that nobody who
  * reads the logs can test guesses of a weak credential offline.
  */
-import { hex } from '../shared/hash';
+import { hex } from '../shared/bytes';
 
 /** What happened to a request. */
 export type RequestOutcome = 'executed' | 'replayed' | 'conflict' | 'in_progress' | 'passthrough' | 'rejected' | 'purged';

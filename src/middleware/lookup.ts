@@ -7,7 +7,7 @@
 import type { Context } from 'hono';
 import type { PurgeResult, RecordInfo } from '../record/api';
 import { Records, keyHashOf, recordName } from '../record/stub';
-import { sha256Hex } from '../shared/hash';
+import { sha256Hex } from '../shared/bytes';
 import { parseIdempotencyKey } from '../shared/key';
 import { reject } from '../shared/problem';
 import { consoleReporter, logScopeHash } from './log';

@@ -226,11 +226,3 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     answers: new Answers({ format: errorFormat, conflictStatus }, cors),
   };
 }
-
-/**
- * Whether a request is one the middleware passes on untouched, decided from its method and headers alone: the
- * method is not one it protects, or the request carries no key where keys are optional.
- */
-export function untouched(options: ResolvedOptions, method: string, headers: Headers): boolean {
-  return !options.methods.has(method) || (!options.required && !headers.has(options.headerName));
-}

@@ -7,7 +7,7 @@ import { Hono } from 'hono';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { idempotency } from '../../src/middleware';
 import type { AttemptSpec } from '../../src/record/api';
-import { sha256Hex } from '../../src/shared/hash';
+import { sha256Hex } from '../../src/shared/bytes';
 import { codeOf, expectProblem, newKey, originCalls, originPathCalls, originUrl, recordStub, send, sendWith, whole } from './helpers';
 
 afterEach(() => vi.restoreAllMocks());

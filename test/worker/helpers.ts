@@ -8,7 +8,7 @@ import { recordName } from '../../src/record/stub';
 import { proxyFor } from '../../src/proxy/app';
 import type { AttemptLimits, AttemptSpec } from '../../src/record/api';
 import type { IdempotencyRecord } from '../../src/record/record';
-import { sha256Hex } from '../../src/shared/hash';
+import { sha256Hex } from '../../src/shared/bytes';
 import type { Outcome, StoredResponse } from '../../src/record/api';
 import { isStored } from '../../src/middleware/answer';
 import { releaseAt } from '../origin/control';

@@ -4,7 +4,7 @@
  * configuration error, and a key can be looked up without putting it in the URL.
  */
 import { describe, expect, it } from 'vitest';
-import { sha256Hex } from '../../src/shared/hash';
+import { sha256Hex } from '../../src/shared/bytes';
 import { expectProblem, newKey, originCalls, sendWith, storedRecord, whole } from './helpers';
 
 const ADMIN = 'admin-token-for-tests-0123456789';

@@ -8,7 +8,7 @@ import { env, exports } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { recordName } from '../../src/record/stub';
 import { proxyFor } from '../../src/proxy/app';
-import { sha256Hex } from '../../src/shared/hash';
+import { sha256Hex } from '../../src/shared/bytes';
 import { expectProblem, newKey, originCalls, originUrl, sendTo, sendWith, whole } from './helpers';
 
 const port = new URL(originUrl).port;

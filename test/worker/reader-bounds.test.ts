@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import type { Outcome } from '../../src/record/api';
 import { isStored } from '../../src/middleware/answer';
 import { MAX_READERS } from '../../src/record/attempt';
-import { sha256Hex } from '../../src/shared/hash';
+import { sha256Hex } from '../../src/shared/bytes';
 import {
   answering,
   attemptSpec,

@@ -12,7 +12,7 @@ import { Hono } from 'hono';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { idempotency } from '../../src/middleware';
 import { recordName } from '../../src/record/stub';
-import { sha256Hex } from '../../src/shared/hash';
+import { sha256Hex } from '../../src/shared/bytes';
 import {
   answering,
   attemptSpec,

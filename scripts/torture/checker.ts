@@ -382,7 +382,9 @@ export function check(events: readonly HistoryEvent[]): CheckResult {
     }
     for (const [id, { storedBy, until, fingerprint }] of sources) {
       for (const r of pair.requests) {
-        if (r.status === null || r.sent <= storedBy + SLACK_MS || r.sent >= until - SLACK_MS || fingerprintOf(r) !== fingerprint) continue;
+        // The object decided between the request's send and its answer's head: both after the store, both before the expiry.
+        const decided = r.headersAt ?? r.ended;
+        if (r.status === null || r.sent <= storedBy + SLACK_MS || decided >= until - SLACK_MS || fingerprintOf(r) !== fingerprint) continue;
         if (model.purgedBetween(pair, storedBy, r.ended) !== undefined) continue;
         count('kept');
         if ((r.reconciliation ?? r.execution) === id || r.code === 'idempotency_unavailable') continue;

@@ -165,9 +165,12 @@ export class Model {
     return pair.purges.filter((p) => p.status === 204);
   }
 
-  /** Whether a purge of `pair` may have deleted a record between `after` and `before`. */
+  /**
+   * A purge of `pair` that may have deleted a record between `after` and `before`: one answered 204, or one that got no
+   * answer (its connection broke, in a SIGKILL: it may have run before).
+   */
   purgedBetween(pair: Pair, after: number, before: number): PurgeEvent | undefined {
-    return this.purgesDone(pair).find((p) => p.ended > after - SLACK_MS && p.sent < before + SLACK_MS);
+    return pair.purges.find((p) => (p.status === 204 || p.status === null) && p.ended > after - SLACK_MS && p.sent < before + SLACK_MS);
   }
 
   /**

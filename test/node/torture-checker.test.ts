@@ -190,6 +190,45 @@ describe('the fault-schedule checker', () => {
       expect(violated(first, e, kill(400), answered(retry, again), again)).toEqual([]);
     });
 
+    it('an answer over MAX_BODY_BYTES reaches its first client whole, then the key answers response_too_large', () => {
+      const first = request(0, { bytes: 100_000 });
+      const e = execution(first, { answerBytes: 100_000 });
+      const later = refused(request(100), 'response_too_large');
+      expect(violated(answered(first, e), e, later)).toEqual([]);
+    });
+
+    it('a key told origin_response_lost runs again after an admin purge', () => {
+      const first = request(0, { read: 'broken' });
+      const e = execution(first, { outcome: 'reset-mid-body' });
+      const again = request(300);
+      expect(
+        violated(
+          answered(first, e),
+          e,
+          refused(request(100), 'origin_response_lost'),
+          purge(200),
+          answered(again, execution(again)),
+          execution(again),
+        ),
+      ).toEqual([]);
+    });
+
+    it('a purge whose answer a SIGKILL cut off may have run: the key may run again', () => {
+      const first = request(0);
+      const e = execution(first);
+      const cut = { ...purge(100), status: null, error: 'other side closed' };
+      const again = request(300);
+      expect(violated(answered(first, e), e, cut, kill(120), answered(again, execution(again)), execution(again))).toEqual([]);
+    });
+
+    it('a request sent before the earliest expiry but decided after it may run again', () => {
+      const first = request(0, { path: '/t/short/k00' });
+      const e = execution(first);
+      const late = request(1900, { path: '/t/short/k00', headersAt: T0 + 2300, ended: T0 + 2310 });
+      const again = execution(late, { started: T0 + 2290 });
+      expect(violated(answered(first, e), e, answered(late, again), again)).toEqual([]);
+    });
+
     it('a reconciled answer is replayed as the reconciliation sent it', () => {
       const first = request(0, {
         path: '/t/reconcile/k00',

@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { check, INVARIANTS } from './checker.ts';
 import { readHistory } from './history.ts';
 import { MUTANTS } from './mutants.ts';
-import { summarize, summaryLines, violationLines } from './report.ts';
+import { alarmLine, summarize, summaryLines, violationLines } from './report.ts';
 import { type RunOptions, runTorture } from './run.ts';
 
 const HELP = `npm run torture -- [options]
@@ -117,7 +117,8 @@ async function main(): Promise<number> {
   for (const v of result.check.violations.slice(0, 5)) console.log(violationLines(result.events, v).join('\n'));
   if (result.check.violations.length > 5) console.log(`... and ${result.check.violations.length - 5} more violations`);
   console.log(summaryLines(summarize(result.events, result.check), result.check, result.seconds, result.file).join('\n'));
-  return result.check.violations.length === 0 ? 0 : 1;
+  console.log(alarmLine(result.alarms));
+  return result.check.violations.length === 0 && result.alarms.left === 0 ? 0 : 1;
 }
 
 process.exitCode = await main();

@@ -77,6 +77,18 @@ export const MUTANTS: readonly Mutant[] = [
     edits: [{ from: '    store.expire(record);\n    record = undefined;\n', to: '' }],
   },
   {
+    name: 'alarm-keeps-expired',
+    summary: "the expiry alarm deletes only an empty object's storage: expired records stay on disk",
+    caughtBy: 'the storage left on disk (records past their expiry)',
+    file: 'src/record/record.ts',
+    edits: [
+      {
+        from: '      return;\n    }\n    await this.#store.clear();\n  }\n',
+        to: '      return;\n    }\n    if (record === undefined) await this.#store.clear();\n  }\n',
+      },
+    ],
+  },
+  {
     name: 'lost-frees-key',
     summary: 'a result whose body broke off frees the key instead of holding it as lost',
     caughtBy: 'once',

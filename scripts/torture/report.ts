@@ -7,6 +7,7 @@
 import { type CheckResult, INVARIANTS, type Invariant, rel, type Violation } from './checker.ts';
 import type { HistoryEvent, RequestEvent, RunEvent } from './history.ts';
 import { Model } from './model.ts';
+import { ALARM_SLACK_MS, type AlarmReport } from './storage.ts';
 
 export interface Summary {
   readonly seed: number;
@@ -167,3 +168,7 @@ export function violationLines(events: readonly HistoryEvent[], v: Violation): s
 }
 
 export const invariantNames = Object.keys(INVARIANTS) as Invariant[];
+
+/** What the expiry alarm did once the workload had ended, as a line. */
+export const alarmLine = ({ objects, due, left }: AlarmReport): string =>
+  `expiry alarm: of ${objects} objects, ${due} held a record expiring when the workload ended; ${left} of those were still stored ${ALARM_SLACK_MS / 1000} s after their expiry`;

@@ -20,6 +20,7 @@ import { sendPurge, sendRequest } from './client.ts';
 import { type HistoryEvent, HistoryWriter, type KillEvent } from './history.ts';
 import { mutantNamed, plantedCopy } from './mutants.ts';
 import { Random } from './random.ts';
+import { type AlarmReport, watchAlarms } from './storage.ts';
 import { startSystem } from './system.ts';
 import {
   type Credential,
@@ -64,6 +65,8 @@ export interface RunResult {
   readonly events: readonly HistoryEvent[];
   readonly check: CheckResult;
   readonly seconds: number;
+  /** Whether the expiry alarm deleted the records that expired once the workload had ended. */
+  readonly alarms: AlarmReport;
   /** The runtime's last output (for a failure report). */
   readonly output: string;
 }
@@ -233,13 +236,14 @@ export async function runTorture(options: RunOptions): Promise<RunResult> {
     }
     // Attempts still running end within their lease; then nothing is left to record.
     await origin.settled(LEASE_MS + 5000);
+    const alarms = await watchAlarms(storageDir);
     const output = system.output();
     await system.stop();
     await origin.close();
     await sleep(100);
     for (const execution of origin.executions()) if (execution.outcome === 'running') writer.write({ type: 'execution', ...execution });
     writer.write({ type: 'end', ended: Date.now() });
-    return { options, file, events: writer.events, check: check(writer.events), seconds: (Date.now() - began) / 1000, output };
+    return { options, file, events: writer.events, check: check(writer.events), seconds: (Date.now() - began) / 1000, alarms, output };
   } finally {
     await writer.close();
     await cleanup.run();

@@ -11,7 +11,7 @@
  */
 import { rmSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { summarize, summaryLines, violationLines } from '../../scripts/torture/report.ts';
+import { alarmLine, summarize, summaryLines, violationLines } from '../../scripts/torture/report.ts';
 import { runTorture } from '../../scripts/torture/run.ts';
 
 const SEED = 30;
@@ -25,6 +25,7 @@ describe('a seeded fault-schedule run (issue #30)', () => {
     const report = [
       ...result.check.violations.slice(0, 3).flatMap((v) => violationLines(result.events, v)),
       ...summaryLines(summary, result.check, result.seconds, result.file),
+      alarmLine(result.alarms),
       ...(result.check.violations.length > 0 ? ['the runtime said:', result.output.slice(-4000)] : []),
     ].join('\n');
     console.log(report);
@@ -33,6 +34,9 @@ describe('a seeded fault-schedule run (issue #30)', () => {
     expect(summary.requests).toBe(REQUESTS);
     expect(summary.faults.kills).toBeGreaterThanOrEqual(Math.floor(REQUESTS / (KILL_EVERY * 1.5)));
     expect(summary.executions).toBeGreaterThan(0);
+    // The expiry alarm runs on bare workerd: what expired once the workload had ended was deleted.
+    expect(result.alarms.objects).toBeGreaterThan(0);
+    expect(result.alarms.left, report).toBe(0);
     rmSync(result.file);
   }, 300_000);
 });

@@ -154,6 +154,8 @@ const kill = (at: number): KillEvent => ({
   afterRequests: 0,
 });
 
+const planted = MUTANTS.map((m) => [m.name, m] as const);
+
 const violated = (...events: HistoryEvent[]): Invariant[] =>
   [...new Set(check([run, ...events]).violations.map((v) => v.invariant))].sort();
 
@@ -354,7 +356,7 @@ describe('the fault-schedule checker', () => {
     expect(run.problems).toMatchObject({ idempotency_key_reused: 409, origin_response_lost: 502, credential_missing: 401 });
   });
 
-  it.each(MUTANTS.map((m) => [m.name, m] as const))('planted bug %s still applies to the source exactly once', (_, mutant) => {
+  it.each(planted)('planted bug %s still applies to the source exactly once', (_, mutant) => {
     const source = readFileSync(mutant.file, 'utf8');
     expect(applyMutant(source, mutant)).not.toBe(source);
   });

@@ -340,7 +340,7 @@ export function check(events: readonly HistoryEvent[]): CheckResult {
       const last = pair.executions.findLast((e) => e.started <= told);
       const expires = Math.max(
         model.existedSince(pair, told) + model.route(r.path).ttlMs,
-        ...(last === undefined ? [] : model.expiresSeen(last.id)),
+        ...(last === undefined ? [] : [model.expiresAtLeast(last)]),
       );
       if (next.started >= expires - SLACK_MS) continue;
       // Told a capture stopped (a joiner, at once) before the record said so: a SIGKILL before the store is a dead attempt.

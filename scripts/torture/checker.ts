@@ -5,52 +5,16 @@
  * times leave an outcome open (a record's exact expiry, whether a killed attempt had stored its answer), it allows
  * every outcome the contract allows for some interleaving of the observed times, so it never accuses a correct proxy.
  */
-import type { ExecutionEvent, HistoryEvent, RequestEvent } from './history.ts';
-import { fingerprintOf, Model, type Pair, SLACK_MS, type Source } from './model.ts';
+import type { HistoryEvent, RequestEvent } from './history.ts';
+import { type CheckResult, type Freed, INVARIANTS, type Invariant, type Violation } from './invariants.ts';
+import { fingerprintOf, Model, type Pair, rel, SLACK_MS, type Source } from './model.ts';
+import { checkPeriods } from './periods.ts';
 
-export const INVARIANTS = {
-  codes: 'every status and problem code is one the contract lists; an origin answer has its execution status',
-  scope: "an answer carries only an execution of its own scope, key and request (or its own scope's reconciliation)",
-  bytes: "an answer read whole is byte-identical to its execution's (or reconciliation's) answer",
-  marked: 'only the request that ran an execution gets its answer unmarked; every other answer is Idempotent-Replay: true',
-  once: 'at most one origin execution per (scope, key) per period the contract allows one',
-  held: 'a key answered origin_response_lost, response_too_large or idempotency_outcome_unknown never runs again until purged or expired',
-  'not-stored': 'an answer that frees the key (5xx, 401, 403, 408, 425, 429) is never replayed from storage',
-  expiry: "no answer is replayed from storage after its record's expiry",
-  purge: 'no answer stored before a purge is replayed after it',
-  kept: 'a stored answer is what every identical request gets until it expires or is purged: nothing stored is lost',
-  refused: 'a request refused with a code that says nothing ran never reached the origin; idempotency_outcome_unknown only under hold',
-  'expires-header': 'answers that free the key carry no Idempotency-Expires; every answer of one stored answer carries the same',
-  conflict: 'idempotency_key_reused and idempotency_key_in_progress only when another request of the key could cause them',
-} as const;
-export type Invariant = keyof typeof INVARIANTS;
-
-export interface Violation {
-  readonly invariant: Invariant;
-  readonly message: string;
-  readonly scope: string;
-  readonly key: string;
-  /** When the history first shows the violation. */
-  readonly time: number;
-  /** The ids of the events that show it. */
-  readonly events: readonly string[];
-}
-
-/** Why a key could run again: what ended the period of the execution before. */
-export type Freed = 'status' | 'no-status' | 'cut' | 'kill' | 'purge' | 'expiry' | 'reconcile';
-
-export interface CheckResult {
-  readonly violations: Violation[];
-  /** How many times each invariant was checked. */
-  readonly checked: Record<Invariant, number>;
-  /** For each execution after the first of its (scope, key): what freed the key for it. */
-  readonly periods: Record<Freed, number>;
-}
+export { type CheckResult, type Freed, INVARIANTS, type Invariant, type Violation } from './invariants.ts';
+export { rel } from './model.ts';
 
 /** Codes that say the request itself ran nothing at the origin. */
 const NOTHING_RAN = new Set(['idempotency_key_reused', 'idempotency_key_in_progress', 'request_too_large', 'idempotency_outcome_unknown']);
-/** Codes of a key that holds an outcome that ran: it never runs again until purged or expired. */
-const HELD = new Set(['origin_response_lost', 'response_too_large', 'idempotency_outcome_unknown']);
 const PROBLEM_TYPES = new Set(['application/problem+json', 'application/json']);
 
 /** Checks a history; see {@link INVARIANTS}. */
@@ -58,7 +22,6 @@ export function check(events: readonly HistoryEvent[]): CheckResult {
   const model = new Model(events);
   const violations: Violation[] = [];
   const checked = Object.fromEntries(Object.keys(INVARIANTS).map((name) => [name, 0])) as Record<Invariant, number>;
-  const lease = model.run.leaseMs;
   const fail = (invariant: Invariant, pair: { scope: string; key: string }, time: number, ids: string[], message: string) =>
     violations.push({ invariant, message, scope: pair.scope, key: pair.key, time, events: ids });
   const count = (invariant: Invariant) => checked[invariant]++;
@@ -276,134 +239,10 @@ export function check(events: readonly HistoryEvent[]): CheckResult {
     ownAnswer(p, model.pairOf(p.scope, p.key), p.ended);
   }
 
-  for (const pair of model.pairs.values()) {
-    once(pair);
-    held(pair);
-    kept(pair);
-  }
-
-  /** Why the key was free for `later` after `earlier` ran, if it can have been. */
-  function freedBetween(pair: Pair, earlier: ExecutionEvent, later: ExecutionEvent): Freed | undefined {
-    const policy = model.route(earlier.path).policy;
-    // Its status freed the key (5xx, 401, 403, 408, 425, 429).
-    if (!earlier.ran) return 'status';
-    const by = earlier.tag === null ? undefined : model.requestById.get(earlier.tag);
-    const leaseEnd = by === undefined ? Number.NEGATIVE_INFINITY : by.sent + lease;
-    if (policy === 'retry') {
-      if (earlier.outcome === 'reset-before-status') return 'no-status';
-      // A connection that broke, or was closed by the proxy at the lease's end, before any client saw the head: the
-      // status line may not have reached the proxy in time.
-      const cut =
-        earlier.outcome === 'reset-mid-body' || (earlier.outcome.startsWith('closed-') && (earlier.ended ?? 0) >= leaseEnd - SLACK_MS);
-      if (cut && !model.headSeen(earlier.id)) return 'cut';
-      // A SIGKILL while the attempt may still have been running: after its lease, the next request runs it again.
-      const finished = model.finishedBy(earlier.id);
-      const kill = model.kills.find(
-        (k) => k.time < later.started && !(finished < k.time - SLACK_MS) && (by === undefined || by.sent < k.dead + SLACK_MS),
-      );
-      if (kill !== undefined && later.started >= leaseEnd - SLACK_MS) return 'kill';
-    }
-    if (model.purgedBetween(pair, earlier.started, later.started) !== undefined) return 'purge';
-    if (later.started >= model.expiresAtLeast(earlier) - SLACK_MS) return 'expiry';
-    const never = pair.reconciliations.find(
-      (q) => q.status === 404 && q.time > earlier.started - SLACK_MS && q.time < later.started + SLACK_MS,
-    );
-    return never === undefined ? undefined : 'reconcile';
-  }
-
-  function once(pair: Pair): void {
-    for (let i = 1; i < pair.executions.length; i++) {
-      const [earlier, later] = [pair.executions[i - 1]!, pair.executions[i]!];
-      count('once');
-      const freed = freedBetween(pair, earlier, later);
-      if (freed !== undefined) periods[freed]++;
-      else
-        fail(
-          'once',
-          pair,
-          later.started,
-          [earlier.id, later.id, ...[earlier.tag, later.tag].filter((t) => t !== null)],
-          `${later.id} (${later.tag}) ran at ${rel(model, later.started)} although ${earlier.id} (${earlier.tag}, ${earlier.status} ${earlier.outcome}) ran at ${rel(model, earlier.started)} and nothing between them frees the key`,
-        );
-    }
-  }
-
-  function held(pair: Pair): void {
-    for (const r of pair.requests) {
-      if (r.code === null || !HELD.has(r.code)) continue;
-      const told = r.headersAt ?? r.ended;
-      const next = pair.executions.find((e) => e.started > told + SLACK_MS);
-      count('held');
-      if (next === undefined || model.purgedBetween(pair, told, next.started) !== undefined) continue;
-      // The held record existed when the client was told; it is the record of the last execution before, or a newer one
-      // (whose expiry is later still).
-      const last = pair.executions.findLast((e) => e.started <= told);
-      const expires = Math.max(
-        model.existedSince(pair, told) + model.route(r.path).ttlMs,
-        ...(last === undefined ? [] : [model.expiresAtLeast(last)]),
-      );
-      if (next.started >= expires - SLACK_MS) continue;
-      // Told a capture stopped (a joiner, at once) before the record said so: a SIGKILL before the store is a dead attempt.
-      const by = last?.tag === null || last === undefined ? undefined : model.requestById.get(last.tag);
-      if (r.code === 'response_too_large' && model.route(r.path).policy === 'retry' && last !== undefined) {
-        const finished = model.finishedBy(last.id);
-        const kill = model.kills.find((k) => k.time > told - SLACK_MS && !(finished < k.time - SLACK_MS));
-        if (kill !== undefined && (by === undefined || next.started >= by.sent + lease - SLACK_MS)) continue;
-      }
-      fail(
-        'held',
-        pair,
-        next.started,
-        [r.id, next.id, ...(next.tag === null ? [] : [next.tag])],
-        `${next.id} (${next.tag}) ran at ${rel(model, next.started)} after ${r.id} was told ${r.code} at ${rel(model, told)}, with no purge or expiry between`,
-      );
-    }
-  }
-
-  function kept(pair: Pair): void {
-    const sources = new Map<string, { source: Source; storedBy: number; until: number; fingerprint: string }>();
-    for (const e of pair.executions) {
-      const storedBy = model.finishedBy(e.id);
-      // Only an answer within MAX_BODY_BYTES is stored; a larger one holds the key as too large.
-      if (e.ran && e.answerBytes <= model.run.maxBodyBytes && storedBy < Number.POSITIVE_INFINITY)
-        sources.set(e.id, { source: { execution: e }, storedBy, until: model.expiresAtLeast(e), fingerprint: fingerprintOf(e) });
-    }
-    for (const q of pair.reconciliations) {
-      // A reconciliation's answer is stored when the answer carrying it says when it expires.
-      const storedBy = model.finishedBy(q.id, true);
-      const reader = model.answersOf.get(q.id)?.find((r) => r.read === 'whole' && r.expires !== null);
-      if (reader !== undefined)
-        sources.set(q.id, {
-          source: { reconciliation: q },
-          storedBy,
-          until: Math.max(...model.expiresSeen(q.id)),
-          fingerprint: fingerprintOf(reader),
-        });
-    }
-    for (const [id, { storedBy, until, fingerprint }] of sources) {
-      for (const r of pair.requests) {
-        // The object decided between the request's send and its answer's head: both after the store, both before the expiry.
-        const decided = r.headersAt ?? r.ended;
-        if (r.status === null || r.sent <= storedBy + SLACK_MS || decided >= until - SLACK_MS || fingerprintOf(r) !== fingerprint) continue;
-        if (model.purgedBetween(pair, storedBy, r.ended) !== undefined) continue;
-        count('kept');
-        if ((r.reconciliation ?? r.execution) === id || r.code === 'idempotency_unavailable') continue;
-        fail(
-          'kept',
-          pair,
-          r.sent,
-          [r.id, id],
-          `${r.id}, sent at ${rel(model, r.sent)}, got ${r.reconciliation ?? r.execution ?? `${r.status} ${r.code ?? ''}`} instead of ${id}, stored by ${rel(model, storedBy)} and not expiring before ${rel(model, until)}`,
-        );
-      }
-    }
-  }
+  for (const pair of model.pairs.values()) checkPeriods(model, { fail, count, periods }, pair);
 
   violations.sort((a, b) => a.time - b.time);
   return { violations, checked, periods };
 }
 
 const short = (hash: string | null): string => (hash === null ? 'none' : hash.slice(0, 8));
-/** A time as seconds since the run started. */
-export const rel = (model: { run: { started: number } }, time: number): string =>
-  Number.isFinite(time) ? `+${((time - model.run.started) / 1000).toFixed(3)}s` : 'never';

@@ -215,3 +215,7 @@ export class Model {
     return Math.min(this.sourceTime(s) + ttl, ...this.expiresSeen(id).map((ms) => ms + 1000));
   }
 }
+
+/** A time as seconds since the run started. */
+export const rel = (model: { run: { started: number } }, time: number): string =>
+  Number.isFinite(time) ? `+${((time - model.run.started) / 1000).toFixed(3)}s` : 'never';

@@ -7,7 +7,6 @@
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
 import { deserialize } from 'node:v8';
 import { sleep } from '../lib/processes.ts';
 
@@ -32,8 +31,13 @@ interface StoredRecord {
   readonly attempt: string;
 }
 
+type Sqlite = typeof import('node:sqlite');
+
 /** Every object file's record: its attempt and when it expires (an in-flight one at its lease's end if later). */
-function records(storageDir: string): { objects: number; records: Map<string, { attempt: string; expiry: number }> } {
+function records(
+  { DatabaseSync }: Sqlite,
+  storageDir: string,
+): { objects: number; records: Map<string, { attempt: string; expiry: number }> } {
   const found = new Map<string, { attempt: string; expiry: number }>();
   let objects = 0;
   for (const namespace of readdirSync(storageDir, { withFileTypes: true })) {
@@ -64,14 +68,16 @@ function records(storageDir: string): { objects: number; records: Map<string, { 
 
 /** Watches the records due to expire until the alarm has deleted them; see the module description. */
 export async function watchAlarms(storageDir: string): Promise<AlarmReport> {
+  // Loaded here: Node 22 warns that node:sqlite is experimental, which a run that only checks a history need not say.
+  const sqlite = await import('node:sqlite');
   const start = Date.now();
-  const first = records(storageDir);
+  const first = records(sqlite, storageDir);
   let left = [...first.records].filter(([, record]) => record.expiry <= start + WINDOW_MS);
   const due = left.length;
   const deadline = Math.max(start, ...left.map(([, record]) => record.expiry)) + ALARM_SLACK_MS;
   while (left.length > 0 && Date.now() < deadline) {
     await sleep(100);
-    const now = records(storageDir).records;
+    const now = records(sqlite, storageDir).records;
     left = left.filter(([file, record]) => now.get(file)?.attempt === record.attempt);
   }
   return { objects: first.objects, due, left: left.length };

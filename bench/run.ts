@@ -13,7 +13,7 @@
  * Prints a Markdown report (`lib/report.ts`) and writes it with every number to `bench/results/<time>.json`.
  *
  * Every child runs in its own process group and is stopped by that group id, on success, error, SIGINT
- * or SIGTERM; a reaper process does it even if this process is killed outright (`lib/cleanup.ts`).
+ * or SIGTERM; a reaper process does it even if this process is killed outright (`scripts/lib/cleanup.ts`).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,7 +23,7 @@ import { runScale } from './modes/scale.ts';
 import { runScenarios } from './modes/scenarios.ts';
 import { runStall } from './modes/stall.ts';
 import { runStream, STREAM } from './modes/stream.ts';
-import { type Cleanup, installCleanup } from './lib/cleanup.ts';
+import { type Cleanup, installCleanup } from '../scripts/lib/cleanup.ts';
 import { parseSettings, type Settings, UsageError } from './lib/cli.ts';
 import { gitDescribe, machine, sourceDigest, stamp, versions } from './lib/env.ts';
 import { failures } from './lib/load.ts';

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLK_TCK, startTime, walkFiles } from './proc.ts';
 import type { Target } from './targets.ts';
-import { WORKERD_BIN, WORKERD_VERSION } from './workerd.ts';
+import { WORKERD_BIN, WORKERD_VERSION } from '../../scripts/lib/workerd.ts';
 import { ROOT, WORKER_SOURCES } from './workers.ts';
 
 export const median = (xs: readonly number[]): number => {

@@ -3,7 +3,7 @@
  * One measured run of a scenario against a target: warm-up, load, the CPU time of the target's own
  * processes and the origin over exactly that window, the stability guard and the correctness checks.
  */
-import type { Cleanup } from './cleanup.ts';
+import type { Cleanup } from '../../scripts/lib/cleanup.ts';
 import type { Settings } from './cli.ts';
 import { assertStable } from './env.ts';
 import { type CheckInfo, check, fail, load, type LoadRun } from './load.ts';

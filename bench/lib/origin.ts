@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import { sleep, spawnGroup, waitForOutput } from '../../scripts/lib/processes.ts';
-import type { Cleanup } from './cleanup.ts';
+import type { Cleanup } from '../../scripts/lib/cleanup.ts';
 import { BENCH, ROOT } from './workers.ts';
 
 export interface Origin {

@@ -7,10 +7,10 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startWranglerDev, waitFor } from '../../scripts/lib/processes.ts';
-import type { Cleanup } from './cleanup.ts';
+import type { Cleanup } from '../../scripts/lib/cleanup.ts';
 import type { Runtime } from './cli.ts';
 import { comm, descendants, listeningPorts, startTime } from './proc.ts';
-import { startWorkerd } from './workerd.ts';
+import { startWorkerd } from '../../scripts/lib/workerd.ts';
 import { buildWorker, type BuiltWorker, readWorkerConfig, ROOT, type WorkerConfig, type WorkerId } from './workers.ts';
 
 export interface Target {

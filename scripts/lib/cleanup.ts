@@ -1,24 +1,32 @@
 /**
  * @module
- * Nothing the benchmark starts outlives it: every process group and temp directory is registered here
- * and with the reaper; {@link Cleanup.run} stops and removes them on success, error, SIGINT, SIGTERM or
- * SIGHUP, and the reaper does it if the benchmark is killed outright (even by SIGKILL).
+ * Nothing a tool starts outlives it (the benchmark, the fault-schedule run): every process group and temp directory
+ * is registered here and with the reaper; {@link Cleanup.run} stops and removes them on success, error, and (unless
+ * told otherwise) SIGINT, SIGTERM or SIGHUP, and the reaper does it if the tool is killed outright (even by SIGKILL).
  */
 import { rmSync } from 'node:fs';
-import { endGroup, type GroupRegistry, startReaper } from '../../scripts/lib/processes.ts';
+import { endGroup, type GroupRegistry, startReaper } from './processes.ts';
 
-export interface Cleanup extends GroupRegistry {
+/** Where process groups and temp directories are registered while they exist. */
+export interface Registry extends GroupRegistry {
   /** A directory to remove at the end. */
   addDir(path: string): void;
+}
+
+export interface Cleanup extends Registry {
   /** Removes a directory now (and forgets it). */
   removeDirNow(path: string): void;
   /** Stops every group still registered, removes the directories, ends the reaper. Idempotent. */
   run(): Promise<void>;
-  /** True once a signal asked the benchmark to stop. */
+  /** True once a signal asked the tool to stop. */
   interrupted(): boolean;
 }
 
-export function installCleanup(): Cleanup {
+/**
+ * @param signals - whether SIGINT, SIGTERM and SIGHUP run the cleanup and exit (not inside a test runner, which
+ *   handles its own signals)
+ */
+export function installCleanup(signals = true): Cleanup {
   const reaper = startReaper();
   const groups = new Set<number>();
   const dirs = new Set<string>();
@@ -55,10 +63,10 @@ export function installCleanup(): Cleanup {
       })()),
     interrupted: () => interrupted,
   };
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  for (const signal of signals ? (['SIGINT', 'SIGTERM', 'SIGHUP'] as const) : []) {
     process.on(signal, () => {
       interrupted = true;
-      console.error(`\n${signal}: stopping every process started by the benchmark...`);
+      console.error(`\n${signal}: stopping every process started by this run...`);
       void cleanup.run().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
     });
   }

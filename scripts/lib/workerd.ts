@@ -3,14 +3,15 @@
  * The bare runtime: a Worker's dry-run bundle served by the `workerd` binary that the project's wrangler
  * ships, from a generated config (its modules, its vars as text/JSON bindings, its Durable Object
  * namespaces with SQLite enabled and local disk storage, a network that reaches the origin on 127.0.0.1,
- * and an HTTP socket on port 0, reported on `--control-fd`).
+ * and an HTTP socket on port 0, reported on `--control-fd`). Used by the benchmark and the fault-schedule run, which
+ * SIGKILLs it and starts it again on the same storage directory.
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { spawnGroup, waitForControl } from '../../scripts/lib/processes.ts';
-import type { Cleanup } from './cleanup.ts';
+import type { Registry } from './cleanup.ts';
+import { spawnGroup, waitForControl } from './processes.ts';
 import type { BuiltWorker } from './workers.ts';
 
 const requireFromWrangler = createRequire(createRequire(import.meta.url).resolve('wrangler/package.json'));
@@ -85,21 +86,24 @@ export interface WorkerdProcess {
   inspectorPort: number | undefined;
   pid: number;
   configFile: string;
+  /** SIGTERM to the process group, SIGKILL after a grace period; resolves once none of it is left. */
   stop(): Promise<void>;
+  /** SIGKILL to the process group (a crash: nothing gets to clean up); resolves once none of it is left. */
+  kill(): Promise<void>;
   output(): string;
 }
 
 /** Serves `built` on bare workerd; resolves once its HTTP socket (and inspector) listen. */
-export async function startWorkerd(built: BuiltWorker, options: WorkerdOptions, cleanup: Cleanup): Promise<WorkerdProcess> {
+export async function startWorkerd(built: BuiltWorker, options: WorkerdOptions, registry: Registry): Promise<WorkerdProcess> {
   mkdirSync(options.storageDir, { recursive: true });
-  const configDir = mkdtempSync(join(tmpdir(), `idem-bench-workerd-${options.name}-`));
-  cleanup.addDir(configDir);
+  const configDir = mkdtempSync(join(tmpdir(), `idem-workerd-${options.name}-`));
+  registry.addDir(configDir);
   const configFile = join(configDir, 'config.capnp');
   writeFileSync(configFile, workerdConfig(built, configDir, options));
   const args = ['serve', '--experimental', configFile, '--control-fd=3'];
   if (options.inspector) args.push('--inspector-addr=127.0.0.1:0');
   const [command, ...prefixArgs] = [...(options.prefix ?? []), WORKERD_BIN];
-  const group = spawnGroup(`workerd (${options.name})`, command!, [...prefixArgs, ...args], { controlFd: true, registry: cleanup });
+  const group = spawnGroup(`workerd (${options.name})`, command!, [...prefixArgs, ...args], { controlFd: true, registry });
   try {
     const listen = await waitForControl(group, (m) => m['event'] === 'listen' && m['socket'] === 'http', { timeoutMs: 30_000 });
     const inspector = options.inspector
@@ -113,6 +117,7 @@ export async function startWorkerd(built: BuiltWorker, options: WorkerdOptions, 
       pid: group.pid,
       configFile,
       stop: () => group.stop(),
+      kill: () => group.kill(),
       output: () => group.output(),
     };
   } catch (error) {

@@ -63,7 +63,7 @@ export class KeyLookups {
    *
    * @throws `TypeError` for a malformed scope hash or key
    */
-  async inspect(env: Record<string, unknown>, scopeHash: string, key: string, host?: string): Promise<KeyInfo | null> {
+  async inspect(env: object, scopeHash: string, key: string, host?: string): Promise<KeyInfo | null> {
     const ref = this.#records.locate(env, this.name(checkScopeHash(scopeHash), checkKey(key), host));
     const info = await this.#records.call(ref, async (stub) => (await stub.inspect()) as RecordInfo | null);
     return info === null ? null : { key, ...info };
@@ -103,7 +103,7 @@ export class KeyLookups {
    *
    * @throws `TypeError` for a malformed scope hash or key
    */
-  async purge(env: Record<string, unknown>, scopeHash: string, key: string, host?: string): Promise<PurgeResult> {
+  async purge(env: object, scopeHash: string, key: string, host?: string): Promise<PurgeResult> {
     const name = this.name(checkScopeHash(scopeHash), checkKey(key), host);
     const ref = this.#records.locate(env, name);
     // Never retried: a purge whose answer was lost would be retried into `not_found`, and its audit line lost.
@@ -115,7 +115,7 @@ export class KeyLookups {
         key_hash: keyHashOf(ref.id),
         scope_hash: await this.#scopeHash(scopeHash === ANONYMOUS ? ANONYMOUS_SCOPE_HASH : scopeHash),
       };
-      consoleReporter(env[this.#options.metrics] as AnalyticsEngineDataset | undefined).report({
+      consoleReporter((env as Readonly<Record<string, unknown>>)[this.#options.metrics] as AnalyticsEngineDataset | undefined).report({
         outcome: 'purged',
         method: 'DELETE',
         status: 204,

@@ -7,7 +7,7 @@
  */
 import { Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { type Answers, KeyLookups, type ResolvedOptions, createIdempotency } from '../middleware';
+import { type Answers, type IdempotencyEnv, KeyLookups, type ResolvedOptions, createIdempotency } from '../middleware';
 import { ConfigError, type ProxyConfig, type ProxyVars, answersOf, readConfig } from './config';
 import { reject } from '../shared/problem';
 import { directForwarding, passThrough } from './forward';
@@ -17,12 +17,13 @@ import { looped, originTarget, pathAndQuery, pathnameOf, reservedPath, viaWith }
 /** How the requests of one route (or of no route) are handled. */
 interface Policy {
   /** The idempotency layer (a pass-through for `mode = "off"`). */
-  readonly protect: MiddlewareHandler;
+  readonly protect: MiddlewareHandler<ProxyEnv>;
   /** The body limit of requests that are forwarded as they are. */
   readonly limit: MiddlewareHandler;
 }
 
-type ProxyEnv = { Variables: { policy: Policy } };
+/** The app's env: the middleware's, and the policy of the route that matched. */
+type ProxyEnv = { Bindings: IdempotencyEnv['Bindings']; Variables: IdempotencyEnv['Variables'] & { policy?: Policy } };
 
 /** The proxy of one configuration: how it answers, and its key lookups (for the `IdempotencyService` entrypoint). */
 export interface Proxy {
@@ -38,7 +39,7 @@ function createProxy(config: ProxyConfig, keys: KeyLookups): Hono<ProxyEnv> {
   const app = new Hono<ProxyEnv>();
   const { answers } = config.resolved;
   const policy = (options: ResolvedOptions, off: boolean): Policy => ({
-    protect: off ? (_, next) => next() : (createIdempotency(options) as unknown as MiddlewareHandler),
+    protect: off ? (_, next) => next() : createIdempotency(options),
     limit: bodyLimit({
       maxSize: options.maxBodyBytes,
       onError: (c) =>

@@ -41,11 +41,11 @@ export class IdempotencyService extends WorkerEntrypoint<Env> {
    * @throws `TypeError` for a malformed scope hash, key or host; `Error` when the proxy is misconfigured
    */
   async inspect(scopeHash: string, key: string, host?: string): Promise<KeyInfo | null> {
-    return this.#keys().inspect(this.env as unknown as Record<string, unknown>, scopeHash, key, host);
+    return this.#keys().inspect(this.env, scopeHash, key, host);
   }
 
   /**
-   * Deletes a complete or too-large record, so the next request with the key runs again; an attempt still
+   * Deletes a stored record (complete, too large, lost or unknown), so the next request with the key runs again; an attempt still
    * in flight within its lease is left alone (`in_progress`). Writes the audit log line (`outcome: "purged"`).
    *
    * @param scopeHash - hex SHA-256 of the client's scope
@@ -54,7 +54,7 @@ export class IdempotencyService extends WorkerEntrypoint<Env> {
    * @throws `TypeError` for a malformed scope hash, key or host; `Error` when the proxy is misconfigured
    */
   async purge(scopeHash: string, key: string, host?: string): Promise<PurgeResult> {
-    return this.#keys().purge(this.env as unknown as Record<string, unknown>, scopeHash, key, host);
+    return this.#keys().purge(this.env, scopeHash, key, host);
   }
 
   #keys(): KeyLookups {

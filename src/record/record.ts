@@ -137,7 +137,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
         return null;
       }
     } else if (record === undefined) {
-      // Nothing to record into (expired, or already collected): let the alarm remove the empty table.
+      // Nothing to record into (expired, or already collected): let the alarm remove what is left of the object.
       await this.ctx.storage.setAlarm(Date.now());
     }
     return null;

@@ -138,7 +138,7 @@ export class RecordStore {
   }
 
   /**
-   * Stores the answer of `attempt` (prepared by `sealed-store.ts`), if the record still belongs to it. One body part
+   * Stores the answer of `attempt` (prepared by `seal.ts`), if the record still belongs to it. One body part
    * goes in the record; more go in `body_chunk` rows, in the same transaction.
    *
    * @returns whether it was stored (the record was still the attempt's)

@@ -115,7 +115,7 @@ export interface RecordRef {
  */
 const objectConfig = new WeakMap<object, string | null>();
 
-function objectConfigError(env: Record<string, unknown>): string | null {
+function objectConfigError(env: Readonly<Record<string, unknown>>): string | null {
   let error = objectConfig.get(env);
   if (error === undefined) {
     error = null;
@@ -148,7 +148,9 @@ export class Records {
    * @throws a `configuration_invalid` rejection when the binding is missing, the runtime has no jurisdictions, or
    *   `IDEMPOTENCY_ENCRYPTION_KEYS` is malformed (named, never shown)
    */
-  namespace(env: Record<string, unknown>): DurableObjectNamespace<IdempotencyRecord> {
+  namespace(bindings: object): DurableObjectNamespace<IdempotencyRecord> {
+    // Bindings are read by the names the options give them.
+    const env = bindings as Readonly<Record<string, unknown>>;
     const { binding, jurisdiction } = this.#options;
     const refused = objectConfigError(env);
     if (refused !== null) return reject('configuration_invalid', `The idempotency layer is misconfigured: ${refused}.`);
@@ -184,7 +186,7 @@ export class Records {
    *
    * @throws a `configuration_invalid` rejection, as {@link namespace}
    */
-  locate(env: Record<string, unknown>, name: string): RecordRef {
+  locate(env: object, name: string): RecordRef {
     const namespace = this.namespace(env);
     try {
       return { namespace, id: namespace.idFromName(name) };

@@ -32,8 +32,7 @@ export async function runProfile(bench: Bench, started: Date): Promise<ProfileRe
     const slot = s.slot as Exclude<Slot, 'origin'>;
     let target = targets.get(slot);
     if (target === undefined) targets.set(slot, (target = await startSlot(bench, slot, `${slot}-profile`, true)));
-    if (s.key === 'fixed' && !primed.has(slot))
-      primed.set(slot, await prime(target.url, slot, origin.count, () => origin.settle(), s.path));
+    if (s.key === 'fixed' && !primed.has(slot)) primed.set(slot, await prime(target.url, s, origin.count, () => origin.settle()));
     if (target.inspectorUrl === undefined) throw new Error(`${target.label}: no inspector`);
     const prefix = `profile-${name}-`;
     if (settings.warmupS > 0) await load(target.url, s, settings, { keyPrefix: `${prefix}w-`, durationS: settings.warmupS });

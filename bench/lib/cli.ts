@@ -20,11 +20,12 @@ Modes (default: the scenarios, then the billing counts):
                         --stall-readers clients stalled on one key's answer of --stall-mib MiB, live (joined
                         while the origin still sends it) and replayed (stored first); --repeats runs each
 
-Against another commit (default mode, bare workerd only):
+Against another commit (default mode or --profile, bare workerd only):
   --baseline-ref REF    also build the product as of commit REF (a temporary git worktree, its node_modules a link
                         to this one's) and run every product scenario on both builds, back to back in each repeat:
                         ratios this build / REF for req/s and runtime CPU/req, medians and per repeat. Its default
-                        --only is ${BASELINE_ONLY.join(',')}; no billing counts unless --billing-requests
+                        --only is ${BASELINE_ONLY.join(',')}; no billing counts unless --billing-requests.
+                        With --profile: each product scenario profiled on both builds (<scenario>@baseline)
 
 Runtime:
   --runtime R           workerd: each Worker's \`wrangler deploy --dry-run\` bundle on the bare workerd binary
@@ -154,11 +155,11 @@ export function parseSettings(argv: string[]): Settings | undefined {
     wranglerEnv[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
   const baselineRef = flags['baseline-ref'];
-  if (baselineRef !== undefined && (modes.length > 0 || flags.runtime !== 'workerd'))
-    throw new UsageError('--baseline-ref runs the default mode on the bare workerd runtime');
+  if (baselineRef !== undefined && (modes.some((m) => m !== 'profile') || flags.runtime !== 'workerd'))
+    throw new UsageError('--baseline-ref runs the default mode or --profile, on the bare workerd runtime');
   // With a baseline, the billing counts (of this build only) run when asked for.
   flags['billing-requests'] ??= baselineRef === undefined ? '500' : '0';
-  const only = flags.only ?? (baselineRef === undefined ? undefined : BASELINE_ONLY.join(','));
+  const only = flags.only ?? (baselineRef === undefined || flags.profile ? undefined : BASELINE_ONLY.join(','));
   const settings: Settings = {
     mode: modes[0] ?? 'scenarios',
     runtime: flags.runtime,

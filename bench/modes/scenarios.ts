@@ -145,7 +145,7 @@ export function startSlot(
 }
 
 /** One scenario on one build, as run in a repeat. */
-interface Run {
+export interface Run {
   name: ScenarioName;
   /** The run's name in the summary and the report. */
   id: string;
@@ -155,7 +155,7 @@ interface Run {
 }
 
 /** The runs of `names`: each product scenario followed by its twin on the baseline build when there is one. */
-function runsOf(names: ScenarioName[], baseline: boolean): Run[] {
+export function runsOf(names: ScenarioName[], baseline: boolean): Run[] {
   return names.flatMap((name) => {
     const s = scenario(name);
     const ours: Run = { name, id: name, s, place: s.slot };

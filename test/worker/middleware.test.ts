@@ -325,9 +325,9 @@ describe('idempotency(): what a handler answers is stored and replayed exactly',
 describe('idempotency(): a request body that cannot be read', () => {
   // Without a length the body is read chunk by chunk; with one, in one read by the runtime: both fail the same way.
   it.each([
-    ['of undeclared length', {}],
-    ['that declared its length', { 'content-length': '100' }],
-  ])('answers 400 request_body_invalid when a body %s fails midway, storing nothing and running nothing', async (_, length) => {
+    ['its length undeclared', {}],
+    ['its length declared', { 'content-length': '100' }],
+  ])('answers 400 request_body_invalid when the body stream fails midway (%s), storing nothing and running nothing', async (_, length) => {
     let runs = 0;
     const app = new Hono();
     app.use(idempotency({ reporter: false }));

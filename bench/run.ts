@@ -10,6 +10,7 @@
  * - scenarios (`modes/scenarios.ts`), billing counts (`modes/billing.ts`, through `bench/metered/`), then the
  *   stream scenario (`modes/stream.ts`);
  * - `--scale` (`modes/scale.ts`), `--profile` (`modes/profile.ts`), `--billing` (billing only), `--stall` (`modes/stall.ts`).
+ * With `--baseline-ref`, the product as built from that commit (`lib/workers.ts`) runs next to this one's.
  * Prints a Markdown report (`lib/report.ts`) and writes it with every number to `bench/results/<time>.json`.
  *
  * Every child runs in its own process group and is stopped by that group id, on success, error, SIGINT
@@ -31,7 +32,7 @@ import type { Bench } from './lib/measure.ts';
 import { startOrigin } from './lib/origin.ts';
 import { markdown, type Report } from './lib/report.ts';
 import { createRunner } from './lib/targets.ts';
-import { BENCH } from './lib/workers.ts';
+import { BENCH, buildProductAt } from './lib/workers.ts';
 import { placement } from './lib/placement.ts';
 
 async function main(settings: Settings, cleanup: Cleanup): Promise<number> {
@@ -65,6 +66,12 @@ async function main(settings: Settings, cleanup: Cleanup): Promise<number> {
   console.log(
     `machine: ${report.machine.nproc} × ${report.machine.cpuModel}; node ${report.versions.node}, wrangler ${report.versions.wrangler}, workerd ${report.versions.workerd}`,
   );
+  if (settings.baselineRef !== undefined) {
+    const { commit, built } = await buildProductAt(settings.baselineRef, cleanup);
+    bench.runner.provide('baseline', built);
+    report.product.baseline = bench.baseline = { ref: settings.baselineRef, commit };
+    console.log(`baseline: the product at ${commit.slice(0, 12)} (--baseline-ref ${settings.baselineRef}), built`);
+  }
 
   if (settings.mode === 'scale') report.scale = await runScale(bench);
   else if (settings.mode === 'profile') report.profile = await runProfile(bench, started);

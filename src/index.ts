@@ -16,11 +16,11 @@ export type {
   OptionName,
 } from './middleware';
 export type { Reporter, RequestLog, RequestOutcome } from './middleware/log';
-export type { RetryOptions } from './middleware/retry';
+export type { RetryOptions } from './record/stub';
 export { IdempotencyRecord } from './record/record';
-export type { AttemptReport } from './record/attempt';
 export type {
   AttemptLimits,
+  AttemptReport,
   AttemptSpec,
   BeginResult,
   OriginRequest,

@@ -4,6 +4,9 @@
  */
 import { parseArgs } from 'node:util';
 
+/** The scenarios `--baseline-ref` runs unless `--only` says otherwise. */
+export const BASELINE_ONLY = ['passthrough_post', 'passthrough_get', 'replay', 'conflict', 'first', 'stream'];
+
 export const HELP = `Usage: npm run bench -- [flags]
 
 Modes (default: the scenarios, then the billing counts):
@@ -16,6 +19,13 @@ Modes (default: the scenarios, then the billing counts):
   --stall               readers that stop reading (issue #29): peak RSS of the product's runtime with
                         --stall-readers clients stalled on one key's answer of --stall-mib MiB, live (joined
                         while the origin still sends it) and replayed (stored first); --repeats runs each
+
+Against another commit (default mode or --profile, bare workerd only):
+  --baseline-ref REF    also build the product as of commit REF (a temporary git worktree, its node_modules a link
+                        to this one's) and run every product scenario on both builds, back to back in each repeat:
+                        ratios this build / REF for req/s and runtime CPU/req, medians and per repeat. Its default
+                        --only is ${BASELINE_ONLY.join(',')}; no billing counts unless --billing-requests.
+                        With --profile: each product scenario profiled on both builds (<scenario>@baseline)
 
 Runtime:
   --runtime R           workerd: each Worker's \`wrangler deploy --dry-run\` bundle on the bare workerd binary
@@ -81,6 +91,8 @@ export interface Settings {
   stallMib: number;
   stallHoldS: number;
   wranglerEnv: Record<string, string>;
+  /** `--baseline-ref`: the commit whose product every product scenario also runs on. */
+  baselineRef: string | undefined;
   json: boolean;
   /** Pin the measured runtimes to one CPU and everything else to the others. */
   pin: boolean;
@@ -109,7 +121,8 @@ export function parseSettings(argv: string[]): Settings | undefined {
       'stall-readers': { type: 'string', default: '10' },
       'stall-mib': { type: 'string', default: '8' },
       'stall-hold': { type: 'string', default: '5' },
-      'billing-requests': { type: 'string', default: '500' },
+      'billing-requests': { type: 'string' },
+      'baseline-ref': { type: 'string' },
       'scale-levels': { type: 'string', default: '1000,10000,100000' },
       'scale-probe': { type: 'string', default: '1000' },
       'scale-idle': { type: 'string', default: '15' },
@@ -141,6 +154,12 @@ export function parseSettings(argv: string[]): Settings | undefined {
     if (eq < 1) throw new UsageError(`--wrangler-env expects NAME=VALUE, got ${pair}`);
     wranglerEnv[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
+  const baselineRef = flags['baseline-ref'];
+  if (baselineRef !== undefined && (modes.some((m) => m !== 'profile') || flags.runtime !== 'workerd'))
+    throw new UsageError('--baseline-ref runs the default mode or --profile, on the bare workerd runtime');
+  // With a baseline, the billing counts (of this build only) run when asked for.
+  flags['billing-requests'] ??= baselineRef === undefined ? '500' : '0';
+  const only = flags.only ?? (baselineRef === undefined || flags.profile ? undefined : BASELINE_ONLY.join(','));
   const settings: Settings = {
     mode: modes[0] ?? 'scenarios',
     runtime: flags.runtime,
@@ -151,7 +170,7 @@ export function parseSettings(argv: string[]): Settings | undefined {
     timeoutS: number('timeout', false),
     originDelayMs: number('origin-delay-ms'),
     pipelining: 1,
-    only: flags.only
+    only: only
       ?.split(',')
       .map((s) => s.trim())
       .filter(Boolean),
@@ -163,6 +182,7 @@ export function parseSettings(argv: string[]): Settings | undefined {
     stallMib: number('stall-mib'),
     stallHoldS: number('stall-hold', false),
     wranglerEnv,
+    baselineRef,
     json: !flags['no-json'],
     pin: !flags['no-pin'],
   };

@@ -24,6 +24,13 @@ export interface Bench {
   live: Set<Target>;
   /** Every target started during the run (for the report). */
   started: { label: string; command: string }[];
+  /** `--baseline-ref`: the commit whose product (Worker `baseline`) runs next to this one. */
+  baseline?: Baseline;
+}
+
+export interface Baseline {
+  ref: string;
+  commit: string;
 }
 
 /** Starts a target and keeps track of it. */

@@ -11,6 +11,7 @@ import type { StallResult } from '../modes/stall.ts';
 import { type StreamRequest, type StreamResult, TTFB_TARGET_MS } from '../modes/stream.ts';
 import type { Settings } from './cli.ts';
 import { fmt, type Machine, mib, type Versions } from './env.ts';
+import type { Baseline } from './measure.ts';
 import { BODY } from './scenarios.ts';
 
 export interface Report {
@@ -19,7 +20,7 @@ export interface Report {
   settings: Settings;
   machine: Machine;
   versions: Versions;
-  product: { head: string; productSourceDirty: boolean | null; dirtyFiles: string[]; sourceDigest: string };
+  product: { head: string; productSourceDirty: boolean | null; dirtyFiles: string[]; sourceDigest: string; baseline?: Baseline };
   /** Every Worker process started, and how. */
   targets: { label: string; command: string }[];
   scenarios?: ScenariosResult;
@@ -36,6 +37,11 @@ const signed = (x: number, digits = 1): string => (Number.isFinite(x) ? `${x >= 
 
 function header(r: Report): string[] {
   const { machine: m, versions: v, settings: s } = r;
+  const b = r.product.baseline;
+  const baseline =
+    b === undefined
+      ? ''
+      : `; baseline (\`name@baseline\`, ratios this / baseline): the product at ${b.commit.slice(0, 12)} (\`--baseline-ref ${b.ref}\`), built the same way from a temporary worktree`;
   const runtime =
     s.runtime === 'workerd'
       ? `Runtime: bare \`workerd\` (the binary wrangler ships), each Worker's \`wrangler deploy --dry-run\` bundle with a generated config (its vars from its wrangler config, Durable Objects with SQLite on local disk), one process per Worker; CPU = utime+stime of that process.`
@@ -57,7 +63,7 @@ function header(r: Report): string[] {
             ? `${s.stallReaders} stalled readers per case (see the stall table)`
             : `${s.durationS} s measured after ${s.warmupS} s warm-up, median of ${s.repeats} interleaved repeats; first-time scenarios on a new process with empty storage every run`;
   return [
-    `Product: commit ${r.product.head.slice(0, 12)}${r.product.productSourceDirty ? ' plus uncommitted changes' : ''}. Machine: ${m.nproc} × ${m.cpuModel}, ${m.memTotalMiB} MiB (load average at start ${m.loadavgAtStart}). ` +
+    `Product: commit ${r.product.head.slice(0, 12)}${r.product.productSourceDirty ? ' plus uncommitted changes' : ''}${baseline}. Machine: ${m.nproc} × ${m.cpuModel}, ${m.memTotalMiB} MiB (load average at start ${m.loadavgAtStart}). ` +
       `Node ${v.node}, wrangler ${v.wrangler}, workerd ${v.workerd} (npm ${v.workerdPackage}), autocannon ${v.autocannon}.`,
     `Settings: ${s.connections} connections, pipelining ${s.pipelining}, ${load}, origin delay ${s.originDelayMs} ms, ${Buffer.byteLength(BODY)}-byte JSON body. ${runtime} CPU per completed request from /proc (CLK_TCK ${m.clkTck}); ${m.placement ?? 'processes not pinned to CPUs'}. Latency resolution 1 ms.`,
     '',
@@ -109,6 +115,8 @@ const STREAM_ROWS: [StreamRequest, string][] = [
   ['floor', 'the floor'],
   ['first', 'the product, first-time keyed POST'],
   ['replay', 'the product, its replay'],
+  ['first@baseline', 'the baseline build, first-time keyed POST'],
+  ['replay@baseline', 'the baseline build, its replay'],
 ];
 
 function streamTables(x: StreamResult, repeats: number): string[] {
@@ -121,6 +129,7 @@ function streamTables(x: StreamResult, repeats: number): string[] {
   ];
   for (const [request, label] of STREAM_ROWS) {
     const v = x.summary[request];
+    if (v === undefined) continue;
     lines.push(
       `| ${label} | ${fmt(v.headersMs, 1)} | ${fmt(v.ttfbMs, 1)} | ${signed(v.ttfbMs - floor.ttfbMs)} | ${fmt(v.ttlbMs, 1)} | ${signed(v.ttlbMs - floor.ttlbMs)} | ${v.perRepeatTtfbMs.map((p) => fmt(p, 1)).join(', ')} | ${v.perRepeatTtlbMs.map((p) => fmt(p, 1)).join(', ')} |`,
     );

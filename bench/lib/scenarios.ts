@@ -48,6 +48,8 @@ export interface Scenario {
   problem?: string;
   /** forwarded: one origin call per request; none: no origin call; per-key: each unique key exactly once. */
   originCalls: 'forwarded' | 'none' | 'per-key';
+  /** On the product as built from `--baseline-ref` (a product slot only), with a replay key of its own. */
+  baseline?: boolean;
 }
 
 /** The large replays (below), whose processes differ only in the keyring. */
@@ -124,30 +126,29 @@ export function scenarioNames(names: readonly string[]): ScenarioName[] {
   return names as ScenarioName[];
 }
 
-/** The key the fixed-key scenarios of a slot use (each process is primed with its own). */
-export const replayKey = (slot: Slot): string => `${REPLAY_KEY}-${slot}`;
+/** The key the fixed-key scenarios of a slot use (each process is primed with its own; the baseline's too). */
+export const replayKey = (slot: Slot, baseline = false): string => `${REPLAY_KEY}-${slot}${baseline ? '-baseline' : ''}`;
 
 /** The request headers of a scenario (without a unique key). */
 export function requestHeaders(s: Scenario): Record<string, string> {
   const headers: Record<string, string> = { authorization: AUTH };
   if (s.body !== undefined) headers['content-type'] = 'application/json';
-  if (s.key === 'fixed') headers['idempotency-key'] = replayKey(s.slot);
+  if (s.key === 'fixed') headers['idempotency-key'] = replayKey(s.slot, s.baseline);
   return headers;
 }
 
 /**
- * Stores the replay key of `slot` in the product process at `url` (one origin call, to `path`) and checks that it
- * replays; returns the stored body, which every replay must repeat.
+ * Stores the replay key of fixed-key scenario `s` in the product process at `url` (one origin call, to its path) and
+ * checks that it replays; returns the stored body, which every replay must repeat.
  */
 export async function prime(
   url: string,
-  slot: Slot,
+  s: Scenario,
   originCount: (key: string) => Promise<number>,
   settle: () => Promise<number>,
-  path: string = PATH,
 ): Promise<string> {
-  const headers = { ...requestHeaders({ ...SCENARIOS.replay, slot }) };
-  const send = (): Promise<Response> => fetch(`${url}${path}`, { method: 'POST', headers, body: BODY });
+  const headers = requestHeaders({ ...SCENARIOS.replay, slot: s.slot, baseline: s.baseline === true });
+  const send = (): Promise<Response> => fetch(`${url}${s.path ?? PATH}`, { method: 'POST', headers, body: BODY });
   const first = await send();
   const firstBody = await first.text();
   if (first.status !== 201 || first.headers.get('idempotent-replay') !== null)
@@ -158,7 +159,7 @@ export async function prime(
     throw new Error(`the primed key does not replay: ${again.status} ${againBody}`);
   }
   await settle();
-  const count = await originCount(replayKey(slot));
+  const count = await originCount(replayKey(s.slot, s.baseline));
   if (count !== 1) throw new Error(`the primed key reached the origin ${count} times (expected 1)`);
   return firstBody;
 }

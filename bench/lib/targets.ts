@@ -47,6 +47,8 @@ export interface Runner {
   runtime: Runtime;
   configs: Map<WorkerId, WorkerConfig>;
   start(worker: WorkerId, label: string, options?: StartOptions): Promise<Target>;
+  /** Serves `worker` from a bundle built elsewhere (the bare runtime only): the product of `--baseline-ref`. */
+  provide(worker: WorkerId, built: BuiltWorker): void;
 }
 
 const startTimesOf = (pids: number[]): Map<number, string | undefined> => new Map(pids.map((pid) => [pid, startTime(pid)]));
@@ -171,5 +173,6 @@ export function createRunner(
     configs,
     start: (id, label, options = {}) =>
       runtime === 'workerd' ? startOnWorkerd(id, label, options) : startOnWranglerDev(id, label, options),
+    provide: (id, built) => void builds.set(id, Promise.resolve(built)),
   };
 }

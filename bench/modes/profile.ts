@@ -2,7 +2,8 @@
  * @module
  * `--profile`: one run per scenario with the V8 sampling profiler attached to the Worker's isolate (the
  * Worker and its Durable Objects) through the runtime's inspector: workerd's own
- * (`--inspector-addr=127.0.0.1:0`, opened only in this mode) or wrangler dev's inspector proxy.
+ * (`--inspector-addr=127.0.0.1:0`, opened only in this mode) or wrangler dev's inspector proxy. With `--baseline-ref`,
+ * each product scenario is profiled on the baseline build too, right after this build's (`name@baseline`).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,10 +11,10 @@ import { assertStable, fmt, stamp } from '../lib/env.ts';
 import { type CpuProfile, inspect, type ProfileSummary, summarizeProfile } from '../lib/inspector.ts';
 import { check, load } from '../lib/load.ts';
 import { type Bench, stopTarget } from '../lib/measure.ts';
-import { PROFILE_DEFAULT, prime, scenario, scenarioNames, type Slot } from '../lib/scenarios.ts';
+import { PROFILE_DEFAULT, prime, scenario, scenarioNames } from '../lib/scenarios.ts';
 import type { Target } from '../lib/targets.ts';
 import { BENCH } from '../lib/workers.ts';
-import { startSlot } from './scenarios.ts';
+import { runsOf, startSlot } from './scenarios.ts';
 
 export type ProfileResult = Record<string, ProfileSummary & { completed: number; rps: number; file: string }>;
 
@@ -24,16 +25,14 @@ export async function runProfile(bench: Bench, started: Date): Promise<ProfileRe
   const dir = join(BENCH, 'results');
   mkdirSync(dir, { recursive: true });
   console.log('\nprofile: one run per scenario, V8 sampling profiler attached');
-  const targets = new Map<Slot, Target>();
+  const targets = new Map<string, Target>();
   const out: ProfileResult = {};
-  const primed = new Map<Slot, string>();
-  for (const name of names) {
-    const s = scenario(name);
-    const slot = s.slot as Exclude<Slot, 'origin'>;
-    let target = targets.get(slot);
-    if (target === undefined) targets.set(slot, (target = await startSlot(bench, slot, `${slot}-profile`, true)));
-    if (s.key === 'fixed' && !primed.has(slot))
-      primed.set(slot, await prime(target.url, slot, origin.count, () => origin.settle(), s.path));
+  const primed = new Map<string, string>();
+  for (const { id: name, s, place } of runsOf(names, bench.baseline !== undefined)) {
+    if (s.slot === 'origin') continue;
+    let target = targets.get(place);
+    if (target === undefined) targets.set(place, (target = await startSlot(bench, s.slot, `${place}-profile`, true, s.baseline)));
+    if (s.key === 'fixed' && !primed.has(place)) primed.set(place, await prime(target.url, s, origin.count, () => origin.settle()));
     if (target.inspectorUrl === undefined) throw new Error(`${target.label}: no inspector`);
     const prefix = `profile-${name}-`;
     if (settings.warmupS > 0) await load(target.url, s, settings, { keyPrefix: `${prefix}w-`, durationS: settings.warmupS });
@@ -50,7 +49,7 @@ export async function runProfile(bench: Bench, started: Date): Promise<ProfileRe
       run = await load(target.url, s, settings, {
         keyPrefix: `${prefix}m-`,
         durationS: settings.durationS,
-        expectedBody: s.key === 'fixed' && s.expect === 201 ? primed.get(slot) : undefined,
+        expectedBody: s.key === 'fixed' && s.expect === 201 ? primed.get(place) : undefined,
       });
       after = await origin.settle();
       ({ profile } = await session.send<{ profile: CpuProfile }>('Profiler.stop'));

@@ -1,7 +1,9 @@
 /**
  * @module
  * The default mode: every scenario in interleaved repeats, medians, the ratios with their targets, and
- * the latency the proxy adds over the floor.
+ * the latency the proxy adds over the floor. With `--baseline-ref`, every product scenario also runs on the product
+ * as built from that commit (`name@baseline`), right after its twin in each repeat, in processes of its own; the ratio
+ * of the two is reported for req/s and runtime CPU/req.
  */
 import { fmt, median } from '../lib/env.ts';
 import { fail } from '../lib/load.ts';
@@ -11,6 +13,7 @@ import {
   DEFAULT_SCENARIOS,
   prime,
   replayKey,
+  type Scenario,
   type ScenarioName,
   scenario,
   scenarioNames,
@@ -22,6 +25,8 @@ import type { WorkerId } from '../lib/workers.ts';
 
 export interface ScenarioRow {
   scenario: ScenarioName;
+  /** Run on the product of `--baseline-ref`. */
+  baseline?: true;
   repeat: number;
   target: string;
   completed: number;
@@ -74,7 +79,8 @@ export interface LatencyRow {
 export interface ScenariosResult {
   scenarios: ScenarioName[];
   runs: ScenarioRow[];
-  summary: Partial<Record<ScenarioName, Summary>>;
+  /** By run name: the scenario's, `name@baseline` for its run on the baseline build. */
+  summary: Record<string, Summary>;
   ratios: Ratio[];
   latency: LatencyRow[];
 }
@@ -101,6 +107,9 @@ const RATIO_DEFS: [ScenarioName, ScenarioName, Metric, '>=' | '<=', number | nul
   ['replay_large_sealed', 'replay_large', 'runtime CPU/req', '<=', null],
 ];
 
+/** This build's scenario against the baseline build's, for each metric. */
+const BASELINE_METRICS: Metric[] = ['req/s', 'runtime CPU/req'];
+
 /** [scenario, baseline] pairs of the latency table. */
 const LATENCY_PAIRS: [ScenarioName, ScenarioName][] = [
   ['passthrough_post', 'floor'],
@@ -124,10 +133,38 @@ const SLOTS: Record<Exclude<Slot, 'origin'>, { worker: WorkerId; vars?: Record<s
   'design-first': { worker: 'design', fresh: true },
 };
 
-export function startSlot(bench: Bench, slot: Exclude<Slot, 'origin'>, label: string, inspector = false): Promise<Target> {
+export function startSlot(
+  bench: Bench,
+  slot: Exclude<Slot, 'origin'>,
+  label: string,
+  inspector = false,
+  baseline = false,
+): Promise<Target> {
   const { worker, vars } = SLOTS[slot];
-  return startTarget(bench, worker, label, { ...(vars ? { vars } : {}), inspector });
+  return startTarget(bench, baseline ? 'baseline' : worker, label, { ...(vars ? { vars } : {}), inspector });
 }
+
+/** One scenario on one build, as run in a repeat. */
+export interface Run {
+  name: ScenarioName;
+  /** The run's name in the summary and the report. */
+  id: string;
+  s: Scenario;
+  /** Which process serves it: the slot, `-baseline` on the baseline build. */
+  place: string;
+}
+
+/** The runs of `names`: each product scenario followed by its twin on the baseline build when there is one. */
+export function runsOf(names: ScenarioName[], baseline: boolean): Run[] {
+  return names.flatMap((name) => {
+    const s = scenario(name);
+    const ours: Run = { name, id: name, s, place: s.slot };
+    if (!baseline || s.slot === 'origin' || SLOTS[s.slot].worker !== 'product') return [ours];
+    return [ours, { name, id: `${name}@baseline`, s: { ...s, baseline: true }, place: `${s.slot}-baseline` }];
+  });
+}
+
+const idOf = (row: ScenarioRow): string => (row.baseline ? `${row.scenario}@baseline` : row.scenario);
 
 const pick = (metric: Metric, x: { rps: number; cpuUsPerReq: CpuUsPerReq }): number =>
   metric === 'req/s' ? x.rps : metric === 'runtime CPU/req' ? x.cpuUsPerReq.runtime : x.cpuUsPerReq.workerd;
@@ -135,17 +172,18 @@ const pick = (metric: Metric, x: { rps: number; cpuUsPerReq: CpuUsPerReq }): num
 export async function runScenarios(bench: Bench): Promise<ScenariosResult> {
   const { settings, origin } = bench;
   const names = scenarioNames((settings.only ?? DEFAULT_SCENARIOS).filter((name) => name !== STREAM));
+  const all = runsOf(names, bench.baseline !== undefined);
   // Long-lived processes for the stateless scenarios, started one after the other.
-  const lasting = new Map<Slot, Target>();
-  for (const name of names) {
-    const slot = scenario(name).slot;
-    if (slot !== 'origin' && !SLOTS[slot].fresh && !lasting.has(slot)) lasting.set(slot, await startSlot(bench, slot, slot));
+  const lasting = new Map<string, Target>();
+  for (const { s, place } of all) {
+    if (s.slot !== 'origin' && !SLOTS[s.slot].fresh && !lasting.has(place))
+      lasting.set(place, await startSlot(bench, s.slot, place, false, s.baseline));
   }
   // Each process that serves a fixed-key scenario gets its own key stored once; its replays must repeat that body.
-  const primed = new Map<Slot, string>();
-  for (const [slot, target] of lasting) {
-    const fixed = names.map(scenario).find((s) => s.slot === slot && s.key === 'fixed');
-    if (fixed !== undefined) primed.set(slot, await prime(target.url, slot, origin.count, () => origin.settle(), fixed.path));
+  const primed = new Map<string, string>();
+  for (const [place, target] of lasting) {
+    const fixed = all.find((run) => run.place === place && run.s.key === 'fixed');
+    if (fixed !== undefined) primed.set(place, await prime(target.url, fixed.s, origin.count, () => origin.settle()));
   }
 
   console.log(
@@ -155,23 +193,21 @@ export async function runScenarios(bench: Bench): Promise<ScenariosResult> {
   for (let rep = 1; rep <= settings.repeats; rep++) {
     // Odd repeats in order, even repeats in reverse, so drift on a noisy machine does not always favour
     // the same scenario.
-    for (const name of rep % 2 === 1 ? names : [...names].reverse()) {
-      const s = scenario(name);
-      const label = `${name} #${rep}`;
+    for (const { name, id, s, place } of rep % 2 === 1 ? all : [...all].reverse()) {
+      const label = `${id} #${rep}`;
       // First-time scenarios: a new process on empty storage every time.
       const fresh =
-        s.slot !== 'origin' && SLOTS[s.slot].fresh
-          ? await startSlot(bench, s.slot as Exclude<Slot, 'origin'>, `${s.slot}-r${rep}`)
-          : undefined;
-      const target = s.slot === 'origin' ? undefined : (fresh ?? lasting.get(s.slot));
+        s.slot !== 'origin' && SLOTS[s.slot].fresh ? await startSlot(bench, s.slot, `${place}-r${rep}`, false, s.baseline) : undefined;
+      const target = s.slot === 'origin' ? undefined : (fresh ?? lasting.get(place));
       try {
         const m = await measure(bench, target, s, label, {
-          prefix: `${name}-r${rep}-`,
-          expectedBody: s.key === 'fixed' && s.expect === 201 ? primed.get(s.slot) : undefined,
+          prefix: `${id}-r${rep}-`,
+          expectedBody: s.key === 'fixed' && s.expect === 201 ? primed.get(place) : undefined,
         });
         const r = m.run.result;
         const row: ScenarioRow = {
           scenario: name,
+          ...(s.baseline ? { baseline: true } : {}),
           repeat: rep,
           target: target?.label ?? 'origin',
           completed: m.completed,
@@ -199,20 +235,21 @@ export async function runScenarios(bench: Bench): Promise<ScenariosResult> {
       }
     }
   }
-  for (const slot of primed.keys()) {
-    const count = await origin.count(replayKey(slot));
-    if (count !== 1) fail(`the replay key of ${slot} reached the origin ${count} times over the whole run (expected 1)`);
+  for (const place of primed.keys()) {
+    const { s } = all.find((run) => run.place === place)!;
+    const count = await origin.count(replayKey(s.slot, s.baseline));
+    if (count !== 1) fail(`the replay key of ${place} reached the origin ${count} times over the whole run (expected 1)`);
   }
   for (const target of lasting.values()) await stopTarget(bench, target);
-  return { scenarios: names, runs, ...summarize(names, runs, settings.repeats) };
+  return { scenarios: names, runs, ...summarize(all, runs, settings.repeats) };
 }
 
-function summarize(names: ScenarioName[], runs: ScenarioRow[], repeats: number): Pick<ScenariosResult, 'summary' | 'ratios' | 'latency'> {
-  const summary: Partial<Record<ScenarioName, Summary>> = {};
-  for (const name of names) {
-    const rows = runs.filter((r) => r.scenario === name);
+function summarize(all: Run[], runs: ScenarioRow[], repeats: number): Pick<ScenariosResult, 'summary' | 'ratios' | 'latency'> {
+  const summary: Record<string, Summary> = {};
+  for (const { id } of all) {
+    const rows = runs.filter((r) => idOf(r) === id);
     const med = (f: (r: ScenarioRow) => number): number => median(rows.map(f));
-    summary[name] = {
+    summary[id] = {
       rps: med((r) => r.rps),
       latencyP50Ms: med((r) => r.latencyP50Ms),
       latencyP99Ms: med((r) => r.latencyP99Ms),
@@ -228,7 +265,12 @@ function summarize(names: ScenarioName[], runs: ScenarioRow[], repeats: number):
     };
   }
   const ratios: Ratio[] = [];
-  for (const [a, b, metric, op, target] of RATIO_DEFS) {
+  const twins = all.filter((run) => run.s.baseline).map(({ id, name }) => [name, id] as const);
+  const defs = [
+    ...twins.flatMap(([a, b]) => BASELINE_METRICS.map((metric) => [a, b, metric, metric === 'req/s' ? '>=' : '<=', null] as const)),
+    ...RATIO_DEFS,
+  ];
+  for (const [a, b, metric, op, target] of defs) {
     const sa = summary[a];
     const sb = summary[b];
     if (!sa || !sb) continue;
@@ -236,8 +278,8 @@ function summarize(names: ScenarioName[], runs: ScenarioRow[], repeats: number):
     // Paired per-repeat ratios show how much of the difference is noise.
     const perRepeat: number[] = [];
     for (let rep = 1; rep <= repeats; rep++) {
-      const ra = runs.find((r) => r.scenario === a && r.repeat === rep);
-      const rb = runs.find((r) => r.scenario === b && r.repeat === rep);
+      const ra = runs.find((r) => idOf(r) === a && r.repeat === rep);
+      const rb = runs.find((r) => idOf(r) === b && r.repeat === rep);
       perRepeat.push(ra && rb ? pick(metric, ra) / pick(metric, rb) : Number.NaN);
     }
     const met = target === null ? null : op === '>=' ? value >= target : value <= target;

@@ -3,7 +3,9 @@
  * The stream scenario (issue #19): the origin trickles a 1 MiB answer over about 1 s, and one request at a time
  * measures when its first and last body bytes arrive, sent to the origin directly, through the floor, and through
  * the product as a first-time keyed POST and then its replay. Medians over `--repeats` interleaved repeats; the
- * product's first byte is compared with the floor's (issue #19's target: within +10 ms at p50).
+ * product's first byte is compared with the floor's (issue #19's target: within +10 ms at p50). With `--baseline-ref`,
+ * the product as built from that commit serves a first-time request and its replay too (`first@baseline`,
+ * `replay@baseline`), on a process and connection of its own, after this build's in each repeat.
  *
  * One request at a time, not autocannon: the question is when bytes arrive, not how many requests fit in a second,
  * and concurrent trickles would measure the machine's two cores instead.
@@ -25,8 +27,11 @@ const TRICKLE_BYTES = TRICKLE.chunks * TRICKLE.chunkBytes;
 /** Added first byte over the floor's that issue #19 accepts, at p50. */
 export const TTFB_TARGET_MS = 10;
 
-export type StreamRequest = 'direct' | 'floor' | 'first' | 'replay';
-const REQUESTS: StreamRequest[] = ['direct', 'floor', 'first', 'replay'];
+type Always = 'direct' | 'floor' | 'first' | 'replay';
+export type StreamRequest = Always | 'first@baseline' | 'replay@baseline';
+const REQUESTS: Always[] = ['direct', 'floor', 'first', 'replay'];
+const BASELINE_REQUESTS: StreamRequest[] = ['first@baseline', 'replay@baseline'];
+const isReplay = (request: StreamRequest): boolean => request.startsWith('replay');
 
 export interface Timing {
   status: number;
@@ -55,7 +60,7 @@ export interface StreamSummary {
 export interface StreamResult {
   trickle: typeof TRICKLE & { bytes: number };
   rows: StreamRow[];
-  summary: Record<StreamRequest, StreamSummary>;
+  summary: Record<Always, StreamSummary> & Partial<Record<StreamRequest, StreamSummary>>;
   /** The product's first-time first byte within {@link TTFB_TARGET_MS} of the floor's. */
   ttfbTargetMet: boolean;
 }
@@ -123,31 +128,35 @@ export async function runStream(bench: Bench): Promise<StreamResult> {
   );
   const floor = await startTarget(bench, 'floor', 'floor-stream');
   const product = await startTarget(bench, 'product', 'product-stream');
+  const baseline = bench.baseline === undefined ? undefined : await startTarget(bench, 'baseline', 'product-stream-baseline');
+  const requests = [...REQUESTS, ...(baseline ? BASELINE_REQUESTS : [])];
   // One keep-alive connection per target, opened by the warm-up: no request's time includes a TCP handshake.
   const agent = (): Agent => new Agent({ keepAlive: true, maxSockets: 1 });
   const productAgent = agent();
-  const base: Record<StreamRequest, [string, Agent]> = {
+  const baselineAgent = agent();
+  const base: Partial<Record<StreamRequest, [string, Agent]>> = {
     direct: [origin.url, agent()],
     floor: [floor.url, agent()],
     first: [product.url, productAgent],
     replay: [product.url, productAgent],
+    ...(baseline ? { 'first@baseline': [baseline.url, baselineAgent], 'replay@baseline': [baseline.url, baselineAgent] } : {}),
   };
   // A replay repeats its first-time request's key; the origin and the floor get keys of their own, so the
   // origin's count per key tells the product's calls apart.
-  const keyOf = (prefix: string, request: StreamRequest): string => `${prefix}-${request === 'replay' ? 'first' : request}`;
-  const send = (request: StreamRequest, key: string): Promise<Timing> => timed(...base[request], key, settings.timeoutS * 1000);
+  const keyOf = (prefix: string, request: StreamRequest): string => `${prefix}-${request.replace('replay', 'first')}`;
+  const send = (request: StreamRequest, key: string): Promise<Timing> => timed(...base[request]!, key, settings.timeoutS * 1000);
   const rows: StreamRow[] = [];
   const check = (label: string, request: StreamRequest, t: Timing): void => {
     if (t.status !== 201) fail(`${label}: status ${t.status} (expected 201)`);
     if (t.bytes !== TRICKLE_BYTES || t.sha256 !== expected)
       fail(`${label}: ${t.bytes} bytes (sha256 ${t.sha256.slice(0, 12)}), not the origin's ${TRICKLE_BYTES}`);
-    if (t.replayed !== (request === 'replay')) fail(`${label}: Idempotent-Replay ${t.replayed ? 'present' : 'missing'}`);
+    if (t.replayed !== isReplay(request)) fail(`${label}: Idempotent-Replay ${t.replayed ? 'present' : 'missing'}`);
   };
   try {
-    for (const request of REQUESTS) await send(request, keyOf('stream-warm', request));
+    for (const request of requests) await send(request, keyOf('stream-warm', request));
     for (let rep = 1; rep <= settings.repeats; rep++) {
       // The replay follows its first-time request; otherwise odd repeats in order, even ones reversed (as the scenarios).
-      const groups: StreamRequest[][] = [['direct'], ['floor'], ['first', 'replay']];
+      const groups: StreamRequest[][] = [['direct'], ['floor'], ['first', 'replay'], ...(baseline ? [BASELINE_REQUESTS] : [])];
       for (const group of rep % 2 === 1 ? groups : [...groups].reverse()) {
         for (const request of group) {
           const label = `stream ${request} #${rep}`;
@@ -161,17 +170,20 @@ export async function runStream(bench: Bench): Promise<StreamResult> {
       }
       assertStable(bench.digest, bench.live, `stream #${rep}`);
       await origin.settle(100);
-      const calls = await origin.count(keyOf(`stream-r${rep}`, 'first'));
-      if (calls !== 1)
-        fail(`stream #${rep}: the first-time key reached the origin ${calls} times over its request and replay (expected 1)`);
+      for (const first of requests.filter((request) => request.startsWith('first'))) {
+        const calls = await origin.count(keyOf(`stream-r${rep}`, first));
+        if (calls !== 1)
+          fail(`stream #${rep}: the ${first} key reached the origin ${calls} times over its request and replay (expected 1)`);
+      }
     }
   } finally {
     for (const [, a] of Object.values(base)) a.destroy();
+    if (baseline) await stopTarget(bench, baseline);
     await stopTarget(bench, product);
     await stopTarget(bench, floor);
   }
   const summary = Object.fromEntries(
-    REQUESTS.map((request) => {
+    requests.map((request) => {
       const mine = rows.filter((r) => r.request === request);
       const perRepeatTtfbMs = mine.map((r) => r.ttfbMs);
       const perRepeatTtlbMs = mine.map((r) => r.ttlbMs);
@@ -186,7 +198,7 @@ export async function runStream(bench: Bench): Promise<StreamResult> {
         },
       ];
     }),
-  ) as Record<StreamRequest, StreamSummary>;
+  ) as StreamResult['summary'];
   return {
     trickle: { ...TRICKLE, bytes: TRICKLE_BYTES },
     rows,

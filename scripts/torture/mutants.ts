@@ -40,14 +40,14 @@ export const MUTANTS: readonly Mutant[] = [
     name: 'store-5xx',
     summary: 'a 5xx answer counts as a result: it is stored and replayed',
     caughtBy: 'not-stored',
-    file: 'src/record/api.ts',
+    file: 'src/shared/status.ts',
     edits: [{ from: 'status < 500 && !NOT_RESULTS.has(status)', to: 'status < 600 && !NOT_RESULTS.has(status)' }],
   },
   {
     name: 'unscoped-record-name',
     summary: "the scope is left out of the record's name: credentials share keys",
     caughtBy: 'scope',
-    file: 'src/middleware/records.ts',
+    file: 'src/record/stub.ts',
     edits: [
       {
         from: '[namespace, kind, scopeHash, key] : [namespace, kind, scopeHash, key, host]',
@@ -60,13 +60,13 @@ export const MUTANTS: readonly Mutant[] = [
     summary: 'a purge answers 204 without deleting the record',
     caughtBy: 'purge',
     file: 'src/record/record.ts',
-    edits: [{ from: "    await this.#store.clear();\n    return { kind: 'purged'", to: "    return { kind: 'purged'" }],
+    edits: [{ from: '    await this.#store.clear();\n    if (running !== undefined) this.#attempt = undefined;\n', to: '' }],
   },
   {
     name: 'purge-keeps-cache',
     summary: "a purge does not forget the isolate's cached replay of the key",
     caughtBy: 'purge',
-    file: 'src/proxy/keys.ts',
+    file: 'src/middleware/lookup.ts',
     edits: [{ from: '      isolateReplays.delete(name);\n', to: '' }],
   },
   {
@@ -92,11 +92,11 @@ export const MUTANTS: readonly Mutant[] = [
     name: 'lost-frees-key',
     summary: 'a result whose body broke off frees the key instead of holding it as lost',
     caughtBy: 'once',
-    file: 'src/record/record.ts',
+    file: 'src/record/storage.ts',
     edits: [
       {
-        from: '      this.#store.lost(id, settled.status);\n',
-        to: '      if (this.#store.release(id)) void this.ctx.storage.setAlarm(Date.now());\n',
+        from: "    else if (settled.kind === 'response_lost' && isResultStatus(settled.status)) this.lost(attempt, settled.status);\n",
+        to: '',
       },
     ],
   },
@@ -111,7 +111,7 @@ export const MUTANTS: readonly Mutant[] = [
     name: 'broken-body-stored',
     summary: 'an origin body that breaks off counts as ended: the truncated answer is sent as whole and stored',
     caughtBy: 'bytes',
-    file: 'src/shared/live.ts',
+    file: 'src/record/live.ts',
     edits: [{ from: "      this.#state = 'broken';\n      this.#wake();\n      return { kind: 'broken' };\n", to: '' }],
   },
   {

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
+/** The command's usage text. */
 export const USAGE = `Usage: idempotency-check <url> [options]
 
 Sends real writes to <url> with fresh Idempotency-Key values and reports whether the layer in front of it keeps
@@ -31,8 +32,10 @@ a target the checks cannot judge), 3 if the command itself broke.`;
 const READS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'CONNECT']);
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
+/** A header as the command line gives it. */
 export type Header = readonly [name: string, value: string];
 
+/** What the command line asks for. */
 export interface Options {
   readonly url: URL;
   readonly method: string;

@@ -20,6 +20,7 @@ import {
 } from './context.ts';
 import { type Answer, differs, replayMark, same, show } from './http.ts';
 
+/** One check: its stable name, whether it needs origin mode, and how it runs. */
 export interface Check {
   readonly name: string;
   /** Runs only in origin mode (it needs a fault, or an exact count). */

@@ -1,7 +1,7 @@
 /**
  * @module
  * `idempotency-check <url> [-X METHOD] [-H 'Name: value']... [-d BODY] [--origin-port PORT] [--json]`: a conformance
- * check of any Idempotency-Key API (issue #32). The package's `bin` (built to `dist/check.js` for Node >= 20); here
+ * check of any Idempotency-Key API. The package's `bin` (built to `dist/check.js` for Node >= 20); here
  * `npm run check:api -- <args>` runs this file as it is. Node builtins only.
  *
  * Exit status: 0 when no check failed, 1 when one did, 2 on a usage error (a bad argument, an unreachable host, a

@@ -8,6 +8,7 @@ import type { Options } from './args.ts';
 import { type Answer, type Request, same, show } from './http.ts';
 import { isResultStatus } from './origin.ts';
 
+/** How a check ended. */
 export type Status = 'pass' | 'fail' | 'skip';
 
 /** A check's verdict: a one-line reason with its evidence. */
@@ -16,8 +17,11 @@ export interface Verdict {
   readonly detail: string;
 }
 
+/** A passed check, with its evidence. */
 export const pass = (detail: string): Verdict => ({ status: 'pass', detail });
+/** A failed check, with what shows it. */
 export const fail = (detail: string): Verdict => ({ status: 'fail', detail });
+/** A check that could not run here, with why. */
 export const skip = (detail: string): Verdict => ({ status: 'skip', detail });
 
 /** A refusal seen by a check, and whether the same request may succeed later. */
@@ -36,6 +40,7 @@ export interface Notes {
   freed?: Answer;
 }
 
+/** What every check gets: the plan, a session for its requests, and the origin in origin mode. */
 export interface Context {
   readonly options: Options;
   /** Sends a request of this check. */

@@ -22,6 +22,7 @@ export interface Answer {
   readonly retried: readonly Answer[];
 }
 
+/** One request a check sends. */
 export interface Request {
   /** @default the -X method */
   readonly method?: string;
@@ -44,6 +45,7 @@ export class Bound extends Error {}
 
 const TIME_BOUND = 'the time bound (--max-time) was reached';
 
+/** The bounds of a run: the most writes and reads it sends, and its deadline. */
 export interface Limits {
   readonly writes: number;
   readonly reads: number;
@@ -53,6 +55,7 @@ export interface Limits {
   readonly deadline: number;
 }
 
+/** Sends a run's requests within its bounds, and judges what comes back. */
 export interface Session {
   /** Sends one request (and its retries) for the check whose tag is given. */
   send(tag: string, request: Request): Promise<Answer>;
@@ -87,6 +90,7 @@ export function asksForRetry(answer: Answer, inProgress = false): boolean {
   return conflict && (inProgress || answer.headers.has('retry-after'));
 }
 
+/** A session for `options` within `limits`; in origin mode the answers' execution ids are read too. */
 export function createSession(options: Options, limits: Limits, originMode: boolean): Session {
   const sent = { writes: 0, reads: 0, retries: 0 };
 

@@ -114,6 +114,7 @@ export interface Reconciliation {
   readonly answerBytes: number;
 }
 
+/** How to start the recording origin. */
 export interface OriginOptions {
   /** @default '127.0.0.1' */
   readonly host?: string;
@@ -125,6 +126,7 @@ export interface OriginOptions {
   readonly onRecord?: (record: { readonly execution: Execution } | { readonly reconciliation: Reconciliation }) => void;
 }
 
+/** A running recording origin: its URL, every execution so far, holds to release, and how to close it. */
 export interface RecordingOrigin {
   readonly url: string;
   readonly port: number;

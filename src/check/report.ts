@@ -19,6 +19,7 @@ export function warning(options: Options, planned: Plan, origin: string | null):
 /** The result column: a failure stands out. */
 const RESULT = { pass: 'pass', fail: 'FAIL', skip: 'skip' } as const;
 
+/** The results as a table a person reads at a glance: check, result, evidence. */
 export function table(report: Report): string {
   const width = Math.max('check'.length, ...report.checks.map((check) => check.name.length));
   const rows = report.checks.map((check) => `${check.name.padEnd(width)}  ${RESULT[check.status]}    ${check.detail}`);
@@ -31,6 +32,7 @@ export function json(report: Report): string {
   return JSON.stringify({ checks, passed: report.passed, failed: report.failed, skipped: report.skipped }, null, 2);
 }
 
+/** One line: how many checks passed, failed and were skipped, what was sent, and how long it took. */
 export function summary(report: Report, sent: { writes: number; reads: number }, ms: number): string {
   return (
     `${report.checks.length} checks: ${report.passed} passed, ${report.failed} failed, ${report.skipped} skipped ` +

@@ -19,6 +19,7 @@ export const CHECKS: readonly Check[] = [...BASIC_CHECKS, ...FAULT_CHECKS, ...JU
 /** The probes that tell whether executions can be seen (black-box), or the one write that finds the origin. */
 const probes = (originMode: boolean): number => (originMode ? 1 : 3);
 
+/** What a run will send: its checks and the most writes, reads and time it may take. */
 export interface Plan {
   readonly writes: number;
   readonly reads: number;
@@ -26,6 +27,7 @@ export interface Plan {
   readonly retries: number;
 }
 
+/** The plan of a run with `options`: which checks run (origin mode adds the fault checks) and its bounds. */
 export function plan(options: Options): Plan {
   const originMode = options.originPort !== null;
   const running = CHECKS.filter((check) => originMode || !check.originOnly);
@@ -40,6 +42,7 @@ export function plan(options: Options): Plan {
 /** The target cannot be checked (unreachable, refusing the credential, not forwarding to the origin): exit 2. */
 export class Unusable extends Error {}
 
+/** What a run found: each check's result, and the totals. */
 export interface Report {
   readonly checks: readonly { readonly name: string; readonly status: Status; readonly detail: string }[];
   readonly passed: number;

@@ -32,8 +32,8 @@ const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([408, 429, 502, 503, 504
  * Whether an answer should be retried with the same request and key.
  *
  * The order: a key reuse never (whatever a header says: the same bytes meet the same refusal); then
- * `x-should-retry`, then `Stripe-Should-Retry` (`true` or `false`, as the #17 server and Stripe send them);
- * then the problem code (today's server sends no advice header); then the status (408, 429, 502, 503, 504).
+ * `x-should-retry`, then `Stripe-Should-Retry` (`true` or `false`, as the proxy and Stripe send them);
+ * then the problem code (for a server that sends no advice header); then the status (408, 429, 502, 503, 504).
  * A `409` is retried only for `idempotency_key_in_progress`: another 409 is the API's own conflict.
  *
  * @param status - the answer's status

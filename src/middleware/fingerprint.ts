@@ -5,11 +5,10 @@
  * with the fields that change on every retry removed.
  */
 import { type Json, remove } from '@hyperjump/json-pointer';
-// canonicalize 4: 5 declares Node >= 22, more than this package's engines (#28). Its serializer recurses, which the
+// canonicalize 4: 5 declares Node >= 22, more than this package's engines. Its serializer recurses, which the
 // nesting bound below keeps to MAX_JSON_FINGERPRINT_DEPTH frames.
 import canonicalize from 'canonicalize';
-import { concatBytes } from '../shared/bytes';
-import { hex } from '../shared/hash';
+import { concatBytes, hex } from '../shared/bytes';
 
 const encoder = new TextEncoder();
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });

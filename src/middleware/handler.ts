@@ -4,12 +4,13 @@
  * captured while it streams to the client and reported to the object on the `AttemptReport` that `begin()` returned.
  */
 import type { Context } from 'hono';
-import { type BeginResult, type Outcome, type Settled, isResultStatus } from '../record/api';
-import { type LiveAnswer, liveAnswer } from '../shared/capture';
+import type { BeginResult, Outcome, Settled } from '../record/api';
+import { isResultStatus } from '../shared/status';
+import { type LiveAnswer, liveAnswer } from '../record/live';
 
 import { Rejection } from '../shared/problem';
 import { within } from '../shared/timer';
-import { type RecordRef, type Records, keyHashOf } from './records';
+import { type RecordRef, type Records, keyHashOf } from '../record/stub';
 
 /** A handler-mode key the object gave this request to run. */
 export type Acquired = Extract<BeginResult, { kind: 'acquired' }>;
@@ -23,7 +24,7 @@ const leaseMargin = (leaseMs: number): number => Math.min(1000, Math.floor(lease
 /**
  * Handler mode, for the request that acquired the key: runs the handler and reports its answer. An answer that has
  * ended by the next turn is reported before it is sent, as a whole; a longer one streams to the client while it is
- * captured, and is reported when it ends (`waitUntil`), or cut just before the lease ends (issue #29: even when its
+ * captured, and is reported when it ends (`waitUntil`), or cut just before the lease ends (even when its
  * client stopped reading past the capture limit, a result is then reported lost, never left for the key to be freed).
  * Duplicates wait for the report either way.
  */

@@ -5,7 +5,7 @@
  * a credential: only truncated hashes, keyed (HMAC-SHA-256) when a log hash secret is set, so that nobody who
  * reads the logs can test guesses of a weak credential offline.
  */
-import { hex } from '../shared/hash';
+import { hex } from '../shared/bytes';
 
 /** What happened to a request. */
 export type RequestOutcome = 'executed' | 'replayed' | 'conflict' | 'in_progress' | 'passthrough' | 'rejected' | 'purged';
@@ -37,7 +37,7 @@ export interface Reporter {
 /**
  * Whether an entry repeats an answer already given: a replay, from the object or the isolate's cache. A conflict is
  * never one, even from the cache: each is a client sending another request under a used key, a decision `LOG_REQUESTS`
- * promises to log (#28).
+ * promises to log.
  */
 export const isRepeat = (entry: Pick<RequestLog, 'outcome'>): boolean => entry.outcome === 'replayed';
 
@@ -74,4 +74,60 @@ export function logScopeHash(secret: string | undefined): (scopeHash: string) =>
     key ??= crypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
     return hex(await crypto.subtle.sign('HMAC', await key, new TextEncoder().encode(scopeHash))).slice(0, 16);
   };
+}
+
+/** What the log lines of a keyed request say of it: when it started, its record's hash (once known), its scope's. */
+export interface LoggedKey {
+  readonly started: number;
+  /** The first 16 hex digits of the record's Durable Object id, once the request knows it. */
+  keyHash: string | undefined;
+  /** The hex SHA-256 of the scope (logged as {@link logScopeHash} says). */
+  readonly scopeHash: string;
+}
+
+/** A log line's fields that its writer fills in itself. */
+type Entry = Omit<RequestLog, 'method' | 'latency_ms'>;
+
+/** The log of one configuration of the middleware: where its lines and data points go, decided once. */
+export class RequestLogger {
+  readonly #reporter: Reporter | false | undefined;
+  readonly #metrics: string;
+  readonly #repeats: boolean;
+  /** The default reporter without a metrics dataset, built once. */
+  readonly #consoleOnly: Reporter;
+  readonly #scopeHash: (scopeHash: string) => Promise<string>;
+
+  /**
+   * @param options - `reporter` (`undefined`: the default console reporter; `false`: none), the metrics binding's name,
+   *   whether repeats are logged, the log hash secret
+   */
+  constructor(options: {
+    readonly reporter: Reporter | false | undefined;
+    readonly metrics: string;
+    readonly logRepeats: boolean;
+    readonly logHashSecret: string | undefined;
+  }) {
+    this.#reporter = options.reporter;
+    this.#metrics = options.metrics;
+    this.#repeats = options.logRepeats;
+    this.#consoleOnly = consoleReporter(undefined, { repeats: options.logRepeats });
+    this.#scopeHash = logScopeHash(options.logHashSecret);
+  }
+
+  /** Writes the log line of a request that started at `started` (nothing when reporting is off). */
+  line(env: Record<string, unknown>, method: string, started: number, entry: Entry): void {
+    if (this.#reporter === false) return;
+    const metrics = env[this.#metrics] as AnalyticsEngineDataset | undefined;
+    const reporter = this.#reporter ?? (metrics === undefined ? this.#consoleOnly : consoleReporter(metrics, { repeats: this.#repeats }));
+    reporter.report({ method, latency_ms: Date.now() - started, ...entry });
+  }
+
+  /** Writes the log line of a keyed request, with the hashes that identify its record and scope. */
+  async keyed(env: Record<string, unknown>, method: string, key: LoggedKey, entry: Entry): Promise<void> {
+    if (this.#reporter === false) return;
+    // The default reporter would write nothing for it: no line (a replay) and no data point (no metrics dataset).
+    if (this.#reporter === undefined && isRepeat(entry) && !this.#repeats && env[this.#metrics] === undefined) return;
+    const scope_hash = await this.#scopeHash(key.scopeHash);
+    this.line(env, method, key.started, { ...entry, ...(key.keyHash === undefined ? {} : { key_hash: key.keyHash }), scope_hash });
+  }
 }

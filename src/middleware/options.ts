@@ -6,7 +6,7 @@
 import type { Context } from 'hono';
 import type { ProblemCode } from '../shared/problem';
 import type { Reporter } from './log';
-import type { RetryOptions } from './retry';
+import type { RetryOptions } from '../record/stub';
 import type { ScopeOption } from './scope';
 
 /** Where an attempt runs. */
@@ -170,6 +170,13 @@ export interface IdempotencyOptions {
    * @default { attempts: 3, baseDelayMs: 50 }
    */
   readonly retry?: RetryOptions | false;
+  /**
+   * The binding of a Workers Analytics Engine dataset: when the Worker has it, the default reporter writes a data point
+   * for every keyed request (blobs `[outcome, method, code]`, doubles `[status, latency_ms, origin_ms]`, index
+   * `scope_hash`).
+   * @default 'METRICS'
+   */
+  readonly metrics?: string;
   /**
    * Where the log line of each request the layer decides (executed, replayed, conflict, in progress, refused)
    * goes; `false` for none. The default writes JSON to the console and, when an Analytics Engine dataset is

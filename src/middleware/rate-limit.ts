@@ -4,7 +4,7 @@
  * (`ipRateLimit`, from `CF-Connecting-IP`: IPv4 by address, IPv6 by /64), both Workers rate-limiting bindings. Checked before any object is
  * created, for keyed writes and for the key API's lookups alike. Shared by the middleware and the proxy's key API.
  */
-import { sha256Hex } from '../shared/hash';
+import { sha256Hex } from '../shared/bytes';
 import { reject } from '../shared/problem';
 
 /** A limit: the binding's name and the `Retry-After` sent past it. */

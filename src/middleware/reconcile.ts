@@ -3,8 +3,7 @@
  * The reconcile request the middleware hands the object with every keyed write under `onUnknown: 'reconcile'`
  * (origin mode). It is built from the retry itself, so the object never stores a credential to ask the origin.
  *
- * The reconcile URL carries the client's credential, so it must reach the origin itself and nothing else (issue #29,
- * findings 7 and 8): its template is a path that resolves to the origin's own scheme, host and port (no `\`, which the
+ * The reconcile URL carries the client's credential, so it must reach the origin itself and nothing else: its template is a path that resolves to the origin's own scheme, host and port (no `\`, which the
  * URL parser reads as `/`, so `/\host` is another host), checked when the options are resolved and again for every URL
  * built, and a key can never move it: one that would make a `.` or `..` segment is refused.
  */

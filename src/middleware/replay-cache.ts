@@ -10,7 +10,7 @@
  * storage are cached (never a response still being stored), and only small ones.
  */
 import type { StoredResponse } from '../record/api';
-import { responseInit } from '../shared/outcome';
+import { responseInit } from './answer';
 
 /** What a Worker learned of a stored record: enough to answer a conflict, and a replay when it has the response. */
 export interface Learned {

@@ -10,13 +10,12 @@
 import type { Context } from 'hono';
 import { HTTP_TOKEN } from '../shared/headers';
 import { MAX_ATTEMPT_MS, MAX_BODY_BYTES_LIMIT, MAX_TTL_SECONDS } from '../shared/limits';
-import { Answers, corsOrigins } from '../shared/answers';
+import { Answers, corsOrigins } from './answer';
 import { type Fingerprinter, fingerprinter } from './fingerprint';
 import { reconcileTemplateError } from './reconcile';
 import type { Reporter } from './log';
-import { JURISDICTIONS, LOCATION_HINTS } from './records';
+import { JURISDICTIONS, LOCATION_HINTS, type RetryOptions } from '../record/stub';
 import type { ResolvedRateLimit } from './rate-limit';
-import type { RetryOptions } from './retry';
 import { type Scope, resolveScope } from './scope';
 
 import type { IdempotencyMode, IdempotencyOptions, OptionName } from './options';
@@ -40,8 +39,6 @@ export interface ResolvedOptions {
   /** The fingerprint of a request, given its parsed URL and body bytes. */
   readonly fingerprint: (c: Context, url: URL, body: ArrayBuffer) => Promise<string>;
   readonly jurisdiction: DurableObjectJurisdiction | undefined;
-  /** How answers name the jurisdiction setting: `jurisdiction` here, its variable where the proxy resolves. */
-  readonly jurisdictionName: string;
   readonly locationHint: DurableObjectLocationHint | undefined;
   readonly rateLimit: ResolvedRateLimit | undefined;
   readonly ipRateLimit: ResolvedRateLimit | undefined;
@@ -51,6 +48,8 @@ export interface ResolvedOptions {
   readonly retry: Required<RetryOptions>;
   /** `undefined`: the default console reporter. */
   readonly reporter: Reporter | false | undefined;
+  /** The binding name of the metrics dataset. */
+  readonly metrics: string;
   readonly logPassThrough: boolean;
   readonly logRepeats: boolean;
   /** How the layer's own answers are written: problem format, conflict status, CORS. */
@@ -109,7 +108,7 @@ function unknownPolicy(options: IdempotencyOptions): Pick<ResolvedOptions, 'onUn
   if (onUnknown !== 'reconcile') return { onUnknown, reconcileUrl: undefined };
   // The object calls the reconcile URL itself, so only origin mode can reconcile: a handler has no origin to ask.
   if (options.run?.mode !== 'origin') throw new OptionsError(['onUnknown', 'run'], '{onUnknown} reconcile needs the origin {run} mode');
-  // It carries the client's credential: it must reach the origin itself (issue #29, finding 7).
+  // It carries the client's credential: it must reach the origin itself.
   const error = reconcileTemplateError(reconcileUrl);
   if (error !== undefined)
     throw new OptionsError(['reconcileUrl', 'onUnknown'], `{reconcileUrl} ${error}, when {onUnknown} is reconcile`, reconcileUrl);
@@ -164,6 +163,8 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
   if (!HTTP_TOKEN.test(headerName)) throw new OptionsError(['headerName'], '{headerName} must be a header name', headerName);
   const binding = options.binding ?? 'IDEMPOTENCY';
   if (!NAME.test(binding)) throw new OptionsError(['binding'], '{binding} must be a binding name', binding);
+  const metrics = options.metrics ?? 'METRICS';
+  if (!NAME.test(metrics)) throw new OptionsError(['metrics'], '{metrics} must be a binding name', metrics);
   const ttlSeconds = whole('ttlSeconds', options.ttlSeconds, 86_400, 1, MAX_TTL_SECONDS);
   const leaseSet = whole('leaseMs', options.leaseMs, 0, 1, MAX_ATTEMPT_MS);
   const timeoutMs = whole(
@@ -211,7 +212,6 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     hostScoped: options.hostScoped ?? false,
     fingerprint: fingerprintOf(options),
     jurisdiction: oneOf('jurisdiction', options.jurisdiction, JURISDICTIONS),
-    jurisdictionName: 'jurisdiction',
     locationHint: oneOf('locationHint', options.locationHint, LOCATION_HINTS),
     rateLimit,
     ipRateLimit,
@@ -220,16 +220,9 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     run: options.run ?? { mode: 'handler' },
     retry: { attempts: whole('retry', retry?.attempts, 3, 1, 10), baseDelayMs: whole('retry', retry?.baseDelayMs, 50, 0, 60_000) },
     reporter: options.reporter,
+    metrics,
     logPassThrough: options.logPassThrough ?? false,
     logRepeats: options.logRepeats ?? false,
     answers: new Answers({ format: errorFormat, conflictStatus }, cors),
   };
-}
-
-/**
- * Whether a request is one the middleware passes on untouched, decided from its method and headers alone: the
- * method is not one it protects, or the request carries no key where keys are optional.
- */
-export function untouched(options: ResolvedOptions, method: string, headers: Headers): boolean {
-  return !options.methods.has(method) || (!options.required && !headers.has(options.headerName));
 }

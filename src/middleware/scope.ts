@@ -1,7 +1,7 @@
 /**
  * @module
- * Whose key is it: the scope a key belongs to, read from the request's credential headers (or computed by
- * the app), and the Durable Object name that keeps every `(namespace, kind of scope, scope, key)` apart.
+ * Whose key is it: the scope a key belongs to, read from the request's credential headers (or computed by the app),
+ * and the kind of scope that keeps the records of every kind apart (`record/stub.ts` names a record from them).
  */
 import type { Context } from 'hono';
 import { parse as parseCookies } from 'hono/utils/cookie';

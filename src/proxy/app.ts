@@ -7,41 +7,39 @@
  */
 import { Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { createIdempotency } from '../middleware/idempotency';
-import type { ResolvedOptions } from '../middleware/resolve';
-import type { Answers } from '../shared/answers';
+import { type Answers, type IdempotencyEnv, KeyLookups, type ResolvedOptions, createIdempotency } from '../middleware';
 import { ConfigError, type ProxyConfig, type ProxyVars, answersOf, readConfig } from './config';
 import { reject } from '../shared/problem';
 import { directForwarding, passThrough } from './forward';
-import { KeyRecords, keysApi } from './keys';
-import { reservedPath } from './reserved';
-import { looped, originTarget, pathAndQuery, pathnameOf, viaWith } from './target';
+import { keysApi } from './keys';
+import { looped, originTarget, pathAndQuery, pathnameOf, reservedPath, viaWith } from './target';
 
 /** How the requests of one route (or of no route) are handled. */
 interface Policy {
   /** The idempotency layer (a pass-through for `mode = "off"`). */
-  readonly protect: MiddlewareHandler;
+  readonly protect: MiddlewareHandler<ProxyEnv>;
   /** The body limit of requests that are forwarded as they are. */
   readonly limit: MiddlewareHandler;
 }
 
-type ProxyEnv = { Variables: { policy: Policy } };
+/** The app's env: the middleware's, and the policy of the route that matched. */
+type ProxyEnv = { Bindings: IdempotencyEnv['Bindings']; Variables: IdempotencyEnv['Variables'] & { policy?: Policy } };
 
 /** The proxy of one configuration: how it answers, and its key lookups (for the `IdempotencyService` entrypoint). */
 export interface Proxy {
   /** Answers a request: forwarded directly when nothing else is needed, else through the app. */
   fetch(request: Request, env: ProxyVars, ctx?: ExecutionContext): Promise<Response>;
   /** Lookups and purges of its records; `undefined` when the configuration is invalid ({@link error}). */
-  readonly keys: KeyRecords | undefined;
+  readonly keys: KeyLookups | undefined;
   readonly error: ConfigError | undefined;
 }
 
 /** The app of a valid configuration. */
-function createProxy(config: ProxyConfig, keys: KeyRecords): Hono<ProxyEnv> {
+function createProxy(config: ProxyConfig, keys: KeyLookups): Hono<ProxyEnv> {
   const app = new Hono<ProxyEnv>();
   const { answers } = config.resolved;
   const policy = (options: ResolvedOptions, off: boolean): Policy => ({
-    protect: off ? (_, next) => next() : (createIdempotency(options) as unknown as MiddlewareHandler),
+    protect: off ? (_, next) => next() : createIdempotency(options),
     limit: bodyLimit({
       maxSize: options.maxBodyBytes,
       onError: (c) =>
@@ -154,7 +152,7 @@ export function proxyFor(env: ProxyVars): Proxy {
         console.error(
           JSON.stringify({ event: 'configuration_invalid', variables: error.variables, message: error.message, disabled: true }),
         );
-      const keys = new KeyRecords(config.resolved);
+      const keys = new KeyLookups(config.resolved);
       const app = createProxy(config, keys);
       const direct = directForwarding(config);
       const fetch: Proxy['fetch'] = direct

@@ -7,64 +7,26 @@
  * options module, which the proxy calls like any app would. A mistake is reported as a
  * `configuration_invalid` problem that names the variables involved, never their values.
  */
-import type { IdempotencyOptions, OptionName } from '../middleware/options';
-import { OptionsError, type ResolvedOptions, resolveOptions } from '../middleware/resolve';
-import { Answers } from '../shared/answers';
+import {
+  Answers,
+  type IdempotencyOptions,
+  type OptionName,
+  OptionsError,
+  type ResolvedOptions,
+  SETTINGS,
+  type Setting,
+  type VariableName,
+  resolveOptions,
+  variableOf,
+} from '../middleware';
 import { SealConfigError, readKeyring } from '../record/seal';
 import { RouteError, type RouteSpec, readRoutes } from './routes';
-import { originTarget } from './target';
-import { ConfigError, Problems, boolean, integer, string, unknownVariables } from './variables';
+import { type OriginConfig, originTarget } from './target';
+import { ConfigError, Problems, type ProxyVars, readVariable, text, unknownVariables } from './variables';
 
 export { ConfigError };
 
-/**
- * The variables and bindings this module reads (wrangler passes a TOML number as a number). A name that looks like
- * one of them but is not is refused (`variables.ts`).
- */
-export interface ProxyVars {
-  ORIGIN_URL?: unknown;
-  IDEMPOTENCY_TTL_SECONDS?: unknown;
-  ORIGIN_TIMEOUT_MS?: unknown;
-  ORIGIN_LEASE_MS?: unknown;
-  IDEMPOTENCY_ON_UNKNOWN?: unknown;
-  IDEMPOTENCY_RECONCILE_URL?: unknown;
-  MAX_BODY_BYTES?: unknown;
-  REQUIRE_IDEMPOTENCY_KEY?: unknown;
-  IDEMPOTENCY_ALLOW_ANONYMOUS?: unknown;
-  LOG_REQUESTS?: unknown;
-  IDEMPOTENCY_SCOPE_HEADERS?: unknown;
-  IDEMPOTENCY_JURISDICTION?: unknown;
-  IDEMPOTENCY_LOCATION_HINT?: unknown;
-  IDEMPOTENCY_ROUTES?: unknown;
-  IDEMPOTENCY_API_PREFIX?: unknown;
-  IDEMPOTENCY_ADMIN_TOKEN?: unknown;
-  LOG_HASH_SECRET?: unknown;
-  IDEMPOTENCY_RATE_LIMITER?: unknown;
-  IDEMPOTENCY_ERROR_FORMAT?: unknown;
-  IDEMPOTENCY_CONFLICT_STATUS?: unknown;
-  IDEMPOTENCY_CORS_ORIGINS?: unknown;
-  IDEMPOTENCY_IP_RATE_LIMITER?: unknown;
-  ORIGIN_HOSTS?: unknown;
-  IDEMPOTENCY_ENCRYPTION_KEYS?: unknown;
-}
-
-/** Where requests go: a fixed origin (its path prefixes every request path), or each request's own URL. */
-export type OriginConfig =
-  | {
-      readonly mode: 'url';
-      /** The path of `ORIGIN_URL` without its trailing slash (`""` for a bare host). */
-      readonly basePath: string;
-      /** What every target starts with: the origin (scheme, host, port) and the base path. */
-      readonly prefix: string;
-    }
-  | {
-      readonly mode: 'request';
-      /**
-       * `ORIGIN_HOSTS` as serialised origins (`https://api.example.com`, `http://127.0.0.1:8788`): the only scheme, host
-       * and port triples requests are forwarded to.
-       */
-      readonly hosts: ReadonlySet<string>;
-    };
+export type { ProxyVars };
 
 /** A route of the table with its options resolved: the global options with the route's on top. */
 export interface ProxyRoute extends RouteSpec {
@@ -90,37 +52,13 @@ export interface ProxyConfig {
   readonly disabled: readonly ConfigError[];
 }
 
-/** The variable each option comes from. */
-export const VARIABLE_OF: Partial<Record<OptionName, string>> = {
-  ttlSeconds: 'IDEMPOTENCY_TTL_SECONDS',
-  timeoutMs: 'ORIGIN_TIMEOUT_MS',
-  leaseMs: 'ORIGIN_LEASE_MS',
-  onUnknown: 'IDEMPOTENCY_ON_UNKNOWN',
-  reconcileUrl: 'IDEMPOTENCY_RECONCILE_URL',
-  maxBodyBytes: 'MAX_BODY_BYTES',
-  required: 'REQUIRE_IDEMPOTENCY_KEY',
-  allowAnonymous: 'IDEMPOTENCY_ALLOW_ANONYMOUS',
-  scope: 'IDEMPOTENCY_SCOPE_HEADERS',
-  jurisdiction: 'IDEMPOTENCY_JURISDICTION',
-  locationHint: 'IDEMPOTENCY_LOCATION_HINT',
-  logHashSecret: 'LOG_HASH_SECRET',
-  rateLimit: 'IDEMPOTENCY_RATE_LIMITER',
-  errorFormat: 'IDEMPOTENCY_ERROR_FORMAT',
-  conflictStatus: 'IDEMPOTENCY_CONFLICT_STATUS',
-  cors: 'IDEMPOTENCY_CORS_ORIGINS',
-  ipRateLimit: 'IDEMPOTENCY_IP_RATE_LIMITER',
-};
-
-/** How errors name a global option: by its variable. */
-export const variableOf = (option: OptionName): string => VARIABLE_OF[option] ?? option;
-
 /** A DNS name or an IPv4 address (letters, digits, hyphens, dots), or an IPv6 address in brackets. */
 const HOST_NAME = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$|^\[[0-9a-f:.]+\]$/;
 /** An `ORIGIN_HOSTS` entry: an optional `http://` or `https://`, a host name, an optional port. */
 const HOST_ENTRY = /^(?:(https?):\/\/)?([^/:]+|\[[^\]]*\])(?::(\d{1,5}))?$/;
 
 /**
- * An `ORIGIN_HOSTS` entry as the serialised origin it pins (issue #29, finding 2): `api.example.com` is https on 443,
+ * An `ORIGIN_HOSTS` entry as the serialised origin it pins: `api.example.com` is https on 443,
  * `api.example.com:8443` https on that port, `http://host[:port]` plain http (local use). `undefined` when it is none.
  */
 function pinnedOrigin(entry: string): string | undefined {
@@ -136,9 +74,9 @@ function pinnedOrigin(entry: string): string | undefined {
 }
 
 function origin(vars: ProxyVars): OriginConfig {
-  const raw = string(vars, 'ORIGIN_URL');
+  const raw = text(vars, 'ORIGIN_URL');
   if (raw === undefined) throw new ConfigError(['ORIGIN_URL'], 'ORIGIN_URL is required (an absolute http or https URL, or "request")');
-  const hosts = string(vars, 'ORIGIN_HOSTS');
+  const hosts = text(vars, 'ORIGIN_HOSTS');
   if (raw === 'request') {
     // Without a list, a runtime that takes Host from the client (self-hosted workerd) would fetch any host for it.
     if (hosts === undefined) throw new ConfigError(['ORIGIN_HOSTS', 'ORIGIN_URL'], 'ORIGIN_HOSTS is required with ORIGIN_URL = "request"');
@@ -172,16 +110,15 @@ function origin(vars: ProxyVars): OriginConfig {
  */
 function logRequests(vars: ProxyVars): ProxyConfig['logRequests'] {
   const raw = vars.LOG_REQUESTS;
-  if (typeof raw === 'string' && raw.trim().toLowerCase() === 'all') return 'all';
-  try {
-    return boolean(vars, 'LOG_REQUESTS') === false ? 'none' : 'keyed';
-  } catch {
-    throw new ConfigError(['LOG_REQUESTS'], 'LOG_REQUESTS must be "true", "all" or "false"');
-  }
+  const value = raw === undefined || raw === null ? '' : String(raw).trim().toLowerCase();
+  if (value === '' || value === 'true' || value === '1') return 'keyed';
+  if (value === 'all') return 'all';
+  if (value === 'false' || value === '0') return 'none';
+  throw new ConfigError(['LOG_REQUESTS'], 'LOG_REQUESTS must be "true", "all" or "false"');
 }
 
 function apiPrefix(vars: ProxyVars): string | undefined {
-  const raw = string(vars, 'IDEMPOTENCY_API_PREFIX') ?? '/_idempotency';
+  const raw = text(vars, 'IDEMPOTENCY_API_PREFIX') ?? '/_idempotency';
   if (raw === 'off') return undefined;
   if (!/^(?:\/[A-Za-z0-9._~-]+)+$/.test(raw))
     throw new ConfigError(['IDEMPOTENCY_API_PREFIX'], 'IDEMPOTENCY_API_PREFIX must be a path such as "/_idempotency", or "off"');
@@ -192,7 +129,7 @@ function apiPrefix(vars: ProxyVars): string | undefined {
 const MIN_ADMIN_TOKEN = 32;
 
 function adminToken(vars: ProxyVars): string | undefined {
-  const token = string(vars, 'IDEMPOTENCY_ADMIN_TOKEN');
+  const token = text(vars, 'IDEMPOTENCY_ADMIN_TOKEN');
   // It can purge any client's records: a short one could be guessed online, one request at a time.
   if (token !== undefined && token.length < MIN_ADMIN_TOKEN)
     throw new ConfigError(['IDEMPOTENCY_ADMIN_TOKEN'], `IDEMPOTENCY_ADMIN_TOKEN must be at least ${MIN_ADMIN_TOKEN} characters long`);
@@ -223,23 +160,33 @@ function encryptionKeys(vars: ProxyVars): void {
   }
 }
 
-/** Drops the keys whose value is `undefined` (the options use `exactOptionalPropertyTypes`). */
-function defined<T extends object>(value: T): { [K in keyof T]: Exclude<T[K], undefined> } {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> };
-}
+/** A setting the proxy reads from a variable into an option, as the table says. */
+type VariableSetting = Setting & { option: OptionName; variable: VariableName; read: NonNullable<Setting['read']> };
+
+/** Every option the proxy reads from a variable; the rest of its variables it reads itself (below). */
+const OPTION_VARIABLES = (SETTINGS as readonly Setting[]).filter(
+  (setting): setting is VariableSetting => setting.option !== undefined && setting.variable !== undefined && setting.read !== undefined,
+);
+
+/** The settings that shape the layer's own answers (format, conflict status, CORS). */
+const ANSWER_OPTIONS: ReadonlySet<OptionName> = new Set(['errorFormat', 'conflictStatus', 'cors']);
 
 /**
- * The options that shape the layer's own answers (format, conflict status, CORS), as the variables set them.
+ * The options the variables set, each read as the table says; unset variables set nothing.
  *
  * @param take - reads one variable, keeping its problem ({@link Problems.take}); by default a problem is thrown
  */
-function answerOptions(vars: ProxyVars, take: <T>(read: () => T) => T | undefined = (read) => read()): IdempotencyOptions {
-  const cors = take(() => string(vars, 'IDEMPOTENCY_CORS_ORIGINS'));
-  return defined({
-    errorFormat: take(() => string(vars, 'IDEMPOTENCY_ERROR_FORMAT')) as IdempotencyOptions['errorFormat'],
-    conflictStatus: take(() => integer(vars, 'IDEMPOTENCY_CONFLICT_STATUS')) as IdempotencyOptions['conflictStatus'],
-    cors: cors === undefined ? undefined : cors === '*' ? '*' : cors.split(','),
-  });
+function optionsOf(
+  vars: ProxyVars,
+  settings: readonly VariableSetting[],
+  take: <T>(read: () => T) => T | undefined = (read) => read(),
+): Record<string, unknown> {
+  const options: Record<string, unknown> = {};
+  for (const setting of settings) {
+    const value = take(() => readVariable(vars, setting));
+    if (value !== undefined) options[setting.option] = value;
+  }
+  return options;
 }
 
 /**
@@ -248,7 +195,12 @@ function answerOptions(vars: ProxyVars, take: <T>(read: () => T) => T | undefine
  */
 export function answersOf(vars: ProxyVars): Answers {
   try {
-    return resolveOptions(answerOptions(vars)).answers;
+    return resolveOptions(
+      optionsOf(
+        vars,
+        OPTION_VARIABLES.filter((setting) => ANSWER_OPTIONS.has(setting.option)),
+      ),
+    ).answers;
   } catch {
     return new Answers();
   }
@@ -260,7 +212,7 @@ export function answersOf(vars: ProxyVars): Answers {
  */
 function resolve(options: IdempotencyOptions, name: (option: OptionName) => string): ResolvedOptions {
   try {
-    return { ...resolveOptions(options), jurisdictionName: name('jurisdiction') };
+    return resolveOptions(options);
   } catch (error) {
     if (!(error instanceof OptionsError)) throw error;
     throw new ConfigError(error.options.map(name), error.describe(name));
@@ -285,37 +237,20 @@ export function readConfig(vars: ProxyVars): ProxyConfig {
   const problems = new Problems();
   const take = <T>(read: () => T): T | undefined => problems.take(read);
   for (const unknown of unknownVariables(vars)) problems.found.push(new ConfigError([unknown.name], unknown.message));
-  const scopeHeaders = take(() => string(vars, 'IDEMPOTENCY_SCOPE_HEADERS'));
   const target = take(() => origin(vars));
   const logging = take(() => logRequests(vars)) ?? 'keyed';
-  const options: IdempotencyOptions = defined({
+  const options = {
+    ...optionsOf(vars, OPTION_VARIABLES, take),
     namespace: 'proxy',
     // The proxy always runs in origin mode: the object fetches the request's target.
     run: { mode: 'origin' as const, target: (c: { req: { url: string } }) => originTarget(target!, c.req.url) },
-    reporter: logging === 'none' ? (false as const) : undefined,
+    ...(logging === 'none' ? { reporter: false as const } : {}),
     logPassThrough: logging === 'all',
     logRepeats: logging === 'all',
     // Forwarding to each request's own URL: the host is part of the request, so of its record and fingerprint.
     // Only then: with a fixed ORIGIN_URL, record names and fingerprints stay as they were (stored keys remain).
-    hostScoped: target?.mode === 'request' ? true : undefined,
-    ttlSeconds: take(() => integer(vars, 'IDEMPOTENCY_TTL_SECONDS')),
-    timeoutMs: take(() => integer(vars, 'ORIGIN_TIMEOUT_MS')),
-    leaseMs: take(() => integer(vars, 'ORIGIN_LEASE_MS')),
-    onUnknown: take(() => string(vars, 'IDEMPOTENCY_ON_UNKNOWN')) as IdempotencyOptions['onUnknown'],
-    reconcileUrl: take(() => string(vars, 'IDEMPOTENCY_RECONCILE_URL')),
-    maxBodyBytes: take(() => integer(vars, 'MAX_BODY_BYTES')),
-    required: take(() => boolean(vars, 'REQUIRE_IDEMPOTENCY_KEY')),
-    allowAnonymous: take(() => boolean(vars, 'IDEMPOTENCY_ALLOW_ANONYMOUS')),
-    scope: scopeHeaders === undefined ? undefined : { headers: scopeHeaders.split(',') },
-    jurisdiction: take(() => string(vars, 'IDEMPOTENCY_JURISDICTION')) as DurableObjectJurisdiction | undefined,
-    locationHint: take(() => string(vars, 'IDEMPOTENCY_LOCATION_HINT')) as DurableObjectLocationHint | undefined,
-    logHashSecret: take(() => string(vars, 'LOG_HASH_SECRET')),
-    // The per-credential limit is on when the rate limiting binding is declared in wrangler.toml.
-    rateLimit: vars.IDEMPOTENCY_RATE_LIMITER === undefined ? undefined : { binding: 'IDEMPOTENCY_RATE_LIMITER' },
-    ...answerOptions(vars, take),
-    // And the per-address limit (CF-Connecting-IP) when its own binding is declared.
-    ipRateLimit: vars.IDEMPOTENCY_IP_RATE_LIMITER === undefined ? undefined : { binding: 'IDEMPOTENCY_IP_RATE_LIMITER' },
-  });
+    ...(target?.mode === 'request' ? { hostScoped: true } : {}),
+  } as IdempotencyOptions;
   const resolved = take(() => resolve(options, variableOf));
   take(() => encryptionKeys(vars));
   const routes = (take(() => routeSpecs(vars)) ?? []).map((spec) => {

@@ -3,14 +3,11 @@
  * Forwarding a request to the origin as it is: the path of most requests (reads, writes without a key). It costs
  * one `fetch` and, usually, returns the origin's own response object.
  */
-import { untouched } from '../middleware/resolve';
 import { endToEnd, passThroughHeaders } from '../shared/headers';
-import type { Answers } from '../shared/answers';
-import { logUnreachable, outcomeResponse } from '../shared/outcome';
+import { type Answers, untouched } from '../middleware';
 import { Rejection } from '../shared/problem';
 import type { ProxyConfig } from './config';
-import { reservedPath } from './reserved';
-import { originTarget, pathAndQuery, pathnameOf } from './target';
+import { originTarget, pathAndQuery, pathnameOf, reservedPath } from './target';
 
 /**
  * Forwards the request as it is, like a plain reverse proxy: the end-to-end headers (those the request's
@@ -23,8 +20,7 @@ export async function passThrough(request: Request, target: string, answers: Ans
     const headers = passThroughHeaders(request.headers);
     response = await fetch(target, { method: request.method, headers, body: request.body, redirect: 'manual' });
   } catch {
-    logUnreachable(target);
-    return outcomeResponse({ kind: 'origin_unreachable' }, answers, request);
+    return answers.unreachable(target, request);
   }
   return endToEnd(response);
 }

@@ -14,25 +14,11 @@
  */
 import { type Context, Hono } from 'hono';
 import { timingSafeEqual } from 'hono/utils/buffer';
-import { consoleReporter, logScopeHash } from '../middleware/log';
-import type { ResolvedOptions } from '../middleware/resolve';
-import { limitRates } from '../middleware/rate-limit';
-import { Records, keyHashOf, recordName } from '../middleware/records';
-import { isolateReplays } from '../middleware/replay-cache';
-import { ANONYMOUS_KIND, ANONYMOUS_SCOPE_HASH } from '../middleware/scope';
-import type { PurgeResult, RecordInfo } from '../record/api';
-import { sha256Hex } from '../shared/hash';
+import { type KeyInfo, type KeyLookups, type ResolvedOptions, isScopeHash } from '../middleware';
+import type { PurgeResult } from '../record/api';
 import { describeKeyError, parseIdempotencyKey } from '../shared/key';
-import type { Answers } from '../shared/answers';
 import { reject } from '../shared/problem';
 import { ConfigError } from './variables';
-
-/** What a lookup answers: the record, and the key it was asked for. */
-export type KeyInfo = RecordInfo & { readonly key: string };
-
-const SCOPE_HASH = /^[0-9a-f]{64}$/;
-/** What names the anonymous scope (`allowAnonymous`) where a scope hash is expected. */
-const ANONYMOUS = 'anonymous';
 
 /**
  * Parses a key as `Idempotency-Key` would, from a URL path segment. A segment that holds a (possibly encoded)
@@ -54,90 +40,6 @@ function keyFromPath(segment: string): string {
   const parsed = parseIdempotencyKey(decoded);
   if (!parsed.ok) reject('idempotency_key_invalid', describeKeyError(parsed.error));
   return parsed.key;
-}
-
-/** Lookups and purges of the proxy's records, by scope hash and key. */
-export class KeyRecords {
-  readonly #options: ResolvedOptions;
-  readonly #records: Records;
-  readonly #scopeHash: (scopeHash: string) => Promise<string>;
-
-  constructor(options: ResolvedOptions) {
-    this.#options = options;
-    this.#records = new Records(options);
-    this.#scopeHash = logScopeHash(options.logHashSecret);
-  }
-
-  /**
-   * The record name of a key under a scope hash (and, with `ORIGIN_URL = "request"`, a host).
-   *
-   * @throws `TypeError` when the records are per host and `host` is missing, or when they are not and it is given
-   */
-  name(scopeHash: string, key: string, host?: string): string {
-    const anonymous = scopeHash === ANONYMOUS;
-    if (this.#options.hostScoped !== (host !== undefined)) {
-      throw new TypeError(
-        this.#options.hostScoped
-          ? 'IdempotencyService: with ORIGIN_URL = "request" records are per host: pass the host'
-          : 'IdempotencyService: records are not per host: pass no host',
-      );
-    }
-    if (host !== undefined && (typeof host !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(host)))
-      throw new TypeError('IdempotencyService: host must be a host name');
-    const [kind, hash] = anonymous ? [ANONYMOUS_KIND, ANONYMOUS_SCOPE_HASH] : [this.#options.scope.kind, scopeHash];
-    return recordName(this.#options.namespace, kind, hash, key, host?.toLowerCase());
-  }
-
-  /**
-   * What the record of `key` under `scopeHash` holds, or `null`.
-   *
-   * @throws `TypeError` for a malformed scope hash or key
-   */
-  async inspect(env: Record<string, unknown>, scopeHash: string, key: string, host?: string): Promise<KeyInfo | null> {
-    const ref = this.#records.locate(env, this.name(checkScopeHash(scopeHash), checkKey(key), host));
-    const info = await this.#records.call(ref, async (stub) => (await stub.inspect()) as RecordInfo | null);
-    return info === null ? null : { key, ...info };
-  }
-
-  /**
-   * Purges the record of `key` under `scopeHash` and writes the audit log line.
-   *
-   * @throws `TypeError` for a malformed scope hash or key
-   */
-  async purge(env: Record<string, unknown>, scopeHash: string, key: string, host?: string): Promise<PurgeResult> {
-    const name = this.name(checkScopeHash(scopeHash), checkKey(key), host);
-    const ref = this.#records.locate(env, name);
-    // Never retried: a purge whose answer was lost would be retried into `not_found`, and its audit line lost.
-    const result = await this.#records.call(ref, async (stub) => (await stub.purge()) as PurgeResult, { attempts: 1 });
-    if (result.kind === 'purged') {
-      isolateReplays.delete(name);
-      // Always logged, whatever LOG_REQUESTS says: a purge is an operator's action, and this is its audit trail.
-      const ids = {
-        key_hash: keyHashOf(ref.id),
-        scope_hash: await this.#scopeHash(scopeHash === ANONYMOUS ? ANONYMOUS_SCOPE_HASH : scopeHash),
-      };
-      consoleReporter(env['METRICS'] as AnalyticsEngineDataset | undefined).report({
-        outcome: 'purged',
-        method: 'DELETE',
-        status: 204,
-        latency_ms: 0,
-        ...ids,
-      });
-    }
-    return result;
-  }
-}
-
-function checkScopeHash(scopeHash: string): string {
-  if (typeof scopeHash !== 'string' || !(SCOPE_HASH.test(scopeHash) || scopeHash === ANONYMOUS))
-    throw new TypeError('IdempotencyService: scopeHash must be 64 lower-case hex digits (a SHA-256), or "anonymous"');
-  return scopeHash;
-}
-
-function checkKey(key: string): string {
-  const parsed = typeof key === 'string' ? parseIdempotencyKey(key) : undefined;
-  if (!parsed?.ok || parsed.key !== key) throw new TypeError('IdempotencyService: key must be a normalised Idempotency-Key');
-  return key;
 }
 
 /** The JSON answer of a lookup (a missing record is a rejection, answered like every other). */
@@ -174,13 +76,13 @@ function purged(result: PurgeResult): Response {
  */
 export function keysApi(
   prefix: string,
-  records: KeyRecords,
+  records: KeyLookups,
   options: ResolvedOptions,
   adminToken: string | ConfigError | undefined,
   anonymous = options.allowAnonymous,
 ): Hono {
   const api = new Hono();
-  const answers: Answers = options.answers;
+  const { answers } = options;
   // Every answer of the key API is the layer's own: readable by a listed page (errors are made so by onError).
   api.use(async (c, next) => {
     await next();
@@ -189,10 +91,6 @@ export function keysApi(
   // Hono routes on the path with percent-encoding undone (all but reserved characters, as decodeURI does), so the
   // key is what follows the route's own prefix in that path: exactly one segment, or a 400.
   const keyOf = (path: string, route: string) => keyFromPath(path.slice(prefix.length + route.length));
-
-  const ipOf = (c: Context) => c.req.header('cf-connecting-ip');
-  // With ORIGIN_URL = "request" the records of each host are apart: a lookup names the records of its own host.
-  const hostOf = (c: Context) => (options.hostScoped ? new URL(c.req.url).host : undefined);
 
   // The key in the path (`/keys/{key}`), or in the key header (`/key`): a key in a header stays out of request logs.
   const keyHeader = options.headerName.toLowerCase();
@@ -217,33 +115,19 @@ export function keysApi(
     return res;
   };
 
-  const lookup = async (c: Context, route: string) => {
-    const scope = options.scope.read(c, (name) => c.req.header(name));
-    const key = keyFrom(c, route);
-    // Without a credential, the anonymous scope, where keyed writes may be anonymous.
-    if (scope === undefined && !anonymous) reject('unauthorized', 'Send the credential the key was used with.');
-    const scopeHash = scope === undefined ? ANONYMOUS : await sha256Hex(scope);
-    // Limited like keyed writes: a lookup reaches an object too.
-    const env = c.env as Record<string, unknown>;
-    await limitRates(env, options, { scope, ip: ipOf(c) }, scopeHash);
-    return found(await records.inspect(env, scopeHash, key, hostOf(c)));
-  };
+  const lookup = async (c: Context, route: string) => found(await records.own(c, keyFrom(c, route), anonymous));
 
   const admin = async (c: Context, route: string) => {
     if (adminToken instanceof ConfigError) reject('configuration_invalid', `The admin key API is off: ${adminToken.message}.`);
     if (adminToken === undefined) reject('not_found', 'There is nothing at this path.');
     // By address only, before the token is compared: it bounds guesses of the token.
-    await limitRates(
-      c.env as Record<string, unknown>,
-      { rateLimit: undefined, ipRateLimit: options.ipRateLimit },
-      { scope: undefined, ip: ipOf(c) },
-    );
+    await records.limitGuesses(c);
     const authorization = c.req.header('authorization') ?? '';
     if (!authorization.startsWith('Bearer ') || !(await timingSafeEqual(authorization.slice('Bearer '.length), adminToken))) {
       reject('unauthorized', 'The admin API needs Authorization: Bearer with the admin token.');
     }
     const scopeHash = c.req.header('idempotency-scope')?.trim().toLowerCase();
-    if (scopeHash === undefined || !(SCOPE_HASH.test(scopeHash) || scopeHash === ANONYMOUS)) {
+    if (scopeHash === undefined || !isScopeHash(scopeHash)) {
       reject(
         'idempotency_scope_invalid',
         'Name the client with Idempotency-Scope: the SHA-256 of its credential (e.g. of its whole Authorization value) as 64 lower-case hex characters, or "anonymous" for keys used without a credential.',
@@ -254,8 +138,8 @@ export function keysApi(
     // Only DELETE purges. Hono routes HEAD as GET (and drops the body), so HEAD is a lookup: testing for GET
     // here would have made every HEAD a purge.
     return c.req.method === 'DELETE'
-      ? purged(await records.purge(env, scopeHash, key, hostOf(c)))
-      : found(await records.inspect(env, scopeHash, key, hostOf(c)));
+      ? purged(await records.purge(env, scopeHash, key, records.hostOf(c)))
+      : found(await records.inspect(env, scopeHash, key, records.hostOf(c)));
   };
 
   api.get('/keys/*', (c) => lookup(c, '/keys/'));

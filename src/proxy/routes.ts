@@ -1,10 +1,11 @@
 /**
  * @module
  * `IDEMPOTENCY_ROUTES`: per-route policy for the proxy, a list of routes each matched by a path pattern (Hono
- * syntax) and methods, with its own mode and overrides of the global variables. The table is read once per
- * configuration; a mistake names the exact field (`IDEMPOTENCY_ROUTES[1].ttl_seconds`).
+ * syntax) and methods, with its own mode and overrides of the global variables. Its fields are the settings that
+ * declare one (`SETTINGS`); the table is read once per configuration, and a mistake names the exact field
+ * (`IDEMPOTENCY_ROUTES[1].ttl_seconds`).
  */
-import type { IdempotencyOptions, OptionName } from '../middleware/options';
+import { type IdempotencyOptions, type OptionName, SETTINGS, type Setting, SettingError } from '../middleware';
 
 /** What a route does with the requests it matches. */
 export type RouteMode = 'off' | 'optional' | 'required';
@@ -30,18 +31,12 @@ export class RouteError extends Error {
 }
 
 const VARIABLE = 'IDEMPOTENCY_ROUTES';
-const NUMBER_FIELDS = { ttl_seconds: 'ttlSeconds', timeout_ms: 'timeoutMs', lease_ms: 'leaseMs', max_body_bytes: 'maxBodyBytes' } as const;
-const FIELDS = new Set([
-  'pattern',
-  'methods',
-  'mode',
-  'fingerprint',
-  'ignore_fields',
-  'on_unknown',
-  'reconcile_url',
-  'allow_anonymous',
-  ...Object.keys(NUMBER_FIELDS),
-]);
+/** The settings a route sets by a field of its own, read as the table says. */
+const FIELD_SETTINGS = (SETTINGS as readonly Setting[]).filter(
+  (setting): setting is Setting & { field: string; option: OptionName; read: NonNullable<Setting['read']> } =>
+    setting.field !== undefined && setting.option !== undefined && setting.read !== undefined,
+);
+const FIELDS: ReadonlySet<string> = new Set((SETTINGS as readonly Setting[]).flatMap((setting) => setting.field ?? []));
 
 function table(raw: unknown): unknown[] {
   if (Array.isArray(raw)) return raw;
@@ -57,11 +52,6 @@ function table(raw: unknown): unknown[] {
   throw new RouteError(VARIABLE, 'must be an array of routes');
 }
 
-function strings(field: string, value: unknown): string[] {
-  if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) throw new RouteError(field, 'must be an array of strings');
-  return value;
-}
-
 /** Reads one route. */
 function route(raw: unknown, index: number): RouteSpec {
   const at = (field: string) => `${VARIABLE}[${index}].${field}`;
@@ -75,42 +65,22 @@ function route(raw: unknown, index: number): RouteSpec {
   }
   if (mode !== 'off' && mode !== 'optional' && mode !== 'required')
     throw new RouteError(at('mode'), 'must be "off", "optional" or "required"');
+  // A route's mode decides `required` whatever REQUIRE_IDEMPOTENCY_KEY says; its methods are checked with its options.
   const options: Record<string, unknown> = { required: mode === 'required' };
   const fields: Partial<Record<OptionName, string>> = { methods: at('methods'), required: at('mode') };
-  if (entry['methods'] !== undefined) options['methods'] = strings(at('methods'), entry['methods']);
-  for (const [field, option] of Object.entries(NUMBER_FIELDS)) {
+  for (const { field, option, read } of FIELD_SETTINGS) {
     const value = entry[field];
     if (value === undefined) continue;
-    const number = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
-    if (typeof number !== 'number' || !Number.isSafeInteger(number)) throw new RouteError(at(field), 'must be a whole number');
-    options[option] = number;
+    try {
+      options[option] = read(value);
+    } catch (error) {
+      if (!(error instanceof SettingError)) throw error;
+      throw new RouteError(at(field), error.rule);
+    }
     fields[option] = at(field);
   }
-  if (entry['fingerprint'] !== undefined) {
-    options['fingerprint'] = entry['fingerprint'];
-    fields.fingerprint = at('fingerprint');
-  }
-  if (entry['on_unknown'] !== undefined) {
-    options['onUnknown'] = entry['on_unknown'];
-    fields.onUnknown = at('on_unknown');
-    // A route's own policy does not inherit the global reconcile URL; only its own reconcile_url counts.
-    options['reconcileUrl'] = undefined;
-  }
-  if (entry['reconcile_url'] !== undefined) {
-    options['reconcileUrl'] = entry['reconcile_url'];
-    fields.reconcileUrl = at('reconcile_url');
-  }
-  const anonymous = entry['allow_anonymous'];
-  if (anonymous !== undefined) {
-    if (anonymous !== true && anonymous !== false && anonymous !== 'true' && anonymous !== 'false')
-      throw new RouteError(at('allow_anonymous'), 'must be true or false');
-    options['allowAnonymous'] = anonymous === true || anonymous === 'true';
-    fields.allowAnonymous = at('allow_anonymous');
-  }
-  if (entry['ignore_fields'] !== undefined) {
-    options['ignoreFields'] = strings(at('ignore_fields'), entry['ignore_fields']);
-    fields.ignoreFields = at('ignore_fields');
-  }
+  // A route's own policy does not inherit the global reconcile URL; only its own reconcile_url counts.
+  if (entry['on_unknown'] !== undefined && entry['reconcile_url'] === undefined) options['reconcileUrl'] = undefined;
   return { pattern, mode, options: options as IdempotencyOptions, fields };
 }
 

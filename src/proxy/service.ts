@@ -16,7 +16,7 @@
 import { WorkerEntrypoint } from 'cloudflare:workers';
 import type { PurgeResult } from '../record/api';
 import { proxyFor } from './app';
-import type { KeyInfo, KeyRecords } from './keys';
+import type { KeyInfo, KeyLookups } from '../middleware';
 
 /** The proxy as an RPC entrypoint. */
 export class IdempotencyService extends WorkerEntrypoint<Env> {
@@ -41,11 +41,11 @@ export class IdempotencyService extends WorkerEntrypoint<Env> {
    * @throws `TypeError` for a malformed scope hash, key or host; `Error` when the proxy is misconfigured
    */
   async inspect(scopeHash: string, key: string, host?: string): Promise<KeyInfo | null> {
-    return this.#keys().inspect(this.env as unknown as Record<string, unknown>, scopeHash, key, host);
+    return this.#keys().inspect(this.env, scopeHash, key, host);
   }
 
   /**
-   * Deletes a complete or too-large record, so the next request with the key runs again; an attempt still
+   * Deletes a stored record (complete, too large, lost or unknown), so the next request with the key runs again; an attempt still
    * in flight within its lease is left alone (`in_progress`). Writes the audit log line (`outcome: "purged"`).
    *
    * @param scopeHash - hex SHA-256 of the client's scope
@@ -54,10 +54,10 @@ export class IdempotencyService extends WorkerEntrypoint<Env> {
    * @throws `TypeError` for a malformed scope hash, key or host; `Error` when the proxy is misconfigured
    */
   async purge(scopeHash: string, key: string, host?: string): Promise<PurgeResult> {
-    return this.#keys().purge(this.env as unknown as Record<string, unknown>, scopeHash, key, host);
+    return this.#keys().purge(this.env, scopeHash, key, host);
   }
 
-  #keys(): KeyRecords {
+  #keys(): KeyLookups {
     const { keys, error } = proxyFor(this.env);
     if (keys === undefined) throw new Error(`The proxy is misconfigured: ${error?.message ?? 'unknown error'}.`);
     return keys;

@@ -1,11 +1,29 @@
 /**
  * @module
  * Where the proxy sends a request, and the requests it refuses to send: a path that would step outside
- * `ORIGIN_URL`'s base path at an origin that decodes before it normalises, and (when it forwards each request to
- * its own URL) a request that has already been through this proxy.
+ * `ORIGIN_URL`'s base path at an origin that decodes before it normalises, a path an origin could read as the key
+ * API's prefix in another spelling (the admin token a client sends there must never travel on), and (when it forwards
+ * each request to its own URL) a request that has already been through this proxy.
  */
 import { reject } from '../shared/problem';
-import type { OriginConfig } from './config';
+
+/** Where requests go: a fixed origin (its path prefixes every request path), or each request's own URL. */
+export type OriginConfig =
+  | {
+      readonly mode: 'url';
+      /** The path of `ORIGIN_URL` without its trailing slash (`""` for a bare host). */
+      readonly basePath: string;
+      /** What every target starts with: the origin (scheme, host, port) and the base path. */
+      readonly prefix: string;
+    }
+  | {
+      readonly mode: 'request';
+      /**
+       * `ORIGIN_HOSTS` as serialised origins (`https://api.example.com`, `http://127.0.0.1:8788`): the only scheme, host
+       * and port triples requests are forwarded to.
+       */
+      readonly hosts: ReadonlySet<string>;
+    };
 
 /** The `Via` entry the proxy adds in `request` mode (RFC 9110 §7.6.3): protocol and pseudonym. */
 export const VIA_ENTRY = '1.1 idempotency-proxy';
@@ -81,4 +99,50 @@ export function looped(request: Request): boolean {
 export function viaWith(request: Request): string {
   const via = request.headers.get('via');
   return via === null ? VIA_ENTRY : `${via}, ${VIA_ENTRY}`;
+}
+
+/** The most times percent-encoding is undone: an origin that decodes twice sees `%255F` as `_`. */
+const DECODE_ROUNDS = 3;
+
+/** Undoes percent-encoding octet by octet (never throws: a malformed escape stays as it is). */
+function decodeOctets(path: string): string {
+  return path.replace(/%([0-9a-f]{2})/gi, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+}
+
+/**
+ * The segments of a path as the most lenient origin could read them: percent-encoding undone (up to
+ * {@link DECODE_ROUNDS} times), `/` and `\` both separators, empty and `.` segments dropped, `..` resolved, path
+ * parameters (`;x`) dropped, letters in lower case.
+ */
+function lenientSegments(pathname: string): string[] {
+  let path = pathname;
+  for (let round = 0; round < DECODE_ROUNDS && path.includes('%'); round++) path = decodeOctets(path);
+  const segments: string[] = [];
+  for (const raw of path.toLowerCase().split(/[/\\]/)) {
+    const segment = raw.split(';', 1)[0]!.trim();
+    if (segment === '' || segment === '.') continue;
+    if (segment === '..') segments.pop();
+    else segments.push(segment);
+  }
+  return segments;
+}
+
+/**
+ * A test of whether a path (the URL's encoded pathname) could name something under `prefix` (for example
+ * `//_idempotency/admin`, `/_IDEMPOTENCY/keys/k`, `/_idempotency;x/admin`, `/%255Fidempotency`).
+ *
+ * @param prefix - `IDEMPOTENCY_API_PREFIX`, such as `/_idempotency`
+ * @returns the test; cheap for the paths of nearly every request, which do not contain the prefix's first
+ * segment in any case
+ */
+export function reservedPath(prefix: string): (pathname: string) => boolean {
+  const wanted = prefix.toLowerCase().split('/').filter(Boolean);
+  const first = wanted[0]!;
+  return (pathname) => {
+    const lower = pathname.toLowerCase();
+    // Fast path: without the first segment, a '%', a ';' or a '\', no reading of the path reaches the prefix.
+    if (!lower.includes(first) && !/[%;\\]/.test(lower)) return false;
+    const segments = lenientSegments(pathname);
+    return wanted.every((segment, index) => segments[index] === segment);
+  };
 }

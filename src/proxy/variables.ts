@@ -3,10 +3,15 @@
  * The proxy's variables as such: the names it reads from its `env`, how one value is read (a whole number, a boolean,
  * a string), and the problems a configuration has, gathered so that all of them are reported. Names that look like
  * settings but are not are refused: a misspelt setting (`ORGIN_URL`, `IDEMPOTENCY_TTL`, or `--var ORIGIN_URL=…` with
- * `=`) would otherwise be ignored silently, and the proxy would run on a default the operator meant to change
- * (issue #28).
+ * `=`) would otherwise be ignored silently, and the proxy would run on a default the operator meant to change.
  */
-import type { ProxyVars } from './config';
+import { SETTINGS, type Setting, SettingError, type VariableName } from '../middleware';
+
+/**
+ * The proxy's `env` as this module reads it: its variables, secrets and bindings (`SETTINGS`), each of any type
+ * (wrangler passes a TOML number as a number, a binding as an object).
+ */
+export type ProxyVars = { readonly [Name in VariableName]?: unknown };
 
 /**
  * Why a configuration is invalid. `message` names every variable involved and never shows a value; `problems` lists
@@ -52,66 +57,36 @@ export class Problems {
 
 const isUnset = (raw: unknown): boolean => raw === undefined || raw === null || (typeof raw === 'string' && raw.trim() === '');
 
-export function integer(vars: ProxyVars, name: keyof ProxyVars): number | undefined {
-  const raw = vars[name];
+/**
+ * The value of `setting`'s variable, read as the table says, or `undefined` when it is unset.
+ *
+ * @throws {@link ConfigError} naming the variable, never its value
+ */
+export function readVariable(vars: ProxyVars, setting: Setting & { variable: VariableName; read: NonNullable<Setting['read']> }): unknown {
+  const raw = vars[setting.variable];
   if (isUnset(raw)) return undefined;
-  // Only plain decimal integers: "1e3", "0x10" or "5 s" are configuration mistakes.
-  if (typeof raw === 'number' ? !Number.isSafeInteger(raw) : typeof raw !== 'string' || !/^\s*\d+\s*$/.test(raw)) {
-    throw new ConfigError([name], `${name} must be a whole number`);
+  try {
+    return setting.read(raw);
+  } catch (error) {
+    if (!(error instanceof SettingError)) throw error;
+    throw new ConfigError([setting.variable], `${setting.variable} ${error.rule}`);
   }
-  return Number(raw);
 }
 
-export function boolean(vars: ProxyVars, name: keyof ProxyVars): boolean | undefined {
-  const raw = vars[name];
-  if (isUnset(raw)) return undefined;
-  if (typeof raw === 'boolean') return raw;
-  const text = String(raw).trim().toLowerCase();
-  if (text === 'true' || text === '1') return true;
-  if (text === 'false' || text === '0') return false;
-  throw new ConfigError([name], `${name} must be "true" or "false"`);
-}
-
-export function string(vars: ProxyVars, name: keyof ProxyVars): string | undefined {
+/**
+ * A variable the proxy reads itself (not an option's): its trimmed text, or `undefined` when it is unset.
+ *
+ * @throws {@link ConfigError} when it is not a string
+ */
+export function text(vars: ProxyVars, name: VariableName): string | undefined {
   const raw = vars[name];
   if (isUnset(raw)) return undefined;
   if (typeof raw !== 'string') throw new ConfigError([name], `${name} must be a string`);
   return raw.trim();
 }
 
-/** Every variable the proxy reads, and the bindings it looks for (`IDEMPOTENCY_RATE_LIMITER`, …): all of them. */
-const VARIABLES = {
-  ORIGIN_URL: true,
-  ORIGIN_HOSTS: true,
-  ORIGIN_TIMEOUT_MS: true,
-  ORIGIN_LEASE_MS: true,
-  IDEMPOTENCY_TTL_SECONDS: true,
-  IDEMPOTENCY_ON_UNKNOWN: true,
-  IDEMPOTENCY_RECONCILE_URL: true,
-  MAX_BODY_BYTES: true,
-  REQUIRE_IDEMPOTENCY_KEY: true,
-  IDEMPOTENCY_ALLOW_ANONYMOUS: true,
-  LOG_REQUESTS: true,
-  IDEMPOTENCY_SCOPE_HEADERS: true,
-  IDEMPOTENCY_JURISDICTION: true,
-  IDEMPOTENCY_LOCATION_HINT: true,
-  IDEMPOTENCY_ROUTES: true,
-  IDEMPOTENCY_API_PREFIX: true,
-  IDEMPOTENCY_ADMIN_TOKEN: true,
-  LOG_HASH_SECRET: true,
-  IDEMPOTENCY_RATE_LIMITER: true,
-  IDEMPOTENCY_IP_RATE_LIMITER: true,
-  IDEMPOTENCY_ERROR_FORMAT: true,
-  IDEMPOTENCY_CONFLICT_STATUS: true,
-  IDEMPOTENCY_CORS_ORIGINS: true,
-  IDEMPOTENCY_ENCRYPTION_KEYS: true,
-} as const satisfies Record<keyof ProxyVars, true>;
-
-/** The other bindings wrangler.toml declares for the proxy: the records' namespace and the metrics dataset. */
-const BINDINGS = ['IDEMPOTENCY', 'METRICS'];
-
-/** Every name the proxy knows. */
-export const KNOWN_NAMES: readonly string[] = [...Object.keys(VARIABLES), ...BINDINGS];
+/** Every name the proxy knows: its variables, secrets and bindings. */
+export const KNOWN_NAMES: readonly string[] = (SETTINGS as readonly Setting[]).flatMap((setting) => setting.variable ?? []);
 const known = new Set(KNOWN_NAMES);
 
 /** Names of the proxy's settings start so: another name that does is a mistake, not the operator's own binding. */

@@ -1,12 +1,10 @@
 /**
  * @module
- * The RPC surface of `IdempotencyRecord`: the types its public methods take and return (what it answers, `Outcome`,
- * and how an attempt ended, `Settled`, included), and which statuses are results. This surface is
- * a versioned public API (any Worker holding the namespace binding can call it), documented with the
- * stored format in docs/storage-schema.md.
+ * The RPC surface of `IdempotencyRecord`, types only: what its public methods take and return (what it answers,
+ * `Outcome`, and how an attempt ended, `Settled`, included). This surface is a public API (any Worker holding the
+ * namespace binding can call it), documented with the stored format in docs/storage-schema.md.
  */
 import type { HeaderList } from '../shared/headers';
-import type { AttemptReport } from './attempt';
 
 /** A response as stored: status, end-to-end headers and the exact body bytes. */
 export interface StoredResponse {
@@ -24,24 +22,6 @@ export interface StreamedResponse {
   readonly headers: HeaderList;
   readonly body: ReadableStream<Uint8Array>;
 }
-
-/** Whether a response's body is all there (stored, or captured whole), not still streaming. */
-export const isStored = (response: StoredResponse | StreamedResponse): response is StoredResponse => response.body instanceof ArrayBuffer;
-
-/**
- * Statuses below 500 that are not results of the write, in both modes: never stored, they free the key like 5xx.
- * - 408, 425, 429 say "try again later": storing one would replay a short overload for the whole TTL and push
- *   clients onto new keys.
- * - 401, 403 refused the credential: no write ran under it, and storing them would let anyone with random
- *   credentials fill storage for the TTL.
- */
-const NOT_RESULTS: ReadonlySet<number> = new Set([408, 425, 429, 401, 403]);
-
-/**
- * Whether a status is a result of the request (below 500, not one of {@link NOT_RESULTS}): once such a status line
- * has arrived, the write ran, whatever happens to its body afterwards.
- */
-export const isResultStatus = (status: number): boolean => status < 500 && !NOT_RESULTS.has(status);
 
 /**
  * How an attempt ended (the origin call in proxy mode, the app's handler in handler mode). `mayHaveRun` marks a
@@ -64,8 +44,7 @@ export type Outcome =
    * attempt's own answer (first or joined) when it holds the key: stored just now, or a result still streaming
    * (stored when it ends, or kept as too large or lost); it is when the key can run again. Either one is the answer's
    * `Idempotency-Expires`. The response is streamed while the attempt's answer is still arriving. `createdAt`: when
-   * the record was created (its first request), from which a replay's `Age` counts; absent for a record stored before
-   * format 2.
+   * the record was created (its first request), from which a replay's `Age` counts (set on every replay).
    */
   | {
       readonly kind: 'response';
@@ -87,7 +66,7 @@ export type Outcome =
   /** An attempt with this key is still running (or died and its lease has not ended yet). */
   | { readonly kind: 'in_progress'; readonly retryAfterMs: number }
   /**
-   * The stored answer is being streamed to as many readers as the object allows at once (issue #29): retry after
+   * The stored answer is being streamed to as many readers as the object allows at once: retry after
    * `retryAfterMs`. Nothing ran.
    */
   | { readonly kind: 'busy'; readonly retryAfterMs: number }
@@ -165,6 +144,20 @@ export interface AttemptSpec extends AttemptLimits {
 }
 
 /**
+ * Handler mode: where the caller that acquired a key reports how its attempt ended. `begin` returns it (an `RpcTarget`),
+ * so the report travels in the same RPC session as the `begin` call: one billed Durable Object request per first-time
+ * write.
+ */
+export interface AttemptReport {
+  /**
+   * Reports the attempt's result, as `IdempotencyRecord.complete` does for its attempt.
+   *
+   * @returns when the key can run again if the response was stored (ms since the epoch), else `null`
+   */
+  complete(settled: Settled): Promise<number | null>;
+}
+
+/**
  * Answer of `IdempotencyRecord.begin`: run the handler yourself and report its result on `report` (or, after the
  * session was lost, with `IdempotencyRecord.complete(attempt, …)`; `expiresAt`: when the key can run again once the
  * handler's answer holds it), or what the client gets.
@@ -177,13 +170,13 @@ export interface RecordInfo {
   readonly state: 'in_flight' | 'complete' | 'too_large' | 'lost' | 'unknown';
   /** The stored status (`complete`, `too_large`, `lost`). */
   readonly status: number | null;
-  /** When the first request arrived, ms since the epoch (`null` for records stored before format 2). */
-  readonly created_at: number | null;
+  /** When the first request arrived, ms since the epoch. */
+  readonly created_at: number;
   /** When the key can run again, ms since the epoch. */
   readonly expires_at: number;
   /** While in flight: when a dead attempt frees the key, ms since the epoch. */
   readonly lease_until: number | null;
-  /** The method and path of the request that created the record (`null` before format 2). */
+  /** The method and path of the request that created the record (`null` when its caller did not say). */
   readonly method: string | null;
   readonly path: string | null;
 }

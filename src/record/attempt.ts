@@ -7,9 +7,9 @@
  * attempt's lease). Handler-mode attempts have no live answer: their duplicates wait for the handler's report.
  */
 import { RpcTarget } from 'cloudflare:workers';
-import type { LiveAnswer } from '../shared/capture';
-import type { Readers } from '../shared/live';
-import { type Outcome, type Settled, isResultStatus } from './api';
+import type { LiveAnswer, Readers } from './live';
+import type { AttemptReport, Outcome, Settled } from './api';
+import { isResultStatus } from '../shared/status';
 import { within } from '../shared/timer';
 import { BODY_CHUNK_BYTES } from './storage';
 import { checkSettled } from './validate';
@@ -22,7 +22,7 @@ export const LEASE_GRACE_MS = 5_000;
 
 /**
  * The most streams of one key's answer open at once: duplicates joining its live answer, and replays of a stored answer
- * over 1 MiB streamed from storage (issue #29). Each holds at most a chunk or a part in flight. A duplicate past it waits
+ * over 1 MiB streamed from storage. Each holds at most a chunk or a part in flight. A duplicate past it waits
  * for the answer to be stored and is replayed; a streamed replay past it answers `busy` (503 with `Retry-After`).
  */
 export const MAX_READERS = 8;
@@ -37,6 +37,7 @@ export interface Finished {
   readonly held: boolean;
 }
 
+/** An attempt running in this instance: its id, how it ends, its answer as it arrives, and its key's times. */
 export interface Attempt {
   readonly id: string;
   readonly done: Promise<Finished>;
@@ -80,11 +81,8 @@ export function lostAttempt(id: string, status: number, { expiresAt, createdAt }
   return { id, until: expiresAt, lost: status, expiresAt, createdAt, done };
 }
 
-/**
- * Handler mode: where the caller that acquired a key reports how its attempt ended. Returned by `begin`, so the
- * report travels in the same RPC session as the `begin` call: one billed Durable Object request per first-time write.
- */
-export class AttemptReport extends RpcTarget {
+/** The {@link AttemptReport} that `begin` returns: an `RpcTarget`, so it is called in `begin`'s RPC session. */
+export class Report extends RpcTarget implements AttemptReport {
   readonly #complete: (settled: Settled) => Promise<number | null>;
 
   constructor(complete: (settled: Settled) => Promise<number | null>) {
@@ -92,11 +90,6 @@ export class AttemptReport extends RpcTarget {
     this.#complete = complete;
   }
 
-  /**
-   * Reports the attempt's result, as `IdempotencyRecord.complete` does for its attempt.
-   *
-   * @returns when the key can run again if the response was stored (ms since the epoch), else `null`
-   */
   complete(settled: Settled): Promise<number | null> {
     checkSettled(settled);
     return this.#complete(settled);

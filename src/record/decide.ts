@@ -53,7 +53,7 @@ export function decide(store: RecordStore, spec: AttemptLimits, running: Attempt
       // Held by an earlier request under `hold`; a request whose policy is now `retry` takes over.
       if (spec.onUnknown === 'hold') return { outcome: { kind: 'outcome_unknown' } };
       if (spec.onUnknown === 'reconcile') return { reconcile: record };
-      return { start: { expiresAt: record.expires_at, createdAt: record.created_at ?? now } };
+      return { start: { expiresAt: record.expires_at, createdAt: record.created_at } };
     case 'in_flight': {
       if (alive(running, record, now)) return { join: running };
       // The row outlived its attempt: this instance was reset while the attempt was running.
@@ -64,7 +64,7 @@ export function decide(store: RecordStore, spec: AttemptLimits, running: Attempt
         return spec.onUnknown === 'hold' ? { outcome: { kind: 'outcome_unknown' } } : { reconcile: { ...record, state: 'unknown' } };
       }
       // A take-over keeps the key's times (its in-flight row lives until the new lease ends anyway).
-      return { start: { expiresAt: record.expires_at, createdAt: record.created_at ?? now } };
+      return { start: { expiresAt: record.expires_at, createdAt: record.created_at } };
     }
   }
 }

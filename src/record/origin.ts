@@ -1,11 +1,12 @@
 /**
  * @module
  * How an attempt runs inside the object: the origin call (proxy mode) or the wait for the caller's report
- * (handler mode), both bounded by the attempt's lease.
+ * (handler mode), both bounded by the attempt's lease; and, under `onUnknown: 'reconcile'`, the question the object asks
+ * the origin before anything runs again under a key whose attempt died without an answer.
  */
-import { type LiveAnswer, liveAnswer } from '../shared/capture';
+import type { OriginRequest, Settled, StoredResponse } from './api';
+import { type LiveAnswer, captureResponse, liveAnswer } from './live';
 import { within } from '../shared/timer';
-import type { OriginRequest, Settled } from './api';
 
 /** An attempt under way: its answer's head as soon as it arrives (proxy mode), and how the attempt ends. */
 export interface Running {
@@ -52,4 +53,34 @@ export function callOrigin(origin: OriginRequest, headers: Headers, leaseMs: num
  */
 export async function withinLease(result: Promise<Settled>, leaseMs: number): Promise<Settled> {
   return (await within(result, leaseMs)) ?? { kind: 'origin_timeout', mayHaveRun: true };
+}
+
+/** What the origin said: it ran (its answer to store), it never ran, or it could not say. */
+export type Reconciled = { readonly ran: StoredResponse } | 'never_ran' | 'unknown';
+
+/**
+ * `GET url` with the retry's scope headers and key; never throws.
+ *
+ * @param url - the reconcile URL, `{key}` already replaced by the percent-encoded key
+ * @param headers - the retry request's scope headers and `Idempotency-Key` (the credential is never stored)
+ * @param maxBodyBytes - a 2xx answer larger than this cannot be stored, so it says nothing
+ * @param timeoutMs - how long to wait for the whole answer
+ * @returns a 2xx as `ran`, 404 as `never_ran`, anything else (or no answer) as `unknown`
+ */
+export async function reconcile(url: string, headers: Headers, maxBodyBytes: number, timeoutMs: number): Promise<Reconciled> {
+  try {
+    const response = await fetch(url, { method: 'GET', headers, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
+    if (response.status === 404) {
+      await response.body?.cancel();
+      return 'never_ran';
+    }
+    if (response.status < 200 || response.status > 299) {
+      await response.body?.cancel();
+      return 'unknown';
+    }
+    const settled = await captureResponse(response, maxBodyBytes, true);
+    return settled.kind === 'response' ? { ran: settled.response } : 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }

@@ -25,24 +25,19 @@ import {
   type PurgeResult,
   type RecordInfo,
   type Settled,
-  isResultStatus,
 } from './api';
-import { type Attempt, AttemptReport, type Finished, LEASE_GRACE_MS, MAX_READERS, awaitAttempt, lostAttempt, ranStatus } from './attempt';
+import { isResultStatus } from '../shared/status';
+import { type Attempt, type Finished, Report, LEASE_GRACE_MS, MAX_READERS, awaitAttempt, lostAttempt, ranStatus } from './attempt';
 import { alive, counts, decide } from './decide';
-import { type Running, callOrigin, withinLease } from './origin';
-import { reconcile } from './reconcile';
-import { SealConfigError } from './seal';
-import { Keys, sealResponse } from './sealed-store';
+import { type Running, callOrigin, reconcile, withinLease } from './origin';
+import { Keys, SealConfigError, sealResponse } from './seal';
 import { replay } from './replay';
-import { Readers } from '../shared/live';
+import { Readers } from './live';
 import { type RecordRow, RecordStore, type StoredParts, expiryOf } from './storage';
 import { checkAttempt, checkLimits, checkReconcile, checkSettled, checkSpec } from './validate';
 
 /** When a key's record expires and when it was created (its first request), ms since the epoch. */
 type Times = { readonly expiresAt: number; readonly createdAt: number };
-
-/** The policy for an unknown outcome: whether it holds the key (`hold`, `reconcile`) instead of freeing it. */
-const holdsUnknown = (policy: AttemptLimits['onUnknown']): boolean => policy === 'hold' || policy === 'reconcile';
 
 /** The Durable Object class; one instance per `(scope hash, key)`. */
 export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
@@ -105,7 +100,7 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     let settle!: (settled: Settled) => void;
     const reported = new Promise<Settled>((resolve) => (settle = resolve));
     const attempt = this.#start(spec, decision.start, () => ({ settled: withinLease(reported, spec.leaseMs) }), settle);
-    const report = new AttemptReport((settled) => this.#complete(attempt.id, settled));
+    const report = new Report((settled) => this.#complete(attempt.id, settled));
     return Promise.resolve({ kind: 'acquired', attempt: attempt.id, expiresAt: attempt.expiresAt, report });
   }
 
@@ -138,11 +133,11 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
         const sealed = await this.#seal(attempt, settled);
         return this.#record(attempt, settled, sealed, undefined) === 'stored' ? record.expires_at : null;
       } catch (error) {
-        this.#refused(attempt, settled, { expiresAt: record.expires_at, createdAt: record.created_at ?? Date.now() }, error);
+        this.#refused(attempt, settled, { expiresAt: record.expires_at, createdAt: record.created_at }, error);
         return null;
       }
     } else if (record === undefined) {
-      // Nothing to record into (expired, or already collected): let the alarm remove the empty table.
+      // Nothing to record into (expired, or already collected): let the alarm remove what is left of the object.
       await this.ctx.storage.setAlarm(Date.now());
     }
     return null;
@@ -309,9 +304,8 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
   }
 
   /**
-   * Records how attempt `id` ended, if the row still belongs to it: `stored` when its response was stored, `held`
-   * when its outcome is unknown and `onUnknown` holds the key (state `unknown`, as for a reset after its lease).
-   * `sealed` is what {@link #seal} prepared for a response to store.
+   * Records how attempt `id` ended ({@link RecordStore.end}): a key it freed leaves an empty object, which the alarm
+   * removes at once.
    */
   #record(
     id: string,
@@ -319,25 +313,9 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     sealed: StoredParts | undefined,
     onUnknown: AttemptLimits['onUnknown'],
   ): 'stored' | 'held' | undefined {
-    if (settled.kind === 'response' && isResultStatus(settled.response.status)) {
-      return sealed !== undefined && this.#store.complete(id, sealed) ? 'stored' : undefined;
-    } else if (
-      (settled.kind === 'origin_timeout' || settled.kind === 'origin_unreachable') &&
-      settled.mayHaveRun &&
-      holdsUnknown(onUnknown)
-    ) {
-      return this.#store.unknown(id) ? 'held' : undefined;
-    } else if (settled.kind === 'response_too_large' && isResultStatus(settled.status)) {
-      this.#store.tooLarge(id, settled.status);
-    } else if (settled.kind === 'response_lost' && isResultStatus(settled.status)) {
-      // The status line of a result arrived: the write ran, so the key must never run it again.
-      this.#store.lost(id, settled.status);
-    } else if (this.#store.release(id)) {
-      // 5xx and transient answers (however they ended) and failures are not stored: the key is free for the next request, and
-      // the alarm removes what is left of the object.
-      void this.ctx.storage.setAlarm(Date.now());
-    }
-    return undefined;
+    const ended = this.#store.end(id, settled, sealed, onUnknown === 'hold' || onUnknown === 'reconcile');
+    if (ended === 'freed') void this.ctx.storage.setAlarm(Date.now());
+    return ended === 'freed' ? undefined : ended;
   }
 
   /**
@@ -371,12 +349,17 @@ export class IdempotencyRecord extends DurableObject<Record<string, unknown>> {
     if (now?.attempt !== row.attempt || now.state !== 'unknown') return { kind: 'in_progress', retryAfterMs: 1000 };
     if (answer === 'unknown') return pending;
     if (answer === 'never_ran') {
-      const times = { expiresAt: now.expires_at, createdAt: now.created_at ?? Date.now() };
+      const times = { expiresAt: now.expires_at, createdAt: now.created_at };
       const attempt = this.#start(spec, times, () => callOrigin(spec.origin, headers, spec.leaseMs));
       return awaitAttempt(attempt, spec.timeoutMs, true);
     }
     const stored = sealed !== undefined && this.#store.complete(row.attempt, sealed, 'unknown');
-    const created = now.created_at === null ? {} : { createdAt: now.created_at };
-    return { kind: 'response', replayed: true, response: answer.ran, ...created, ...(stored ? { storedUntil: now.expires_at } : {}) };
+    return {
+      kind: 'response',
+      replayed: true,
+      response: answer.ran,
+      createdAt: now.created_at,
+      ...(stored ? { storedUntil: now.expires_at } : {}),
+    };
   }
 }

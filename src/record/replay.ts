@@ -1,7 +1,7 @@
 /**
  * @module
  * Replaying a stored answer. One of a single part (at most 1 MiB, kept in the record) is read and opened whole. One
- * whose body is in chunk rows is streamed from storage part by part as its reader pulls (issue #29, finding 4): each
+ * whose body is in chunk rows is streamed from storage part by part as its reader pulls: each
  * part is read, and opened when sealed, only when it is asked for, so a reader that stops reading holds one part,
  * never the whole answer (which used to be read, opened and copied whole for every replay); at most as many such
  * streams as the object's {@link Readers} allow are open at once.
@@ -9,10 +9,9 @@
  * Each pull checks that the record is still the one replayed: a purge, an expiry or a new attempt meanwhile breaks the
  * stream (its reader gets a body that ends in an error), never another answer's bytes.
  */
-import type { Readers } from '../shared/live';
+import type { Readers } from './live';
 import type { Outcome } from './api';
-import type { Keyring } from './seal';
-import { openHead, openPart, openResponse } from './sealed-store';
+import { type Keyring, openHead, openPart, openResponse } from './seal';
 import type { RecordRow, RecordStore } from './storage';
 
 /** What opens a record's sealed parts: the keyring (if any) and the record's name. */
@@ -35,7 +34,7 @@ export async function replay(store: RecordStore, row: RecordRow, { keys, name }:
   if (row.chunks === 0) {
     const response = await openResponse(keys, name, row.attempt, store.whole(row));
     if ('unreadable' in response) return unreadable(response.unreadable);
-    return { kind: 'response', replayed: true, response, expiresAt: row.expires_at, ...createdAt(row) };
+    return { kind: 'response', replayed: true, response, expiresAt: row.expires_at, createdAt: row.created_at };
   }
   const head = store.head(row);
   const complete = store.chunkCount() === row.chunks;
@@ -45,11 +44,8 @@ export async function replay(store: RecordStore, row: RecordRow, { keys, name }:
   const release = readers.take();
   if (release === undefined) return { kind: 'busy', retryAfterMs: 1000 };
   const body = streamParts(store, row, (index, part) => openPart(keys, name, row.attempt, head, index, part), release);
-  return { kind: 'response', replayed: true, response: { ...opened, body }, expiresAt: row.expires_at, ...createdAt(row) };
+  return { kind: 'response', replayed: true, response: { ...opened, body }, expiresAt: row.expires_at, createdAt: row.created_at };
 }
-
-/** When the record was created (a replay's `Age` counts from it), if it says. */
-const createdAt = (row: RecordRow): { createdAt?: number } => (row.created_at === null ? {} : { createdAt: row.created_at });
 
 /** Opens body part `index` as stored (sealed or not); `undefined` when it does not open. */
 export type PartOpener = (index: number, part: Uint8Array) => Promise<Uint8Array | undefined>;

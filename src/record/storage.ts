@@ -8,6 +8,8 @@
  * that the record is still that attempt's and in flight: a late or repeated answer can never overwrite a newer
  * attempt's record or a stored answer. A chunked body and its record are written in one transaction.
  */
+import type { Settled } from './api';
+import { isResultStatus } from '../shared/status';
 
 /** SQLite-backed Durable Objects refuse rows, strings and BLOBs over 2 MB in production (not locally). */
 export const MAX_SQL_ROW_BYTES = 2_000_000;
@@ -15,25 +17,20 @@ export const MAX_SQL_ROW_BYTES = 2_000_000;
 export const BODY_CHUNK_BYTES = 1024 * 1024;
 
 /**
- * Format of a stored record (its `format` field). Format 2 added `created_at`, `method` and `path`; format 3 the
- * states `lost` and `unknown`; format 4 `key_id` (encryption at rest: `NULL` is plaintext). Formats 1 to 4 are rows
- * of the SQL table `record`. Format 5 is the same record as one value of the synchronous KV API (`ctx.storage.kv`,
- * key `record`), which needs no schema: a first-time write is one put before the origin call, one put of the answer
- * and the alarm (3 rows written, where the table cost 5: `CREATE TABLE` alone writes 2). Rows of formats 1 to 4 are
- * read as they are (format 1 with the format 2 fields `null`, before 4 with `key_id` `null`); the first write of new
- * code to such an object moves its row into the KV value and drops the table, in one transaction. Format 6 (issue #29)
- * is format 5 whose sealed parts also authenticate the number of body parts and the status (`sealed-store.ts`); a
- * record of format 4 or 5 opens as it was sealed.
+ * The format of a stored record (its `format` field): the one this code writes and reads. A record is one value of the
+ * synchronous KV API (`ctx.storage.kv`, key `record`), which needs no schema: a first-time write is one put before the
+ * origin call, one put of the answer and the alarm (3 rows written). Sealed parts authenticate the number of body
+ * parts and the status (`seal.ts`). docs/storage-schema.md describes it.
  */
 export const RECORD_FORMAT = 6;
 
-/** The KV key of the record (format 5). */
+/** The KV key of the record. */
 const RECORD_KEY = 'record';
 
 /** Every state a row can be in (docs/storage-schema.md, "States"). */
 export type RecordState = 'in_flight' | 'complete' | 'too_large' | 'lost' | 'unknown';
 
-/** A record without its body (decisions never need the body; a format 5 record read from KV carries it along). */
+/** A record without its body (decisions never need the body; a record read from KV carries it along). */
 export interface RecordRow extends Record<string, SqlStorageValue> {
   format: number;
   fingerprint: string;
@@ -45,14 +42,14 @@ export interface RecordRow extends Record<string, SqlStorageValue> {
   headers: string | ArrayBuffer | null;
   /** > 0: the body is in `body_chunk`; else it is the row's `body` column (read only when replayed). */
   chunks: number;
-  created_at: number | null;
+  created_at: number;
   method: string | null;
   path: string | null;
   /** The id of the key that sealed `headers` and the body; `null`: stored in plaintext. */
   key_id: string | null;
 }
 
-/** The KV value of a format 5 record: the row and, when `chunks` is 0 and it is stored, its body. */
+/** The KV value of a record: the row and, when `chunks` is 0 and it is stored, its body. */
 interface StoredRecord extends RecordRow {
   body: ArrayBuffer | null;
 }
@@ -66,8 +63,6 @@ export interface StoredParts {
   readonly headers: string | Uint8Array;
   readonly parts: readonly Uint8Array[];
   readonly keyId: string | null;
-  /** The record's format (what its parts were sealed with: see `sealed-store.ts`). */
-  readonly format: number;
   /** How many body parts the record says it has (`parts` read from storage may be fewer, if one was removed). */
   readonly count: number;
 }
@@ -86,18 +81,6 @@ export interface NewAttempt {
   readonly path: string | null;
 }
 
-const COLUMNS_1 = 'format, fingerprint, state, attempt, lease_until, expires_at, status, headers, chunks';
-const COLUMNS_2 = `${COLUMNS_1}, created_at, method, path`;
-/** Format 1 rows, read as format 2. */
-const COLUMNS_1_AS_2 = `${COLUMNS_1}, NULL AS created_at, NULL AS method, NULL AS path`;
-/** What {@link RecordStore.read} selects from a table of each format (before 4: `key_id` is `NULL`, plaintext). */
-const SELECTED = {
-  1: `${COLUMNS_1_AS_2}, NULL AS key_id`,
-  2: `${COLUMNS_2}, NULL AS key_id`,
-  3: `${COLUMNS_2}, NULL AS key_id`,
-  4: `${COLUMNS_2}, key_id`,
-};
-
 /**
  * When a row stops counting. An in-flight row lives at least until its lease ends, even past the TTL: until
  * then its attempt may still be running (here, or in an instance that was reset), so the key stays held.
@@ -112,12 +95,6 @@ const own = (part: Uint8Array): ArrayBuffer =>
 /** The record of one object. */
 export class RecordStore {
   readonly #storage: DurableObjectStorage;
-  /**
-   * The format of a `record` table left by formats 1 to 4: none (0), 1 to 4; `undefined` until looked up, once per
-   * instance. Reading never creates or changes anything, so a lookup of an unknown key writes nothing.
-   */
-  #table: 0 | 1 | 2 | 3 | 4 | undefined;
-
   /** The SQL and KV handles, taken once: every `storage` access crosses into the runtime. */
   readonly #sql: SqlStorage;
   readonly #kv: SyncKvStorage;
@@ -128,49 +105,13 @@ export class RecordStore {
     this.#kv = storage.kv;
   }
 
-  #legacy(): 0 | 1 | 2 | 3 | 4 {
-    if (this.#table === undefined) {
-      const table = this.#sql.exec<{ sql: string }>(`SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'record'`).toArray()[0];
-      const sql = table?.sql ?? '';
-      this.#table = table === undefined ? 0 : sql.includes('key_id') ? 4 : sql.includes("'lost'") ? 3 : sql.includes('created_at') ? 2 : 1;
-    }
-    return this.#table;
-  }
-
-  /**
-   * The record, without its body (a format 5 record carries it along). A `record` table wins over the KV record: new
-   * code drops the table when it writes KV, so both exist only when code of formats 1 to 4 (a rollback) wrote since.
-   */
+  /** The record, without its body (it carries its body along, unused). */
   read(): RecordRow | undefined {
-    const format = this.#legacy();
-    if (format !== 0) return this.#sql.exec<RecordRow>(`SELECT ${SELECTED[format]} FROM record WHERE id = 1`).toArray()[0];
     return this.#kv.get<StoredRecord>(RECORD_KEY);
-  }
-
-  /** The record with its body, as {@link read} finds it, for a write; a row of formats 1 to 4 is moved into KV first. */
-  #current(): StoredRecord | undefined {
-    if (this.#legacy() === 0) return this.#kv.get<StoredRecord>(RECORD_KEY);
-    // Moved in one transaction: a failure leaves the old table. Chunk rows (`body_chunk`) are the same in every format.
-    const moved = this.#storage.transactionSync(() => {
-      const row = this.read();
-      let record: StoredRecord | undefined;
-      if (row === undefined) this.#kv.delete(RECORD_KEY);
-      else {
-        const { body } = this.#sql.exec<{ body: ArrayBuffer | null }>(`SELECT body FROM record WHERE id = 1`).one();
-        record = { ...row, body };
-        this.#kv.put(RECORD_KEY, record);
-      }
-      this.#sql.exec(`DROP TABLE record`);
-      return record;
-    });
-    this.#table = 0;
-    return moved;
   }
 
   /** Replaces whatever is stored with the in-flight record of a new attempt. */
   begin(row: NewAttempt): void {
-    // Only a row of an older format needs moving first; a KV record is simply replaced (no read on the way).
-    if (this.#legacy() !== 0) this.#current();
     const record: StoredRecord = {
       format: RECORD_FORMAT,
       fingerprint: row.fingerprint,
@@ -192,12 +133,12 @@ export class RecordStore {
 
   /** The record of `attempt` in state `from`, or `undefined` when it is no longer the attempt's. */
   #owned(attempt: string, from: RecordState = 'in_flight'): StoredRecord | undefined {
-    const record = this.#current();
+    const record = this.#kv.get<StoredRecord>(RECORD_KEY);
     return record?.attempt === attempt && record.state === from ? record : undefined;
   }
 
   /**
-   * Stores the answer of `attempt` (prepared by `sealed-store.ts`), if the record still belongs to it. One body part
+   * Stores the answer of `attempt` (prepared by `seal.ts`), if the record still belongs to it. One body part
    * goes in the record; more go in `body_chunk` rows, in the same transaction.
    *
    * @returns whether it was stored (the record was still the attempt's)
@@ -228,6 +169,27 @@ export class RecordStore {
       });
       return true;
     });
+  }
+
+  /**
+   * Records how `attempt` ended, if the record still belongs to it: a result's response is stored (`sealed`, prepared
+   * by `seal.ts`); a result too large to store or whose body broke off keeps its status (`too_large`, `lost`: it ran,
+   * and never runs again); an end without a status line that may have run is held as `unknown` when `holdUnknown`;
+   * anything else (a 5xx, a transient status, a failure) frees the key.
+   *
+   * @returns `stored`, `held` or `freed`; `undefined` when nothing changed (kept as too large or lost, or the record
+   *   was no longer the attempt's)
+   */
+  end(attempt: string, settled: Settled, sealed: StoredParts | undefined, holdUnknown: boolean): 'stored' | 'held' | 'freed' | undefined {
+    if (settled.kind === 'response' && isResultStatus(settled.response.status))
+      return sealed !== undefined && this.complete(attempt, sealed) ? 'stored' : undefined;
+    if ((settled.kind === 'origin_timeout' || settled.kind === 'origin_unreachable') && settled.mayHaveRun && holdUnknown)
+      return this.unknown(attempt) ? 'held' : undefined;
+    if (settled.kind === 'response_too_large' && isResultStatus(settled.status)) this.tooLarge(attempt, settled.status);
+    // The status line of a result arrived: the write ran, so the key must never run it again.
+    else if (settled.kind === 'response_lost' && isResultStatus(settled.status)) this.lost(attempt, settled.status);
+    else if (this.release(attempt)) return 'freed';
+    return undefined;
   }
 
   /** Records that `attempt` ran but its answer was too large to store: only the status is kept. */
@@ -261,28 +223,23 @@ export class RecordStore {
   /** Deletes an expired record and its body. */
   expire(row: RecordRow): void {
     this.#kv.delete(RECORD_KEY);
-    if (this.#legacy() !== 0) this.#sql.exec(`DELETE FROM record`);
     if (row.chunks > 0) this.#sql.exec(`DELETE FROM body_chunk`);
   }
 
-  /** The head of a complete record's stored answer, as stored (sealed or not): status, headers, key id, format, parts. */
+  /** The head of a complete record's stored answer, as stored (sealed or not): status, headers, key id, parts. */
   head(row: RecordRow): StoredHead {
     const headers = row.headers ?? '[]';
     return {
       status: row.status ?? 0,
       headers: typeof headers === 'string' ? headers : new Uint8Array(headers),
       keyId: row.key_id,
-      format: row.format,
       count: Math.max(1, row.chunks),
     };
   }
 
   /** The stored answer of a complete record whose body is one part, kept in the record itself (`chunks` 0). */
   whole(row: RecordRow): StoredParts {
-    const body =
-      'body' in row
-        ? (row as StoredRecord).body
-        : this.#sql.exec<{ body: ArrayBuffer | null }>(`SELECT body FROM record WHERE id = 1`).one().body;
+    const { body } = row as StoredRecord;
     return { ...this.head(row), parts: [body === null ? new Uint8Array(0) : new Uint8Array(body)] };
   }
 
@@ -308,8 +265,6 @@ export class RecordStore {
 
   /** Deletes everything, the schema, the KV record and (compatibility date >= 2026-02-24) the alarm included. */
   async clear(): Promise<void> {
-    // Forgotten first: whatever deleteAll() leaves behind if it fails, the next access looks the table up again.
-    this.#table = undefined;
     await this.#storage.deleteAll();
   }
 }

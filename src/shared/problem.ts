@@ -154,7 +154,7 @@ export interface ProblemSpec {
 
 /**
  * A problem thrown to short-circuit a request: Hono's `HTTPException`, so any Hono app in front of it can answer
- * it with {@link getResponse}. The layer itself answers it in one place (`Answers` in `answers.ts`), in the
+ * it with {@link getResponse}. The layer itself answers it in one place (`Answers` in `middleware/answer.ts`), in the
  * configured format.
  */
 export class Rejection extends HTTPException {

@@ -110,7 +110,7 @@ describe('hostile bodies', () => {
     ];
     const res = await raw(shared.proxy.port, head, 'only twenty bytes...', { halfClose: true });
     // An answer must arrive: a problem document from the proxy (400 request_body_invalid), or, when wrangler's
-    // local dev server gives up on the body before the Worker sees it, its own error (README, known limits).
+    // local dev server gives up on the body before the Worker sees it, its own error (docs/operations.md, known limits).
     expect(res).not.toBeNull();
     if (/content-type: application\/problem\+json/i.test(res!.head)) expect(rawProblemCode(res)).toBe('request_body_invalid');
     else expect([res!.status, /content-type: text\/plain/i.test(res!.head)]).toEqual([500, true]);

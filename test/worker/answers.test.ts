@@ -7,7 +7,7 @@ import { env } from 'cloudflare:workers';
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import { idempotency } from '../../src/middleware';
-import { EXPOSED_HEADERS } from '../../src/shared/answers';
+import { EXPOSED_HEADERS } from '../../src/middleware/answer';
 import { PROBLEMS, type ProblemCode, problem } from '../../src/shared/problem';
 import { codeOf, expectProblem, newHold, newKey, originCalls, release, send, sendWith, storedRecord, until } from './helpers';
 

@@ -70,7 +70,7 @@ describe('readConfig()', () => {
 
   it('resolves once: the options the middleware gets are those of readConfig, origin mode and logging included', () => {
     const config = readConfig({ ORIGIN_URL: ORIGIN, LOG_REQUESTS: 'false', IDEMPOTENCY_JURISDICTION: 'eu' });
-    expect(config.resolved).toMatchObject({ reporter: false, jurisdictionName: 'IDEMPOTENCY_JURISDICTION', run: { mode: 'origin' } });
+    expect(config.resolved).toMatchObject({ reporter: false, jurisdiction: 'eu', run: { mode: 'origin' } });
     expect(readConfig({ ORIGIN_URL: ORIGIN, LOG_REQUESTS: 'all' }).resolved).toMatchObject({ logPassThrough: true, logRepeats: true });
     expect(() => readConfig({ ORIGIN_URL: ORIGIN, LOG_REQUESTS: 'keyed' })).toThrow(/LOG_REQUESTS must be "true", "all" or "false"/);
   });

@@ -8,7 +8,7 @@ import { env } from 'cloudflare:workers';
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import { idempotency, type IdempotencyOptions } from '../../src/middleware';
-import { newKey, sendWith } from './helpers';
+import { newKey, sendWith, whole } from './helpers';
 
 /** An app whose handler answers with credentials allowed for the page that asked (as a CORS origin server may). */
 function credentialed(cors: NonNullable<IdempotencyOptions['cors']>) {
@@ -41,7 +41,7 @@ describe('a replay under IDEMPOTENCY_CORS_ORIGINS = "*"', () => {
   it('keeps it for an origin the operator listed', async () => {
     const send = credentialed(['https://app.example']);
     const key = newKey();
-    await send(key, 'https://app.example');
+    await whole(send(key, 'https://app.example'));
     const replay = await send(key, 'https://app.example');
     expect(replay.headers.get('idempotent-replay')).toBe('true');
     expect(replay.headers.get('access-control-allow-origin')).toBe('https://app.example');

@@ -11,8 +11,7 @@
  */
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it, vi } from 'vitest';
-import { Answers } from '../../src/shared/answers';
-import { outcomeResponse } from '../../src/shared/outcome';
+import { Answers, outcomeResponse } from '../../src/middleware/answer';
 import { RECORD_FORMAT } from '../../src/record/storage';
 import {
   type ReadOutcome,
@@ -24,11 +23,9 @@ import {
   resetObject,
   runWithKeyring,
   sendWith,
-  useKeyring,
 } from './helpers';
 
 const secret = newSecret;
-const useKeys = useKeyring;
 const run = runWithKeyring;
 
 type Raw = {
@@ -43,9 +40,7 @@ type Raw = {
 async function raw(key: string): Promise<{ row: Raw; chunks: ArrayBuffer[] }> {
   return runInDurableObject(await recordStub(key), (_, state) => {
     const sql = state.storage.sql;
-    // Format 5: the KV value `record`; older formats: the SQL table.
-    const stored = state.storage.kv.get<Raw>('record');
-    const row = stored ?? sql.exec<Raw>(`SELECT key_id, format, state, headers, body FROM record`).one();
+    const row = state.storage.kv.get<Raw>('record')!;
     const hasChunks = sql.exec(`SELECT name FROM sqlite_master WHERE name = 'body_chunk'`).toArray().length > 0;
     const chunks = hasChunks
       ? sql
@@ -56,13 +51,6 @@ async function raw(key: string): Promise<{ row: Raw; chunks: ArrayBuffer[] }> {
     return { row, chunks };
   });
 }
-
-/** The record table as format 3 created it (no `key_id`). */
-const FORMAT_3_TABLE = `CREATE TABLE record (
-  id INTEGER PRIMARY KEY CHECK (id = 1), format INTEGER NOT NULL, fingerprint TEXT NOT NULL,
-  state TEXT NOT NULL CHECK (state IN ('in_flight', 'complete', 'too_large', 'lost', 'unknown')), attempt TEXT NOT NULL,
-  lease_until INTEGER NOT NULL, expires_at INTEGER NOT NULL, status INTEGER, headers TEXT, body BLOB,
-  chunks INTEGER NOT NULL DEFAULT 0, created_at INTEGER, method TEXT, path TEXT)`;
 
 const text = (value: string | ArrayBuffer | null): string =>
   value === null ? '' : typeof value === 'string' ? value : new TextDecoder('latin1').decode(value);
@@ -166,130 +154,6 @@ describe('encryption at rest: plaintext rows', () => {
     expect(replay.replayed).toBe(true);
     expect(new Uint8Array(replay.response.body)).toEqual(new Uint8Array(first.response.body));
     expect(await originCalls(key)).toBe(1);
-  });
-
-  it('replays a complete row of a format 3 table (no key_id column) with a keyring set that allows plaintext rows', async () => {
-    const key = newKey();
-    const path = '/echo/format-3-plaintext';
-    await runInDurableObject(await recordStub(key), (_, state) => {
-      state.storage.sql.exec(FORMAT_3_TABLE);
-      const now = Date.now();
-      state.storage.sql.exec(
-        `INSERT INTO record (id, format, fingerprint, state, attempt, lease_until, expires_at, status, headers, body, created_at)
-         VALUES (1, 3, ?, 'complete', 'old-attempt', ?, ?, 201, ?, ?, ?)`,
-        `fp:${path}`,
-        now,
-        now + 60_000,
-        JSON.stringify([['content-type', 'text/plain']]),
-        new TextEncoder().encode('stored by format 3'),
-        now,
-      );
-    });
-    const replay = responseOf(await run(key, `k1:${secret()}, plaintext`, path));
-    expect(replay).toMatchObject({ replayed: true, response: { status: 201, headers: [['content-type', 'text/plain']] } });
-    expect(new TextDecoder().decode(replay.response.body)).toBe('stored by format 3');
-    expect(await originCalls(key)).toBe(0);
-  });
-
-  it('completes the in-flight row of a format 3 table sealed, moved into the KV record of format 5', async () => {
-    const key = newKey();
-    await runInDurableObject(await recordStub(key), (_, state) => {
-      state.storage.sql.exec(FORMAT_3_TABLE);
-      state.storage.sql.exec(
-        `INSERT INTO record (id, format, fingerprint, state, attempt, lease_until, expires_at) VALUES (1, 3, 'fp', 'in_flight', 'old-attempt', ?, ?)`,
-        Date.now() + 60_000,
-        Date.now() + 120_000,
-      );
-    });
-    await useKeys(key, `k1:${secret()}`);
-    const body = new TextEncoder().encode('reported after an upgrade').buffer as ArrayBuffer;
-    expect(
-      await (await recordStub(key)).complete('old-attempt', { kind: 'response', response: { status: 201, headers: [], body } }),
-    ).not.toBeNull();
-    expect((await raw(key)).row).toMatchObject({ state: 'complete', key_id: 'k1', format: RECORD_FORMAT });
-  });
-});
-
-describe('records of format 4 (the SQL table of 0.2) after the upgrade to format 5', () => {
-  /** A row as format 4 code stored it: the record table with `key_id`, the row written by raw SQL. */
-  async function storeFormat4(
-    key: string,
-    fields: { state: string; attempt: string; status?: number; headers?: string; body?: Uint8Array; fingerprint: string },
-  ) {
-    await runInDurableObject(await recordStub(key), (_, state) => {
-      state.storage.sql.exec(FORMAT_3_TABLE);
-      state.storage.sql.exec(`ALTER TABLE record ADD COLUMN key_id TEXT`);
-      const now = Date.now();
-      state.storage.sql.exec(
-        `INSERT INTO record (id, format, fingerprint, state, attempt, lease_until, expires_at, status, headers, body, created_at, method, path, key_id)
-         VALUES (1, 4, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'POST', '/v4', NULL)`,
-        fields.fingerprint,
-        fields.state,
-        fields.attempt,
-        now + 60_000,
-        now + 120_000,
-        fields.status ?? null,
-        fields.headers ?? null,
-        fields.body ?? null,
-        now,
-      );
-    });
-  }
-
-  /** A complete format 4 row of a POST of `path` (the fingerprint `attemptSpec` sends). */
-  const storeComplete4 = (key: string, path: string, status: number, body: string, headers: [string, string][] = []) =>
-    storeFormat4(key, {
-      fingerprint: `fp:${path}`,
-      state: 'complete',
-      attempt: 'v4-attempt',
-      status,
-      headers: JSON.stringify(headers),
-      body: new TextEncoder().encode(body),
-    });
-
-  it('replays a complete format 4 row as stored, and writes nothing doing so', async () => {
-    const key = newKey();
-    const path = '/echo/format-4-complete';
-    await storeComplete4(key, path, 201, 'stored by format 4', [['content-type', 'text/plain']]);
-    const replay = responseOf(await run(key, undefined, path));
-    expect(replay).toMatchObject({ replayed: true, response: { status: 201, headers: [['content-type', 'text/plain']] } });
-    expect(new TextDecoder().decode(replay.response.body)).toBe('stored by format 4');
-    expect(await (await recordStub(key)).inspect()).toMatchObject({ state: 'complete', status: 201, method: 'POST', path: '/v4' });
-    expect((await raw(key)).row).toMatchObject({ format: 4, state: 'complete' });
-    // Nothing was moved or written: no KV record, the table as it was.
-    expect(await runInDurableObject(await recordStub(key), (_, state) => [...state.storage.kv.list()])).toEqual([]);
-    expect(await originCalls(key)).toBe(0);
-  });
-
-  it('after a rollback wrote a format 4 row beside a format 5 record, the row wins (it is the newer)', async () => {
-    const key = newKey();
-    responseOf(await run(key, undefined, '/echo/before-rollback'));
-    await resetObject(key);
-    const path = '/echo/after-rollback';
-    await storeComplete4(key, path, 202, 'stored by the rolled-back code');
-    await resetObject(key);
-    const replay = responseOf(await run(key, undefined, path));
-    expect(replay).toMatchObject({ replayed: true, response: { status: 202 } });
-    expect(new TextDecoder().decode(replay.response.body)).toBe('stored by the rolled-back code');
-  });
-
-  it('completes the in-flight row of a format 4 table: moved into the KV record, the table dropped', async () => {
-    const key = newKey();
-    await storeFormat4(key, { fingerprint: 'fp', state: 'in_flight', attempt: 'v4-attempt' });
-    const body = new TextEncoder().encode('reported after the upgrade').buffer as ArrayBuffer;
-    expect(
-      await (await recordStub(key)).complete('v4-attempt', { kind: 'response', response: { status: 201, headers: [], body } }),
-    ).not.toBeNull();
-    expect((await raw(key)).row).toMatchObject({ state: 'complete', format: RECORD_FORMAT, key_id: null });
-    expect(
-      await runInDurableObject(await recordStub(key), (_, state) =>
-        state.storage.sql.exec(`SELECT name FROM sqlite_master WHERE name = 'record'`).toArray(),
-      ),
-    ).toEqual([]);
-    expect(await (await recordStub(key)).begin({ fingerprint: 'fp', timeoutMs: 1000, leaseMs: 1000, ttlMs: 60_000 })).toMatchObject({
-      kind: 'response',
-      response: { status: 201 },
-    });
   });
 });
 

@@ -5,9 +5,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { fingerprintRequest, fingerprinter } from '../../src/middleware/fingerprint';
-import { recordName } from '../../src/middleware/records';
+import { recordName } from '../../src/record/stub';
 import { ANONYMOUS_KIND, ANONYMOUS_SCOPE_HASH, resolveScope } from '../../src/middleware/scope';
-import { sha256Hex } from '../../src/shared/hash';
+import { sha256Hex } from '../../src/shared/bytes';
 
 const encode = (text: string) => new TextEncoder().encode(text).buffer as ArrayBuffer;
 

@@ -7,7 +7,7 @@ import { Hono } from 'hono';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { idempotency } from '../../src/middleware';
 import type { AttemptSpec } from '../../src/record/api';
-import { sha256Hex } from '../../src/shared/hash';
+import { sha256Hex } from '../../src/shared/bytes';
 import { codeOf, expectProblem, newKey, originCalls, originPathCalls, originUrl, recordStub, send, sendWith, whole } from './helpers';
 
 afterEach(() => vi.restoreAllMocks());
@@ -79,7 +79,7 @@ describe('transient refusals are not stored', () => {
 
   it('still stores a 404', async () => {
     const key = newKey();
-    await send('/status/404/kept', { key, body: 'x' });
+    await whole(send('/status/404/kept', { key, body: 'x' }));
     expect((await send('/status/404/kept', { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
     expect(await originCalls(key)).toBe(1);
   });
@@ -246,8 +246,8 @@ describe('LOG_HASH_SECRET', () => {
     vi.spyOn(console, 'log').mockImplementation((line: unknown) => void lines.push(String(line)));
     const auth = 'Basic dXNlcjpwYXNzd29yZA=='; // a weak password
     const key = newKey();
-    await sendWith({}, '/echo/log-plain', { key, auth, body: 'x' });
-    await sendWith({ LOG_HASH_SECRET: 'a-long-random-secret-value' }, '/echo/log-keyed', { key, auth, body: 'x' });
+    await whole(sendWith({}, '/echo/log-plain', { key, auth, body: 'x' }));
+    await whole(sendWith({ LOG_HASH_SECRET: 'a-long-random-secret-value' }, '/echo/log-keyed', { key, auth, body: 'x' }));
     const [plain, keyed] = lines.map((line) => JSON.parse(line) as { scope_hash: string; key_hash: string });
     const guess = (await sha256Hex(auth)).slice(0, 16);
     expect(plain!.scope_hash).toBe(guess);

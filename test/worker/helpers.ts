@@ -4,12 +4,13 @@ import { env, exports } from 'cloudflare:workers';
 import { Hono } from 'hono';
 import { expect, inject } from 'vitest';
 import { idempotency, type IdempotencyOptions } from '../../src/middleware';
-import { recordName } from '../../src/middleware/records';
+import { recordName } from '../../src/record/stub';
 import { proxyFor } from '../../src/proxy/app';
 import type { AttemptLimits, AttemptSpec } from '../../src/record/api';
 import type { IdempotencyRecord } from '../../src/record/record';
-import { sha256Hex } from '../../src/shared/hash';
-import { type Outcome, type StoredResponse, isStored } from '../../src/record/api';
+import { sha256Hex } from '../../src/shared/bytes';
+import type { Outcome, StoredResponse } from '../../src/record/api';
+import { isStored } from '../../src/middleware/answer';
 import { releaseAt } from '../origin/control';
 
 export { whole } from '../origin/control';
@@ -138,15 +139,10 @@ export async function recordStub(key: string, scope = 'Bearer test-token', names
 export async function storedRecord(key: string, scope = 'Bearer test-token', namespace = 'proxy', kind = 'headers:authorization') {
   return runInDurableObject(await recordStub(key, scope, namespace, kind), (_, state) => {
     type Row = { state: string; attempt: string; lease_until: number; expires_at: number; status: number | null; chunks: number };
-    // Format 5: the KV value `record`; older formats: the SQL table.
     const stored = state.storage.kv.get<Row>('record');
-    if (stored !== undefined) {
-      const { state: s, attempt, lease_until, expires_at, status, chunks } = stored;
-      return { state: s, attempt, lease_until, expires_at, status, chunks };
-    }
-    const sql = state.storage.sql;
-    if (sql.exec(`SELECT name FROM sqlite_master WHERE name = 'record'`).toArray().length === 0) return undefined;
-    return sql.exec<Row>(`SELECT state, attempt, lease_until, expires_at, status, chunks FROM record`).toArray()[0];
+    if (stored === undefined) return undefined;
+    const { state: s, attempt, lease_until, expires_at, status, chunks } = stored;
+    return { state: s, attempt, lease_until, expires_at, status, chunks };
   });
 }
 

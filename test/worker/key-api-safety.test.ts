@@ -4,7 +4,7 @@
  * configuration error, and a key can be looked up without putting it in the URL.
  */
 import { describe, expect, it } from 'vitest';
-import { sha256Hex } from '../../src/shared/hash';
+import { sha256Hex } from '../../src/shared/bytes';
 import { expectProblem, newKey, originCalls, sendWith, storedRecord, whole } from './helpers';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
@@ -114,7 +114,7 @@ describe('the admin token never reaches the origin (issue #20, finding 5)', () =
 describe('lookups with the key in the Idempotency-Key header (issue #20, finding 8)', () => {
   it('GET {prefix}/key looks up the client’s own key without the key in the URL', async () => {
     const key = newKey();
-    await sendWith(vars, '/echo/header-lookup', { key, body: 'x' });
+    await whole(sendWith(vars, '/echo/header-lookup', { key, body: 'x' }));
     const res = await sendWith(vars, '/_idempotency/key', { method: 'GET', key: `"${key}"` });
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ key, state: 'complete', path: '/echo/header-lookup' });
@@ -129,7 +129,7 @@ describe('lookups with the key in the Idempotency-Key header (issue #20, finding
 
   it('GET, HEAD and DELETE {prefix}/admin/key do what the path forms do; only DELETE purges', async () => {
     const key = newKey();
-    await sendWith(vars, '/echo/header-admin', { key, body: 'x' });
+    await whole(sendWith(vars, '/echo/header-admin', { key, body: 'x' }));
     const headers = { 'idempotency-scope': await sha256Hex(auth) };
     const as = (method: string) => sendWith(vars, '/_idempotency/admin/key', { method, key, auth: `Bearer ${ADMIN}`, headers });
     expect(((await (await as('GET')).json()) as { state: string }).state).toBe('complete');

@@ -5,7 +5,7 @@
 import { runInDurableObject } from 'cloudflare:test';
 import { exports } from 'cloudflare:workers';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { sha256Hex } from '../../src/shared/hash';
+import { sha256Hex } from '../../src/shared/bytes';
 import {
   expectProblem,
   newHold,
@@ -101,7 +101,7 @@ describe('GET {prefix}/keys/{key}: a client looks up its own key', () => {
   it('answers 404 for an expired key, even before the alarm removed it', async () => {
     const key = newKey();
     const short = { ...vars, IDEMPOTENCY_TTL_SECONDS: '1', ORIGIN_TIMEOUT_MS: '500', ORIGIN_LEASE_MS: '500' };
-    await sendWith(short, '/echo/expiring', { key, body: 'x' });
+    await whole(sendWith(short, '/echo/expiring', { key, body: 'x' }));
     const { expires_at: expiresAt } = (await storedRecord(key))!;
     await until(() => Date.now() > expiresAt);
     await expectProblem(await sendWith(short, `/_idempotency/keys/${key}`, { method: 'GET' }), 404, 'idempotency_key_not_found');
@@ -109,7 +109,7 @@ describe('GET {prefix}/keys/{key}: a client looks up its own key', () => {
 
   it("never answers with another credential's record", async () => {
     const key = newKey();
-    await send('/echo/mine', { key, body: 'x' });
+    await whole(send('/echo/mine', { key, body: 'x' }));
     await expectProblem(await lookup(key, 'Bearer someone-else'), 404, 'idempotency_key_not_found');
     const res = await lookup(key, null);
     expect(res.headers.get('www-authenticate')).toBe('Bearer');
@@ -132,7 +132,7 @@ describe('GET {prefix}/keys/{key}: a client looks up its own key', () => {
 
   it('parses the key exactly as Idempotency-Key: the quoted form names the same key', async () => {
     const key = newKey();
-    await send('/echo/quoted-lookup', { key, body: 'x' });
+    await whole(send('/echo/quoted-lookup', { key, body: 'x' }));
     expect(((await (await lookup(`"${key}"`)).json()) as { key: string }).key).toBe(key);
   });
 
@@ -164,7 +164,7 @@ describe('GET and DELETE {prefix}/admin/keys/{key}: the operator', () => {
     vi.spyOn(console, 'log').mockImplementation((line: unknown) => void lines.push(String(line)));
     const key = newKey();
     const poisoned = () => sendWith(vars, '/status/422/poisoned', { key, body: 'x' });
-    await poisoned();
+    await whole(poisoned());
     // Replayed twice: the second from this isolate's replay cache.
     expect((await poisoned()).headers.get('idempotent-replay')).toBe('true');
     expect((await poisoned()).headers.get('idempotent-replay')).toBe('true');
@@ -203,7 +203,7 @@ describe('GET and DELETE {prefix}/admin/keys/{key}: the operator', () => {
 
   it('fails closed on a wrong or absent admin token, and a missing or malformed scope, revealing nothing', async () => {
     const key = newKey();
-    await send('/echo/guarded', { key, body: 'x' });
+    await whole(send('/echo/guarded', { key, body: 'x' }));
     for (const method of ['GET', 'DELETE'] as const) {
       await expectProblem(await admin(method, key, { token: 'wrong-token' }), 401, 'unauthorized');
       await expectProblem(await admin(method, key, { token: null }), 401, 'unauthorized');
@@ -240,7 +240,7 @@ describe('the reserved prefix', () => {
 
   it('is the same prefix percent-encoded: the admin token never travels to the origin', async () => {
     const key = newKey();
-    await send('/echo/encoded', { key, body: 'x' });
+    await whole(send('/echo/encoded', { key, body: 'x' }));
     const paths = [`/%5Fidempotency/keys/${key}`, `/_idempotency/%6Beys/${key}`, `/%5Fidempotency/admin/keys/${key}`];
     expect((await sendWith(vars, paths[0]!, { method: 'GET' })).status).toBe(200);
     expect((await sendWith(vars, paths[1]!, { method: 'GET' })).status).toBe(200);
@@ -250,7 +250,7 @@ describe('the reserved prefix', () => {
 
   it('takes exactly one path segment as the key, under any prefix', async () => {
     const key = newKey();
-    await send('/echo/segment', { key, body: 'x' });
+    await whole(send('/echo/segment', { key, body: 'x' }));
     const res = await sendWith(vars, `/_idempotency/keys/${key}/keys/${newKey()}`, { method: 'GET', auth });
     await expectProblem(res, 400, 'idempotency_key_invalid');
     expect((await sendWith({ IDEMPOTENCY_API_PREFIX: '/v1/keys' }, `/v1/keys/keys/${key}`, { method: 'GET' })).status).toBe(200);
@@ -258,7 +258,7 @@ describe('the reserved prefix', () => {
 
   it('moves with IDEMPOTENCY_API_PREFIX, and "off" gives the path back to the origin', async () => {
     const key = newKey();
-    await send('/echo/moved', { key, body: 'x' });
+    await whole(send('/echo/moved', { key, body: 'x' }));
     expect((await sendWith({ IDEMPOTENCY_API_PREFIX: '/ops/idem' }, `/ops/idem/keys/${key}`, { method: 'GET' })).status).toBe(200);
     expect((await sendWith({ IDEMPOTENCY_API_PREFIX: 'off' }, `/echo/_idempotency/keys/${key}`, { method: 'GET' })).status).toBe(200);
     expect(await originPathCalls(`/echo/_idempotency/keys/${key}`)).toBe(1);

@@ -3,7 +3,7 @@
  * and past the limit only as fast as the first reader takes it (back-pressure), with joiners cut off there.
  */
 import { describe, expect, it } from 'vitest';
-import { LiveBody, Readers } from '../../src/shared/live';
+import { LiveBody, Readers } from '../../src/record/live';
 
 /** A source of `chunks` chunks of `size` bytes that counts how many it was asked for. */
 function counted(chunks: number, size: number) {

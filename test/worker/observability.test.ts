@@ -18,12 +18,12 @@ describe('proxy observability', () => {
     const auth = `Bearer visible-token-${newKey()}`;
     const vars = { METRICS, LOG_REQUESTS: 'all' };
 
-    await sendWith(vars, '/echo/obs', { key, auth, body: 'a' });
-    await sendWith(vars, '/echo/obs', { key, auth, body: 'a' });
-    await sendWith(vars, '/echo/obs', { key, auth, body: 'b' });
-    await sendWith(vars, '/echo/obs', { key: 'bad key', auth, body: 'a' });
-    await sendWith(vars, '/echo/obs', { method: 'GET', auth });
-    await sendWith(vars, '/echo/obs', { auth, body: 'no key' });
+    await whole(sendWith(vars, '/echo/obs', { key, auth, body: 'a' }));
+    await whole(sendWith(vars, '/echo/obs', { key, auth, body: 'a' }));
+    await whole(sendWith(vars, '/echo/obs', { key, auth, body: 'b' }));
+    await whole(sendWith(vars, '/echo/obs', { key: 'bad key', auth, body: 'a' }));
+    await whole(sendWith(vars, '/echo/obs', { method: 'GET', auth }));
+    await whole(sendWith(vars, '/echo/obs', { auth, body: 'no key' }));
 
     const logs = lines.map(
       (line) => JSON.parse(line) as { event: string; outcome: string; status: number; key_hash?: string; latency_ms: number },
@@ -54,12 +54,12 @@ describe('proxy observability', () => {
     const key = newKey();
     // Read to its end: stored, so the conflicts below reveal it (a conflict with an attempt in flight is never cached).
     await whole(sendWith(vars, '/echo/default-log', { key, body: 'a' }));
-    await sendWith(vars, '/echo/default-log', { key, body: 'b' }); // decided by the object
-    await sendWith(vars, '/echo/default-log', { key, body: 'c' }); // from the cache: still a new request under a used key (#28)
-    await sendWith(vars, '/echo/default-log', { key, body: 'a' }); // a replay
-    await sendWith(vars, '/echo/default-log', { method: 'GET' });
-    await sendWith(vars, '/echo/default-log', { body: 'no key' });
-    await sendWith(vars, '/echo/default-log', { key: 'bad key', body: 'a' });
+    await whole(sendWith(vars, '/echo/default-log', { key, body: 'b' })); // decided by the object
+    await whole(sendWith(vars, '/echo/default-log', { key, body: 'c' })); // from the cache: still a new request under a used key (#28)
+    await whole(sendWith(vars, '/echo/default-log', { key, body: 'a' })); // a replay
+    await whole(sendWith(vars, '/echo/default-log', { method: 'GET' }));
+    await whole(sendWith(vars, '/echo/default-log', { body: 'no key' }));
+    await whole(sendWith(vars, '/echo/default-log', { key: 'bad key', body: 'a' }));
     const logged = lines.map((line) => JSON.parse(line) as { outcome: string; cached?: boolean });
     expect(logged.map(({ outcome, cached }) => [outcome, cached ?? false])).toEqual([
       ['executed', false],
@@ -93,7 +93,7 @@ describe('proxy observability', () => {
     const key = newKey();
     expect((await sendWith(vars, '/echo/quiet', { key, body: 'a' })).status).toBe(200);
     expect((await sendWith(vars, '/echo/quiet', { key, body: 'a' })).headers.get('idempotent-replay')).toBe('true');
-    await sendWith(vars, '/echo/quiet', { method: 'GET' });
+    await whole(sendWith(vars, '/echo/quiet', { method: 'GET' }));
     expect(lines).toEqual([]);
     expect(points).toEqual([]);
   });

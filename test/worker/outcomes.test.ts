@@ -3,10 +3,8 @@
  * real `IdempotencyRecord` in workerd and the counting test origin; waits poll for stored state, and time
  * bounds are read from the stored lease.
  */
-import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import type { AttemptLimits } from '../../src/record/api';
-import { RECORD_FORMAT } from '../../src/record/storage';
 import {
   answering,
   attemptSpec,
@@ -102,33 +100,6 @@ describe('IdempotencyRecord: lost answers', () => {
     const other = newKey();
     await (await recordStub(other)).complete(await acquire(other), { kind: 'response_lost', status: 503 });
     expect(await storedRecord(other)).toBeUndefined();
-  });
-
-  it('a table created by format 2 (whose CHECK knows three states) is moved into the KV record and then accepts lost, its row kept', async () => {
-    const key = newKey();
-    await runInDurableObject(await recordStub(key), (_, state) => {
-      state.storage.sql.exec(`CREATE TABLE record (
-        id INTEGER PRIMARY KEY CHECK (id = 1), format INTEGER NOT NULL, fingerprint TEXT NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('in_flight', 'complete', 'too_large')), attempt TEXT NOT NULL,
-        lease_until INTEGER NOT NULL, expires_at INTEGER NOT NULL, status INTEGER, headers TEXT, body BLOB,
-        chunks INTEGER NOT NULL DEFAULT 0, created_at INTEGER, method TEXT, path TEXT)`);
-      const now = Date.now();
-      state.storage.sql.exec(
-        `INSERT INTO record (id, format, fingerprint, state, attempt, lease_until, expires_at, created_at, method, path)
-         VALUES (1, 2, 'fp', 'in_flight', 'old-attempt', ?, ?, ?, 'POST', '/old')`,
-        now + 60_000,
-        now + 120_000,
-        now,
-      );
-    });
-    await (await recordStub(key)).complete('old-attempt', { kind: 'response_lost', status: 200 });
-    expect(await (await recordStub(key)).inspect()).toMatchObject({ state: 'lost', status: 200, method: 'POST', path: '/old' });
-    // Moved into the KV record (format 5 and later), the table dropped.
-    const stored = await runInDurableObject(await recordStub(key), (_, state) => ({
-      format: state.storage.kv.get<{ format: number }>('record')?.format,
-      table: state.storage.sql.exec(`SELECT name FROM sqlite_master WHERE name = 'record'`).toArray().length,
-    }));
-    expect(stored).toEqual({ format: RECORD_FORMAT, table: 0 });
   });
 });
 

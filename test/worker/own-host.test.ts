@@ -6,9 +6,9 @@
 import { runInDurableObject } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { recordName } from '../../src/middleware/records';
+import { recordName } from '../../src/record/stub';
 import { proxyFor } from '../../src/proxy/app';
-import { sha256Hex } from '../../src/shared/hash';
+import { sha256Hex } from '../../src/shared/bytes';
 import { expectProblem, newKey, originCalls, originUrl, sendTo, sendWith, whole } from './helpers';
 
 const port = new URL(originUrl).port;
@@ -20,12 +20,7 @@ const auth = 'Bearer test-token';
 /** The fingerprint stored in the object named `name`. */
 async function storedFingerprint(name: string): Promise<string | undefined> {
   const stub = env.IDEMPOTENCY.get(env.IDEMPOTENCY.idFromName(name));
-  return runInDurableObject(stub, (_, state) => {
-    const stored = state.storage.kv.get<{ fingerprint: string }>('record');
-    if (stored !== undefined) return stored.fingerprint;
-    if (state.storage.sql.exec(`SELECT name FROM sqlite_master WHERE name = 'record'`).toArray().length === 0) return undefined;
-    return state.storage.sql.exec<{ fingerprint: string }>('SELECT fingerprint FROM record').one().fingerprint;
-  });
+  return runInDurableObject(stub, (_, state) => state.storage.kv.get<{ fingerprint: string }>('record')?.fingerprint);
 }
 
 describe('ORIGIN_HOSTS', () => {
@@ -99,7 +94,7 @@ describe('the host is part of the record with ORIGIN_URL = "request"', () => {
 
   it('looks a key up on its own host only, over HTTP and over RPC', async () => {
     const key = newKey();
-    await sendTo(hosts, `http://127.0.0.1:${port}/echo/host-lookup`, { key, body: 'x' });
+    await whole(sendTo(hosts, `http://127.0.0.1:${port}/echo/host-lookup`, { key, body: 'x' }));
     const lookup = (host: string) => sendTo(hosts, `http://${host}:${port}/_idempotency/keys/${key}`, { method: 'GET' });
     expect((await lookup('127.0.0.1')).status).toBe(200);
     await expectProblem(await lookup('localhost'), 404, 'idempotency_key_not_found');

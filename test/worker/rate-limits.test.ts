@@ -7,7 +7,7 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { resolveOptions } from '../../src/middleware/resolve';
-import { sha256Hex } from '../../src/shared/hash';
+import { sha256Hex } from '../../src/shared/bytes';
 import { expectProblem, newKey, originCalls, sendWith } from './helpers';
 
 const bindings = env as unknown as Record<string, unknown>;

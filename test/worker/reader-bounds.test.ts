@@ -8,9 +8,10 @@
  */
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { type Outcome, isStored } from '../../src/record/api';
+import type { Outcome } from '../../src/record/api';
+import { isStored } from '../../src/middleware/answer';
 import { MAX_READERS } from '../../src/record/attempt';
-import { sha256Hex } from '../../src/shared/hash';
+import { sha256Hex } from '../../src/shared/bytes';
 import {
   answering,
   attemptSpec,

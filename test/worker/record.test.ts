@@ -5,7 +5,7 @@
  */
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { sha256Hex } from '../../src/shared/hash';
+import { sha256Hex } from '../../src/shared/bytes';
 import type { Settled } from '../../src/record/api';
 import {
   attemptSpec as spec,
@@ -263,7 +263,11 @@ describe('IdempotencyRecord: expiry', () => {
     expect((await storageOf(key)).alarm).not.toBeNull();
 
     // The re-armed alarm fires by itself at expiry and removes everything.
-    await until(async () => (await storageOf(key)).tables.length === 0);
+    // The alarm the freed key set runs, and deletes everything, itself included.
+    await until(async () => {
+      const { tables, alarm } = await storageOf(key);
+      return tables.length === 0 && alarm === null;
+    }, 'the alarm to clean up the freed key');
     expect(await storageOf(key)).toEqual({ tables: [], alarm: null });
     // Running the handler again on the empty object is harmless and leaves nothing behind.
     await runInDurableObject(stub, (instance) => instance.alarm());
@@ -315,7 +319,11 @@ describe('IdempotencyRecord: expiry', () => {
     const outcome = await readOutcome(await stub.execute(spec(key, '/status/503/gc')));
     expect(outcome).toMatchObject({ kind: 'response', response: { status: 503 } });
     expect(await storedRecord(key)).toBeUndefined();
-    await until(async () => (await storageOf(key)).tables.length === 0);
+    // The alarm the freed key set runs, and deletes everything, itself included.
+    await until(async () => {
+      const { tables, alarm } = await storageOf(key);
+      return tables.length === 0 && alarm === null;
+    }, 'the alarm to clean up the freed key');
     expect(await storageOf(key)).toEqual({ tables: [], alarm: null });
     // And the object works again afterwards.
     expect(await stub.execute(spec(key, '/echo/gc'))).toMatchObject({ kind: 'response', replayed: false });

@@ -35,7 +35,7 @@ describe('401 and 403 answers are not stored', () => {
   it('still stores a 400 or a 422: the credential was accepted and the origin answered', async () => {
     for (const status of [400, 422]) {
       const key = newKey();
-      await send(`/status/${status}/accepted`, { key, body: 'x' });
+      await whole(send(`/status/${status}/accepted`, { key, body: 'x' }));
       expect((await send(`/status/${status}/accepted`, { key, body: 'x' })).headers.get('idempotent-replay')).toBe('true');
       expect(await originCalls(key)).toBe(1);
     }

@@ -16,6 +16,7 @@ import {
   sendWith,
   storedRecord,
   until,
+  whole,
 } from './helpers';
 
 const ROUTES = [
@@ -69,7 +70,7 @@ describe('IDEMPOTENCY_ROUTES', () => {
   it('a "json" route falls back to the exact bytes for a body that is not JSON', async () => {
     const key = newKey();
     const route = { ...vars, ORIGIN_URL: `${originUrl}/echo` };
-    await sendWith(route, '/json/7/submit', { key, body: 'not json' });
+    await whole(sendWith(route, '/json/7/submit', { key, body: 'not json' }));
     expect((await sendWith(route, '/json/7/submit', { key, body: 'not json' })).headers.get('idempotent-replay')).toBe('true');
     await expectProblem(await sendWith(route, '/json/7/submit', { key, body: 'not  json' }), 409, 'idempotency_key_reused');
   });
@@ -87,8 +88,8 @@ describe('IDEMPOTENCY_ROUTES', () => {
   it("a route's TTL expires its keys while the global TTL still holds others", async () => {
     const route = { ...vars, ORIGIN_URL: `${originUrl}/echo` };
     const [short, long] = [newKey(), newKey()];
-    await sendWith(route, '/hooks/h', { key: short, body: 'x' });
-    await sendWith(route, '/other/o', { key: long, body: 'x' });
+    await whole(sendWith(route, '/hooks/h', { key: short, body: 'x' }));
+    await whole(sendWith(route, '/other/o', { key: long, body: 'x' }));
     const { expires_at: expiresAt } = (await storedRecord(short))!;
     expect((await storedRecord(long))!.expires_at - expiresAt).toBeGreaterThan(86_000_000);
     await until(() => Date.now() > expiresAt);
@@ -181,9 +182,9 @@ describe('data residency and placement', () => {
     const { namespace, seen } = platformEdge();
     const vars = { IDEMPOTENCY: namespace, IDEMPOTENCY_JURISDICTION: 'eu' };
     const key = newKey();
-    await sendWith(vars, '/echo/eu', { key, body: 'x' });
-    await sendWith(vars, '/echo/eu', { key, body: 'y' });
-    await sendWith(vars, `/_idempotency/keys/${key}`, { method: 'GET' });
+    await whole(sendWith(vars, '/echo/eu', { key, body: 'x' }));
+    await whole(sendWith(vars, '/echo/eu', { key, body: 'y' }));
+    await whole(sendWith(vars, `/_idempotency/keys/${key}`, { method: 'GET' }));
     // Every object (the writes', the lookup's) was reached through the jurisdiction's namespace, never outside it.
     expect(new Set(seen.jurisdictions)).toEqual(new Set(['eu']));
     expect(seen.gets.length).toBeGreaterThanOrEqual(3);

@@ -6,7 +6,7 @@
  */
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { sha256Hex } from '../../src/shared/hash';
+import { sha256Hex } from '../../src/shared/bytes';
 import { expectProblem, newHold, newKey, originCalls, recordStub, release, sendWith, storedRecord, until } from './helpers';
 
 const ADMIN = 'admin-token-for-tests-0123456789';

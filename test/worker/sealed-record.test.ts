@@ -3,13 +3,12 @@
  * record (the name), at its own place, in a record with as many parts and the same status: a removed part, a swapped
  * status or a record copied into another object answers 503 (`record_unreadable`), never a replay. Every body part is
  * sealed, not only the first. Plaintext rows are read with a keyring set only when it allows them (`plaintext`).
- * Records sealed by format 5 (without the count and status) still replay. Against the real object, its real storage
+ * Against the real object, its real storage
  * changed in place as someone with access to it could.
  */
 import { runInDurableObject } from 'cloudflare:test';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { SealConfigError, readKeyring, seal } from '../../src/record/seal';
-import { sha256Hex } from '../../src/shared/hash';
+import { SealConfigError, readKeyring } from '../../src/record/seal';
 import { newKey, newSecret, originCalls, recordStub, runWithKeyring } from './helpers';
 
 /** The bytes the test origin's `/bytes/<n>` answers: byte i is (i * 31 + 7) mod 256. */
@@ -126,50 +125,5 @@ describe('plaintext rows with a keyring set', () => {
     expect(() => readKeyring(`k1:${secret()},plaintext,plaintext`)).toThrow(SealConfigError);
     expect(readKeyring(`k1:${secret()},plaintext`)).toMatchObject({ sealingId: 'k1', plaintext: true, ids: ['k1'] });
     expect(readKeyring(`k1:${secret()}`).plaintext).toBe(false);
-  });
-});
-
-describe('a record sealed by format 5', () => {
-  it('replays as it was sealed (the record name, attempt and part as additional data)', async () => {
-    const key = newKey();
-    const raw = `k1:${secret()}`;
-    const keys = readKeyring(raw);
-    const path = '/echo/format-5-sealed';
-    const name = JSON.stringify(['proxy', 'headers:authorization', await sha256Hex('Bearer test-token'), key]);
-    const attempt = 'format-5-attempt';
-    const headers = await seal(
-      keys,
-      JSON.stringify([name, attempt, 'headers']),
-      new TextEncoder().encode('[["content-type","text/plain"]]'),
-    );
-    const body = await seal(keys, JSON.stringify([name, attempt, 'body:0']), new TextEncoder().encode('sealed by format 5'));
-    const now = Date.now();
-    await plant(key, {
-      record: {
-        format: 5,
-        fingerprint: `fp:${path}`,
-        state: 'complete',
-        attempt,
-        lease_until: now,
-        expires_at: now + 60_000,
-        status: 201,
-        headers: headers.bytes.slice().buffer,
-        body: body.bytes.slice().buffer,
-        chunks: 0,
-        created_at: now,
-        method: 'POST',
-        path,
-        key_id: 'k1',
-      },
-      chunks: [],
-    });
-    const replay = await run(key, raw, path);
-    expect(replay).toMatchObject({
-      kind: 'response',
-      replayed: true,
-      response: { status: 201, headers: [['content-type', 'text/plain']] },
-    });
-    if (replay.kind === 'response') expect(new TextDecoder().decode(replay.response.body)).toBe('sealed by format 5');
-    expect(await originCalls(key)).toBe(0);
   });
 });

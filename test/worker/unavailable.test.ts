@@ -12,7 +12,7 @@ import { env } from 'cloudflare:workers';
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import { idempotency } from '../../src/middleware';
-import { isRetryable } from '../../src/middleware/retry';
+import { isRetryable } from '../../src/record/stub';
 import {
   type RecordMethod,
   bindingEdge,

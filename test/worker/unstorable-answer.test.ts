@@ -11,8 +11,8 @@ import { env } from 'cloudflare:workers';
 import { Hono } from 'hono';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { idempotency } from '../../src/middleware';
-import { recordName } from '../../src/middleware/records';
-import { sha256Hex } from '../../src/shared/hash';
+import { recordName } from '../../src/record/stub';
+import { sha256Hex } from '../../src/shared/bytes';
 import {
   answering,
   attemptSpec,

@@ -1,7 +1,9 @@
 /**
  * @module
- * An answer's body while it arrives: read once from its source, captured for the record up to a limit, and
- * streamed to the first client and to the duplicates that join, each from its first byte.
+ * An answer while it arrives (from the origin, or from the app's own handler): its head (status, end-to-end headers as
+ * pairs) at once, and its body read once from its source, captured for the record up to a limit, and streamed to the
+ * first client and to the duplicates that join, each from its first byte; how it ended, as a `Settled` result. Used by
+ * the object (proxy mode) and by the middleware (handler mode).
  *
  * Invariants:
  * - The source is read by one pump, as fast as it sends, whoever reads: a client that goes away or reads slowly
@@ -16,7 +18,10 @@
  * - {@link LiveBody.stop} (the attempt's lease has ended) cancels the source wherever the pump is, even waiting for a
  *   first reader that stalls past the limit, and breaks every reader: the capture ends as `broken`.
  */
-import { concatBytes } from './bytes';
+import type { Settled } from './api';
+import { concatBytes } from '../shared/bytes';
+import { type HeaderList, storableHeaders } from '../shared/headers';
+import { isResultStatus } from '../shared/status';
 
 /** How a body's capture ended: `whole` with every byte, `too_large` past the limit, `broken` when the source failed. */
 export type Captured =
@@ -52,6 +57,7 @@ export class Readers {
   }
 }
 
+/** The body of an answer while it arrives: one pump reads it, captures it up to a limit, and serves its readers. */
 export class LiveBody {
   readonly #max: number;
   readonly #chunks: Uint8Array[] = [];
@@ -256,4 +262,53 @@ export class LiveBody {
       { highWaterMark: 0 },
     );
   }
+}
+
+/** Stored header lists larger than this are refused like an oversized body. */
+const MAX_HEADERS_BYTES = 256 * 1024;
+
+/** An answer whose head has arrived: what to send now, its body as it streams, and how it will have ended. */
+export interface LiveAnswer {
+  readonly status: number;
+  readonly headers: HeaderList;
+  readonly body: LiveBody;
+  /**
+   * The answer as a result, once its body has ended: the response; `response_lost` when a result's body breaks off
+   * (its status says the write ran); `response_too_large` for a result too large to store; `origin_unreachable` when a
+   * 5xx or transient answer is too large or breaks off (not results: the key is freed, so nothing must claim it ran).
+   */
+  readonly settled: Promise<Settled>;
+}
+
+/**
+ * Starts capturing `response`.
+ *
+ * @param response - the answer; its body is consumed
+ * @param maxBodyBytes - larger bodies (declared or read) are not stored
+ * @param decoded - whether the body bytes are already decoded (true for `fetch()` answers, where
+ *   `content-encoding` is then dropped); false keeps `content-encoding` for bytes served as they are
+ * @throws never for a failing body: only for what a `Response` itself refuses
+ */
+export function liveAnswer(response: Response, maxBodyBytes: number, decoded: boolean): LiveAnswer {
+  const { status } = response;
+  const headers = storableHeaders(response.headers, decoded);
+  const declared = Number(response.headers.get('content-length') ?? Number.NaN);
+  // Known too large before a byte is read: the body still reaches the first client, but nothing is captured.
+  const storable = !(declared > maxBodyBytes) && JSON.stringify(headers).length <= MAX_HEADERS_BYTES;
+  const body = new LiveBody(response.body, maxBodyBytes, storable);
+  return { status, headers, body, settled: body.ended.then((captured) => settledOf(status, headers, captured)) };
+}
+
+function settledOf(status: number, headers: HeaderList, captured: Captured): Settled {
+  if (captured.kind === 'whole') return { kind: 'response', response: { status, headers, body: captured.body } };
+  if (!isResultStatus(status)) return { kind: 'origin_unreachable' };
+  return captured.kind === 'broken' ? { kind: 'response_lost', status } : { kind: 'response_too_large', status };
+}
+
+/** Reads a response completely (at most `maxBodyBytes`) into a storable result, for nobody to stream; see {@link liveAnswer}. */
+export function captureResponse(response: Response, maxBodyBytes: number, decoded: boolean): Promise<Settled> {
+  const live = liveAnswer(response, maxBodyBytes, decoded);
+  // No first reader: past the limit the source is cancelled rather than waited on.
+  live.body.abandon();
+  return live.settled;
 }

@@ -1,14 +1,61 @@
 /**
  * @module
- * The Worker-side client of the records: a key's record name, where it lives (the Durable Object namespace binding,
- * inside its jurisdiction if one is set; the object of a record name, placed by the location hint), calls to it,
- * retried only when the platform says so, and the hash that names it in log lines. Shared by the middleware and the
- * proxy's key API.
+ * The Worker's side of the RPC seam: how a Worker reaches the object of a key. A key's record name; the namespace
+ * that holds it (the Durable Object binding, inside its jurisdiction if one is set, after the configuration the objects
+ * read from the same env is checked); the object of a name, placed by the location hint; calls to it with a fresh stub
+ * per try, retried only when the platform says so (`retryable` and not `overloaded`); and the hash that names it in log
+ * lines. Shared by the middleware and the key lookups.
+ *
+ * Retrying `execute()` is safe because the object is idempotent by construction: a repeated call joins, replays, or
+ * reports the attempt in progress (a retry that joins the attempt its first try started is answered as a replay).
+ * `begin()` is never retried (see the middleware).
  */
-import type { IdempotencyRecord } from '../record/record';
-import { SealConfigError, readKeyring } from '../record/seal';
+import type { IdempotencyRecord } from './record';
+import { SealConfigError, readKeyring } from './seal';
 import { reject } from '../shared/problem';
-import { type RetryOptions, callDurableObject } from './retry';
+
+/** Options for {@link callDurableObject}. */
+export interface RetryOptions {
+  /** Total tries, the first included. @default 3 */
+  readonly attempts?: number;
+  /** Base delay of the jittered exponential backoff, in ms. @default 50 */
+  readonly baseDelayMs?: number;
+}
+
+interface PlatformError {
+  retryable?: boolean;
+  overloaded?: boolean;
+}
+
+/** Whether the platform marked `error` safe to retry. */
+export function isRetryable(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const { retryable, overloaded } = error as PlatformError;
+  return retryable === true && overloaded !== true;
+}
+
+/**
+ * Calls `call` with a fresh stub each time (a stub can be left broken by an error) and retries
+ * retryable failures with full-jitter backoff.
+ *
+ * @param makeStub - returns a new stub; called once per try
+ * @param call - the RPC to make
+ * @throws the last error when it is not retryable or the tries are used up
+ */
+export async function callDurableObject<S, R>(
+  makeStub: () => S,
+  call: (stub: S) => Promise<R>,
+  { attempts = 3, baseDelayMs = 50 }: RetryOptions = {},
+): Promise<R> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call(makeStub());
+    } catch (error) {
+      if (attempt >= attempts || !isRetryable(error)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * baseDelayMs * 2 ** attempt));
+    }
+  }
+}
 
 /**
  * The Durable Object name of a key. The JSON array keeps the parts apart whatever they contain, so a key
@@ -49,8 +96,6 @@ export interface RecordsOptions {
   readonly jurisdiction: DurableObjectJurisdiction | undefined;
   readonly locationHint: DurableObjectLocationHint | undefined;
   readonly retry: RetryOptions;
-  /** How error details name the jurisdiction setting (the option, or the proxy's variable). */
-  readonly jurisdictionName: string;
   /** The key header, named in the detail of `idempotency_unavailable`. */
   readonly headerName: string;
 }
@@ -70,7 +115,7 @@ export interface RecordRef {
  */
 const objectConfig = new WeakMap<object, string | null>();
 
-function objectConfigError(env: Record<string, unknown>): string | null {
+function objectConfigError(env: Readonly<Record<string, unknown>>): string | null {
   let error = objectConfig.get(env);
   if (error === undefined) {
     error = null;
@@ -103,7 +148,9 @@ export class Records {
    * @throws a `configuration_invalid` rejection when the binding is missing, the runtime has no jurisdictions, or
    *   `IDEMPOTENCY_ENCRYPTION_KEYS` is malformed (named, never shown)
    */
-  namespace(env: Record<string, unknown>): DurableObjectNamespace<IdempotencyRecord> {
+  namespace(bindings: object): DurableObjectNamespace<IdempotencyRecord> {
+    // Bindings are read by the names the options give them.
+    const env = bindings as Readonly<Record<string, unknown>>;
     const { binding, jurisdiction } = this.#options;
     const refused = objectConfigError(env);
     if (refused !== null) return reject('configuration_invalid', `The idempotency layer is misconfigured: ${refused}.`);
@@ -129,7 +176,7 @@ export class Records {
   #noJurisdiction(cause: unknown): never {
     return reject(
       'configuration_invalid',
-      `${this.#options.jurisdictionName} is set, but this runtime cannot create Durable Objects in a jurisdiction (local workerd does not implement them). Nothing was stored and the origin was not called.`,
+      `A jurisdiction is set (the jurisdiction option, IDEMPOTENCY_JURISDICTION of the proxy), but this runtime cannot create Durable Objects in one (local workerd does not implement them). Nothing was stored and the origin was not called.`,
       { cause },
     );
   }
@@ -139,7 +186,7 @@ export class Records {
    *
    * @throws a `configuration_invalid` rejection, as {@link namespace}
    */
-  locate(env: Record<string, unknown>, name: string): RecordRef {
+  locate(env: object, name: string): RecordRef {
     const namespace = this.namespace(env);
     try {
       return { namespace, id: namespace.idFromName(name) };

@@ -11,20 +11,20 @@ import { fingerprintRequest } from '../../src/middleware/fingerprint';
 import { idempotency, type IdempotencyOptions } from '../../src/middleware';
 import { answering, expectProblem, newKey, recordStub, storedRecord, until } from './helpers';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A ledger app whose handler counts its executions. */
+/** A ledger app whose handler counts its executions; a request with `hold: true` waits in the handler until `release()`. */
 function ledgerApp(options: IdempotencyOptions = {}) {
   const runs = new Map<string, number>();
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
   const logs: RequestLog[] = [];
   let balance = 0;
   const app = new Hono();
   app.use('/api/*', idempotency({ reporter: { report: (entry) => logs.push(entry) }, logPassThrough: true, ...options }));
   app.post('/api/adjust', async (c) => {
-    const { delta, slow } = await c.req.json<{ delta: number; slow?: number }>();
+    const { delta, hold } = await c.req.json<{ delta: number; hold?: boolean }>();
     const key = c.req.header('idempotency-key') ?? '';
     runs.set(key, (runs.get(key) ?? 0) + 1);
-    if (slow) await sleep(slow);
+    if (hold) await gate;
     balance += delta;
     c.header('set-cookie', 'seen=1');
     c.header('set-cookie', 'again=2', { append: true });
@@ -45,7 +45,7 @@ function ledgerApp(options: IdempotencyOptions = {}) {
     const body = init.body === undefined ? null : JSON.stringify(init.body);
     return Promise.resolve(app.request(path, { method: init.method ?? 'POST', headers, body }, env));
   };
-  return { app, runs, logs, request, balance: () => balance };
+  return { app, runs, logs, request, balance: () => balance, release: () => release() };
 }
 
 describe('idempotency() in a Hono app (handler mode)', () => {
@@ -75,9 +75,12 @@ describe('idempotency() in a Hono app (handler mode)', () => {
   });
 
   it('runs the handler once for a burst of 30 concurrent duplicates; the others wait in the object', async () => {
-    const { request, runs, balance } = ledgerApp();
+    const { request, runs, balance, release } = ledgerApp();
     const key = newKey();
-    const responses = await Promise.all(Array.from({ length: 30 }, () => request('/api/adjust', { key, body: { delta: 10, slow: 300 } })));
+    const sent = Promise.all(Array.from({ length: 30 }, () => request('/api/adjust', { key, body: { delta: 10, hold: true } })));
+    await until(() => (runs.get(key) ?? 0) > 0, 'the first request to reach the handler');
+    release();
+    const responses = await sent;
     const bodies = await Promise.all(responses.map((r) => r.text()));
     expect(responses.every((r) => r.status === 201)).toBe(true);
     expect(new Set(bodies).size).toBe(1);

@@ -7,6 +7,13 @@ export const AUTH = 'Bearer bench';
 export const PATH = '/v1/charges';
 export const BODY = JSON.stringify({ amount: 500, currency: 'EUR', customer: 'cus_0001', memo: 'bench' }); // ~60 bytes
 export const OTHER_BODY = JSON.stringify({ amount: 501, currency: 'EUR', customer: 'cus_0001', memo: 'bench' });
+/** The headers of a keyed POST of {@link BODY} sent with `node:http`. */
+export const keyedHeaders = (key: string): Record<string, string | number> => ({
+  authorization: AUTH,
+  'content-type': 'application/json',
+  'idempotency-key': key,
+  'content-length': Buffer.byteLength(BODY),
+});
 export const REPLAY_KEY = 'bench-replay-key';
 /** An answer of 128 KiB (bench/origin.ts), over the isolate cache's 64 KiB limit: every replay of it reads the object. */
 export const LARGE_PATH = '/v1/trickle?chunks=1&chunk_bytes=131072&interval_ms=0';

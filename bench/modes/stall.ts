@@ -16,7 +16,7 @@ import { fmt, median, mib } from '../lib/env.ts';
 import { fail } from '../lib/load.ts';
 import { type Bench, startTarget, stopTarget } from '../lib/measure.ts';
 import { rssBytes } from '../lib/proc.ts';
-import { AUTH, BODY } from '../lib/scenarios.ts';
+import { BODY, keyedHeaders } from '../lib/scenarios.ts';
 import type { Target } from '../lib/targets.ts';
 
 export type StallCase = 'live' | 'replay';
@@ -65,12 +65,7 @@ function stalled(base: string, agent: Agent, path: string, key: string): Reader 
       {
         method: 'POST',
         agent,
-        headers: {
-          authorization: AUTH,
-          'content-type': 'application/json',
-          'idempotency-key': key,
-          'content-length': Buffer.byteLength(BODY),
-        },
+        headers: keyedHeaders(key),
       },
       (res) => {
         if (res.statusCode === 200 || res.statusCode === 201) res.pause();
@@ -88,16 +83,12 @@ function stalled(base: string, agent: Agent, path: string, key: string): Reader 
 /** A keyed POST read to its end. */
 function whole(base: string, path: string, key: string): Promise<{ status: number; bytes: number }> {
   return new Promise((resolve, reject) => {
-    const req = request(
-      `${base}${path}`,
-      { method: 'POST', headers: { authorization: AUTH, 'content-type': 'application/json', 'idempotency-key': key } },
-      (res) => {
-        let bytes = 0;
-        res.on('data', (chunk: Buffer) => (bytes += chunk.length));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes }));
-        res.on('error', reject);
-      },
-    );
+    const req = request(`${base}${path}`, { method: 'POST', headers: keyedHeaders(key) }, (res) => {
+      let bytes = 0;
+      res.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes }));
+      res.on('error', reject);
+    });
     req.on('error', reject);
     req.end(BODY);
   });

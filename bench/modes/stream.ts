@@ -15,7 +15,7 @@ import { Agent, request } from 'node:http';
 import { assertStable, fmt, median } from '../lib/env.ts';
 import { fail } from '../lib/load.ts';
 import { type Bench, startTarget, stopTarget } from '../lib/measure.ts';
-import { AUTH, BODY } from '../lib/scenarios.ts';
+import { BODY, keyedHeaders } from '../lib/scenarios.ts';
 
 /** The name `--only` selects it by. */
 export const STREAM = 'stream';
@@ -78,12 +78,7 @@ function timed(base: string, agent: Agent, key: string, timeoutMs: number): Prom
       {
         method: 'POST',
         agent,
-        headers: {
-          authorization: AUTH,
-          'content-type': 'application/json',
-          'idempotency-key': key,
-          'content-length': Buffer.byteLength(BODY),
-        },
+        headers: keyedHeaders(key),
       },
       (res) => {
         headersMs = performance.now() - t0;

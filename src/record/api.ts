@@ -58,7 +58,7 @@ export type Outcome =
   | {
       readonly kind: 'conflict';
       /**
-       * The fingerprint of a record that is stored (complete or too large), and when it expires: it stays so until
+       * The fingerprint of a record that is stored (complete, too large or lost), and when it expires: it stays so until
        * then (or a purge), so a Worker may answer conflicts for it without asking again.
        */
       readonly stored?: { readonly fingerprint: string; readonly expiresAt: number };

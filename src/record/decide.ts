@@ -5,7 +5,7 @@
  */
 import type { AttemptLimits, Outcome } from './api';
 import type { Attempt } from './attempt';
-import { type RecordRow, type RecordStore, expiryOf } from './storage';
+import { type RecordRow, type RecordState, type RecordStore, expiryOf } from './storage';
 
 /** What a request finds: an attempt to start (keeping a taken-over record's times) or join, or an answer. */
 export type Decision =
@@ -16,6 +16,9 @@ export type Decision =
   | { readonly replay: RecordRow }
   /** `reconcile`: the row of a dead attempt, now `unknown`; the origin is asked before anything runs again. */
   | { readonly reconcile: RecordRow };
+
+/** The states a record keeps until it expires or is purged: what it answers never changes. */
+const SETTLED: ReadonlySet<RecordState> = new Set(['complete', 'too_large', 'lost']);
 
 /** Whether `running` is the attempt of `record` and still counts as running here (see {@link Attempt.until}). */
 export const alive = (running: Attempt | undefined, record: RecordRow, now: number): running is Attempt =>
@@ -39,8 +42,10 @@ export function decide(store: RecordStore, spec: AttemptLimits, running: Attempt
   }
   if (record === undefined) return { start: { expiresAt: now + spec.ttlMs, createdAt: now } };
   if (record.fingerprint !== spec.fingerprint) {
-    const stored = record.state === 'in_flight' ? undefined : { fingerprint: record.fingerprint, expiresAt: record.expires_at };
-    return { outcome: stored === undefined ? { kind: 'conflict' } : { kind: 'conflict', stored } };
+    // Only a record that stays as it is until it expires (or is purged) may be remembered for conflicts: one in flight
+    // may fail and free the key, and one held as unknown may run again (a take-over, or `reconcile`) and then too.
+    if (!SETTLED.has(record.state)) return { outcome: { kind: 'conflict' } };
+    return { outcome: { kind: 'conflict', stored: { fingerprint: record.fingerprint, expiresAt: record.expires_at } } };
   }
   switch (record.state) {
     case 'complete':

@@ -4,7 +4,19 @@
  */
 import { describe, expect, it } from 'vitest';
 import { MAX_AGE_MS, ReplayCache } from '../../src/middleware/replay-cache';
-import { bindingEdge, expectProblem, newHold, newKey, originCalls, release, sendWith, storedRecord, until, whole } from './helpers';
+import {
+  bindingEdge,
+  expectProblem,
+  newHold,
+  newKey,
+  originCalls,
+  originUrl,
+  release,
+  sendWith,
+  storedRecord,
+  until,
+  whole,
+} from './helpers';
 
 /** The real namespace, counting the object calls the Worker makes. */
 function countingNamespace() {
@@ -70,6 +82,23 @@ describe('replay cache', () => {
     expect((await sendWith(vars, path, { key, body: 'y' })).status).toBe(503);
     expect(await originCalls(key)).toBe(2);
     expect(calls.execute).toBe(3);
+  });
+
+  it('never caches a conflict with a key held as unknown (reconcile may run it again, and a 5xx then frees the key)', async () => {
+    // Two configurations of one isolate, the same records (namespace, scope, key) and the same request path `/x`:
+    // the first one's origin resets before its status line, the second one's answers 503.
+    const reconcile = { IDEMPOTENCY_ON_UNKNOWN: 'reconcile', IDEMPOTENCY_RECONCILE_URL: '/reconcile/missing/{key}' };
+    const resetting = { ...reconcile, ORIGIN_URL: `${originUrl}/reset-before-status/unknown-conflict` };
+    const failing = { ...reconcile, ORIGIN_URL: `${originUrl}/status/503/unknown-conflict` };
+    const key = newKey();
+    await expectProblem(await sendWith(resetting, '/x', { key, body: 'x' }), 502, 'origin_unreachable');
+    expect(await storedRecord(key)).toMatchObject({ state: 'unknown' });
+    await expectProblem(await sendWith(resetting, '/x', { key, body: 'y' }), 409, 'idempotency_key_reused');
+    // The origin says the first request never ran (404): it runs again, answers 503, and the key is free.
+    expect((await whole(sendWith(failing, '/x', { key, body: 'x' }))).status).toBe(503);
+    expect(await storedRecord(key)).toBeUndefined();
+    expect((await whole(sendWith(failing, '/x', { key, body: 'y' }))).status).toBe(503);
+    expect(await originCalls(key)).toBe(3);
   });
 
   it('does not outlive the record: near and after the TTL the object answers, and the key runs again', async () => {

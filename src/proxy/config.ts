@@ -19,7 +19,7 @@ import {
   resolveOptions,
   variableOf,
 } from '../middleware';
-import { SealConfigError, readKeyring } from '../record/seal';
+import { keyringError } from '../record/seal';
 import { RouteError, type RouteSpec, readRoutes } from './routes';
 import { type OriginConfig, originTarget } from './target';
 import { ConfigError, Problems, type ProxyVars, readVariable, text, unknownVariables } from './variables';
@@ -150,14 +150,8 @@ function routeSpecs(vars: ProxyVars): RouteSpec[] {
  * the first request rather than at the first store, where the answer would be lost. Empty or unset: no encryption.
  */
 function encryptionKeys(vars: ProxyVars): void {
-  const raw = vars.IDEMPOTENCY_ENCRYPTION_KEYS;
-  if (raw === undefined || raw === '') return;
-  try {
-    readKeyring(raw);
-  } catch (error) {
-    if (!(error instanceof SealConfigError)) throw error;
-    throw new ConfigError(['IDEMPOTENCY_ENCRYPTION_KEYS'], error.message);
-  }
+  const error = keyringError(vars.IDEMPOTENCY_ENCRYPTION_KEYS);
+  if (error !== undefined) throw new ConfigError(['IDEMPOTENCY_ENCRYPTION_KEYS'], error);
 }
 
 /** A setting the proxy reads from a variable into an option, as the table says. */

@@ -131,6 +131,23 @@ export function readKeyring(raw: unknown): Keyring {
 }
 
 /**
+ * Why `IDEMPOTENCY_ENCRYPTION_KEYS` cannot be used, as {@link SealConfigError}'s message (never a value), or
+ * `undefined`: it is well formed, or unset or empty (no encryption).
+ *
+ * @param raw - the variable's value
+ */
+export function keyringError(raw: unknown): string | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  try {
+    readKeyring(raw);
+    return undefined;
+  } catch (error) {
+    if (!(error instanceof SealConfigError)) throw error;
+    return error.message;
+  }
+}
+
+/**
  * Seals `plaintext` for the record `recordName` with the first key: a random 96-bit IV (never reused: 2^32
  * seals per key keep the collision risk under 2^-32), AES-256-GCM, the record name as additional data.
  *

@@ -11,7 +11,7 @@
  * `begin()` is never retried (see the middleware).
  */
 import type { IdempotencyRecord } from './record';
-import { SealConfigError, readKeyring } from './seal';
+import { keyringError } from './seal';
 import { reject } from '../shared/problem';
 
 /** Options for {@link callDurableObject}. */
@@ -118,14 +118,7 @@ const objectConfig = new WeakMap<object, string | null>();
 function objectConfigError(env: Readonly<Record<string, unknown>>): string | null {
   let error = objectConfig.get(env);
   if (error === undefined) {
-    error = null;
-    const raw = env['IDEMPOTENCY_ENCRYPTION_KEYS'];
-    try {
-      if (raw !== undefined && raw !== '') readKeyring(raw);
-    } catch (cause) {
-      if (!(cause instanceof SealConfigError)) throw cause;
-      error = cause.message;
-    }
+    error = keyringError(env['IDEMPOTENCY_ENCRYPTION_KEYS']) ?? null;
     objectConfig.set(env, error);
   }
   return error;

@@ -23,17 +23,23 @@ const HOP_BY_HOP = [
   'upgrade',
 ];
 
-/** Whether `name` (lower case) is always hop-by-hop, whatever `Connection` says. */
-export const isHopByHop = (name: string): boolean => HOP_BY_HOP.includes(name);
-
 const HOP_BY_HOP_NAMES: ReadonlySet<string> = new Set(HOP_BY_HOP);
 
-/** The hop-by-hop names of a message: the fixed list, `extra`, and what its `Connection` header names. */
-function hopByHop(headers: Headers, extra: readonly string[]): ReadonlySet<string> {
+/** Whether `name` (lower case) is always hop-by-hop, whatever `Connection` says. */
+export const isHopByHop = (name: string): boolean => HOP_BY_HOP_NAMES.has(name);
+
+/** The fixed hop-by-hop names and `extra`, as one set: built once, not per message. */
+const hopByHopAnd = (extra: readonly string[]): ReadonlySet<string> => new Set([...HOP_BY_HOP, ...extra]);
+
+/**
+ * The names a message's headers are passed on without: `fixed` (the hop-by-hop names, and any a use adds), and what
+ * its `Connection` header names. `fixed` itself when there is no `Connection` header (nearly always).
+ */
+function hopByHop(headers: Headers, fixed: ReadonlySet<string>): ReadonlySet<string> {
   const connection = headers.get('connection');
-  if (connection === null && extra.length === 0) return HOP_BY_HOP_NAMES;
-  const names = new Set([...HOP_BY_HOP, ...extra]);
-  for (const token of connection?.split(',') ?? []) names.add(token.trim().toLowerCase());
+  if (connection === null) return fixed;
+  const names = new Set(fixed);
+  for (const token of connection.split(',')) names.add(token.trim().toLowerCase());
   return names;
 }
 
@@ -56,8 +62,8 @@ export function carriesHopByHop(headers: Headers): boolean {
   return RARE_HOP_BY_HOP.some((name) => headers.has(name));
 }
 
-/** Response headers never stored or replayed; `content-length` is set again for the bytes sent. */
-const NOT_STORED = ['content-length'];
+/** Response headers never stored or replayed: the hop-by-hop ones and `content-length` (set again for the bytes sent). */
+const NOT_STORED = hopByHopAnd(['content-length']);
 
 /**
  * The end-to-end headers of a response, as pairs, each `Set-Cookie` kept separate.
@@ -82,7 +88,7 @@ export function storableHeaders(headers: Headers, decoded: boolean): HeaderList 
 export function endToEnd(response: Response): Response {
   const { headers } = response;
   if (!carriesHopByHop(headers)) return response;
-  const skip = hopByHop(headers, []);
+  const skip = hopByHop(headers, HOP_BY_HOP_NAMES);
   const kept = new Headers();
   for (const [name, value] of headers) if (name !== 'set-cookie' && !skip.has(name)) kept.append(name, value);
   for (const cookie of headers.getSetCookie()) kept.append('set-cookie', cookie);
@@ -97,18 +103,21 @@ export function toHeaders(list: HeaderList): Headers {
 }
 
 /**
- * Request headers not forwarded as they came: the runtime sets `host` itself, and without the client's
- * `accept-encoding` it negotiates an encoding it can decode (as `hono/proxy` does). `content-length` is kept: it
- * describes the body forwarded unchanged, and without it a streamed body would go out chunked.
+ * Request headers not forwarded as they came: the hop-by-hop ones; `host`, which the runtime sets itself; and
+ * `accept-encoding`: without the client's, it negotiates an encoding it can decode (as `hono/proxy` does).
+ * `content-length` is kept: it describes the body forwarded unchanged, and without it a streamed body would go out
+ * chunked.
  */
-const NOT_FORWARDED = ['host', 'accept-encoding'];
+const NOT_FORWARDED = hopByHopAnd(['host', 'accept-encoding']);
+/** Request headers a pass-through does not send on: the hop-by-hop ones and `host` (the target's, set by the runtime). */
+const NOT_PASSED = hopByHopAnd(['host']);
 
 /**
  * Reads request headers as a proxy will forward them: a hop-by-hop header, or one the request's
  * `Connection` header names, reads as absent.
  */
 export function forwardedHeader(headers: Headers): (name: string) => string | undefined {
-  const dropped = carriesHopByHop(headers) ? hopByHop(headers, []) : undefined;
+  const dropped = carriesHopByHop(headers) ? hopByHop(headers, HOP_BY_HOP_NAMES) : undefined;
   return (name) => (isHopByHop(name) || dropped?.has(name) ? undefined : (headers.get(name) ?? undefined));
 }
 
@@ -130,5 +139,5 @@ export function forwardableHeaders(headers: Headers): HeaderList {
  * (nearly always: no copy); `Host` is the target's either way, since the runtime sets it.
  */
 export function passThroughHeaders(headers: Headers): Headers {
-  return carriesHopByHop(headers) ? toHeaders(without(headers, hopByHop(headers, ['host']))) : headers;
+  return carriesHopByHop(headers) ? toHeaders(without(headers, hopByHop(headers, NOT_PASSED))) : headers;
 }

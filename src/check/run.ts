@@ -14,7 +14,7 @@ import { JUDGED_CHECKS } from './judged.ts';
 import type { RecordingOrigin } from './origin.ts';
 
 /** Every check, in the order it runs. */
-export const CHECKS: readonly Check[] = [...BASIC_CHECKS, ...FAULT_CHECKS, ...JUDGED_CHECKS];
+const CHECKS: readonly Check[] = [...BASIC_CHECKS, ...FAULT_CHECKS, ...JUDGED_CHECKS];
 
 /** The probes that tell whether executions can be seen (black-box), or the one write that finds the origin. */
 const probes = (originMode: boolean): number => (originMode ? 1 : 3);

@@ -150,9 +150,9 @@ export function corsOrigins(list: '*' | readonly string[]): CorsOrigins | undefi
 export const isStored = (response: StoredResponse | StreamedResponse): response is StoredResponse => response.body instanceof ArrayBuffer;
 
 /** The response header that marks a replayed answer. */
-export const REPLAY_HEADER = 'Idempotent-Replay';
+const REPLAY_HEADER = 'Idempotent-Replay';
 /** The response header saying when the key can run again (an HTTP date): a retry after it runs the write again. */
-export const EXPIRES_HEADER = 'Idempotency-Expires';
+const EXPIRES_HEADER = 'Idempotency-Expires';
 
 /**
  * Marks a replay with its age (RFC 9111 §5.1): the whole seconds since its record was created (the first request,

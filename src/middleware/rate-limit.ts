@@ -27,7 +27,7 @@ export interface RateLimited {
  * (RFC 9110 §11.1: the scheme is case-insensitive), so they share one bucket. Record names keep the exact value:
  * changing them would orphan stored keys.
  */
-export function limiterScope(scope: string): string {
+function limiterScope(scope: string): string {
   const collapsed = scope.trim().replace(/[\t ]+/g, ' ');
   const space = collapsed.indexOf(' ');
   return space === -1 ? collapsed : collapsed.slice(0, space).toLowerCase() + collapsed.slice(space);

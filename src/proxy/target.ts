@@ -26,7 +26,7 @@ export type OriginConfig =
     };
 
 /** The `Via` entry the proxy adds in `request` mode (RFC 9110 §7.6.3): protocol and pseudonym. */
-export const VIA_ENTRY = '1.1 idempotency-proxy';
+const VIA_ENTRY = '1.1 idempotency-proxy';
 const PSEUDONYM = VIA_ENTRY.split(' ')[1];
 
 /** Encoded `/` or `\`: an origin that decodes them before normalising would read a different path. */

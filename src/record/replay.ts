@@ -55,7 +55,7 @@ export type PartOpener = (index: number, part: Uint8Array) => Promise<Uint8Array
  *
  * @param release - called once the stream has ended, broken or been cancelled (its reader slot)
  */
-export function streamParts(store: RecordStore, row: RecordRow, open: PartOpener, release: () => void): ReadableStream<Uint8Array> {
+function streamParts(store: RecordStore, row: RecordRow, open: PartOpener, release: () => void): ReadableStream<Uint8Array> {
   let next = 0;
   return new ReadableStream<Uint8Array>(
     {

@@ -12,7 +12,7 @@ import type { Settled } from './api';
 import { isResultStatus } from '../shared/status';
 
 /** SQLite-backed Durable Objects refuse rows, strings and BLOBs over 2 MB in production (not locally). */
-export const MAX_SQL_ROW_BYTES = 2_000_000;
+const MAX_SQL_ROW_BYTES = 2_000_000;
 /** Bodies are stored in chunks of this size, each in its own row, well under {@link MAX_SQL_ROW_BYTES}. */
 export const BODY_CHUNK_BYTES = 1024 * 1024;
 

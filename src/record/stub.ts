@@ -42,7 +42,7 @@ export function isRetryable(error: unknown): boolean {
  * @param call - the RPC to make
  * @throws the last error when it is not retryable or the tries are used up
  */
-export async function callDurableObject<S, R>(
+async function callDurableObject<S, R>(
   makeStub: () => S,
   call: (stub: S) => Promise<R>,
   { attempts = 3, baseDelayMs = 50 }: RetryOptions = {},

@@ -56,7 +56,7 @@ const RARE_HOP_BY_HOP = HOP_BY_HOP.filter((name) => !RUNTIME_MANAGED.has(name));
  * than `keep-alive` or `close`), or `Proxy-*`, `TE`, `Trailer` or `Upgrade`. Those the runtime handles itself do
  * not count. Nearly every message answers no, which is what makes passing it on without a copy possible.
  */
-export function carriesHopByHop(headers: Headers): boolean {
+function carriesHopByHop(headers: Headers): boolean {
   const connection = headers.get('connection');
   if (connection !== null && connection.split(',').some((token) => !RUNTIME_MANAGED.has(token.trim().toLowerCase()))) return true;
   return RARE_HOP_BY_HOP.some((name) => headers.has(name));

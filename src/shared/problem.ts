@@ -55,7 +55,7 @@ export const PROBLEMS = {
 export type ProblemCode = keyof typeof PROBLEMS;
 
 /** The `type` URI of a problem code (RFC 9457 §3.1.1); it names the code, it is not meant to be fetched. */
-export const problemType = (code: ProblemCode): string => `tag:idempotency-proxy,2026:${code}`;
+const problemType = (code: ProblemCode): string => `tag:idempotency-proxy,2026:${code}`;
 
 /** How problems are written on the wire: the body's shape, and the status of a reused key. */
 export interface ProblemFormat {

@@ -4,7 +4,7 @@
  * table and the key API.
  *
  * This module only maps: the defaults, ranges and cross-checks of the options live in the middleware's
- * options module, which the proxy calls like any app would. A mistake is reported as a
+ * `resolveOptions` (`middleware/resolve.ts`), which the proxy calls like any app would. A mistake is reported as a
  * `configuration_invalid` problem that names the variables involved, never their values.
  */
 import {

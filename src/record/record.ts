@@ -8,8 +8,9 @@
  * - The in-flight row is written before the origin `fetch()`; the output gate holds the fetch until the
  *   row is durable, so a reset mid-flight always leaves a row saying an attempt may have run.
  * - Within one instance, concurrent duplicates join the running attempt's promise; across a reset,
- *   the in-flight row's lease decides (409 `idempotency_key_in_progress` until the lease ends, then the
- *   next request with the same fingerprint takes over with the same `Idempotency-Key`).
+ *   the in-flight row's lease decides (409 `idempotency_key_in_progress` until the lease ends; then, under
+ *   `retry`, the next request with the same fingerprint takes over with the same `Idempotency-Key`, while
+ *   `hold` and `reconcile` hold the key as unknown).
  * - Expiry is checked on every read; the alarm only collects garbage and is safe to run any number of
  *   times. An in-flight row outlives the TTL until its lease ends.
  *

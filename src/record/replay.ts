@@ -3,8 +3,7 @@
  * Replaying a stored answer. One of a single part (at most 1 MiB, kept in the record) is read and opened whole. One
  * whose body is in chunk rows is streamed from storage part by part as its reader pulls: each
  * part is read, and opened when sealed, only when it is asked for, so a reader that stops reading holds one part,
- * never the whole answer (which used to be read, opened and copied whole for every replay); at most as many such
- * streams as the object's {@link Readers} allow are open at once.
+ * never the whole answer; at most as many such streams as the object's {@link Readers} allow are open at once.
  *
  * Each pull checks that the record is still the one replayed: a purge, an expiry or a new attempt meanwhile breaks the
  * stream (its reader gets a body that ends in an error), never another answer's bytes.

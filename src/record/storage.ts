@@ -31,7 +31,7 @@ const RECORD_KEY = 'record';
 export type RecordState = 'in_flight' | 'complete' | 'too_large' | 'lost' | 'unknown';
 
 /** A record without its body (decisions never need the body; a record read from KV carries it along). */
-export interface RecordRow extends Record<string, SqlStorageValue> {
+export interface RecordRow {
   format: number;
   fingerprint: string;
   state: RecordState;
@@ -40,7 +40,7 @@ export interface RecordRow extends Record<string, SqlStorageValue> {
   expires_at: number;
   status: number | null;
   headers: string | ArrayBuffer | null;
-  /** > 0: the body is in `body_chunk`; else it is the row's `body` column (read only when replayed). */
+  /** > 0: the body is in `body_chunk`; else it is the record's own `body` (read only when replayed). */
   chunks: number;
   created_at: number;
   method: string | null;

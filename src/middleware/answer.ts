@@ -296,9 +296,3 @@ export function storedResponse(outcome: Extract<Outcome, { kind: 'response' }>):
   if (outcome.replayed && outcome.createdAt !== undefined) markAge(response.headers, outcome.createdAt, Date.now());
   return response;
 }
-
-/** Turns an {@link Outcome} into the client's response, a problem written as `answers` says. */
-export function outcomeResponse(outcome: Outcome, answers: Answers, request?: Request): Response {
-  if (outcome.kind === 'response') return storedResponse(outcome);
-  return answers.problem(outcomeProblem(outcome)!, request);
-}

@@ -11,7 +11,7 @@
  */
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it, vi } from 'vitest';
-import { Answers, outcomeResponse } from '../../src/middleware/answer';
+import { Answers, outcomeProblem } from '../../src/middleware/answer';
 import { RECORD_FORMAT } from '../../src/record/storage';
 import {
   type ReadOutcome,
@@ -119,7 +119,7 @@ describe('encryption at rest: a row no configured key opens', () => {
     expect(outcome).toEqual({ kind: 'record_unreadable' });
     expect(log).toHaveBeenCalledWith(JSON.stringify({ event: 'record_unreadable', key_id: 'k1' }));
     log.mockRestore();
-    const res = outcomeResponse(outcome, new Answers());
+    const res = new Answers().problem(outcomeProblem(outcome)!, undefined);
     expect(res.status).toBe(503);
     expect(res.headers.get('retry-after')).toBe('1');
     expect(((await res.json()) as { code: string }).code).toBe('idempotency_unavailable');

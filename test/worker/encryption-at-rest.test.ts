@@ -15,6 +15,7 @@ import { Answers, outcomeProblem } from '../../src/middleware/answer';
 import { RECORD_FORMAT } from '../../src/record/storage';
 import {
   type ReadOutcome,
+  chunkRows,
   expectProblem,
   newKey,
   newSecret,
@@ -38,18 +39,10 @@ type Raw = {
 
 /** The stored row as SQLite holds it, with its body chunks. */
 async function raw(key: string): Promise<{ row: Raw; chunks: ArrayBuffer[] }> {
-  return runInDurableObject(await recordStub(key), (_, state) => {
-    const sql = state.storage.sql;
-    const row = state.storage.kv.get<Raw>('record')!;
-    const hasChunks = sql.exec(`SELECT name FROM sqlite_master WHERE name = 'body_chunk'`).toArray().length > 0;
-    const chunks = hasChunks
-      ? sql
-          .exec<{ data: ArrayBuffer }>(`SELECT data FROM body_chunk ORDER BY seq`)
-          .toArray()
-          .map((c) => c.data)
-      : [];
-    return { row, chunks };
-  });
+  return runInDurableObject(await recordStub(key), (_, state) => ({
+    row: state.storage.kv.get<Raw>('record')!,
+    chunks: chunkRows(state),
+  }));
 }
 
 const text = (value: string | ArrayBuffer | null): string =>

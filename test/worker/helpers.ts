@@ -256,6 +256,16 @@ export function refuseKvWrites(state: DurableObjectState, message: string): void
   Object.defineProperty(state.storage.kv, 'delete', { value: refuse, configurable: true });
 }
 
+/** The object's body chunk rows (`body_chunk`) in order, none when the table was never made. */
+export function chunkRows(state: DurableObjectState): ArrayBuffer[] {
+  const sql = state.storage.sql;
+  if (sql.exec(`SELECT name FROM sqlite_master WHERE name = 'body_chunk'`).toArray().length === 0) return [];
+  return sql
+    .exec<{ data: ArrayBuffer }>(`SELECT data FROM body_chunk ORDER BY seq`)
+    .toArray()
+    .map((row) => row.data);
+}
+
 /** A fresh random 256-bit key in base64, for `IDEMPOTENCY_ENCRYPTION_KEYS`. */
 export const newSecret = (): string => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));
 

@@ -9,7 +9,7 @@
 import { runInDurableObject } from 'cloudflare:test';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SealConfigError, readKeyring } from '../../src/record/seal';
-import { newKey, newSecret, originCalls, recordStub, runWithKeyring } from './helpers';
+import { chunkRows, newKey, newSecret, originCalls, recordStub, runWithKeyring } from './helpers';
 
 /** The bytes the test origin's `/bytes/<n>` answers: byte i is (i * 31 + 7) mod 256. */
 const patternBytes = (length: number): Uint8Array => Uint8Array.from({ length }, (_, i) => (i * 31 + 7) & 0xff);
@@ -29,17 +29,10 @@ async function tamper(key: string, change: (record: Stored, sql: SqlStorage) => 
 
 /** The stored record and its chunk rows. */
 async function storedOf(key: string): Promise<{ record: Stored; chunks: ArrayBuffer[] }> {
-  return runInDurableObject(await recordStub(key), (_, state) => {
-    const sql = state.storage.sql;
-    const hasChunks = sql.exec(`SELECT name FROM sqlite_master WHERE name = 'body_chunk'`).toArray().length > 0;
-    const chunks = hasChunks
-      ? sql
-          .exec<{ data: ArrayBuffer }>(`SELECT data FROM body_chunk ORDER BY seq`)
-          .toArray()
-          .map((row) => row.data)
-      : [];
-    return { record: state.storage.kv.get<Stored>('record')!, chunks };
-  });
+  return runInDurableObject(await recordStub(key), (_, state) => ({
+    record: state.storage.kv.get<Stored>('record')!,
+    chunks: chunkRows(state),
+  }));
 }
 
 /** Writes `stored` as the storage of `key`'s object. */
